@@ -1,0 +1,1 @@
+"""Alembic migrations of the application tables (see alembic.ini at the repository root)."""
