@@ -48,11 +48,12 @@ class ReplayLLM:
     def _next(self, messages, response_model, label) -> Answer:
         with self._lock:
             self.calls.append({"messages": [dict(m) for m in messages], "response_model": response_model, "label": label})
-            if self._responder is not None:
-                return self._responder(messages, response_model, label)
-            if not self._answers:
-                raise AssertionError(f"ReplayLLM ran out of answers (call {len(self.calls)}, label={label})")
-            return self._answers.pop(0)
+            if self._responder is None:
+                if not self._answers:
+                    raise AssertionError(f"ReplayLLM ran out of answers (call {len(self.calls)}, label={label})")
+                return self._answers.pop(0)
+        # Outside the lock, so concurrent fan-out calls really overlap in tests.
+        return self._responder(messages, response_model, label)
 
     def _record(self, label) -> CallUsage:
         usage = CallUsage(model_id=self.model_id, duration_seconds=0.0, input_tokens=10, output_tokens=20, label=label)

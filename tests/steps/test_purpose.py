@@ -1,0 +1,153 @@
+"""identify_purpose and plan_type: models, renderers and steps, replayed against two recorded runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.steps import step_function
+from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
+from planexe_assets.steps.purpose import (
+    DocumentDetails,
+    PlanPurpose,
+    PlanPurposeInfo,
+    PlanType,
+    render_identify_purpose,
+    render_plan_type,
+)
+from tests.support.replay import (
+    ReplayLLM,
+    all_strings,
+    context_for,
+    inputs_from_run,
+    load_run_file,
+    load_run_json,
+)
+
+RUNS = ["20250321_silo", "20260310_hong_kong_game"]
+PURPOSE_RAW = "002-5-identify_purpose_raw.json"
+PURPOSE_MD = "002-6-identify_purpose.md"
+TYPE_RAW = "002-7-plan_type_raw.json"
+TYPE_MD = "002-8-plan_type.md"
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _missing(strings: list[str], markdown: str) -> list[str]:
+    normalised = _norm(markdown)
+    return [s for s in strings if _norm(s) not in normalised]
+
+
+# --- identify_purpose ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_purpose_model_parses_recorded_output(run):
+    raw = load_run_json(run, PURPOSE_RAW)
+    info = PlanPurposeInfo.model_validate(raw)
+    assert info.purpose == PlanPurpose.BUSINESS
+    assert info.topic == raw["topic"]
+    assert info.purpose_detailed == raw["purpose_detailed"]
+
+
+def test_purpose_model_tolerates_case_and_rejects_other_values():
+    base = {"topic": "t", "purpose_detailed": "d"}
+    assert PlanPurposeInfo.model_validate({**base, "purpose": " Personal "}).purpose == PlanPurpose.PERSONAL
+    with pytest.raises(ValidationError):
+        PlanPurposeInfo.model_validate({**base, "purpose": "hobby"})
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_purpose_renderer_keeps_every_string(run):
+    info = PlanPurposeInfo.model_validate(load_run_json(run, PURPOSE_RAW))
+    markdown = render_identify_purpose(info)
+    assert not _missing(all_strings(info.model_dump(mode="json")), markdown)
+
+
+def test_purpose_renderer_explains_other_at_length():
+    other = render_identify_purpose(PlanPurposeInfo(topic="t", purpose_detailed="d", purpose="other"))
+    business = render_identify_purpose(PlanPurposeInfo(topic="t", purpose_detailed="d", purpose="business"))
+    assert "**Purpose:** other" in other and "research" in other
+    assert len(other) > len(business)
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_purpose_step_replays_recorded_answer(run):
+    raw = load_run_json(run, PURPOSE_RAW)
+    llm = ReplayLLM(answers=[raw])
+    result = step_function("identify_purpose")(
+        context_for("identify_purpose", llm, run=run), inputs_from_run("identify_purpose", run)
+    )
+    result.check_against(STEP_BY_NAME["identify_purpose"])
+    assert set(result.files) == {PURPOSE_RAW, PURPOSE_MD}
+    assert len(llm.calls) == 1
+    written = json.loads(result.files[PURPOSE_RAW])
+    # Later steps read these three keys at the top level of the raw file.
+    assert {k: written[k] for k in ("topic", "purpose_detailed", "purpose")} == {
+        k: raw[k] for k in ("topic", "purpose_detailed", "purpose")
+    }
+    assert set(written) == {
+        "topic",
+        "purpose_detailed",
+        "purpose",
+        "metadata",
+        "system_prompt",
+        "user_prompt",
+    }
+    assert load_run_file(run, "001-2-plan.txt").strip() in llm.calls[0]["messages"][1]["content"]
+    assert result.notes == {"purpose": "business"}
+
+
+# --- plan_type -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_plan_type_model_parses_recorded_output(run):
+    raw = load_run_json(run, TYPE_RAW)
+    details = DocumentDetails.model_validate(raw)
+    assert details.plan_type == PlanType.PHYSICAL
+    assert details.explanation == raw["explanation"]
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_plan_type_renderer_keeps_every_string(run):
+    details = DocumentDetails.model_validate(load_run_json(run, TYPE_RAW))
+    markdown = render_plan_type(details)
+    assert not _missing(all_strings(details.model_dump(mode="json")), markdown)
+    digital = render_plan_type(DocumentDetails(explanation="x", plan_type="digital"))
+    assert "digital" in digital and digital != markdown
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_plan_type_step_replays_recorded_answer(run):
+    raw = load_run_json(run, TYPE_RAW)
+    llm = ReplayLLM(answers=[raw])
+    result = step_function("plan_type")(
+        context_for("plan_type", llm, run=run), inputs_from_run("plan_type", run)
+    )
+    result.check_against(STEP_BY_NAME["plan_type"])
+    assert set(result.files) == {TYPE_RAW, TYPE_MD}
+    assert len(llm.calls) == 1
+    written = json.loads(result.files[TYPE_RAW])
+    assert written["plan_type"] == "physical"
+    user = llm.calls[0]["messages"][1]["content"]
+    assert user.startswith("File 'plan.txt':")
+    assert "File 'purpose.md':" in user
+    assert load_run_file(run, PURPOSE_MD).strip() in user
+
+
+def test_plan_type_step_fails_clearly_without_the_purpose_markdown():
+    run = RUNS[0]
+    inputs = inputs_from_run("plan_type", run)
+    purpose = inputs["identify_purpose"]
+    stripped = UpstreamFiles(step=purpose.step, contents={PURPOSE_RAW: purpose.contents[PURPOSE_RAW]})
+    broken = StepInputs({"setup": inputs["setup"], "identify_purpose": stripped})
+    llm = ReplayLLM(answers=[load_run_json(run, TYPE_RAW)])
+    with pytest.raises(StepError, match=PURPOSE_MD):
+        step_function("plan_type")(context_for("plan_type", llm, run=run), broken)
+    assert llm.calls == []
