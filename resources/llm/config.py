@@ -1,0 +1,543 @@
+"""Model configuration: PlanExe's ``llm_config.json`` format, read as it is.
+
+The file is one JSON object keyed by model id::
+
+    {
+      "openrouter-gemini-2.0-flash": {
+        "comment": "free text for humans",
+        "priority": 1,                      # optional; entries with a priority form the "auto" list
+        "class": "OpenRouter",              # OpenRouter | OpenAI | OpenAILike | Ollama | LMStudio | Offline
+        "arguments": {
+          "model": "google/gemini-2.0-flash-001",   # or "model_name" (PlanExe's LMStudio entries)
+          "api_key": "${OPENROUTER_API_KEY}",        # ${VAR} is read from the environment at call time
+          "base_url": "...",                         # or "api_base"; each class has a sensible default
+          "temperature": 0.1,
+          "timeout": 60.0,                           # or "request_timeout"
+          "max_tokens": 8192,
+          "max_retries": 3,                          # transient-error retries of this model (executor)
+          "structured_output": "json_schema",        # json_schema (default) | json_object | prompt
+          "max_in_flight": 4,                        # client-side limit on concurrent calls, per provider
+          "extra_headers": {"X-Title": "..."}        # also default_headers, additional_kwargs.extra_headers
+        },
+        "cost": {"input": 0.10, "output": 0.40}     # optional, USD per million tokens
+      }
+    }
+
+Arguments PlanExe passes to llama-index that mean nothing to an OpenAI-compatible client
+(``is_function_calling_model``, ``is_chat_model``, ``context_window``, ...) are accepted and ignored.
+
+Model selection (``resolve_models``):
+
+- ``"auto"`` (or ``None``): every entry with a ``priority``, lowest first (file order breaks ties).
+  An entry whose ``${VAR}`` is unset is skipped, with a warning naming the variable, as long as at
+  least one other prioritized entry is usable; if none is usable the error names every missing
+  variable. The shipped default gives ``offline`` no priority, so ``auto`` never silently produces
+  offline content.
+- a model id: that model only. An unknown id, or a missing variable, is an error.
+
+Secrets: ``api_key`` is kept as written (normally a ``${VAR}`` reference) and expanded only when a
+call is made. ``ModelEntry``'s repr shows variable names, never literal keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+log = logging.getLogger("planexe.llm")
+
+CONFIG_ENV_VAR = "PLANEXE_LLM_CONFIG"
+DEFAULT_CONFIG_PATH = Path(__file__).with_name("llm_config.json")
+
+PROVIDER_CLASSES = ("OpenRouter", "OpenAI", "OpenAILike", "Ollama", "LMStudio", "Offline")
+STRUCTURED_MODES = ("json_schema", "json_object", "prompt")
+
+_DEFAULT_BASE_URLS = {
+    "OpenRouter": "https://openrouter.ai/api/v1",
+    "OpenAI": "https://api.openai.com/v1",
+    "Ollama": "http://localhost:11434/v1",
+    "LMStudio": "http://localhost:1234/v1",
+}
+# The variable a class reads when the entry names no api_key (PlanExe's files always name one).
+_DEFAULT_KEY_VARS = {"OpenRouter": "OPENROUTER_API_KEY", "OpenAI": "OPENAI_API_KEY"}
+_DEFAULT_TIMEOUT = 120.0
+
+# Arguments of PlanExe's llama-index classes that an OpenAI-compatible client has no use for.
+_IGNORED_ARGUMENTS = frozenset(
+    {
+        "is_function_calling_model",
+        "is_chat_model",
+        "context_window",
+        "num_output",
+        "thinking",
+        "reasoning_effort",
+        "keep_alive",
+        "json_mode",
+        "strict",
+        "api_version",
+        "system_prompt",
+        "callback_manager",
+        "reuse_client",
+    }
+)
+_KNOWN_ARGUMENTS = frozenset(
+    {
+        "model",
+        "model_name",
+        "api_key",
+        "base_url",
+        "api_base",
+        "temperature",
+        "timeout",
+        "request_timeout",
+        "max_tokens",
+        "max_retries",
+        "structured_output",
+        "max_in_flight",
+        "extra_headers",
+        "default_headers",
+        "additional_kwargs",
+        "cost",
+        "seed",
+    }
+)
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class LLMConfigError(ValueError):
+    """The model configuration is unusable (malformed file, unknown id, missing variable)."""
+
+
+class MissingEnvironmentVariable(LLMConfigError):
+    """A ``${VAR}`` the configuration refers to is unset or empty. Carries the name, never a value."""
+
+    def __init__(self, model_id: str, names: list[str]):
+        self.model_id = model_id
+        self.names = list(names)
+        plural = "s" if len(names) > 1 else ""
+        super().__init__(
+            f"model {model_id!r} needs the environment variable{plural} {', '.join(names)}, which "
+            f"{'are' if plural else 'is'} not set"
+        )
+
+
+@dataclass(frozen=True)
+class Cost:
+    """USD per million tokens."""
+
+    input: float
+    output: float
+
+    def usd(self, input_tokens: int | None, output_tokens: int | None) -> float | None:
+        if input_tokens is None and output_tokens is None:
+            return None
+        return ((input_tokens or 0) * self.input + (output_tokens or 0) * self.output) / 1_000_000
+
+
+@dataclass(frozen=True, repr=False)
+class ModelEntry:
+    """One model of the configuration. Holds ``${VAR}`` references, expanded by ``resolved_*``."""
+
+    id: str
+    class_name: str
+    model: str
+    comment: str = ""
+    priority: int | None = None
+    base_url: str | None = None
+    temperature: float | None = None
+    timeout: float = _DEFAULT_TIMEOUT
+    max_tokens: int | None = None
+    max_retries: int | None = None
+    structured_output: str = "json_schema"
+    max_in_flight: int | None = None
+    cost: Cost | None = None
+    seed: int | None = None
+    extra_headers: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # As written in the file: normally "${VAR}"; a literal key is allowed but never shown.
+    api_key: str | None = field(default=None, compare=False)
+    ignored_arguments: tuple[str, ...] = ()
+
+    @property
+    def is_offline(self) -> bool:
+        return self.class_name == "Offline"
+
+    @property
+    def key_is_literal(self) -> bool:
+        return self.api_key is not None and not _ENV_REF.search(self.api_key)
+
+    def env_vars(self) -> list[str]:
+        """Every variable this entry refers to, in order of appearance."""
+        names: list[str] = []
+        for value in (self.api_key, self.base_url, self.model, *self.extra_headers.values()):
+            for name in _ENV_REF.findall(value or ""):
+                if name not in names:
+                    names.append(name)
+        return names
+
+    def missing_env_vars(self, environ: Mapping[str, str] | None = None) -> list[str]:
+        env = os.environ if environ is None else environ
+        return [name for name in self.env_vars() if not env.get(name)]
+
+    def check_environment(self, environ: Mapping[str, str] | None = None) -> None:
+        missing = self.missing_env_vars(environ)
+        if missing:
+            raise MissingEnvironmentVariable(self.id, missing)
+
+    def resolved_api_key(self) -> str | None:
+        return None if self.api_key is None else self._expand(self.api_key)
+
+    def resolved_base_url(self) -> str | None:
+        return None if self.base_url is None else self._expand(self.base_url)
+
+    def resolved_model(self) -> str:
+        return self._expand(self.model)
+
+    def resolved_headers(self) -> dict[str, str]:
+        return {k: self._expand(v) for k, v in self.extra_headers.items()}
+
+    def _expand(self, text: str) -> str:
+        missing = [name for name in _ENV_REF.findall(text) if not os.environ.get(name)]
+        if missing:
+            raise MissingEnvironmentVariable(self.id, missing)
+        return _ENV_REF.sub(lambda m: os.environ[m.group(1)], text)
+
+    @property
+    def provider_key(self) -> str:
+        """Calls to the same endpoint share one in-flight limit: scheme://host:port of the base URL."""
+        if self.is_offline:
+            return "offline"
+        url = self.base_url or ""
+        if _ENV_REF.search(url):
+            return f"{self.class_name}:{url}"
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+
+    def __repr__(self) -> str:
+        if self.api_key is None:
+            key = "None"
+        elif self.key_is_literal:
+            key = "'***'"
+        else:
+            key = repr(self.api_key)
+        return (
+            f"ModelEntry(id={self.id!r}, class_name={self.class_name!r}, model={self.model!r}, "
+            f"priority={self.priority!r}, base_url={safe_url(self.base_url)!r}, api_key={key}, "
+            f"structured_output={self.structured_output!r})"
+        )
+
+    __str__ = __repr__
+
+
+def safe_url(url: str | None) -> str | None:
+    """A URL without user:password, for logs and reprs."""
+    if not url or "@" not in url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    entries: Mapping[str, ModelEntry]
+    source: str
+
+    def __getitem__(self, model_id: str) -> ModelEntry:
+        return self.entries[model_id]
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self.entries
+
+    def __iter__(self) -> Iterator[ModelEntry]:
+        return iter(self.entries.values())
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def ids(self) -> list[str]:
+        return list(self.entries)
+
+    def prioritized(self) -> list[ModelEntry]:
+        """Entries with a priority, lowest first; file order breaks ties."""
+        ordered = [e for e in self.entries.values() if e.priority is not None]
+        return sorted(ordered, key=lambda e: e.priority)  # sorted() is stable
+
+
+# ------------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_llm_config(path: str | os.PathLike[str] | None = None) -> LLMConfig:
+    """Read a config file: ``path``, else ``$PLANEXE_LLM_CONFIG``, else the packaged default."""
+    if path is None:
+        path = os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LLMConfigError(f"LLM config file {path} does not exist") from None
+    except OSError as exc:
+        raise LLMConfigError(f"LLM config file {path} cannot be read: {exc.strerror}") from None
+    return parse_llm_config(text, source=str(path))
+
+
+def parse_llm_config(text: str, source: str = "<string>") -> LLMConfig:
+    try:
+        data = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+    except _DuplicateKey as exc:
+        raise LLMConfigError(f"{source}: key {exc.key!r} appears twice in one object") from None
+    except json.JSONDecodeError as exc:
+        raise LLMConfigError(
+            f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if not isinstance(data, dict):
+        raise LLMConfigError(f"{source}: the top level must be an object keyed by model id")
+    if not data:
+        raise LLMConfigError(f"{source}: no models are defined")
+    problems: list[str] = []
+    entries: dict[str, ModelEntry] = {}
+    for model_id, raw in data.items():
+        entry = _parse_entry(model_id, raw, problems)
+        if entry is not None:
+            entries[model_id] = entry
+    if problems:
+        listing = "\n".join(f"  - {p}" for p in problems)
+        raise LLMConfigError(f"{source} has {len(problems)} problem(s):\n{listing}")
+    return LLMConfig(entries=entries, source=source)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str):
+        self.key = key
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_entry(model_id: str, raw: Any, problems: list[str]) -> ModelEntry | None:
+    where = f"model {model_id!r}"
+    before = len(problems)
+    if not model_id.strip():
+        problems.append("a model id is empty")
+        return None
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: must be an object with 'class' and 'arguments'")
+        return None
+    unknown_top = sorted(set(raw) - {"comment", "priority", "class", "arguments", "cost"})
+    if unknown_top:
+        problems.append(f"{where}: unknown key(s) {unknown_top}; allowed: comment, priority, class, arguments, cost")
+
+    comment = raw.get("comment", "")
+    if not isinstance(comment, str):
+        problems.append(f"{where}: 'comment' must be a string")
+    priority = raw.get("priority")
+    if priority is not None and not _is_int(priority):
+        problems.append(f"{where}: 'priority' must be an integer, got {priority!r}")
+
+    class_name = raw.get("class")
+    if class_name is None and "provider" in raw:
+        problems.append(
+            f"{where}: has 'provider' but no 'class' (an older PlanExe format); write "
+            f"\"class\": \"OpenRouter\" or \"OpenAI\" and move 'model' into 'arguments'"
+        )
+        return None
+    if class_name is None:
+        problems.append(f"{where}: 'class' is missing; use one of {', '.join(PROVIDER_CLASSES)}")
+    elif class_name not in PROVIDER_CLASSES:
+        problems.append(f"{where}: unknown class {class_name!r}; use one of {', '.join(PROVIDER_CLASSES)}")
+
+    args = raw.get("arguments", {})
+    if not isinstance(args, dict):
+        problems.append(f"{where}: 'arguments' must be an object")
+        args = {}
+
+    def string_arg(*names: str) -> str | None:
+        for name in names:
+            if name in args:
+                value = args[name]
+                if not isinstance(value, str) or not value.strip():
+                    problems.append(f"{where}: argument {name!r} must be a non-empty string")
+                    return None
+                return value
+        return None
+
+    def number_arg(*names: str, positive: bool = False) -> float | None:
+        for name in names:
+            if name in args:
+                value = args[name]
+                if not _is_number(value) or (positive and value <= 0) or value < 0:
+                    kind = "a positive number" if positive else "a number >= 0"
+                    problems.append(f"{where}: argument {name!r} must be {kind}, got {value!r}")
+                    return None
+                return float(value)
+        return None
+
+    def int_arg(name: str, minimum: int) -> int | None:
+        if name not in args:
+            return None
+        value = args[name]
+        if not _is_int(value) or value < minimum:
+            problems.append(f"{where}: argument {name!r} must be an integer >= {minimum}, got {value!r}")
+            return None
+        return value
+
+    model = string_arg("model", "model_name")
+    if model is None and "model" not in args and "model_name" not in args:
+        if class_name == "Offline":
+            model = "offline"
+        elif class_name in PROVIDER_CLASSES:
+            problems.append(f"{where}: argument 'model' is missing")
+
+    api_key = string_arg("api_key")
+    if api_key is None and "api_key" not in args and class_name in _DEFAULT_KEY_VARS:
+        api_key = "${" + _DEFAULT_KEY_VARS[class_name] + "}"
+
+    base_url = string_arg("base_url", "api_base")
+    if base_url is None and "base_url" not in args and "api_base" not in args:
+        base_url = _DEFAULT_BASE_URLS.get(class_name or "")
+        if class_name == "OpenAILike":
+            problems.append(f"{where}: class OpenAILike needs 'base_url' (or 'api_base'), e.g. http://localhost:8080/v1")
+    if base_url is not None and not _ENV_REF.search(base_url):
+        if urlsplit(base_url).scheme not in ("http", "https"):
+            problems.append(f"{where}: base_url must start with http:// or https://")
+    if class_name == "Ollama" and base_url and not base_url.rstrip("/").endswith("/v1"):
+        # llama-index's Ollama takes the bare host; its OpenAI-compatible API lives under /v1.
+        base_url = base_url.rstrip("/") + "/v1"
+
+    temperature = number_arg("temperature")
+    timeout = number_arg("timeout", "request_timeout", positive=True)
+    max_tokens = int_arg("max_tokens", 1)
+    max_retries = int_arg("max_retries", 0)
+    max_in_flight = int_arg("max_in_flight", 1)
+    seed = None
+    if "seed" in args:
+        seed = args["seed"] if _is_int(args["seed"]) else None
+        if seed is None:
+            problems.append(f"{where}: argument 'seed' must be an integer")
+
+    mode = args.get("structured_output", "json_schema")
+    if mode not in STRUCTURED_MODES:
+        problems.append(f"{where}: 'structured_output' must be one of {', '.join(STRUCTURED_MODES)}, got {mode!r}")
+
+    headers: dict[str, str] = {}
+    extra = args.get("additional_kwargs")
+    sources = [("default_headers", args.get("default_headers")), ("extra_headers", args.get("extra_headers"))]
+    if isinstance(extra, dict):
+        sources.insert(0, ("additional_kwargs.extra_headers", extra.get("extra_headers")))
+    elif extra is not None:
+        problems.append(f"{where}: 'additional_kwargs' must be an object")
+    for name, value in sources:
+        if value is None:
+            continue
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            problems.append(f"{where}: {name!r} must map header names to strings")
+            continue
+        headers.update(value)
+
+    cost = None
+    raw_cost = raw.get("cost", args.get("cost"))
+    if raw_cost is not None:
+        if (
+            not isinstance(raw_cost, dict)
+            or set(raw_cost) != {"input", "output"}
+            or not all(_is_number(v) and v >= 0 for v in raw_cost.values())
+        ):
+            problems.append(f"{where}: 'cost' must be {{\"input\": <USD per 1M tokens>, \"output\": <USD per 1M tokens>}}")
+        else:
+            cost = Cost(input=float(raw_cost["input"]), output=float(raw_cost["output"]))
+
+    ignored = tuple(sorted(k for k in args if k not in _KNOWN_ARGUMENTS))
+    unexpected = [k for k in ignored if k not in _IGNORED_ARGUMENTS]
+    if unexpected:
+        log.debug("model %r: ignoring argument(s) %s", model_id, unexpected)
+
+    if len(problems) > before:
+        return None
+    return ModelEntry(
+        id=model_id,
+        class_name=class_name,
+        model=model or "",
+        comment=comment,
+        priority=priority,
+        base_url=base_url,
+        temperature=temperature,
+        timeout=timeout if timeout is not None else _DEFAULT_TIMEOUT,
+        max_tokens=max_tokens,
+        max_retries=max_retries,
+        structured_output=mode,
+        max_in_flight=max_in_flight,
+        cost=cost,
+        seed=seed,
+        extra_headers=headers,
+        api_key=api_key,
+        ignored_arguments=ignored,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Selection
+
+
+def resolve_models(
+    config: LLMConfig, name: str | None = "auto", environ: Mapping[str, str] | None = None
+) -> list[ModelEntry]:
+    """The ordered models a run uses. Raises ``LLMConfigError`` before any plan work starts."""
+    if name is None or name.strip() == "" or name.strip().lower() == "auto":
+        return _resolve_auto(config, environ)
+    name = name.strip()
+    if name not in config:
+        known = ", ".join(config.ids())
+        raise LLMConfigError(f"unknown model {name!r} (config {config.source}); known models: {known}, or 'auto'")
+    entry = config[name]
+    entry.check_environment(environ)
+    return [entry]
+
+
+def _resolve_auto(config: LLMConfig, environ: Mapping[str, str] | None) -> list[ModelEntry]:
+    ranked = config.prioritized()
+    if not ranked:
+        raise LLMConfigError(
+            f"no model in {config.source} has a 'priority', so 'auto' has nothing to choose; "
+            f"name one with --model: {', '.join(config.ids())}"
+        )
+    usable: list[ModelEntry] = []
+    missing: dict[str, list[str]] = {}
+    for entry in ranked:
+        names = entry.missing_env_vars(environ)
+        if names:
+            missing[entry.id] = names
+        else:
+            usable.append(entry)
+    if not usable:
+        lines = "; ".join(f"{mid} needs {', '.join(names)}" for mid, names in missing.items())
+        others = [e.id for e in config if e.priority is None]
+        hint = f" Or pick a model without a key: {', '.join(others)}." if others else ""
+        raise LLMConfigError(
+            f"no prioritized model is usable because environment variables are not set: {lines}.{hint}"
+        )
+    for mid, names in missing.items():
+        log.warning("model %r skipped by 'auto': environment variable %s not set", mid, ", ".join(names))
+    return usable

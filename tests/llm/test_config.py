@@ -1,0 +1,242 @@
+"""Config parsing (PlanExe's llm_config.json format), model selection and clear errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from resources.llm import (
+    DEFAULT_CONFIG_PATH,
+    LLMConfigError,
+    LLMExecutor,
+    MissingEnvironmentVariable,
+    load_llm_config,
+    parse_llm_config,
+    resolve_models,
+)
+from tests.llm.conftest import CANARY_KEY
+
+PLANEXE_FORMAT = Path(__file__).parent / "data" / "planexe_format_config.json"
+
+
+def entry(cls: str = "OpenAILike", priority: int | None = None, **arguments) -> dict:
+    arguments.setdefault("model", "m")
+    if cls == "OpenAILike":
+        arguments.setdefault("base_url", "http://127.0.0.1:9/v1")
+    out = {"class": cls, "arguments": arguments}
+    if priority is not None:
+        out["priority"] = priority
+    return out
+
+
+def config(**entries: dict):
+    return parse_llm_config(json.dumps(entries), source="test.json")
+
+
+# -- PlanExe's format -------------------------------------------------------------------------------
+
+
+def test_planexe_format_is_read_as_it_is():
+    cfg = load_llm_config(PLANEXE_FORMAT)
+    assert cfg.ids() == [
+        "openrouter-paid-llama-3.3-70b",
+        "openrouter-paid-mistral-small",
+        "openai-direct",
+        "ollama-mistral",
+        "ollama-remote-box",
+        "lmstudio-phi-4",
+        "vllm-box",
+    ]
+    llama = cfg["openrouter-paid-llama-3.3-70b"]
+    assert (llama.class_name, llama.model, llama.priority) == ("OpenRouter", "meta-llama/llama-3.3-70b-instruct", 2)
+    assert (llama.temperature, llama.timeout, llama.max_tokens, llama.max_retries) == (0.1, 60.0, 8192, 5)
+    assert llama.base_url == "https://openrouter.ai/api/v1"
+    assert llama.api_key == "${OPENROUTER_API_KEY}"
+    assert llama.ignored_arguments == ("is_chat_model", "is_function_calling_model")
+
+    openai_entry = cfg["openai-direct"]
+    assert openai_entry.base_url == "https://api.openai.com/v1" and openai_entry.priority is None
+
+    assert cfg["ollama-mistral"].base_url == "http://localhost:11434/v1"  # Ollama's OpenAI endpoint
+    assert cfg["ollama-mistral"].timeout == 120.0  # request_timeout
+    assert cfg["ollama-mistral"].api_key is None
+    assert cfg["ollama-remote-box"].base_url == "http://192.168.1.20:11434/v1"
+    assert cfg["lmstudio-phi-4"].model == "phi-4"  # model_name
+    assert cfg["lmstudio-phi-4"].base_url == "http://localhost:1234/v1"
+
+    vllm = cfg["vllm-box"]
+    assert vllm.base_url == "http://10.0.0.5:8000/v1"  # api_base
+    assert dict(vllm.extra_headers) == {"X-Team": "planning"}
+    assert vllm.structured_output == "json_schema"
+    assert vllm.provider_key == "http://10.0.0.5:8000"
+    assert len({*cfg}) == len(cfg)  # entries are hashable
+
+
+def test_auto_orders_by_priority_and_names_pick_one(monkeypatch):
+    monkeypatch.setenv("OPENROUTER_API_KEY", CANARY_KEY)
+    cfg = load_llm_config(PLANEXE_FORMAT)
+    assert [e.id for e in resolve_models(cfg)] == ["openrouter-paid-mistral-small", "openrouter-paid-llama-3.3-70b"]
+    assert [e.id for e in resolve_models(cfg, "auto")] == [e.id for e in resolve_models(cfg, None)]
+    assert [e.id for e in resolve_models(cfg, "ollama-mistral")] == ["ollama-mistral"]
+
+
+def test_equal_priorities_keep_file_order():
+    cfg = config(b=entry(priority=1), a=entry(priority=1), c=entry(priority=0), d=entry())
+    assert [e.id for e in resolve_models(cfg)] == ["c", "b", "a"]
+
+
+def test_shipped_default_config():
+    cfg = load_llm_config(DEFAULT_CONFIG_PATH)
+    classes = {e.class_name for e in cfg}
+    assert {"OpenRouter", "OpenAI", "Ollama", "LMStudio", "Offline"} <= classes
+    assert cfg["offline"].priority is None and cfg["offline"].is_offline
+    ranked = cfg.prioritized()
+    assert ranked[0].class_name == "OpenRouter"
+    assert all(not e.is_offline for e in ranked)
+    assert all(e.cost is not None for e in ranked)
+
+
+def test_default_path_and_environment_override(tmp_path, monkeypatch):
+    monkeypatch.delenv("PLANEXE_LLM_CONFIG", raising=False)
+    assert load_llm_config().source == str(DEFAULT_CONFIG_PATH)
+    custom = tmp_path / "mine.json"
+    custom.write_text(json.dumps({"only": entry()}))
+    monkeypatch.setenv("PLANEXE_LLM_CONFIG", str(custom))
+    assert load_llm_config().ids() == ["only"]
+    assert load_llm_config(PLANEXE_FORMAT).source == str(PLANEXE_FORMAT)  # an argument beats the variable
+
+
+def test_offline_through_auto_never_happens_silently(monkeypatch):
+    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    cfg = load_llm_config(DEFAULT_CONFIG_PATH)
+    with pytest.raises(LLMConfigError) as caught:
+        resolve_models(cfg, "auto")
+    message = str(caught.value)
+    assert "OPENROUTER_API_KEY" in message and "OPENAI_API_KEY" in message and "offline" in message
+    assert [e.id for e in resolve_models(cfg, "offline")] == ["offline"]
+
+
+# -- environment variables --------------------------------------------------------------------------
+
+
+def test_auto_skips_models_whose_variable_is_unset(monkeypatch, caplog):
+    monkeypatch.setenv("OPENROUTER_API_KEY", CANARY_KEY)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    cfg = load_llm_config(DEFAULT_CONFIG_PATH)
+    with caplog.at_level(logging.WARNING, logger="planexe.llm"):
+        chosen = resolve_models(cfg)
+    assert [e.class_name for e in chosen] == ["OpenRouter", "OpenRouter"]
+    assert any("OPENAI_API_KEY" in r.getMessage() and "skipped" in r.getMessage() for r in caplog.records)
+    assert CANARY_KEY not in caplog.text
+
+
+def test_named_model_with_missing_variable_names_it_never_a_value(monkeypatch):
+    monkeypatch.setenv("PRESENT_KEY", CANARY_KEY)
+    monkeypatch.delenv("ABSENT_KEY", raising=False)
+    cfg = config(x=entry(api_key="${PRESENT_KEY}", base_url="http://${ABSENT_KEY}/v1"))
+    with pytest.raises(MissingEnvironmentVariable) as caught:
+        resolve_models(cfg, "x")
+    assert caught.value.names == ["ABSENT_KEY"]
+    assert "ABSENT_KEY" in str(caught.value) and CANARY_KEY not in str(caught.value)
+    assert isinstance(caught.value, LLMConfigError) and isinstance(caught.value, ValueError)
+
+
+def test_empty_variable_counts_as_missing(monkeypatch):
+    monkeypatch.setenv("EMPTY_KEY", "")
+    with pytest.raises(LLMConfigError, match="EMPTY_KEY"):
+        resolve_models(config(x=entry(api_key="${EMPTY_KEY}")), "x")
+
+
+def test_key_is_expanded_at_call_time_not_at_load_time(monkeypatch):
+    monkeypatch.setenv("ROTATING_KEY", "sk-first-value-000000")
+    [model] = resolve_models(config(x=entry(api_key="${ROTATING_KEY}")), "x")
+    assert model.api_key == "${ROTATING_KEY}"
+    monkeypatch.setenv("ROTATING_KEY", "sk-second-value-11111")
+    assert model.resolved_api_key() == "sk-second-value-11111"
+
+
+def test_unknown_model_lists_the_known_ones():
+    cfg = config(alpha=entry(), beta=entry())
+    with pytest.raises(LLMConfigError, match=r"unknown model 'gamma'.*alpha, beta"):
+        resolve_models(cfg, "gamma")
+
+
+def test_auto_without_priorities_is_an_error():
+    with pytest.raises(LLMConfigError, match="no model .* has a 'priority'.*alpha"):
+        resolve_models(config(alpha=entry()), "auto")
+
+
+# -- malformed files --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{not json", r"not valid JSON: .* line 1 column 2"),
+        ("[]", "top level must be an object"),
+        ("{}", "no models"),
+        ('{"a": 3}', "model 'a': must be an object"),
+        ('{"a": {"arguments": {"model": "m"}}}', "'class' is missing"),
+        ('{"a": {"class": "Anthropic", "arguments": {"model": "m"}}}', "unknown class 'Anthropic'"),
+        ('{"a": {"class": "OpenAI", "arguments": {}}}', "argument 'model' is missing"),
+        ('{"a": {"class": "OpenAI", "arguments": "model=m"}}', "'arguments' must be an object"),
+        ('{"a": {"class": "OpenAI", "priority": "1", "arguments": {"model": "m"}}}', "'priority' must be an integer"),
+        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "temperature": "hot"}}}', "'temperature' must be"),
+        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "timeout": 0}}}', "'timeout' must be a positive number"),
+        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "max_tokens": 1.5}}}', "'max_tokens' must be an integer"),
+        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "max_retries": -1}}}', "'max_retries' must be an integer >= 0"),
+        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "structured_output": "xml"}}}', "'structured_output' must be one of"),
+        ('{"a": {"class": "OpenAI", "arguments": {"model": "m"}, "cost": {"input": 1}}}', "'cost' must be"),
+        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "base_url": "ftp://x"}}}', "base_url must start with http"),
+        ('{"a": {"class": "OpenAILike", "arguments": {"model": "m"}}}', "OpenAILike needs 'base_url'"),
+        ('{"a": {"class": "OpenAI", "arguments": {"model": "m"}}, "a": {"class": "OpenAI", "arguments": {"model": "n"}}}', "'a' appears twice"),
+        ('{"a": {"provider": "openrouter", "model": "x/y"}}', "older PlanExe format"),
+        ('{"a": {"class": "OpenAI", "prio": 1, "arguments": {"model": "m"}}}', r"unknown key\(s\) \['prio'\]"),
+    ],
+)
+def test_malformed_config_gives_a_clear_error(text, expected):
+    with pytest.raises(LLMConfigError, match=expected):
+        parse_llm_config(text, source="bad.json")
+
+
+def test_every_problem_is_reported_at_once():
+    text = json.dumps({"a": {"class": "Nope", "arguments": {"model": "m"}}, "b": {"class": "OpenAI", "arguments": {}}})
+    with pytest.raises(LLMConfigError) as caught:
+        parse_llm_config(text, source="bad.json")
+    message = str(caught.value)
+    assert "2 problem(s)" in message and "model 'a'" in message and "model 'b'" in message
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(LLMConfigError, match="does not exist"):
+        load_llm_config(tmp_path / "nope.json")
+
+
+def test_cost_and_extensions():
+    cfg = config(
+        x=entry(structured_output="prompt", max_in_flight=2, seed=4) | {"cost": {"input": 0.5, "output": 2}},
+    )
+    model = cfg["x"]
+    assert (model.structured_output, model.max_in_flight, model.seed) == ("prompt", 2, 4)
+    assert model.cost.usd(1_000_000, 500_000) == pytest.approx(1.5)
+    assert model.cost.usd(None, None) is None
+
+
+# -- secrets ----------------------------------------------------------------------------------------
+
+
+def test_repr_never_shows_a_literal_key(monkeypatch):
+    monkeypatch.setenv("SOME_KEY", CANARY_KEY)
+    cfg = config(
+        literal=entry(api_key=CANARY_KEY, base_url="https://user:hunter2@example.com/v1"),
+        ref=entry(api_key="${SOME_KEY}"),
+    )
+    literal, ref = cfg["literal"], cfg["ref"]
+    for text in (repr(literal), str(literal), repr(ref), repr(cfg), repr(LLMExecutor([literal, ref]))):
+        assert CANARY_KEY not in text and "hunter2" not in text
+    assert "api_key='***'" in repr(literal)
+    assert "${SOME_KEY}" in repr(ref)
