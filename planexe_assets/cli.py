@@ -75,3 +75,188 @@ def db_current() -> None:
 
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
+
+
+# -- plans ------------------------------------------------------------------------------------------
+def _service():
+    from resources.database import get_database_service
+
+    try:
+        return get_database_service()
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def _require_schema(db) -> None:
+    from resources import migrate
+
+    try:
+        current = migrate.current_revision(str(db.engine.url.render_as_string(hide_password=False)))
+    except Exception as exc:  # noqa: BLE001
+        fail(f"cannot reach the database {redact_url(database_url())}: {exc}")
+        return
+    if current != migrate.head_revision():
+        fail(f"the database {redact_url(database_url())} is at revision {current or 'none'}; run `planexe db upgrade` first")
+
+
+@app.command("plan")
+def plan_command(
+    prompt: str = typer.Argument(None, help="The goal, in plain English. Use --prompt-file for a long one."),
+    prompt_file: str = typer.Option(None, "--prompt-file", help="Read the prompt from this UTF-8 file."),
+    model: str = typer.Option("auto", "--model", help="Model id from llm_config.json, 'offline', or 'auto'."),
+    fast: bool = typer.Option(False, "--fast", help="fast_but_skip_details: fewer drafts, durations, WBS level 3 items and review rounds."),
+    plan_id: str = typer.Option(None, "--plan-id", help="Plan id (letters, digits, _ and -; at most 64). Default: generated."),
+    quiet: bool = typer.Option(False, "--quiet", help="No live progress display."),
+) -> None:
+    """Create a plan and materialise all its assets in this process, with live progress."""
+    from pathlib import Path
+
+    from planexe_assets.plans import PlanInputError, PlanRequest, create_plan, read_prompt_file
+    from resources.llm import LLMConfigError
+    from resources.plan_ids import InvalidPlanId
+
+    if (prompt is None) == (prompt_file is None):
+        fail("give the prompt as an argument or with --prompt-file (one of them)", code=2)
+    try:
+        text = prompt if prompt is not None else read_prompt_file(Path(prompt_file))
+        db = _service()
+        _require_schema(db)
+        plan = create_plan(db, PlanRequest(prompt=text, model=model, fast=fast, plan_id=plan_id))
+    except (PlanInputError, InvalidPlanId, LLMConfigError, ConfigError) as exc:
+        fail(str(exc), code=2)
+        return
+    console.print(f"plan [bold]{plan.plan_id}[/] created; run directory {plan.output_dir}")
+    _run_and_report(db, plan.plan_id, steps=None, quiet=quiet)
+
+
+@app.command("resume")
+def resume_command(
+    plan_id: str = typer.Argument(..., help="The plan to continue."),
+    quiet: bool = typer.Option(False, "--quiet", help="No live progress display."),
+) -> None:
+    """Materialise the steps of a plan that are missing (failed or never ran), and what depends on them."""
+    from planexe_assets.runner import missing_steps_with_downstream
+    from resources.plan_ids import InvalidPlanId, validate_plan_id
+
+    try:
+        validate_plan_id(plan_id)
+    except InvalidPlanId as exc:
+        fail(str(exc), code=2)
+    db = _service()
+    _require_schema(db)
+    if db.get_plan(plan_id) is None:
+        fail(f"no plan {plan_id}", code=2)
+    steps = missing_steps_with_downstream(db, plan_id)
+    if not steps:
+        console.print(f"plan {plan_id}: every step is already materialised")
+        return
+    console.print(f"plan {plan_id}: materialising {len(steps)} step(s): {', '.join(steps)}")
+    _run_and_report(db, plan_id, steps=steps, quiet=quiet)
+
+
+def _run_and_report(db, plan_id: str, steps, quiet: bool) -> None:
+    import threading
+
+    from planexe_assets.launch import default_instance, run_plan_in_process
+    from planexe_assets.progress import ProgressView
+
+    instance = default_instance()
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = run_plan_in_process(plan_id, instance, steps=steps, log_level="ERROR")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name=f"plan-{plan_id}", daemon=True)
+    _quiet_dagster_logs()
+    worker.start()
+    if quiet:
+        worker.join()
+    else:
+        ProgressView(db, plan_id, console).follow(worker)
+    plan = db.get_plan(plan_id)
+    if "error" in outcome:
+        fail(f"plan {plan_id} could not run: {outcome['error']}")
+    result = outcome["result"]
+    console.print(f"run directory: {plan.output_dir}")
+    from pathlib import Path
+
+    report = Path(plan.output_dir) / "029-report.html"
+    if report.exists():
+        console.print(f"report: {report}")
+    if not result.success:
+        fail(f"plan {plan_id} {plan.status}: {plan.error_message or 'failed steps: ' + ', '.join(result.failed_steps)}")
+    console.print(f"plan {plan_id} {plan.status} ({plan.progress_message}); Dagster run {result.run_id}")
+    if plan.status != "completed":
+        raise typer.Exit(1)
+
+
+def _quiet_dagster_logs() -> None:
+    import logging
+
+    for name in ("dagster", "dagster.builtin"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@app.command("list")
+def list_command(limit: int = typer.Option(50, help="How many plans, newest first.")) -> None:
+    """List plans, newest first."""
+    from rich.table import Table
+
+    db = _service()
+    _require_schema(db)
+    table = Table("plan id", "status", "progress", "model", "created (UTC)", "prompt")
+    for plan in db.list_plans(limit=limit):
+        prompt = " ".join(plan.prompt.split())
+        table.add_row(
+            plan.plan_id,
+            plan.status,
+            f"{plan.progress_percentage or 0}%",
+            plan.llm_model or "",
+            f"{plan.created_at:%Y-%m-%d %H:%M}" if plan.created_at else "",
+            prompt[:60] + ("…" if len(prompt) > 60 else ""),
+        )
+    console.print(table)
+
+
+@app.command("status")
+def status_command(plan_id: str = typer.Argument(..., help="The plan.")) -> None:
+    """Status, progress, LLM usage and files of one plan."""
+    from rich.table import Table
+
+    db = _service()
+    _require_schema(db)
+    plan = db.get_plan(plan_id)
+    if plan is None:
+        fail(f"no plan {plan_id}", code=2)
+    metrics = db.get_plan_metrics(plan_id)
+    console.print(f"[bold]{plan.plan_id}[/]  status: {plan.status}  progress: {plan.progress_percentage}% ({plan.progress_message})")
+    console.print(f"model: {plan.llm_model}  mode: {plan.speed_vs_detail}  run directory: {plan.output_dir}")
+    if plan.error_message:
+        console.print(f"[red]error:[/] {plan.error_message}", highlight=False)
+    if metrics is not None:
+        console.print(
+            f"LLM calls: {metrics.total_llm_calls}  tokens: {metrics.total_tokens_used}  cost: ${metrics.total_cost_usd or 0:.4f}"
+        )
+    table = Table("file", "stage", "bytes", "sha256")
+    for row in db.get_plan_content(plan_id):
+        table.add_row(row.filename, row.stage or "", str(row.content_size_bytes), (row.content_hash or "")[:12])
+    console.print(table)
+
+
+@app.command("show")
+def show_command(
+    plan_id: str = typer.Argument(..., help="The plan."),
+    filename: str = typer.Argument(..., help="An output file name, e.g. 002-6-identify_purpose.md."),
+) -> None:
+    """Print one output file of a plan (from plan_content)."""
+    db = _service()
+    _require_schema(db)
+    row = db.get_plan_content_by_filename(plan_id, filename)
+    if row is None:
+        fail(f"plan {plan_id} has no file {filename}", code=2)
+    sys.stdout.write(row.content)
+    if not row.content.endswith("\n"):
+        sys.stdout.write("\n")

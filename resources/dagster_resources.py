@@ -1,6 +1,5 @@
 """Dagster resources over the plain-Python layers."""
 
-from __future__ import annotations
 
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -27,3 +26,21 @@ class DatabaseResource(ConfigurableResource):
     @property
     def resolved_url_for_display(self) -> str:
         return redact_url(database_url(self.url))
+
+
+class LLMResource(ConfigurableResource):
+    """The LLM layer: model list from ``llm_config.json``, retries, fallback, recording.
+
+    ``model`` is the default when a plan's row names none; a plan created with ``--model X`` uses X.
+    Executors are shared per process and model list (see ``resources.llm_access``), so the
+    per-provider in-flight limit holds across the steps of concurrent plans in one process.
+    """
+
+    model: str = Field(default="auto", description="Model id from llm_config.json, or 'auto' (every prioritized model, in order).")
+    config_path: str | None = Field(default=None, description="Path of llm_config.json; empty means PLANEXE_LLM_CONFIG or the packaged default.")
+
+    def caller_factory(self, db: DatabaseService):
+        from resources.llm_access import llm_access
+
+        access = llm_access(self.config_path, db)
+        return lambda plan_id, stage, plan_model: access.caller(plan_id, stage, plan_model or self.model)

@@ -243,6 +243,30 @@ class DatabaseService:
                 query = query.where(LLMInteraction.stage == stage)
             return list(s.scalars(query.order_by(LLMInteraction.id)))
 
+    def usage_by_stage(self, plan_id: str) -> dict[str, dict[str, int]]:
+        """Per stage: attempts, completed and failed attempts, and tokens in/out, for progress displays."""
+        with self.read_session() as s:
+            rows = s.execute(
+                select(
+                    LLMInteraction.stage,
+                    LLMInteraction.status,
+                    func.count(),
+                    func.coalesce(func.sum(LLMInteraction.input_tokens), 0),
+                    func.coalesce(func.sum(LLMInteraction.output_tokens), 0),
+                )
+                .where(LLMInteraction.plan_id == plan_id)
+                .group_by(LLMInteraction.stage, LLMInteraction.status)
+            ).all()
+        out: dict[str, dict[str, int]] = {}
+        for stage, status, count, tokens_in, tokens_out in rows:
+            entry = out.setdefault(stage, {"attempts": 0, "completed": 0, "failed": 0, "input_tokens": 0, "output_tokens": 0})
+            entry["attempts"] += count
+            if status in ("completed", "failed"):
+                entry[status] += count
+            entry["input_tokens"] += int(tokens_in)
+            entry["output_tokens"] += int(tokens_out)
+        return out
+
     # -- files ----------------------------------------------------------------------------------
     def create_plan_file(self, data: Mapping[str, Any]) -> PlanFile:
         """Insert or update the row of (plan_id, filename)."""

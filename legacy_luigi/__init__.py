@@ -1,0 +1,3 @@
+"""PlanExe's Luigi pipeline, kept for parity: the same 61 tasks, class names, parameters,
+``requires()`` keys and ``output()`` file names, calling the same step functions and the same dual
+writer as the Dagster assets. ``python -m legacy_luigi --plan-id ID`` runs it."""

@@ -1,0 +1,50 @@
+"""``python -m legacy_luigi --plan-id ID [--workers N]``: run a plan with Luigi's local scheduler."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import luigi
+
+
+def main(argv: list[str] | None = None) -> int:
+    from planexe_assets.plans import PlanInputError, PlanRequest, create_plan
+    from resources.config import ConfigError, runs_dir
+    from resources.database import get_database_service
+    from resources.llm import LLMConfigError
+    from resources.plan_ids import InvalidPlanId, run_dir_for, validate_plan_id
+
+    parser = argparse.ArgumentParser(prog="python -m legacy_luigi", description=__doc__)
+    parser.add_argument("--plan-id", required=True, help="The plan (its row must exist, or give --prompt).")
+    parser.add_argument("--workers", type=int, default=1, help="Luigi workers (PlanExe runs with 1).")
+    parser.add_argument("--prompt", help="Create the plan with this prompt if it does not exist.")
+    parser.add_argument("--model", default=None, help="Model id or 'auto' (default: the plan's model).")
+    parser.add_argument("--fast", action="store_true", help="fast_but_skip_details (default: the plan's mode).")
+    args = parser.parse_args(argv)
+
+    try:
+        plan_id = validate_plan_id(args.plan_id)
+        db = get_database_service()
+        plan = db.get_plan(plan_id)
+        if plan is None:
+            if not args.prompt:
+                parser.error(f"no plan {plan_id}; create it with `planexe plan` or pass --prompt")
+            plan = create_plan(db, PlanRequest(prompt=args.prompt, model=args.model or "auto", fast=args.fast, plan_id=plan_id))
+    except (InvalidPlanId, PlanInputError, LLMConfigError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    from legacy_luigi.tasks import FullPlanPipeline, SpeedVsDetailEnum
+
+    speed = SpeedVsDetailEnum.FAST_BUT_SKIP_DETAILS if args.fast else SpeedVsDetailEnum(plan.speed_vs_detail)
+    models = [args.model or plan.llm_model or "auto"]
+    task = FullPlanPipeline(run_id_dir=run_dir_for(plan_id, runs_dir()), speedvsdetail=speed, llm_models=models)
+    ok = luigi.build([task], local_scheduler=True, workers=args.workers, log_level="WARNING")
+    plan = db.get_plan(plan_id)
+    print(f"plan {plan_id}: {plan.status} ({plan.progress_message}); run directory {plan.output_dir}")
+    return 0 if ok and plan.status == "completed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The Dagster assets, built from the step table: one asset per implemented step.
+
+Each asset is partitioned by plan, grouped by stage, and depends on exactly the upstream steps of
+PlanExe's ``requires()``. Its body is thin: it hands the upstream files (loaded by the
+``PlanContentIOManager``) to ``StepRunner.execute``, which calls the framework-free step function,
+and returns the ``StepResult`` with metadata (LLM calls, tokens, duration, models, a markdown
+preview of the main output). The IO manager writes the files and rows.
+"""
+
+
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetsDefinition,
+    MetadataValue,
+    Output,
+    asset,
+)
+
+from planexe_assets.partitions import plans_partitions
+from planexe_assets.runner import StepRunner, pipeline_steps
+from planexe_assets.step_table import Step
+from resources.dagster_resources import DatabaseResource, LLMResource
+from resources.io_manager import PlanContentIOManager
+
+IO_MANAGER_KEY = "plan_content_io_manager"
+
+
+def _asset_for(step: Step) -> AssetsDefinition:
+    ins = {dep: AssetIn(key=dep) for dep in step.deps}
+    description = (
+        f"PlanExe {step.luigi_class} ({step.stage}). Outputs: {', '.join(step.filenames)}"
+        + (f"; per-item files: {', '.join(step.side_outputs)}" if step.side_outputs else "")
+        + f". LLM calls: {step.llm_calls}."
+    )
+
+    @asset(
+        name=step.name,
+        group_name=step.group,
+        partitions_def=plans_partitions,
+        ins=ins,
+        io_manager_key=IO_MANAGER_KEY,
+        description=description,
+        kinds={"python", "llm"} if step.uses_llm else {"python"},
+        metadata={
+            "planexe_class": step.luigi_class,
+            "stage": step.stage,
+            "output_files": list(step.filenames),
+            "llm_calls": step.llm_calls,
+        },
+        tags={"planexe/llm": "true" if step.uses_llm else "false"},
+    )
+    def _step_asset(context: AssetExecutionContext, database: DatabaseResource, llm: LLMResource, **upstream):
+        plan_id = context.partition_key
+        runner = StepRunner(
+            io_store(context), llm_factory=llm.caller_factory(database.get_database_service()), logger=context.log
+        )
+        execution = runner.execute(plan_id, step.name, upstream=upstream)
+        metadata = {
+            "llm_calls": execution.llm_calls,
+            "input_tokens": execution.input_tokens,
+            "output_tokens": execution.output_tokens,
+            "duration_seconds": round(execution.duration_seconds, 3),
+            "models": ", ".join(execution.models) or "none",
+            "preview": MetadataValue.md(execution.main_preview()),
+        }
+        if execution.cost_usd:
+            metadata["cost_usd"] = round(execution.cost_usd, 6)
+        for key, value in execution.result.notes.items():
+            if isinstance(value, (int, float, str, bool)):
+                metadata[f"note_{key}"] = value
+            else:
+                metadata[f"note_{key}"] = MetadataValue.json(value)
+        return Output(execution.result, metadata=metadata)
+
+    return _step_asset
+
+
+def io_store(context: AssetExecutionContext):
+    io_manager: PlanContentIOManager = getattr(context.resources, IO_MANAGER_KEY)
+    return io_manager.store()
+
+
+def build_step_assets() -> list[AssetsDefinition]:
+    return [_asset_for(step) for step in pipeline_steps()]

@@ -1,0 +1,258 @@
+"""Running one step for one plan, the same way for Dagster, Luigi and the CLI.
+
+``StepRunner.run(step_name)`` loads the step's upstream files from ``plan_content`` (hash-checked),
+builds the ``StepContext`` from the plan's row, calls the framework-free step function and hands
+the result to the dual writer. It also keeps the plan's lifecycle in ``plans``: pending -> running
+while steps run, ``progress_percentage`` / ``progress_message`` after each step, ``completed`` once
+every step of the pipeline has its outputs, ``failed`` with the error when a step fails.
+
+No Dagster or Luigi import here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from planexe_assets.step_table import STEP_BY_NAME, STEPS, Step
+from planexe_assets.steps import implemented_steps, step_function
+from planexe_assets.steps.base import (
+    CallUsage,
+    LLMCaller,
+    PipelineStopRequested,
+    SpeedVsDetail,
+    StepContext,
+    StepError,
+    StepInputs,
+    StepResult,
+    UpstreamFiles,
+)
+from resources.models import PlanStatus, utcnow
+from resources.plan_store import PlanStore
+
+log = logging.getLogger(__name__)
+
+# The steps a complete run materialises: every implemented step whose upstream steps are implemented.
+def pipeline_steps() -> list[Step]:
+    available = implemented_steps()
+    chosen: list[Step] = []
+    names: set[str] = set()
+    for s in STEPS:
+        if s.name in available and all(d in names for d in s.deps):
+            chosen.append(s)
+            names.add(s.name)
+    return chosen
+
+
+@dataclass
+class StepExecution:
+    step: Step
+    result: StepResult
+    usage: list[CallUsage]
+    duration_seconds: float
+    written: list = field(default_factory=list)
+
+    @property
+    def llm_calls(self) -> int:
+        return len(self.usage)
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(u.input_tokens or 0 for u in self.usage)
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(u.output_tokens or 0 for u in self.usage)
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(u.cost_usd or 0.0 for u in self.usage)
+
+    @property
+    def models(self) -> list[str]:
+        return sorted({u.model_id for u in self.usage})
+
+    def main_preview(self, limit: int = 4000) -> str:
+        """The step's main human-readable output, for metadata previews."""
+        files = self.result.files
+        for name in files:
+            if name.endswith(".md"):
+                return _clip(files[name], limit)
+        for name in files:
+            if name.endswith((".txt", ".csv")):
+                return _clip(files[name], limit)
+        for name in files:
+            if name.endswith(".json"):
+                return "```json\n" + _clip(files[name], limit) + "\n```"
+        return ""
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "\n\n…(truncated)"
+
+
+LLMFactory = Callable[[str, str, str | None], LLMCaller]  # (plan_id, stage, plan's llm_model) -> caller
+
+
+class StepRunner:
+    def __init__(self, store: PlanStore, llm_factory: LLMFactory, logger: logging.Logger | None = None):
+        self.store = store
+        self.db = store.db
+        self.llm_factory = llm_factory
+        self.logger = logger or log
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def load_upstream(self, plan_id: str, step_name: str) -> UpstreamFiles:
+        upstream = STEP_BY_NAME[step_name]
+        return UpstreamFiles(step=upstream, contents=self.store.read(plan_id, upstream.filenames))
+
+    def load_inputs(self, plan_id: str, step: Step, upstream: dict[str, UpstreamFiles] | None = None) -> StepInputs:
+        """The step's inputs keyed like PlanExe's requires(); ``upstream`` (by step name) if preloaded."""
+        loaded = dict(upstream or {})
+        for name in step.deps:
+            if name not in loaded:
+                loaded[name] = self.load_upstream(plan_id, name)
+        return StepInputs({key: loaded[name] for key, name in step.requires.items()})
+
+    # -- one step ---------------------------------------------------------------------------------
+    def execute(
+        self,
+        plan_id: str,
+        step_name: str,
+        upstream: dict[str, UpstreamFiles] | None = None,
+        speed_vs_detail: str | None = None,
+    ) -> StepExecution:
+        """Run the step function; nothing is written. Marks the plan failed if the step fails.
+
+        ``speed_vs_detail`` overrides the plan row's mode (Luigi passes its ``speedvsdetail`` parameter).
+        """
+        step = STEP_BY_NAME[step_name]
+        plan = self.db.get_plan(plan_id)
+        if plan is None:
+            raise StepError(f"plan {plan_id!r} does not exist; create it with `planexe plan` first")
+        self.mark_running(plan_id)
+        started = time.perf_counter()
+        try:
+            fn = step_function(step.name)
+            inputs = self.load_inputs(plan_id, step, upstream)
+            llm = self.llm_factory(plan_id, step.name, plan.llm_model) if step.uses_llm else NoLLM(step.name)
+            ctx = StepContext(
+                plan_id=plan_id,
+                step=step,
+                llm=llm,
+                speed_vs_detail=SpeedVsDetail(speed_vs_detail or plan.speed_vs_detail or SpeedVsDetail.ALL_DETAILS_BUT_SLOW),
+                logger=self.logger,
+                plan_created_at=plan_created_utc(plan),
+                plan_prompt=plan.prompt,
+            )
+            result = fn(ctx, inputs)
+            result.check_against(step)
+        except PipelineStopRequested:
+            self.db.update_plan(plan_id, {"status": PlanStatus.CANCELLED, "error_message": f"stopped during {step.name}"})
+            raise
+        except BaseException as exc:
+            self.mark_failed(plan_id, step.name, exc)
+            raise
+        return StepExecution(step, result, list(llm.usage), time.perf_counter() - started)
+
+    def persist(self, plan_id: str, step_name: str, result: StepResult, run_id: str | None) -> list:
+        """Dual-write the step's files (and drop its stale per-item files), then update progress."""
+        step = STEP_BY_NAME[step_name]
+        try:
+            stale = self._stale_side_files(plan_id, step, result)
+            written = self.store.write(
+                plan_id, step.name, {**result.files, **result.side_files}, run_id=run_id, remove=stale
+            )
+        except BaseException as exc:
+            self.mark_failed(plan_id, step.name, exc)
+            raise
+        self.update_progress(plan_id)
+        return written
+
+    def run(self, plan_id: str, step_name: str, run_id: str | None, speed_vs_detail: str | None = None) -> StepExecution:
+        """Execute and persist: what a Luigi task or a direct caller does."""
+        execution = self.execute(plan_id, step_name, speed_vs_detail=speed_vs_detail)
+        execution.written = self.persist(plan_id, step_name, execution.result, run_id)
+        return execution
+
+    def _stale_side_files(self, plan_id: str, step: Step, result: StepResult) -> list[str]:
+        """Per-item files of an earlier run of this step that this run did not produce."""
+        if not step.side_outputs:
+            return []
+        from planexe_assets.steps.base import _matches_template
+
+        existing = [row.filename for row in self.db.get_plan_files(plan_id)]
+        templated = [t for t in step.side_outputs if "{}" in t]
+        return [
+            name
+            for name in existing
+            if name not in result.side_files and any(_matches_template(name, t) for t in templated)
+        ]
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def mark_running(self, plan_id: str) -> None:
+        plan = self.db.get_plan(plan_id)
+        if plan is None:
+            return
+        if plan.status != PlanStatus.RUNNING:
+            self.db.update_plan(
+                plan_id,
+                {"status": PlanStatus.RUNNING, "started_at": plan.started_at or utcnow(), "error_message": None, "completed_at": None},
+            )
+
+    def mark_failed(self, plan_id: str, step_name: str, exc: BaseException) -> None:
+        message = f"{step_name}: {type(exc).__name__}: {exc}"
+        self.db.update_plan(plan_id, {"status": PlanStatus.FAILED, "error_message": message[:4000], "completed_at": utcnow()})
+
+    def progress(self, plan_id: str, steps: Iterable[Step] | None = None) -> tuple[int, int]:
+        steps = list(steps if steps is not None else pipeline_steps())
+        expected = [name for s in steps for name in s.filenames]
+        present = self.db.get_contents(plan_id, expected)
+        done = sum(1 for s in steps if all(n in present for n in s.filenames))
+        return done, len(steps)
+
+    def update_progress(self, plan_id: str) -> None:
+        done, total = self.progress(plan_id)
+        percentage = int(100 * done / total) if total else 0
+        changes: dict = {"progress_percentage": percentage, "progress_message": f"{done} of {total} steps"}
+        if total and done == total:
+            plan = self.db.get_plan(plan_id)
+            changes.update({"status": PlanStatus.COMPLETED, "completed_at": utcnow(), "error_message": None})
+            if plan is not None and plan.started_at is not None:
+                changes["actual_duration_minutes"] = (utcnow() - plan.started_at).total_seconds() / 60
+        self.db.update_plan(plan_id, changes)
+
+
+def plan_created_utc(plan) -> datetime:
+    return (plan.created_at or utcnow()).replace(tzinfo=UTC)
+
+
+class NoLLM:
+    """The LLM caller of a step that makes no LLM call: any call is a bug in the step."""
+
+    def __init__(self, step_name: str):
+        self.step_name = step_name
+
+    def structured(self, messages, response_model, *, label=None):
+        raise StepError(f"step {self.step_name} is declared without LLM calls but made one")
+
+    def text(self, messages, *, label=None):
+        raise StepError(f"step {self.step_name} is declared without LLM calls but made one")
+
+    @property
+    def usage(self) -> list[CallUsage]:
+        return []
+
+
+def missing_steps_with_downstream(db, plan_id: str) -> list[str]:
+    """Steps of the pipeline whose outputs are not all stored, plus every step downstream of them."""
+    steps = pipeline_steps()
+    present = db.get_contents(plan_id, [n for s in steps for n in s.filenames])
+    redo: set[str] = set()
+    for s in steps:  # table order is topological, so upstream decisions are made first
+        if any(d in redo for d in s.deps) or not all(n in present for n in s.filenames):
+            redo.add(s.name)
+    return [s.name for s in steps if s.name in redo]
