@@ -35,7 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    import os
+    import uuid
+
     from legacy_luigi.tasks import FullPlanPipeline, SpeedVsDetailEnum
+
+    os.environ["PLANEXE_LUIGI_BUILD_ID"] = f"luigi-{uuid.uuid4().hex[:12]}"
 
     speed = SpeedVsDetailEnum.FAST_BUT_SKIP_DETAILS if args.fast else SpeedVsDetailEnum(plan.speed_vs_detail)
     models = [args.model or plan.llm_model or "auto"]

@@ -29,6 +29,11 @@ log = logging.getLogger("planexe.luigi")
 SpeedVsDetailEnum = SpeedVsDetail
 
 
+def luigi_build_id() -> str:
+    """One id per ``python -m legacy_luigi`` invocation (set by ``__main__``; inherited by workers)."""
+    return os.environ.get("PLANEXE_LUIGI_BUILD_ID") or "luigi"
+
+
 class PlanTask(luigi.Task):
     """Base of every generated task (PlanExe's ``PlanTask``)."""
 
@@ -68,7 +73,7 @@ class PlanTask(luigi.Task):
             return access.executor(models).for_step(plan_id, stage)
 
         runner = StepRunner(store, llm_factory=factory, logger=log)
-        runner.run(self.plan_id, self.step.name, run_id=f"luigi:{self.task_id}"[:64], speed_vs_detail=self.speedvsdetail.value)
+        runner.run(self.plan_id, self.step.name, run_id=luigi_build_id(), speed_vs_detail=self.speedvsdetail.value)
 
 
 def _make_task_class(step: Step) -> type[PlanTask]:
@@ -92,6 +97,8 @@ class FullPlanPipeline(PlanTask):
         return luigi.LocalTarget(str(Path(self.run_id_dir) / PIPELINE_COMPLETE_FILENAME))
 
     def run(self):
-        self.store().write(
-            self.plan_id, "full_plan_pipeline", {PIPELINE_COMPLETE_FILENAME: "pipeline complete\n"}, run_id=f"luigi:{self.task_id}"[:64]
-        )
+        # Every requirement is complete, so the runner has written the marker with the last step;
+        # writing it here too covers a pipeline whose steps were all complete before this build.
+        from planexe_assets.runner import COMPLETION_TEXT
+
+        self.store().write(self.plan_id, "full_plan_pipeline", {PIPELINE_COMPLETE_FILENAME: COMPLETION_TEXT}, run_id=luigi_build_id())

@@ -55,7 +55,7 @@ def _asset_for(step: Step) -> AssetsDefinition:
         runner = StepRunner(
             io_store(context), llm_factory=llm.caller_factory(database.get_database_service()), logger=context.log
         )
-        execution = runner.execute(plan_id, step.name, upstream=upstream)
+        execution = runner.execute(plan_id, step.name, upstream=upstream, run_id=context.run_id)
         metadata = {
             "llm_calls": execution.llm_calls,
             "input_tokens": execution.input_tokens,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from planexe_assets.step_table import STEP_BY_NAME, STEPS, Step
+from planexe_assets.step_table import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME, STEPS, Step
 from planexe_assets.steps import implemented_steps, step_function
 from planexe_assets.steps.base import (
     CallUsage,
@@ -124,6 +124,7 @@ class StepRunner:
         step_name: str,
         upstream: dict[str, UpstreamFiles] | None = None,
         speed_vs_detail: str | None = None,
+        run_id: str | None = None,
     ) -> StepExecution:
         """Run the step function; nothing is written. Marks the plan failed if the step fails.
 
@@ -133,7 +134,7 @@ class StepRunner:
         plan = self.db.get_plan(plan_id)
         if plan is None:
             raise StepError(f"plan {plan_id!r} does not exist; create it with `planexe plan` first")
-        self.mark_running(plan_id)
+        self.mark_running(plan_id, run_id)
         started = time.perf_counter()
         try:
             fn = step_function(step.name)
@@ -169,12 +170,12 @@ class StepRunner:
         except BaseException as exc:
             self.mark_failed(plan_id, step.name, exc)
             raise
-        self.update_progress(plan_id)
+        self.update_progress(plan_id, run_id)
         return written
 
     def run(self, plan_id: str, step_name: str, run_id: str | None, speed_vs_detail: str | None = None) -> StepExecution:
         """Execute and persist: what a Luigi task or a direct caller does."""
-        execution = self.execute(plan_id, step_name, speed_vs_detail=speed_vs_detail)
+        execution = self.execute(plan_id, step_name, speed_vs_detail=speed_vs_detail, run_id=run_id)
         execution.written = self.persist(plan_id, step_name, execution.result, run_id)
         return execution
 
@@ -193,15 +194,26 @@ class StepRunner:
         ]
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def mark_running(self, plan_id: str) -> None:
+    def mark_running(self, plan_id: str, run_id: str | None = None) -> None:
+        """A new run starts the plan afresh; within one run, a failure stays a failure."""
         plan = self.db.get_plan(plan_id)
         if plan is None:
             return
-        if plan.status != PlanStatus.RUNNING:
+        same_run = run_id is not None and plan.last_run_id == run_id
+        if same_run and plan.status in (PlanStatus.RUNNING, PlanStatus.FAILED, PlanStatus.CANCELLED, PlanStatus.REFUSED):
+            return
+        if not same_run or plan.status != PlanStatus.RUNNING:
             self.db.update_plan(
                 plan_id,
-                {"status": PlanStatus.RUNNING, "started_at": plan.started_at or utcnow(), "error_message": None, "completed_at": None},
+                {
+                    "status": PlanStatus.RUNNING,
+                    "started_at": plan.started_at or utcnow(),
+                    "error_message": None,
+                    "completed_at": None,
+                    "last_run_id": run_id,
+                },
             )
+            self._remove_completion_marker(plan_id)
 
     def mark_failed(self, plan_id: str, step_name: str, exc: BaseException) -> None:
         message = f"{step_name}: {type(exc).__name__}: {exc}"
@@ -214,16 +226,30 @@ class StepRunner:
         done = sum(1 for s in steps if all(n in present for n in s.filenames))
         return done, len(steps)
 
-    def update_progress(self, plan_id: str) -> None:
+    def update_progress(self, plan_id: str, run_id: str | None = None) -> None:
+        """Progress after a step; once every step of the full pipeline is stored, the plan is complete
+        and ``999-pipeline_complete.txt`` is written (PlanExe's completion marker)."""
         done, total = self.progress(plan_id)
         percentage = int(100 * done / total) if total else 0
         changes: dict = {"progress_percentage": percentage, "progress_message": f"{done} of {total} steps"}
+        plan = self.db.get_plan(plan_id)
         if total and done == total:
-            plan = self.db.get_plan(plan_id)
             changes.update({"status": PlanStatus.COMPLETED, "completed_at": utcnow(), "error_message": None})
             if plan is not None and plan.started_at is not None:
                 changes["actual_duration_minutes"] = (utcnow() - plan.started_at).total_seconds() / 60
+            if total == len(STEPS):
+                self.store.write(plan_id, "full_plan_pipeline", {PIPELINE_COMPLETE_FILENAME: COMPLETION_TEXT}, run_id=run_id)
         self.db.update_plan(plan_id, changes)
+
+    def _remove_completion_marker(self, plan_id: str) -> None:
+        """A plan being (re)worked on is not complete: drop the marker, file first."""
+        if self.db.get_plan_content_by_filename(plan_id, PIPELINE_COMPLETE_FILENAME) is None:
+            return
+        (self.store.run_dir(plan_id) / PIPELINE_COMPLETE_FILENAME).unlink(missing_ok=True)
+        self.db.delete_plan_content(plan_id, [PIPELINE_COMPLETE_FILENAME])
+
+
+COMPLETION_TEXT = "PlanExe pipeline complete: every step's outputs are stored.\n"
 
 
 def plan_created_utc(plan) -> datetime:

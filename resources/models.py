@@ -59,6 +59,8 @@ class Plan(Base):
     output_dir: Mapped[str | None] = mapped_column(String(500))
     estimated_duration_minutes: Mapped[float | None] = mapped_column(Float)
     actual_duration_minutes: Mapped[float | None] = mapped_column(Float)
+    # Added: the run (Dagster run id / Luigi build id) that last worked on this plan.
+    last_run_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class LLMInteraction(Base):

@@ -64,9 +64,26 @@ def request_seed(messages: Sequence[dict[str, str]], schema: dict[str, Any] | No
     return int.from_bytes(hashlib.sha256(canonical.encode("utf-8")).digest()[:8], "big")
 
 
-def offline_json(schema: dict[str, Any], seed: int) -> str:
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+
+
+def known_ids(messages: Sequence[dict[str, str]]) -> list[str]:
+    """The uuids the request mentions (levers, documents, WBS tasks, ...), in first-seen order.
+
+    Fields named like an id are answered from these, so an offline plan's cross-references (which
+    task a duration belongs to, which lever a decision concerns) point at things that exist, as a
+    real model's would, and downstream steps get realistic structure to work on.
+    """
+    seen: dict[str, None] = {}
+    for message in messages:
+        for match in _UUID.findall(message.get("content", "")):
+            seen.setdefault(match, None)
+    return list(seen)
+
+
+def offline_json(schema: dict[str, Any], seed: int, ids: Sequence[str] = ()) -> str:
     """A JSON text valid against ``schema``, the same for the same seed."""
-    value = SchemaFaker(schema, random.Random(seed)).value()
+    value = SchemaFaker(schema, random.Random(seed), ids).value()
     return json.dumps(value, ensure_ascii=False, indent=2)
 
 
@@ -90,10 +107,11 @@ def offline_markdown(messages: Sequence[dict[str, str]], seed: int) -> str:
 class SchemaFaker:
     """Walks one JSON schema and builds a value that validates against it."""
 
-    def __init__(self, schema: dict[str, Any], rng: random.Random):
+    def __init__(self, schema: dict[str, Any], rng: random.Random, ids: Sequence[str] = ()):
         self.root = schema
         self.defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
         self.rng = rng
+        self.ids = list(ids)
 
     def value(self) -> Any:
         return self.build(self.root, name="", depth=0)
@@ -253,6 +271,10 @@ class SchemaFaker:
 
     def text_for(self, name: str, schema: dict[str, Any]) -> str:
         lowered = name.lower()
+        if self.ids and (lowered == "id" or lowered.endswith(("_id", "_uuid"))):
+            candidate = self.rng.choice(self.ids)
+            if _length_ok(candidate, schema):
+                return candidate
         if any(h in lowered for h in _LONG_HINTS):
             body = self.sentences(2, 3)
         elif lowered.rsplit("_", 1)[-1] in _SHORT_HINTS:

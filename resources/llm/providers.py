@@ -26,7 +26,7 @@ import openai
 
 from planexe_assets.steps.base import PipelineStopRequested
 from resources.llm.config import MissingEnvironmentVariable, ModelEntry, safe_url
-from resources.llm.offline import offline_json, offline_markdown, request_seed
+from resources.llm.offline import known_ids, offline_json, offline_markdown, request_seed
 
 # Local servers accept any key, but the openai client insists on one.
 _PLACEHOLDER_KEY = "not-needed"
@@ -194,7 +194,7 @@ class OfflineProvider:
     def complete(self, request: ProviderRequest) -> ProviderReply:
         seed = request_seed(request.messages, request.schema)
         if request.schema is not None:
-            text = offline_json(request.schema, seed)
+            text = offline_json(request.schema, seed, known_ids(request.messages))
         else:
             text = offline_markdown(request.messages, seed)
         input_tokens = sum(_estimate_tokens(m.get("content", "")) + 4 for m in request.messages)
