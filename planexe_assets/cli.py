@@ -240,7 +240,11 @@ def status_command(plan_id: str = typer.Argument(..., help="The plan.")) -> None
         console.print(
             f"LLM calls: {metrics.total_llm_calls}  tokens: {metrics.total_tokens_used}  cost: ${metrics.total_cost_usd or 0:.4f}"
         )
-    table = Table("file", "stage", "bytes", "sha256")
+    table = Table(title="files")
+    table.add_column("file", no_wrap=True, min_width=34)
+    table.add_column("stage", overflow="fold")
+    table.add_column("bytes", justify="right")
+    table.add_column("sha256", no_wrap=True)
     for row in db.get_plan_content(plan_id):
         table.add_row(row.filename, row.stage or "", str(row.content_size_bytes), (row.content_hash or "")[:12])
     console.print(table)
