@@ -12,6 +12,7 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     AssetsDefinition,
+    Failure,
     MetadataValue,
     Output,
     asset,
@@ -19,7 +20,9 @@ from dagster import (
 
 from planexe_assets.partitions import plans_partitions
 from planexe_assets.runner import StepRunner, pipeline_steps
+from planexe_assets.step_policies import LLM_POOL, llm_retry_policy, revive_plan_for_retry
 from planexe_assets.step_table import Step
+from planexe_assets.steps.base import PipelineStopRequested
 from resources.dagster_resources import DatabaseResource, LLMResource
 from resources.io_manager import PlanContentIOManager
 
@@ -49,13 +52,20 @@ def _asset_for(step: Step) -> AssetsDefinition:
             "llm_calls": step.llm_calls,
         },
         tags={"planexe/llm": "true" if step.uses_llm else "false"},
+        pool=LLM_POOL if step.uses_llm else None,
+        retry_policy=llm_retry_policy() if step.uses_llm else None,
     )
     def _step_asset(context: AssetExecutionContext, database: DatabaseResource, llm: LLMResource, **upstream):
         plan_id = context.partition_key
         runner = StepRunner(
             io_store(context), llm_factory=llm.caller_factory(database.get_database_service()), logger=context.log
         )
-        execution = runner.execute(plan_id, step.name, upstream=upstream, run_id=context.run_id)
+        if context.retry_number > 0:
+            revive_plan_for_retry(database.get_database_service(), plan_id, step.name, context.run.run_id)
+        try:
+            execution = runner.execute(plan_id, step.name, upstream=upstream, run_id=context.run.run_id)
+        except PipelineStopRequested as exc:  # a stop is final: no retry policy applies
+            raise Failure(description=f"{step.name}: stopped: {exc}", allow_retries=False) from exc
         metadata = {
             "llm_calls": execution.llm_calls,
             "input_tokens": execution.input_tokens,

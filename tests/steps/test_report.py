@@ -1,0 +1,477 @@
+"""report: the recorded real runs, hostile text through every section, and missing inputs."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import date
+from html.parser import HTMLParser
+
+import pytest
+
+from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.steps import step_function
+from planexe_assets.steps.base import StepInputs, UpstreamFiles
+from planexe_assets.steps.durations import DependencyMapping
+from planexe_assets.steps.qa import QuestionsAndAnswers, render_questions_and_answers_html
+from planexe_assets.steps.report import (
+    SECTION_TITLES,
+    SECTIONS,
+    UNTITLED,
+    read_table,
+    render_markdown,
+    run_report,
+    safe_href,
+    sanitize_html,
+)
+from planexe_assets.steps.schedule import (
+    build_schedule,
+    render_interactive_page,
+    render_overview_page,
+    run_schedule,
+    viewer_script,
+)
+from planexe_assets.steps.wbs_tree import WBSNode
+from tests.support.replay import ReplayLLM, context_for, inputs_from_run, load_run_file, load_run_json
+
+RUNS = ["20250321_silo", "20260310_hong_kong_game"]
+REPORT = "029-report.html"
+URL_ATTRIBUTES = {
+    "href",
+    "src",
+    "action",
+    "formaction",
+    "xlink:href",
+    "poster",
+    "data",
+    "background",
+    "srcset",
+}
+
+
+class Page(HTMLParser):
+    """Every tag with its attributes, script texts, and the section headings in order."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.scripts: list[tuple[dict[str, str], str]] = []
+        self.headings: list[str] = []
+        self._script: dict[str, str] | None = None
+        self._text: list[str] = []
+        self._summary_depth = 0
+        self._heading: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attributes = {k: v or "" for k, v in attrs}
+        self.tags.append((tag, attributes))
+        if tag == "script":
+            self._script, self._text = attributes, []
+        if tag == "summary":
+            self._summary_depth += 1
+        if tag == "h2" and self._summary_depth:
+            self._heading = []
+
+    def handle_endtag(self, tag):
+        if tag == "script" and self._script is not None:
+            self.scripts.append((self._script, "".join(self._text)))
+            self._script = None
+        if tag == "summary":
+            self._summary_depth -= 1
+        if tag == "h2" and self._heading is not None:
+            self.headings.append("".join(self._heading))
+            self._heading = None
+
+    def handle_data(self, data):
+        if self._script is not None:
+            self._text.append(data)
+        if self._heading is not None:
+            self._heading.append(data)
+
+
+def parse(page: str) -> Page:
+    parser = Page()
+    parser.feed(page)
+    parser.close()
+    return parser
+
+
+def _dangerous_url(value: str) -> bool:
+    compact = re.sub(r"[\x00-\x20\x7f]+", "", value).lower()
+    return compact.startswith(("javascript:", "vbscript:", "data:"))
+
+
+def assert_safe(page: str, *, nested: bool = True) -> Page:
+    """No script but our viewer, no event handler, no dangerous or external resource URL.
+
+    The Gantt pages inside ``srcdoc`` are checked as documents of their own.
+    """
+    parsed = parse(page)
+    for attrs, text in parsed.scripts:
+        assert nested, "the report itself runs no script"
+        if attrs.get("type") != "application/json":
+            assert text.strip() == str(viewer_script()).strip(), "unknown inline script"
+        assert "src" not in attrs
+    for tag, attrs in parsed.tags:
+        for name, value in attrs.items():
+            assert not name.startswith("on"), f"event handler {name} on <{tag}>"
+            if name in URL_ATTRIBUTES:
+                assert not _dangerous_url(value), f"{name}={value!r} on <{tag}>"
+                if tag != "a":
+                    assert not re.match(r"\s*(https?:)?//", value), f"external resource {value!r} on <{tag}>"
+        if tag == "link":
+            raise AssertionError(f"<link> in the page: {attrs}")
+        if tag == "iframe":
+            assert attrs.get("sandbox") in {"", "allow-scripts"}
+            assert "src" not in attrs
+            assert_safe(attrs["srcdoc"], nested=True)
+    return parsed
+
+
+def report_inputs(files: dict[str, str]) -> StepInputs:
+    """StepInputs for the report from {filename: text}; each upstream step sees only its own files."""
+    by_key = {}
+    for key, upstream_name in STEP_BY_NAME["report"].requires.items():
+        upstream = STEP_BY_NAME[upstream_name]
+        own = {name: files[name] for name in upstream.outputs.values() if name in files}
+        by_key[key] = UpstreamFiles(step=upstream, contents=own)
+    return StepInputs(by_key)
+
+
+def recorded_report_inputs(run: str) -> StepInputs:
+    """The run's recorded files plus the two Gantt pages and the Q&A fragment made by our own steps
+    (the recorded runs predate them)."""
+    schedule = run_schedule(
+        context_for("schedule", ReplayLLM(answers=[]), run=run), inputs_from_run("schedule", run)
+    )
+    raw = load_run_json(run, "027-1-questions_and_answers_raw.json")
+    qa = QuestionsAndAnswers.model_validate(
+        {k: v for k, v in raw.items() if k in QuestionsAndAnswers.model_fields}
+    )
+    recorded = inputs_from_run("report", run)
+    files = {name: text for upstream in recorded.values() for name, text in upstream.contents.items()}
+    files.update(schedule.files)
+    files["027-3-questions_and_answers.html"] = render_questions_and_answers_html(qa)
+    return report_inputs(files)
+
+
+def _report(inputs: StepInputs):
+    llm = ReplayLLM(answers=[])
+    result = run_report(context_for("report", llm), inputs)
+    assert llm.calls == []
+    assert set(result.files) == {REPORT}
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# Recorded runs
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_step_is_registered():
+    assert step_function("report") is run_report
+
+
+def test_twenty_sections_in_the_reference_order():
+    assert SECTION_TITLES == (
+        "Executive Summary",
+        "Gantt Overview",
+        "Gantt Interactive",
+        "Pitch",
+        "Project Plan",
+        "Strategic Decisions",
+        "Scenarios",
+        "Assumptions",
+        "Governance",
+        "Related Resources",
+        "Data Collection",
+        "Documents to Create and Find",
+        "SWOT Analysis",
+        "Team",
+        "Expert Criticism",
+        "Work Breakdown Structure",
+        "Review Plan",
+        "Questions & Answers",
+        "Premortem",
+        "Initial Prompt Vetted",
+    )
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_recorded_runs_render_every_section(run):
+    inputs = recorded_report_inputs(run)
+    result = _report(inputs)
+    page = result.files[REPORT]
+    parsed = assert_safe(page)
+    assert parsed.scripts == []  # the report itself needs no script
+
+    title = load_run_file(run, "018-3-wbs_level1_project_title.json").strip()
+    assert f"<title>{html.escape(title)}</title>" in page and f"<h1>{html.escape(title)}</h1>" in page
+    assert parsed.headings[:20] == list(SECTION_TITLES)
+    assert result.notes["sections_available"] == 20 and result.notes["sections_not_available"] == {}
+    assert "Not available" not in page
+    assert [a["href"] for t, a in parsed.tags if t == "a" and a.get("href", "").startswith("#section-")] == [
+        f"#{a['id']}" for t, a in parsed.tags if t == "details"
+    ]
+
+    # The WBS table: one row per CSV line after the header, in order.
+    csv_text = load_run_file(run, "023-4-wbs_project_level1_and_level2_and_level3.csv")
+    header, rows = read_table(csv_text)
+    assert header[0] == "Level 1" and header[-1] == "Task ID"
+    assert len(rows) == len(csv_text.strip().splitlines()) - 1
+    for row in rows[:20]:
+        assert html.escape(row[-1]) in page
+
+    # Both Gantt pages are embedded verbatim; only the interactive one may run (our) script.
+    frames = [a for t, a in parsed.tags if t == "iframe"]
+    schedule_files = inputs["create_schedule"].contents
+    assert [f["srcdoc"] for f in frames] == [
+        schedule_files["026-1-schedule_gantt_mermaid.html"],
+        schedule_files["026-2-schedule_gantt_dhtmlx.html"],
+    ]
+    assert [f["sandbox"] for f in frames] == ["", "allow-scripts"]
+
+    # Markdown became HTML (tables included), the prompt is escaped text with <br>.
+    assert "<table>" in page and "<strong>" in page
+    prompt = load_run_file(run, "001-2-plan.txt").strip()
+    first_line = prompt.splitlines()[0]
+    assert html.escape(first_line) + "<br>" in page
+    assert '<div class="question-answer-pair">' in page
+    for marker in ("<h2>Redline Gate</h2>", "<h2>Premise Attack</h2>"):
+        assert marker in page
+    assert not re.search(r"""<(script|link)[^>]+(src|href)=["']?(https?:)?//""", page, re.I)
+
+
+def test_recorded_markdown_keeps_its_text():
+    run = RUNS[0]
+    page = _report(recorded_report_inputs(run)).files[REPORT]
+    text = html.unescape(re.sub(r"<[^>]+>", " ", page))
+    flat = " ".join(text.split())
+    for line in load_run_file(run, "025-2-executive_summary.md").splitlines():
+        words = re.sub(r"[#*_`>|\-]+", " ", line).split()
+        if len(words) > 3:
+            assert " ".join(words[:4]) in flat.replace("*", "")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hostile text through every section
+# ---------------------------------------------------------------------------------------------------
+
+MARKDOWN_PAYLOAD = """# Heading <script>alert('h')</script>
+
+Text <script>alert(1)</script> and <img src=x onerror="alert(2)"> and <svg onload=alert(3)>.
+
+[plain js](javascript:alert(4)) [tabbed](java&#x09;script:alert(5)) [entity](&#106;avascript:alert(6))
+[data](data:text/html;base64,PHNjcmlwdD5hbGVydCg3KTwvc2NyaXB0Pg==) [ok](https://example.org/x?a=1&b=2)
+<a href="javascript:alert(8)" onclick="alert(9)">raw link</a> <http://example.org/auto>
+
+<div onmouseover="alert(10)">block html</div>
+
+![pixel](https://tracker.example/p.png)
+
+| a | b |
+|---|---|
+| <iframe src="javascript:alert(11)"></iframe> | [cell](JAVASCRIPT:alert(12)) |
+
+```
+</code></pre><script>alert(13)</script>
+```
+"""
+
+QA_PAYLOAD = (
+    '<div class="question-answer-list"><p onclick="alert(1)">Q <script>alert(2)</script></p>'
+    '<img src=x onerror=alert(3)><a href="javascript:alert(4)">x</a><a href=" jav&#x0A;ascript:alert(5)">y</a>'
+    "<style>body{background:url(https://evil.example/x)}</style><!-- <script>alert(6)</script> -->"
+    '<form action="javascript:alert(7)"><button formaction="javascript:alert(8)">b</button></form></div>'
+)
+
+
+def _hostile_gantt_pages() -> dict[str, str]:
+    """The schedule step's real pages, made from a WBS full of payloads."""
+    root = WBSNode(
+        id="root",
+        description="</script><script>alert('t')</script>",
+        children=[
+            WBSNode(id="a", description='<img src=x onerror="alert(1)">'),
+            WBSNode(id="b", description="b"),
+        ],
+    )
+    mapping = DependencyMapping(task_dependency_details=[])
+    schedule = build_schedule(root, [], mapping, date(2026, 1, 1), "<script>alert('title')</script>")
+    return {
+        "026-1-schedule_gantt_mermaid.html": render_overview_page(schedule),
+        "026-2-schedule_gantt_dhtmlx.html": render_interactive_page(schedule),
+    }
+
+
+def hostile_files() -> dict[str, str]:
+    files: dict[str, str] = {}
+    for upstream_name in STEP_BY_NAME["report"].requires.values():
+        for name in STEP_BY_NAME[upstream_name].outputs.values():
+            if name.endswith(".md"):
+                files[name] = MARKDOWN_PAYLOAD
+    files["001-2-plan.txt"] = "Plan:\n<script>alert('plan')</script>\n<img src=x onerror=alert(1)>"
+    files["018-3-wbs_level1_project_title.json"] = "</title><script>alert('title')</script>"
+    files["023-4-wbs_project_level1_and_level2_and_level3.csv"] = (
+        'Level 1;Level 2;Task ID\n<script>alert(1)</script>;"<img src=x onerror=alert(2)>";id-1\n'
+        ';<a href="javascript:alert(3)">x</a>;id-2\n'
+    )
+    files["027-3-questions_and_answers.html"] = QA_PAYLOAD
+    files.update(_hostile_gantt_pages())
+    return files
+
+
+def test_payloads_through_every_section_are_inert():
+    files = hostile_files()
+    inputs = report_inputs(files)
+    # Every section's inputs carry a payload (the check that the test covers them all).
+    for source in SECTIONS:
+        keys = ["setup", "redline_gate", "premise_attack"] if source.kind == "vetted" else [source.key]
+        for key in keys:
+            assert inputs[key].contents, f"section {source.title} has no hostile input"
+    result = _report(inputs)
+    page = result.files[REPORT]
+    parsed = assert_safe(page)
+    assert parsed.scripts == []
+    assert result.notes["sections_available"] == 20
+    lowered = page.lower()
+    assert "<script" not in lowered and "<img" not in lowered and "<svg" not in lowered
+    assert "<iframe src" not in lowered and "<form" not in lowered and "<style>body" not in lowered
+    # The payloads are still there, as text.
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<title>&lt;/title&gt;&lt;script&gt;alert(&#39;title&#39;)&lt;/script&gt;</title>" in page
+    assert "&lt;script&gt;alert(&#39;plan&#39;)&lt;/script&gt;<br>" in page
+    assert "[image: pixel]" in page
+    # Links: only the safe ones keep an href.
+    hrefs = [a["href"] for t, a in parsed.tags if t == "a" and "href" in a]
+    external = [h for h in hrefs if not h.startswith("#")]
+    assert set(external) == {"https://example.org/x?a=1&b=2", "http://example.org/auto"}
+    assert result.notes["removed_from_sections"]["Questions & Answers"]
+    # The embedded Gantt pages are our own: their only script is the viewer.
+    frames = [a for t, a in parsed.tags if t == "iframe"]
+    assert len(frames) == 2 and frames[1]["sandbox"] == "allow-scripts"
+    inner = parse(frames[1]["srcdoc"])
+    assert sorted(a.get("type", "") for a, _ in inner.scripts) == ["", "application/json"]
+
+
+def test_foreign_gantt_pages_are_not_embedded():
+    cdn_page = (
+        '<html><head><script type="module" src="https://cdn.jsdelivr.net/npm/mermaid@10/dist/mermaid.esm.min.mjs">'
+        '</script></head><body><pre class="mermaid">gantt</pre></body></html>'
+    )
+    tampered = _hostile_gantt_pages()["026-2-schedule_gantt_dhtmlx.html"].replace(
+        "</body>", "<script>alert('extra')</script></body>"
+    )
+    handler = "<html><body><div onclick=\"alert(1)\">x</div><a href='javascript:alert(2)'>y</a></body></html>"
+    files = {
+        "026-1-schedule_gantt_mermaid.html": cdn_page,
+        "026-2-schedule_gantt_dhtmlx.html": tampered,
+    }
+    page = _report(report_inputs(files)).files[REPORT]
+    assert_safe(page)
+    assert "<iframe" not in page
+    assert "cdn.jsdelivr.net" in page  # named in the reason, as text
+    assert "a script that is not the planexe Gantt viewer" in page
+    page = _report(report_inputs({"026-1-schedule_gantt_mermaid.html": handler})).files[REPORT]
+    assert "<iframe" not in page and "event handler attribute (onclick)" in page
+
+
+# ---------------------------------------------------------------------------------------------------
+# Missing inputs
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("inputs", [report_inputs({}), StepInputs({})], ids=["empty-files", "no-inputs"])
+def test_missing_inputs_show_not_available(inputs):
+    result = _report(inputs)
+    page = result.files[REPORT]
+    parsed = assert_safe(page)
+    assert parsed.headings[:20] == list(SECTION_TITLES)
+    assert page.count('<p class="not-available">Not available:') == 20
+    assert f"<h1>{UNTITLED}</h1>" in page and result.notes["title_problem"]
+    assert set(result.notes["sections_not_available"]) == set(SECTION_TITLES)
+
+
+def test_some_inputs_missing_or_empty():
+    run = RUNS[1]
+    inputs = recorded_report_inputs(run)
+    files = {name: text for upstream in inputs.values() for name, text in upstream.contents.items()}
+    del files["025-2-executive_summary.md"]
+    del files["026-2-schedule_gantt_dhtmlx.html"]
+    files["014-2-swot_analysis.md"] = "  \n"
+    files["002-2-redline_gate.md"] = ""
+    result = _report(report_inputs(files))
+    missing = result.notes["sections_not_available"]
+    assert set(missing) == {"Executive Summary", "Gantt Interactive", "SWOT Analysis"}
+    assert "025-2-executive_summary.md was not produced" in missing["Executive Summary"]
+    assert "014-2-swot_analysis.md is empty" in missing["SWOT Analysis"]
+    page = result.files[REPORT]
+    assert "Not available: 002-2-redline_gate.md is empty" in page  # a part of the vetted section
+    assert "<h2>Premise Attack</h2>" in page
+
+
+@pytest.mark.parametrize(
+    ("text", "title"),
+    [
+        ("Silo Construction\n", "Silo Construction"),
+        ('"Hong Kong Game"', "Hong Kong Game"),
+        ('{"project_title": "X"}', "X"),
+    ],
+)
+def test_title_from_plain_text_json_string_or_object(text, title):
+    page = _report(report_inputs({"018-3-wbs_level1_project_title.json": text})).files[REPORT]
+    assert f"<title>{title}</title>" in page and f"<h1>{title}</h1>" in page
+
+
+# ---------------------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("href", "kept"),
+    [
+        ("https://example.org", True),
+        ("HTTP://EXAMPLE.ORG", True),
+        ("mailto:a@example.org", True),
+        ("#section-3", True),
+        ("javascript:alert(1)", False),
+        (" JaVa\tScRiPt:alert(1)", False),
+        ("java\nscript:alert(1)", False),
+        ("data:text/html,x", False),
+        ("vbscript:x", False),
+        ("//evil.example/x", False),
+        ("relative/page.html", False),
+        ("", False),
+    ],
+)
+def test_safe_href(href, kept):
+    assert (safe_href(href) is not None) is kept
+
+
+def test_markdown_escapes_raw_html_instead_of_passing_it_through():
+    rendered = render_markdown("Hi <b>there</b>\n\n<script>alert(1)</script>\n")
+    assert "&lt;b&gt;there&lt;/b&gt;" in rendered.html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in rendered.html
+    assert rendered.removed == []
+    table = render_markdown("| a | b |\n|:--|--:|\n| 1 | 2 |\n").html
+    assert '<th style="text-align: left;">a</th>' in table and "<td" in table
+
+
+def test_sanitizer_rebuilds_only_allowed_markup():
+    cleaned = sanitize_html(
+        '<p class="x" onclick="a()" style="color:red">one<script>bad()</script>'
+        '<a href="&#106;avascript:alert(1)" title="t">two</a><svg><a href="#">in svg</a></svg>'
+        "<custom>three</custom><!-- note --><b>unclosed"
+    )
+    assert str(cleaned.html) == '<p class="x">one<a title="t">two</a>three<b>unclosed</b></p>'
+    assert "onclick attribute on <p>" in cleaned.removed and "<script> element" in cleaned.removed
+    assert "href attribute on <a>" in cleaned.removed and "<custom> tag" in cleaned.removed
+
+
+def test_read_table_finds_the_delimiter_and_drops_empty_rows_and_columns():
+    header, rows = read_table("Level 1;Level 2;Empty;Task ID\nA, with comma;;;1\n;;;\n;B;;2\n")
+    assert header == ["Level 1", "Level 2", "Task ID"]
+    assert rows == [["A, with comma", "", "1"], ["", "B", "2"]]
+    assert read_table("a,b\n1,2\n") == (["a", "b"], [["1", "2"]])
+    assert read_table("") == ([], [])
