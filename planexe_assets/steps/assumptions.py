@@ -27,14 +27,10 @@ from planexe_assets.steps.common import (
     dump_json,
     md_bullets,
     messages,
+    one_line,
     raw_record,
 )
 from planexe_assets.steps.locations import context_blocks, upstream_text
-
-
-def _one_line(text: str) -> str:
-    return re.sub(r"\s+", " ", str(text)).strip()
-
 
 # --------------------------------------------------------------------------------------------------
 # make_assumptions
@@ -104,7 +100,7 @@ def render_make_assumptions(doc: MadeAssumptions) -> str:
     """Markdown: one section per question with its assumption and assessment."""
     parts: list[str] = []
     for number, item in enumerate(doc.question_assumption_list, start=1):
-        parts.append(f"## Question {number}: {_one_line(item.question)}")
+        parts.append(f"## Question {number}: {one_line(item.question)}")
         parts.append(f"**Assumption:** {item.assumptions.strip()}")
         parts.append(f"**Assessment:**\n{item.assessments.strip()}")
     return "\n\n".join(parts) + "\n"
@@ -290,7 +286,7 @@ def render_review_assumptions(doc: AssumptionReview) -> str:
         md_bullets(doc.domain_specific_considerations),
     ]
     for number, item in enumerate(doc.issues, start=1):
-        parts.append(f"## Issue {number}: {_one_line(item.issue)}")
+        parts.append(f"## Issue {number}: {one_line(item.issue)}")
         parts.append(item.explanation.strip())
         parts.append(f"**Recommendation:** {item.recommendation.strip()}")
         parts.append(f"**Sensitivity:** {item.sensitivity.strip() or '_not quantified_'}")
@@ -432,7 +428,7 @@ def extract_shortened(reply_text: str) -> Shortened:
 
 
 def _first_line(error: BaseException, limit: int = 300) -> str:
-    message = _one_line(f"{type(error).__name__}: {error}")
+    message = one_line(f"{type(error).__name__}: {error}")
     return message if len(message) <= limit else message[: limit - 1] + "…"
 
 

@@ -81,3 +81,16 @@ def side_filename(template: str, index: int) -> str:
     if "{}" not in template:
         raise ValueError(f"{template!r} is not a per-item template")
     return template.replace("{}", str(index))
+
+
+def one_line(text: Any) -> str:
+    """Model text collapsed to one line with single spaces (for headings, list items, table cells)."""
+    return " ".join(str(text).split())
+
+
+def describe_error(error: BaseException | None) -> str:
+    """``Type: message`` on one line, for reporting a failed fan-out item in an output file."""
+    if error is None:
+        return ""
+    text = one_line(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from planexe_assets.steps import register
 from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult
-from planexe_assets.steps.common import bundle, dump_json, md_bullets, messages, raw_record
+from planexe_assets.steps.common import bundle, describe_error, dump_json, md_bullets, messages, raw_record
 from planexe_assets.steps.purpose import loose_enum
 
 # ---------------------------------------------------------------------------------------------------
@@ -276,7 +276,7 @@ def run_premise_attack(ctx: StepContext, inputs: StepInputs) -> StepResult:
             )
         else:
             ctx.logger.warning("premise_attack: lens %s failed: %s", lens.name, outcome.error)
-            results.append(LensResult(lens=lens, error=_describe_error(outcome.error)))
+            results.append(LensResult(lens=lens, error=describe_error(outcome.error)))
 
     failed = [r for r in results if r.critique is None]
     if len(failed) == len(results):
@@ -316,10 +316,6 @@ def run_premise_attack(ctx: StepContext, inputs: StepInputs) -> StepResult:
         },
     )
 
-
-def _describe_error(error: BaseException | None) -> str:
-    text = " ".join(str(error).split()) if error is not None else ""
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def render_premise_attack(results: list[LensResult]) -> str:

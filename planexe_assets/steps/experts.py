@@ -31,6 +31,7 @@ from planexe_assets.steps.common import (
     dump_json,
     md_bullets,
     messages,
+    one_line,
     raw_record,
     side_filename,
 )
@@ -251,9 +252,6 @@ def run_expert_review(ctx: StepContext, inputs: StepInputs) -> StepResult:
 # ------------------------------------------------------------------------------------------------
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
 
 def _render_profile(expert: dict[str, Any]) -> str:
     return "\n\n".join(
@@ -276,7 +274,7 @@ def _render_consultation(number: int, consultation: ExpertConsultation) -> str:
     if not consultation.negative_feedback_list:
         parts.append("_The expert raised no issues._")
     for position, item in enumerate(consultation.negative_feedback_list, start=1):
-        heading = f"### {number}.{position + 3} Issue: {_one_line(item.feedback_title)}"
+        heading = f"### {number}.{position + 3} Issue: {one_line(item.feedback_title)}"
         if item.feedback_index != position:
             heading += f" (the expert's number {item.feedback_index})"
         tags = ", ".join(tag.strip() for tag in item.feedback_problem_tags if tag.strip()) or "none"
@@ -315,16 +313,16 @@ def render_expert_review(
         summary += f" The other {found - consulted} are listed at the end and were not consulted."
     parts = ["# Expert review", summary]
     if finder_error:
-        parts.append(f"> **Note:** the second round of the expert search failed, so only the first round's experts are included. Error: {_one_line(finder_error)}")
+        parts.append(f"> **Note:** the second round of the expert search failed, so only the first round's experts are included. Error: {one_line(finder_error)}")
     if failed:
         parts.append(f"> **Note:** {len(failed)} of {consulted} consultations failed; see the sections marked as failed.")
 
     for number, result in enumerate(results, start=1):
-        title = _one_line(result.expert["title"])
+        title = one_line(result.expert["title"])
         if result.consultation is None:
             parts.append(f"## {number}. {title} (consultation failed)")
             parts.append(_render_profile(result.expert))
-            parts.append(f"_The consultation failed, so this expert's review is missing: {_one_line(result.error or '')}_")
+            parts.append(f"_The consultation failed, so this expert's review is missing: {one_line(result.error or '')}_")
             continue
         parts.append(f"## {number}. {title}")
         parts.append(_render_profile(result.expert))
@@ -334,6 +332,6 @@ def render_expert_review(
     if remaining:
         parts.append("## Experts not consulted")
         for number, expert in enumerate(remaining, start=consulted + 1):
-            parts.append(f"### {number}. {_one_line(expert['title'])}")
+            parts.append(f"### {number}. {one_line(expert['title'])}")
             parts.append(_render_profile(expert))
     return "\n\n".join(parts) + "\n"

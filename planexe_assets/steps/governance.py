@@ -34,6 +34,7 @@ from planexe_assets.steps.common import (
     dump_json,
     md_table,
     messages,
+    one_line,
     raw_record,
 )
 from planexe_assets.steps.planning import GoalDefinition, plan_context_blocks, read_model, read_text
@@ -212,7 +213,7 @@ def render_governance_bodies(doc: GovernanceBodies) -> str:
         sections.append(
             "\n\n".join(
                 [
-                    f"## {number}. {_one_line(body.name)}",
+                    f"## {number}. {one_line(body.name)}",
                     f"**Why it is needed:** {body.rationale_for_inclusion.strip()}",
                     f"**Decision rights:** {body.decision_rights.strip()}",
                     f"**How it decides:** {body.decision_mechanism.strip()}",
@@ -290,7 +291,7 @@ def render_implementation_plan(doc: GovernanceImplementationPlan) -> str:
         sections.append(
             "\n\n".join(
                 [
-                    f"## Step {number} ({_one_line(step.suggested_timeframe)})",
+                    f"## Step {number} ({one_line(step.suggested_timeframe)})",
                     step.step_description.strip(),
                     "\n".join(
                         [
@@ -478,7 +479,7 @@ def render_monitoring_progress(doc: GovernanceMonitoring) -> str:
                 f"- **Adaptation process:** {item.adaptation_process.strip()}",
             ]
         )
-        sections.append(f"## {number}. {_one_line(item.approach)}\n\n{details}")
+        sections.append(f"## {number}. {one_line(item.approach)}\n\n{details}")
     return "\n\n".join(sections) + "\n"
 
 
@@ -589,10 +590,6 @@ def consolidate_governance_markdown(sections: Iterable[tuple[str, str]]) -> str:
 # Markdown helpers
 # --------------------------------------------------------------------------------------------------
 
-
-def _one_line(text: str) -> str:
-    """Model text made safe for a heading: one line, single spaces."""
-    return " ".join(str(text).split())
 
 
 def _list(items: Iterable[Any], *, indent: int = 0, numbered: bool = False, empty: str | None = None) -> str:

@@ -31,7 +31,14 @@ from pydantic import BaseModel, Field
 
 from planexe_assets.steps import register
 from planexe_assets.steps.base import ChatMessage, StepContext, StepError, StepInputs, StepResult
-from planexe_assets.steps.common import bundle, compact_json_for_prompt, dump_json, messages, raw_record
+from planexe_assets.steps.common import (
+    bundle,
+    compact_json_for_prompt,
+    describe_error,
+    dump_json,
+    messages,
+    raw_record,
+)
 from planexe_assets.steps.purpose import loose_enum, plan_context_blocks
 
 LEVERS_PER_TURN = 5
@@ -455,7 +462,7 @@ def run_enrich_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
             )
         else:
             ctx.logger.warning("enrich_levers: batch %d failed: %s", outcome.index + 1, outcome.error)
-            batch_outcomes.append(BatchOutcome(levers=batch, error=_describe_error(outcome.error)))
+            batch_outcomes.append(BatchOutcome(levers=batch, error=describe_error(outcome.error)))
     if all(b.characterizations is None for b in batch_outcomes):
         details = "; ".join(f"batch {n}: {b.error}" for n, b in enumerate(batch_outcomes, start=1))
         raise StepError(f"enrich_levers: every batch failed ({details})")
@@ -489,10 +496,6 @@ def run_enrich_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
         notes["ignored_characterizations"] = len(merged.ignored)
     return StepResult(files={ctx.step.outputs["raw"]: dump_json(raw)}, notes=notes)
 
-
-def _describe_error(error: BaseException | None) -> str:
-    text = " ".join(str(error).split()) if error is not None else ""
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def read_enriched_levers(data: Any, source: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

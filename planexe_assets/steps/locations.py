@@ -12,7 +12,6 @@ one document to the context every later step builds on:
 from __future__ import annotations
 
 import dataclasses
-import re
 from enum import StrEnum
 from typing import Any
 
@@ -20,7 +19,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from planexe_assets.steps import register
 from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult, StructuredReply
-from planexe_assets.steps.common import bundle, dump_json, md_bullets, messages, raw_record
+from planexe_assets.steps.common import bundle, dump_json, md_bullets, messages, one_line, raw_record
 
 # --------------------------------------------------------------------------------------------------
 # Shared input reading
@@ -48,9 +47,6 @@ def context_blocks(inputs: StepInputs) -> list[tuple[str, str]]:
         ("scenarios.md", upstream_text(inputs, "scenarios_markdown", "markdown")),
     ]
 
-
-def _one_line(text: str) -> str:
-    return re.sub(r"\s+", " ", str(text)).strip()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -118,7 +114,7 @@ def render_physical_locations(doc: PhysicalLocations) -> str:
         stance = "The plan does not say where it takes place; the candidates below are suggestions."
     parts = [stance, "## What a site must offer", md_bullets(doc.requirements_for_the_physical_locations)]
     for number, item in enumerate(doc.physical_locations, start=1):
-        parts.append(f"## Location {number}: {_one_line(item.physical_location_specific)}")
+        parts.append(f"## Location {number}: {one_line(item.physical_location_specific)}")
         parts.append(
             "\n".join(
                 [
@@ -338,7 +334,7 @@ def render_identify_risks(doc: IdentifiedRisks) -> str:
     """Markdown for the risk register: one section per risk, then the overall picture."""
     parts: list[str] = []
     for number, risk in enumerate(doc.risks, start=1):
-        parts.append(f"## Risk {number}: {_one_line(risk.risk_area)}")
+        parts.append(f"## Risk {number}: {one_line(risk.risk_area)}")
         parts.append(risk.risk_description.strip())
         parts.append(
             "\n".join(

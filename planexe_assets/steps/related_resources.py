@@ -18,6 +18,7 @@ from planexe_assets.steps.common import (
     dump_json,
     md_bullets,
     messages,
+    one_line,
     raw_record,
 )
 
@@ -89,7 +90,7 @@ def render_related_resources(details: DocumentDetails) -> str:
     if not details.suggestion_list:
         parts.append("_The model named no comparable projects._")
     for position, item in enumerate(details.suggestion_list, start=1):
-        heading = f"## {position}. {_one_line(item.project_name)}"
+        heading = f"## {position}. {one_line(item.project_name)}"
         if item.item_index != position:
             heading += f" (the model's number {item.item_index})"
         parts.append(heading)
@@ -103,5 +104,3 @@ def render_related_resources(details: DocumentDetails) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())

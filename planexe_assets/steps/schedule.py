@@ -55,7 +55,7 @@ from pydantic import ValidationError
 
 from planexe_assets.steps import register
 from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult
-from planexe_assets.steps.common import humanize_key
+from planexe_assets.steps.common import humanize_key, one_line
 from planexe_assets.steps.cpm import (
     Activity,
     CycleError,
@@ -215,11 +215,8 @@ def _estimate_text(stated: int) -> str:
 
 
 def _quote(node: WBSNode) -> str:
-    return f"'{_one_line(node.description)}'"
+    return f"'{one_line(node.description)}'"
 
-
-def _one_line(text: Any) -> str:
-    return " ".join(str(text).split())
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -547,7 +544,7 @@ def build_schedule(
             ScheduledTask(
                 id=node.id,
                 name=names[node.id],
-                description=_one_line(node.description),
+                description=one_line(node.description),
                 details=task_details(node),
                 parent_id=parent.id if parent is not None else None,
                 is_summary=bool(node.children),
@@ -593,7 +590,7 @@ def _containment_warnings(tasks: Sequence[ScheduledTask]) -> list[str]:
 
 def unique_names(descriptions: Sequence[str]) -> list[str]:
     """One-line task names; a name used more than once (ignoring case) gets " (1)", " (2)", ... each time."""
-    names = [_one_line(d) or "Untitled task" for d in descriptions]
+    names = [one_line(d) or "Untitled task" for d in descriptions]
     counts = Counter(n.casefold() for n in names)
     taken = {n.casefold() for n in names if counts[n.casefold()] == 1}
     next_number: Counter[str] = Counter()
@@ -622,13 +619,13 @@ _DETAIL_LABELS = {
 
 def task_details(node: WBSNode) -> str:
     """The plain-text tooltip: the task's name, then each extra field of the node under its own label."""
-    parts = [_one_line(node.description)]
+    parts = [one_line(node.description)]
     for key, value in node.extra_fields.items():
         label = _DETAIL_LABELS.get(key) or humanize_key(key)
         if isinstance(value, list):
-            body = "\n".join(f"• {_one_line(item)}" for item in value)
+            body = "\n".join(f"• {one_line(item)}" for item in value)
         elif isinstance(value, dict):
-            body = "\n".join(f"{humanize_key(str(k))}: {_one_line(v)}" for k, v in value.items())
+            body = "\n".join(f"{humanize_key(str(k))}: {one_line(v)}" for k, v in value.items())
         else:
             body = str(value).strip()
         if body:
@@ -683,7 +680,7 @@ def machai_csv(schedule: ProjectSchedule) -> str:
 
 def _mermaid_text(text: str) -> str:
     """Mermaid ends a task name at ':' and treats '#'/';' specially: write them as entity codes."""
-    return "".join(f"#{ord(ch)};" if ch in "#:;" else ch for ch in _one_line(text))
+    return "".join(f"#{ord(ch)};" if ch in "#:;" else ch for ch in one_line(text))
 
 
 def _by_start(schedule: ProjectSchedule) -> list[ScheduledTask]:

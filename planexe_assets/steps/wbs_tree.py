@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from planexe_assets.steps.base import StepError
+from planexe_assets.steps.common import one_line
 
 
 class WBSFormatError(StepError):
@@ -247,16 +248,14 @@ def render_wbs_tree(root: WBSNode) -> str:
     lines: list[str] = []
     for node, depth in root.walk():
         indent = "  " * (depth - 1)
-        lines.append(f"{indent}- **{_one_line(node.description)}** `{node.id}`")
+        lines.append(f"{indent}- **{one_line(node.description)}** `{node.id}`")
         for key, value in node.extra_fields.items():
             label = key.replace("_", " ").capitalize()
             if isinstance(value, list):
                 lines.append(f"{indent}  - {label}:")
-                lines.extend(f"{indent}    - {_one_line(item)}" for item in value)
+                lines.extend(f"{indent}    - {one_line(item)}" for item in value)
             else:
-                lines.append(f"{indent}  - {label}: {_one_line(value)}")
+                lines.append(f"{indent}  - {label}: {one_line(value)}")
     return "\n".join(lines) + "\n"
 
 
-def _one_line(value: Any) -> str:
-    return " ".join(str(value).split())
