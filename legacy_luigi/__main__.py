@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import uuid
+from dataclasses import replace
 
 import luigi
 
@@ -23,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true", help="fast_but_skip_details (default: the plan's mode).")
     args = parser.parse_args(argv)
 
+    build_id = f"luigi-{uuid.uuid4().hex[:12]}"
     try:
         plan_id = validate_plan_id(args.plan_id)
         db = get_database_service()
@@ -30,25 +34,46 @@ def main(argv: list[str] | None = None) -> int:
         if plan is None:
             if not args.prompt:
                 parser.error(f"no plan {plan_id}; create it with `planexe plan` or pass --prompt")
-            plan = create_plan(db, PlanRequest(prompt=args.prompt, model=args.model or "auto", fast=args.fast, plan_id=plan_id))
+            # Claimed by this build from the start, so the Dagster plan sensor does not launch it too.
+            request = PlanRequest(prompt=args.prompt, model=args.model or "auto", fast=args.fast, plan_id=plan_id)
+            plan = create_plan(db, replace(request, claimed_by_run=build_id))
     except (InvalidPlanId, PlanInputError, LLMConfigError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    import os
-    import uuid
-
     from legacy_luigi.tasks import FullPlanPipeline, SpeedVsDetailEnum
 
-    os.environ["PLANEXE_LUIGI_BUILD_ID"] = f"luigi-{uuid.uuid4().hex[:12]}"
+    os.environ["PLANEXE_LUIGI_BUILD_ID"] = build_id
 
     speed = SpeedVsDetailEnum.FAST_BUT_SKIP_DETAILS if args.fast else SpeedVsDetailEnum(plan.speed_vs_detail)
     models = [args.model or plan.llm_model or "auto"]
     task = FullPlanPipeline(run_id_dir=run_dir_for(plan_id, runs_dir()), speedvsdetail=speed, llm_models=models)
+    if _gated(plan):
+        # A gated plan (planexe_assets/redline.py) runs nothing past the gate before its verdict: build
+        # the gate alone first, so no worker starts another step beside it.
+        from legacy_luigi.tasks import TASK_CLASSES
+
+        gate = TASK_CLASSES["redline_gate"](run_id_dir=task.run_id_dir, speedvsdetail=speed, llm_models=models)
+        luigi.build([gate], local_scheduler=True, workers=1, log_level="WARNING")
+        plan = db.get_plan(plan_id)
+        if plan.status == "refused":
+            print(f"plan {plan_id}: refused: {plan.error_message}", file=sys.stderr)
+            return 1
     ok = luigi.build([task], local_scheduler=True, workers=args.workers, log_level="WARNING")
     plan = db.get_plan(plan_id)
     print(f"plan {plan_id}: {plan.status} ({plan.progress_message}); run directory {plan.output_dir}")
     return 0 if ok and plan.status == "completed" else 1
+
+
+def _gated(plan) -> bool:
+    from planexe_assets.redline import gate_enabled
+    from resources.config import ConfigError
+
+    try:
+        return gate_enabled(plan)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from dagster import (
 )
 
 from planexe_assets.partitions import plans_partitions
+from planexe_assets.redline import GATE_PRIORITY, GATE_STEP, RedlineGateClosed
 from planexe_assets.runner import StepRunner, pipeline_steps
 from planexe_assets.step_policies import LLM_POOL, llm_retry_policy, revive_plan_for_retry
 from planexe_assets.step_table import Step
@@ -54,11 +55,15 @@ def _asset_for(step: Step) -> AssetsDefinition:
         tags={"planexe/llm": "true" if step.uses_llm else "false"},
         pool=LLM_POOL if step.uses_llm else None,
         retry_policy=llm_retry_policy() if step.uses_llm else None,
+        # The redline gate runs before the other steps that become ready with it (see redline.py).
+        op_tags={"dagster/priority": str(GATE_PRIORITY)} if step.name in (GATE_STEP, "setup") else None,
     )
     def _step_asset(context: AssetExecutionContext, database: DatabaseResource, llm: LLMResource, **upstream):
         plan_id = context.partition_key
         runner = StepRunner(
-            io_store(context), llm_factory=llm.caller_factory(database.get_database_service()), logger=context.log
+            io_store(context),
+            llm_factory=llm.caller_factory(database.get_database_service(), should_stop=_stop_flag(context.run.run_id)),
+            logger=context.log,
         )
         if context.retry_number > 0:
             revive_plan_for_retry(database.get_database_service(), plan_id, step.name, context.run.run_id)
@@ -66,6 +71,8 @@ def _asset_for(step: Step) -> AssetsDefinition:
             execution = runner.execute(plan_id, step.name, upstream=upstream, run_id=context.run.run_id)
         except PipelineStopRequested as exc:  # a stop is final: no retry policy applies
             raise Failure(description=f"{step.name}: stopped: {exc}", allow_retries=False) from exc
+        except RedlineGateClosed as exc:  # refused, or not allowed yet: retrying cannot change that
+            raise Failure(description=f"{step.name}: {exc}", allow_retries=False) from exc
         metadata = {
             "llm_calls": execution.llm_calls,
             "input_tokens": execution.input_tokens,
@@ -84,6 +91,13 @@ def _asset_for(step: Step) -> AssetsDefinition:
         return Output(execution.result, metadata=metadata)
 
     return _step_asset
+
+
+def _stop_flag(run_id: str):
+    """True once the thread executor was asked to stop this run (planexe_assets/executor.py)."""
+    from planexe_assets.executor import stop_requested
+
+    return lambda: stop_requested(run_id)
 
 
 def io_store(context: AssetExecutionContext):

@@ -107,8 +107,22 @@ def plan_command(
     fast: bool = typer.Option(False, "--fast", help="fast_but_skip_details: fewer drafts, durations, WBS level 3 items and review rounds."),
     plan_id: str = typer.Option(None, "--plan-id", help="Plan id (letters, digits, _ and -; at most 64). Default: generated."),
     quiet: bool = typer.Option(False, "--quiet", help="No live progress display."),
+    queue: bool = typer.Option(
+        False,
+        "--queue",
+        "--no-run",
+        help="Only create the plan (status pending); the Dagster daemon's plan sensor launches it "
+        "(`planexe ui`, or `dagster-daemon run` on a deployment).",
+    ),
+    refuse_on_redline: bool = typer.Option(
+        None,
+        "--refuse-on-redline/--advisory-redline",
+        help="Stop the plan after the diagnostics when the redline gate's verdict is REFUSE (status "
+        "refused). Default: PLANEXE_REFUSE_ON_REDLINE, else advisory only, as in PlanExe.",
+    ),
 ) -> None:
     """Create a plan and materialise all its assets in this process, with live progress."""
+    import uuid
     from pathlib import Path
 
     from planexe_assets.plans import PlanInputError, PlanRequest, create_plan, read_prompt_file
@@ -121,12 +135,24 @@ def plan_command(
         text = prompt if prompt is not None else read_prompt_file(Path(prompt_file))
         db = _service()
         _require_schema(db)
-        plan = create_plan(db, PlanRequest(prompt=text, model=model, fast=fast, plan_id=plan_id))
+        # Run now: the row is claimed by this run's id, so the plan sensor leaves it alone.
+        run_id = None if queue else str(uuid.uuid4())
+        request = PlanRequest(
+            prompt=text, model=model, fast=fast, plan_id=plan_id, claimed_by_run=run_id,
+            refuse_on_redline=refuse_on_redline,
+        )
+        plan = create_plan(db, request)
     except (PlanInputError, InvalidPlanId, LLMConfigError, ConfigError) as exc:
         fail(str(exc), code=2)
         return
+    if queue:
+        console.print(
+            f"plan [bold]{plan.plan_id}[/] queued (status pending); the plan sensor of the Dagster daemon "
+            f"launches it. Follow it with `planexe status {plan.plan_id}` or in `planexe ui`."
+        )
+        return
     console.print(f"plan [bold]{plan.plan_id}[/] created; run directory {plan.output_dir}")
-    _run_and_report(db, plan.plan_id, steps=None, quiet=quiet)
+    _run_and_report(db, plan.plan_id, steps=None, quiet=quiet, run_id=run_id)
 
 
 @app.command("resume")
@@ -144,17 +170,25 @@ def resume_command(
         fail(str(exc), code=2)
     db = _service()
     _require_schema(db)
-    if db.get_plan(plan_id) is None:
+    plan = db.get_plan(plan_id)
+    if plan is None:
         fail(f"no plan {plan_id}", code=2)
     steps = missing_steps_with_downstream(db, plan_id)
     if not steps:
         console.print(f"plan {plan_id}: every step is already materialised")
         return
+    run_id = None
+    if plan.status == "pending" and plan.last_run_id is None:
+        # A queued plan: claim it for this run so the plan sensor does not launch it as well.
+        import uuid
+
+        run_id = str(uuid.uuid4())
+        db.update_plan(plan_id, {"last_run_id": run_id})
     console.print(f"plan {plan_id}: materialising {len(steps)} step(s): {', '.join(steps)}")
-    _run_and_report(db, plan_id, steps=steps, quiet=quiet)
+    _run_and_report(db, plan_id, steps=steps, quiet=quiet, run_id=run_id)
 
 
-def _run_and_report(db, plan_id: str, steps, quiet: bool) -> None:
+def _run_and_report(db, plan_id: str, steps, quiet: bool, run_id: str | None = None) -> None:
     import threading
 
     from planexe_assets.launch import default_instance, run_plan_in_process
@@ -165,7 +199,7 @@ def _run_and_report(db, plan_id: str, steps, quiet: bool) -> None:
 
     def work() -> None:
         try:
-            outcome["result"] = run_plan_in_process(plan_id, instance, steps=steps, log_level="ERROR")
+            outcome["result"] = run_plan_in_process(plan_id, instance, steps=steps, log_level="ERROR", run_id=run_id)
         except BaseException as exc:  # noqa: BLE001 - reported below
             outcome["error"] = exc
 
@@ -176,7 +210,18 @@ def _run_and_report(db, plan_id: str, steps, quiet: bool) -> None:
         worker.join()
     else:
         ProgressView(db, plan_id, console).follow(worker)
-    plan = db.get_plan(plan_id)
+    from resources.database import DatabaseUnavailable
+
+    try:
+        plan = db.get_plan(plan_id)
+    except DatabaseUnavailable as exc:
+        failed = outcome["result"].failed_steps if "result" in outcome else []
+        fail(
+            f"plan {plan_id} did not finish: {exc}"
+            + (f" (failed steps: {', '.join(failed)})" if failed else "")
+            + f". Nothing was reported complete; run `planexe resume {plan_id}` once the database is back."
+        )
+        return
     if "error" in outcome:
         fail(f"plan {plan_id} could not run: {outcome['error']}")
     result = outcome["result"]
@@ -198,6 +243,39 @@ def _quiet_dagster_logs() -> None:
 
     for name in ("dagster", "dagster.builtin"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@app.command("ui")
+def ui_command(
+    port: int = typer.Option(3000, "--port", "-p", help="Port of the Dagster webserver."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (default: this machine only)."),
+    workspace: str = typer.Option(None, "--workspace", "-w", help="Dagster workspace file (default: the repository's workspace.yaml)."),
+) -> None:
+    """Start the Dagster UI and daemon (`dagster dev`) on this PLANEXE_HOME's Dagster home."""
+    import subprocess
+
+    from planexe_assets.instance_config import InstanceConfigError
+    from planexe_assets.ui import UIConfigError, dagster_dev_command
+
+    db = _service()
+    _require_schema(db)
+    try:
+        command = dagster_dev_command(port=port, host=host, workspace=workspace)
+    except (UIConfigError, InstanceConfigError) as exc:
+        fail(str(exc), code=2)
+        return
+    console.print(
+        f"Dagster UI on {command.url} (DAGSTER_HOME={command.dagster_home}, database "
+        f"{redact_url(database_url())}); Ctrl-C stops it.",
+        highlight=False,
+        soft_wrap=True,
+    )
+    child = subprocess.Popen(command.argv, env=command.env)
+    try:
+        code = child.wait()
+    except KeyboardInterrupt:  # the terminal sent SIGINT to dagster dev too; let it shut down
+        code = child.wait()
+    raise typer.Exit(code)
 
 
 @app.command("list")
@@ -264,3 +342,68 @@ def show_command(
     sys.stdout.write(row.content)
     if not row.content.endswith("\n"):
         sys.stdout.write("\n")
+
+
+@app.command("import-run")
+def import_run_command(
+    directory: str = typer.Argument(..., help="A run directory made by PlanExe's Luigi pipeline."),
+    plan_id: str = typer.Option(None, "--plan-id", help="Plan id for the import. Default: the directory's name."),
+    replace: bool = typer.Option(False, "--replace", help="Overwrite an existing plan with this id."),
+    rematerialize: bool = typer.Option(
+        False, "--rematerialize", help="Then re-run the deterministic steps (markdown, WBS trees, schedule, report)."
+    ),
+) -> None:
+    """Import a PlanExe run: plan row, every file into plan_content, usage, Dagster materializations."""
+    from planexe_assets.importer import (
+        RunImportError,
+        import_run,
+        record_in_dagster,
+        rematerialize_plan,
+        scan_run,
+    )
+    from planexe_assets.launch import default_instance
+
+    try:
+        run = scan_run(directory, plan_id)
+    except RunImportError as exc:
+        fail(str(exc), code=2)
+        return
+    db = _service()
+    _require_schema(db)
+    try:
+        result = import_run(db, run.source, run.plan_id, replace=replace, scanned=run)
+    except RunImportError as exc:
+        fail(str(exc), code=2)
+        return
+    instance = default_instance()
+    reported = record_in_dagster(instance, result, run.all_files)
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    console.print(
+        f"imported {result.source} as plan [bold]{result.plan_id}[/]: {len(result.files)} files into "
+        f"{result.run_dir} and plan_content; {len(result.complete_steps)} complete step(s) reported to "
+        f"Dagster as materialized ({len(reported)} events)",
+        highlight=False,
+    )
+    console.print(
+        f"LLM usage: {result.llm_calls} calls, {result.total_tokens} tokens, ${result.total_cost_usd:.4f}",
+        highlight=False,
+    )
+    if result.incomplete_steps:
+        console.print(f"steps without all their outputs: {', '.join(result.incomplete_steps)}", highlight=False)
+    if rematerialize:
+        _quiet_dagster_logs()
+        outcome = rematerialize_plan(instance, result.plan_id, result.complete_steps, db=db)
+        for name, why in outcome.skipped.items():
+            err_console.print(f"[yellow]not re-materialized:[/] {name}: {why}", highlight=False)
+        if not outcome.success:
+            plan = db.get_plan(result.plan_id)
+            fail(f"re-materializing {', '.join(outcome.failed_steps)} failed: {plan.error_message if plan else ''}")
+        console.print(f"re-materialized {len(outcome.steps)} step(s): {', '.join(outcome.steps)} (Dagster run {outcome.run_id})")
+    plan = db.get_plan(result.plan_id)
+    console.print(f"plan {plan.plan_id} {plan.status} ({plan.progress_message})", highlight=False)
+    from pathlib import Path
+
+    report = Path(plan.output_dir) / "029-report.html"
+    if report.exists():
+        console.print(f"report: {report}", highlight=False)

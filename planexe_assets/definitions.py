@@ -3,7 +3,11 @@
 from dagster import Definitions
 
 from planexe_assets.assets import IO_MANAGER_KEY, build_step_assets
+from planexe_assets.checks import build_plan_checks
+from planexe_assets.executor import planexe_executor
 from planexe_assets.jobs import full_plan_job
+from planexe_assets.schedules import plan_schedules
+from planexe_assets.sensors import plan_sensors
 from resources.dagster_resources import DatabaseResource, LLMResource
 from resources.io_manager import PlanContentIOManager
 
@@ -11,7 +15,13 @@ database = DatabaseResource()
 
 defs = Definitions(
     assets=build_step_assets(),
+    asset_checks=build_plan_checks(),
+    # Runs launched without a job (`dagster asset materialize`, the UI's Materialize button) use the
+    # threads executor too: Dagster's default multiprocess executor costs seconds per step.
+    executor=planexe_executor,
     jobs=[full_plan_job],
+    sensors=plan_sensors,
+    schedules=plan_schedules,
     resources={
         "database": database,
         "llm": LLMResource(),

@@ -61,7 +61,9 @@ def install_instance_config(home: Path, variant: str = "local", overwrite: bool 
         os.replace(temp, target)
         temp = None
     except OSError as exc:
-        raise InstanceConfigError(f"cannot install {source.name} into {home}: {exc.strerror or exc}") from None
+        raise InstanceConfigError(
+            f"cannot install {source.name} into {home}: {exc.strerror or exc}"
+        ) from None
     finally:
         if temp is not None:
             Path(temp).unlink(missing_ok=True)

@@ -6,6 +6,7 @@ Dagster partition is the launcher's job (``planexe_assets.launch``).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,13 @@ class PlanRequest:
     fast: bool = False
     plan_id: str | None = None
     user_id: str | None = None
+    # The run that will execute the plan right away (CLI, Luigi). Stored as ``last_run_id`` in the
+    # same INSERT, so the plan sensor never launches a second run for it; leave it None to queue the
+    # plan for the sensor (``planexe plan --queue``).
+    claimed_by_run: str | None = None
+    # Stop the plan on a REFUSE verdict of the redline gate (planexe_assets/redline.py); None means
+    # the PLANEXE_REFUSE_ON_REDLINE environment variable decides (default: advisory only).
+    refuse_on_redline: bool | None = None
 
 
 def validate_prompt(prompt: object) -> str:
@@ -71,6 +79,11 @@ def create_plan(db: DatabaseService, request: PlanRequest, runs_root: Path | Non
     prompt = validate_prompt(request.prompt)
     plan_id = validate_plan_id(request.plan_id) if request.plan_id is not None else new_plan_id()
     validate_model_choice(request.model)
+    refuse_on_redline = request.refuse_on_redline
+    if refuse_on_redline is None:
+        from planexe_assets.redline import env_refuse_on_redline
+
+        refuse_on_redline = env_refuse_on_redline()
     root = runs_root or runs_dir()
     run_dir = run_dir_for(plan_id, root)
     if db.get_plan(plan_id) is not None:
@@ -85,6 +98,12 @@ def create_plan(db: DatabaseService, request: PlanRequest, runs_root: Path | Non
         probe.unlink()
     except OSError as exc:
         raise PlanInputError(f"the runs directory {root} is not writable: {exc.strerror}") from None
+    # A leftover at the plan's own path (a file, or a directory this process cannot write) would only
+    # fail the first step; refuse now.
+    if run_dir.exists() and not run_dir.is_dir():
+        raise PlanInputError(f"the run directory {run_dir} exists and is not a directory; remove it or pick another plan id")
+    if run_dir.is_dir() and not os.access(run_dir, os.W_OK | os.X_OK):
+        raise PlanInputError(f"the run directory {run_dir} is not writable")
     return db.create_plan(
         {
             "plan_id": plan_id,
@@ -96,5 +115,7 @@ def create_plan(db: DatabaseService, request: PlanRequest, runs_root: Path | Non
             ).value,
             "status": PlanStatus.PENDING,
             "output_dir": str(run_dir),
+            "last_run_id": request.claimed_by_run,
+            "refuse_on_redline": bool(refuse_on_redline),
         }
     )

@@ -24,11 +24,20 @@ class ProgressView:
         self.steps = pipeline_steps()
 
     def follow(self, worker: threading.Thread) -> None:
-        with Live(self.render(), console=self.console, refresh_per_second=4, transient=False) as live:
+        with Live(self.safe_render(), console=self.console, refresh_per_second=4, transient=False) as live:
             while worker.is_alive():
                 worker.join(self.refresh_seconds)
-                live.update(self.render())
-            live.update(self.render())
+                live.update(self.safe_render())
+            live.update(self.safe_render())
+
+    def safe_render(self):
+        """The view, or a line saying the database cannot be read (the run decides what happens)."""
+        from resources.database import DatabaseUnavailable
+
+        try:
+            return self.render()
+        except DatabaseUnavailable as exc:
+            return Text(f"plan {self.plan_id}: {exc} ({time.strftime('%H:%M:%S')})", style="red")
 
     def render(self):
         plan = self.db.get_plan(self.plan_id)

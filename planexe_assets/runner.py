@@ -12,11 +12,13 @@ No Dagster or Luigi import here.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from planexe_assets.redline import PlanRefused, RedlineGate, RedlineGateClosed, gate_enabled
 from planexe_assets.step_table import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME, STEPS, Step
 from planexe_assets.steps import implemented_steps, step_function
 from planexe_assets.steps.base import (
@@ -134,6 +136,19 @@ class StepRunner:
         plan = self.db.get_plan(plan_id)
         if plan is None:
             raise StepError(f"plan {plan_id!r} does not exist; create it with `planexe plan` first")
+        gate = RedlineGate(self.db)
+        try:
+            gate.check_before(plan, step.name)  # a refused (or not yet allowed) gated plan stops here
+        except PlanRefused:
+            raise
+        except RedlineGateClosed as exc:
+            # No verdict yet: this run fails closed. Claim the plan for the run first, so the failure
+            # is not undone by the next step's mark_running; an earlier failure of this run stays.
+            self.mark_running(plan_id, run_id)
+            current = self.db.get_plan(plan_id)
+            if current is not None and current.status != PlanStatus.FAILED:
+                self.mark_failed(plan_id, step.name, exc)
+            raise
         self.mark_running(plan_id, run_id)
         started = time.perf_counter()
         try:
@@ -148,9 +163,12 @@ class StepRunner:
                 logger=self.logger,
                 plan_created_at=plan_created_utc(plan),
                 plan_prompt=plan.prompt,
+                refuse_on_redline=gate_enabled(plan),
+                max_concurrency=fanout_concurrency(),
             )
             result = fn(ctx, inputs)
             result.check_against(step)
+            gate.check_after(plan, step.name, result.files)
         except PipelineStopRequested:
             self.db.update_plan(plan_id, {"status": PlanStatus.CANCELLED, "error_message": f"stopped during {step.name}"})
             raise
@@ -196,6 +214,10 @@ class StepRunner:
     # -- lifecycle --------------------------------------------------------------------------------
     def mark_running(self, plan_id: str, run_id: str | None = None) -> None:
         """A new run starts the plan afresh; within one run, a failure stays a failure."""
+        with plan_lock(plan_id):
+            self._mark_running(plan_id, run_id)
+
+    def _mark_running(self, plan_id: str, run_id: str | None) -> None:
         plan = self.db.get_plan(plan_id)
         if plan is None:
             return
@@ -217,7 +239,11 @@ class StepRunner:
 
     def mark_failed(self, plan_id: str, step_name: str, exc: BaseException) -> None:
         message = f"{step_name}: {type(exc).__name__}: {exc}"
-        self.db.update_plan(plan_id, {"status": PlanStatus.FAILED, "error_message": message[:4000], "completed_at": utcnow()})
+        with plan_lock(plan_id):
+            self.db.update_plan(plan_id, {"status": PlanStatus.FAILED, "error_message": message[:4000], "completed_at": utcnow()})
+            # A step beside this one may have declared the plan complete from the files of an
+            # earlier run: a failed plan carries no completion marker.
+            self._remove_completion_marker(plan_id)
 
     def progress(self, plan_id: str, steps: Iterable[Step] | None = None) -> tuple[int, int]:
         steps = list(steps if steps is not None else pipeline_steps())
@@ -229,11 +255,22 @@ class StepRunner:
     def update_progress(self, plan_id: str, run_id: str | None = None) -> None:
         """Progress after a step; once every step of the full pipeline is stored, the plan is complete
         and ``999-pipeline_complete.txt`` is written (PlanExe's completion marker)."""
+        with plan_lock(plan_id):  # steps of one plan finish concurrently under the thread executor
+            self._update_progress(plan_id, run_id)
+
+    def _update_progress(self, plan_id: str, run_id: str | None) -> None:
         done, total = self.progress(plan_id)
         percentage = int(100 * done / total) if total else 0
         changes: dict = {"progress_percentage": percentage, "progress_message": f"{done} of {total} steps"}
         plan = self.db.get_plan(plan_id)
-        if total and done == total:
+        # Within one run a failure stays a failure, even when every file of an earlier run is stored.
+        failed_in_this_run = (
+            plan is not None
+            and run_id is not None
+            and plan.last_run_id == run_id
+            and plan.status in (PlanStatus.FAILED, PlanStatus.CANCELLED, PlanStatus.REFUSED)
+        )
+        if total and done == total and not failed_in_this_run:
             changes.update({"status": PlanStatus.COMPLETED, "completed_at": utcnow(), "error_message": None})
             if plan is not None and plan.started_at is not None:
                 changes["actual_duration_minutes"] = (utcnow() - plan.started_at).total_seconds() / 60
@@ -250,6 +287,38 @@ class StepRunner:
 
 
 COMPLETION_TEXT = "PlanExe pipeline complete: every step's outputs are stored.\n"
+
+FANOUT_ENV = "PLANEXE_FANOUT_CONCURRENCY"
+
+
+def fanout_concurrency() -> int:
+    """Threads of one fan-out step (``ctx.map_concurrent``): ``PLANEXE_FANOUT_CONCURRENCY``, default 8.
+
+    The LLM executor's per-endpoint in-flight limit bounds the calls in any case; 1 runs a fan-out's
+    items one after another, as PlanExe does (the benchmark's "PlanExe mode" Luigi runs).
+    """
+    import os
+
+    raw = os.environ.get(FANOUT_ENV, "").strip()
+    if not raw:
+        return StepContext.__dataclass_fields__["max_concurrency"].default
+    if not raw.isdigit() or int(raw) < 1:
+        raise StepError(f"{FANOUT_ENV} must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+_plan_locks: dict[str, threading.RLock] = {}
+_plan_locks_guard = threading.Lock()
+
+
+def plan_lock(plan_id: str) -> threading.RLock:
+    """This process's lock for one plan's lifecycle row: status changes are read-modify-write, and the
+    thread executor finishes several steps of a plan at once."""
+    with _plan_locks_guard:
+        lock = _plan_locks.get(plan_id)
+        if lock is None:
+            lock = _plan_locks[plan_id] = threading.RLock()
+        return lock
 
 
 def plan_created_utc(plan) -> datetime:

@@ -46,7 +46,9 @@ def llm_retry_policy() -> RetryPolicy | None:
     delay = float(_env_number(DELAY_ENV, DEFAULT_DELAY_SECONDS, float, 0, 3600))
     if retries == 0:
         return None
-    return RetryPolicy(max_retries=retries, delay=delay, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+    return RetryPolicy(
+        max_retries=retries, delay=delay, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
+    )
 
 
 def revive_plan_for_retry(db, plan_id: str, step_name: str, run_id: str) -> bool:

@@ -39,8 +39,9 @@ class LLMResource(ConfigurableResource):
     model: str = Field(default="auto", description="Model id from llm_config.json, or 'auto' (every prioritized model, in order).")
     config_path: str | None = Field(default=None, description="Path of llm_config.json; empty means PLANEXE_LLM_CONFIG or the packaged default.")
 
-    def caller_factory(self, db: DatabaseService):
+    def caller_factory(self, db: DatabaseService, should_stop=None):
+        """``should_stop``: polled before every LLM attempt (a stop raises ``PipelineStopRequested``)."""
         from resources.llm_access import llm_access
 
         access = llm_access(self.config_path, db)
-        return lambda plan_id, stage, plan_model: access.caller(plan_id, stage, plan_model or self.model)
+        return lambda plan_id, stage, plan_model: access.caller(plan_id, stage, plan_model or self.model, should_stop)

@@ -71,7 +71,14 @@ def _ensure_sqlite_parent(url: str) -> None:
 
     database = make_url(url).database
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        parent = Path(database).expanduser().resolve().parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"the SQLite database {redact_url(url)} cannot be used: its directory {parent} cannot be "
+                f"created ({exc.strerror or exc})"
+            ) from None
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -8,7 +8,13 @@ behind, and updates the plan's progress. ``load_input`` reads an upstream step's
 """
 
 
-from dagster import ConfigurableIOManager, InputContext, OutputContext, ResourceDependency
+from dagster import (
+    ConfigurableIOManager,
+    InitResourceContext,
+    InputContext,
+    OutputContext,
+    ResourceDependency,
+)
 from pydantic import Field
 
 from planexe_assets.step_table import STEP_BY_NAME
@@ -27,6 +33,12 @@ class PlanContentIOManager(ConfigurableIOManager):
 
         root = Path(self.runs_root) if self.runs_root else runs_dir()
         return PlanStore(self.database.get_database_service(), root)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """Before any step of a run: its plan has a row and a partition (``run_partitions``)."""
+        from planexe_assets.run_partitions import ensure_run_partition
+
+        ensure_run_partition(context.instance, context.run, self.database.get_database_service())
 
     def handle_output(self, context: OutputContext, obj: StepResult) -> None:
         from planexe_assets.runner import StepRunner

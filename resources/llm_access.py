@@ -46,8 +46,8 @@ class LLMAccess:
                 self._executors[key] = executor
             return executor
 
-    def caller(self, plan_id: str, stage: str, model: str | None):
-        return self.executor(model or "auto").for_step(plan_id, stage)
+    def caller(self, plan_id: str, stage: str, model: str | None, should_stop=None):
+        return self.executor(model or "auto").for_step(plan_id, stage, should_stop)
 
 
 _access: dict[tuple[str | None, int], LLMAccess] = {}

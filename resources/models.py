@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, Index, Integer, String, Text, text
+from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -61,6 +61,8 @@ class Plan(Base):
     actual_duration_minutes: Mapped[float | None] = mapped_column(Float)
     # Added: the run (Dagster run id / Luigi build id) that last worked on this plan.
     last_run_id: Mapped[str | None] = mapped_column(String(64))
+    # Added: a REFUSE verdict of the redline gate stops this plan (see planexe_assets/redline.py).
+    refuse_on_redline: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
 
 
 class LLMInteraction(Base):

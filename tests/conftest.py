@@ -19,6 +19,10 @@ from resources.database import DatabaseService, make_engine
 
 POSTGRES_ENV = "PLANEXE_TEST_POSTGRES_URL"
 
+# LLM-calling assets keep their Dagster retry policy in tests, without its backoff wait (read when
+# the definitions are built; see planexe_assets/step_policies.py).
+os.environ.setdefault("PLANEXE_LLM_STEP_RETRY_DELAY", "0")
+
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):

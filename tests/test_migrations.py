@@ -35,12 +35,12 @@ def _tables(url):
 def test_upgrade_downgrade_upgrade(empty_url):
     migrate.upgrade(empty_url)
     assert APP_TABLES <= _tables(empty_url)
-    assert migrate.current_revision(empty_url) == "004"
+    assert migrate.current_revision(empty_url) == "005"
     migrate.downgrade(empty_url, "base")
     assert _tables(empty_url) & APP_TABLES == set()
     assert migrate.current_revision(empty_url) is None
     migrate.upgrade(empty_url)
-    assert migrate.current_revision(empty_url) == migrate.head_revision() == "004"
+    assert migrate.current_revision(empty_url) == migrate.head_revision() == "005"
 
 
 def test_version_table_is_ours(empty_url):
@@ -106,4 +106,4 @@ def test_alembic_cli_from_repo_root(tmp_path):
         done = subprocess.run([sys.executable, "-m", "alembic", *args], cwd=REPO, env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
     done = subprocess.run([sys.executable, "-m", "alembic", "current"], cwd=REPO, env=env, capture_output=True, text=True)
-    assert "004 (head)" in done.stdout
+    assert "005 (head)" in done.stdout

@@ -144,6 +144,8 @@ class StepContext:
     # so a re-run of an old plan reproduces the same prompts.
     plan_created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     plan_prompt: str = ""
+    # The plan is gated (planexe_assets/redline.py): a REFUSE verdict of the redline gate stops it.
+    refuse_on_redline: bool = False
     # Upper bound on one fan-out's threads; the LLM layer applies its own per-provider in-flight limit.
     max_concurrency: int = 8
 

@@ -1,7 +1,8 @@
 """Diagnostics: two early, advisory looks at the raw plan request, run straight after setup.
 
 - ``redline_gate``: one structured call that screens the request for serious harm. The verdict is
-  advice only; it is shown in the report's "initial prompt vetted" section and never stops the run.
+  advice, shown in the report's "initial prompt vetted" section, unless the plan runs with
+  refuse-on-redline: then the runner stops it on a REFUSE verdict (``planexe_assets/redline.py``).
 - ``premise_attack``: five fixed critique lenses, one independent call each, run concurrently. Each
   lens argues that the idea itself should not go ahead. A lens that fails on every model is written
   into both files as failed (with the error) instead of vanishing; the step fails only when no lens
@@ -122,9 +123,9 @@ def run_redline_gate(ctx: StepContext, inputs: StepInputs) -> StepResult:
     return StepResult(
         files={
             step.outputs["raw"]: dump_json(raw_record(reply, REDLINE_SYSTEM_PROMPT.strip(), user_prompt)),
-            step.outputs["markdown"]: render_redline_gate(decision),
+            step.outputs["markdown"]: render_redline_gate(decision, gated=ctx.refuse_on_redline),
         },
-        notes={"verdict": decision.verdict.value, "advisory_only": True},
+        notes={"verdict": decision.verdict.value, "advisory_only": not ctx.refuse_on_redline},
     )
 
 
@@ -135,8 +136,10 @@ _VERDICT_BADGE = {
 }
 
 
-def render_redline_gate(decision: Decision) -> str:
-    """Verdict, rationale, then whatever violation details the model filled in."""
+def render_redline_gate(decision: Decision, gated: bool = False) -> str:
+    """Verdict, rationale, then whatever violation details the model filled in.
+
+    ``gated``: the plan runs with refuse-on-redline, so a REFUSE verdict stopped it."""
     lines = [
         f"**Verdict:** {_VERDICT_BADGE[decision.verdict]} (`{decision.verdict.value}`)",
         "",
@@ -154,7 +157,9 @@ def render_redline_gate(decision: Decision) -> str:
         details.append(f"- **Severity:** {decision.violation_severity.value}")
     lines += ["", "#### Violation details", ""]
     lines += details or ["_No violation was recorded._"]
-    if decision.verdict == Verdict.REFUSE:
+    if decision.verdict == Verdict.REFUSE and gated:
+        lines += ["", "_The plan runs with refuse-on-redline: this verdict stopped it after the diagnostics._"]
+    elif decision.verdict == Verdict.REFUSE:
         lines += ["", "_This screen is advisory: the plan was still generated._"]
     return "\n".join(lines) + "\n"
 

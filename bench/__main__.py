@@ -1,0 +1,392 @@
+"""``python -m bench``: the performance benchmark of planexe-dagster; writes ``bench/RESULTS.md``.
+
+Sections (all by default; ``--sections`` picks some):
+
+- ``plan``: one plan side by side against one local latency server (PlanExe-like latencies, scaled):
+  the Dagster job (thread executor; SQLite and PostgreSQL instance; Dagster's in-process executor for
+  reference), ``python -m legacy_luigi`` with workers=1 and workers=8, both in PlanExe's mode (a
+  fan-out's items one after another) and as shipped (fan-outs concurrent), and the lower bound
+  computed from the calls each run made. Prints wall times and ratios.
+- ``overhead``: the same plan at zero latency: orchestration overhead = wall time minus the time of
+  the same steps run by a plain loop with no orchestrator, for Dagster's stock and this project's
+  instance storage on SQLite and PostgreSQL, for both executors, and for Luigi.
+- ``upserts``: ``plan_content`` upserts per second, SQLite and PostgreSQL.
+- ``concurrent``: one plan, then N plans at once, queued through the plan sensor, the queued run
+  coordinator and the daemon's run workers.
+
+PostgreSQL parts use ``PLANEXE_BENCH_POSTGRES_URL`` (else ``PLANEXE_TEST_POSTGRES_URL``, else
+``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``) and are skipped, with the reason, when it
+does not answer. Everything runs in temporary homes; nothing of the user's is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.environment import (
+    BenchHome,
+    create_bench_plan,
+    latency_server,
+    make_home,
+    postgres_available,
+    postgres_server_url,
+)
+
+PROMPT = (
+    "Open a small vegan butcher shop in Copenhagen: plant-based sausages, deli slices and a lunch "
+    "counter, opening within a year on a budget of 2 million DKK."
+)
+SECTIONS = ("plan", "overhead", "upserts", "concurrent")
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+STEPS = 61
+
+
+class Report:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.verdicts: list[tuple[str, str, bool | None]] = []
+
+    def add(self, text: str = "") -> None:
+        print(text, flush=True)
+        self.lines.append(text)
+
+    def table(self, header: list[str], rows: list[list[str]]) -> None:
+        self.add("| " + " | ".join(header) + " |")
+        self.add("|" + "|".join("---" for _ in header) + "|")
+        for row in rows:
+            self.add("| " + " | ".join(row) + " |")
+        self.add()
+
+    def verdict(self, target: str, measured: str, met: bool | None) -> None:
+        self.verdicts.append((target, measured, met))
+
+
+def _s(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f} s"
+
+
+def _load() -> str:
+    try:
+        one, five, fifteen = os.getloadavg()
+        return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+    except OSError:
+        return "n/a"
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent.parent)
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10,
+                               cwd=Path(__file__).resolve().parent.parent)
+        return out.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+# -- section: one plan, side by side ----------------------------------------------------------------
+
+
+def section_plan(report: Report, args, pg_reason: str | None) -> None:
+    from bench.contenders import run_dagster, run_luigi
+
+    report.add(f"## One plan, side by side (latency: {args.model_description})")
+    report.add()
+    homes: list[BenchHome] = []
+    results = []
+    with latency_server(args.latency, args.scale) as server:
+        try:
+            sqlite_home = make_home(base_url=server.base_url, in_flight=args.in_flight)
+            homes.append(sqlite_home)
+            plan_runs = [
+                ("dagster", lambda pid: run_dagster(sqlite_home, pid, "threads", name="Dagster job, thread executor, SQLite instance"), sqlite_home),
+            ]
+            pg_home = None
+            if pg_reason is None:
+                pg_home = make_home(base_url=server.base_url, in_flight=args.in_flight, dagster_storage="postgres")
+                homes.append(pg_home)
+                plan_runs.append(
+                    ("dagster_pg", lambda pid: run_dagster(pg_home, pid, "threads", name="Dagster job, thread executor, PostgreSQL instance"), pg_home)
+                )
+            plan_runs += [
+                ("dagster_inproc", lambda pid: run_dagster(sqlite_home, pid, "in_process", name="Dagster job, in-process executor (reference)"), sqlite_home),
+                ("luigi1", lambda pid: run_luigi(sqlite_home, pid, 1, planexe_mode=True), sqlite_home),
+                ("luigi8", lambda pid: run_luigi(sqlite_home, pid, 8, planexe_mode=True), sqlite_home),
+                ("luigi1_shipped", lambda pid: run_luigi(sqlite_home, pid, 1, planexe_mode=False), sqlite_home),
+                ("luigi8_shipped", lambda pid: run_luigi(sqlite_home, pid, 8, planexe_mode=False), sqlite_home),
+            ]
+            for key, run, home in plan_runs:
+                plan_id = f"bench_{key}"
+                create_bench_plan(home, plan_id, PROMPT)
+                print(f"... {key}", flush=True)
+                result = run(plan_id)
+                results.append((key, result))
+                print(f"    {result.name}: {result.wall_seconds:.1f} s, {result.status}, {result.calls} calls", flush=True)
+            server_stats = server.stats()
+        finally:
+            for home in homes:
+                home.close()
+
+    by_key = dict(results)
+    dagster = by_key["dagster"]
+    bound = dagster.bound.seconds if dagster.bound else None
+    rows = []
+    for _key, r in results:
+        ratio_bound = f"{r.wall_seconds / bound:.2f}x" if bound else "–"
+        vs_dagster = f"{r.wall_seconds / dagster.wall_seconds:.2f}x" if dagster.wall_seconds else "–"
+        calls = f"{r.calls} / {r.bound.serial_seconds:.1f} s" if r.bound else str(r.calls)
+        rows.append([r.name, _s(r.wall_seconds), _s(r.inner_seconds), r.status, calls, ratio_bound, vs_dagster])
+    rows.append(["**lower bound** (longest latency-weighted chain of the Dagster run's calls)", _s(bound), "", "", "", "1.00x", ""])
+    report.table(
+        ["contender", "wall", "executing (after imports)", "plan", "calls / sum of latencies", "x lower bound", "x Dagster"],
+        rows,
+    )
+    bounds = {key: r.bound.seconds for key, r in results if r.bound}
+    report.add(
+        "Lower bound recomputed from each run's own calls: "
+        + ", ".join(f"{key} {value:.1f} s" for key, value in bounds.items())
+        + ". Identical calls and latencies in every run are the point of the latency server's seeding."
+    )
+    if dagster.bound:
+        report.add()
+        report.add(f"Critical chain: {dagster.bound.summary()}.")
+        report.add()
+        report.add(
+            f"Ceiling: the sum of this plan's latencies is {dagster.bound.serial_seconds / dagster.bound.seconds:.2f}x "
+            "its lower bound, so no orchestrator can be more than that much faster than one call at a time "
+            "(Luigi workers=1 in PlanExe mode) on this plan."
+        )
+        if dagster.bound.fanout_capped:
+            report.add(f"Fan-outs that may have been cut into waves by the 8-thread cap: {', '.join(dagster.bound.fanout_capped)}.")
+    report.add()
+    report.add(f"Latency server: {server_stats['requests']} requests, at most {server_stats['peak_in_flight']} in flight at once.")
+    report.add()
+    failed = [r.name for _, r in results if not r.ok]
+    if failed:
+        report.add(f"**Not completed:** {', '.join(failed)}: " + "; ".join(f"{r.name}: {r.detail[:300]}" for _, r in results if not r.ok))
+        report.add()
+    if bound:
+        report.verdict("one plan within 1.2x the lower bound", f"{dagster.wall_seconds / bound:.2f}x", dagster.ok and dagster.wall_seconds <= 1.2 * bound)
+    for key, label, target in (("luigi1", "Luigi workers=1 (PlanExe mode)", 2.5), ("luigi8", "Luigi workers=8 (PlanExe mode)", 1.8)):
+        other = by_key.get(key)
+        if other is not None:
+            ratio = other.wall_seconds / dagster.wall_seconds
+            report.verdict(f">= {target}x faster than {label}", f"{ratio:.2f}x", dagster.ok and other.ok and ratio >= target)
+
+
+# -- section: orchestration overhead -----------------------------------------------------------------
+
+
+def section_overhead(report: Report, args, pg_reason: str | None) -> None:
+    from bench.contenders import run_dagster, run_direct, run_luigi
+
+    report.add("## Orchestration overhead at zero latency")
+    report.add()
+    rows = []
+    measured: dict[str, float] = {}
+    with latency_server("fixed:0", 1.0) as server:
+        configs = [("sqlite", True), ("sqlite", False)]
+        if pg_reason is None:
+            configs += [("postgres", True), ("postgres", False)]
+        homes = []
+        try:
+            base = make_home(base_url=server.base_url, in_flight=args.in_flight)
+            homes.append(base)
+            create_bench_plan(base, "zero_direct", PROMPT)
+            direct = run_direct(base, "zero_direct")
+            create_bench_plan(base, "zero_luigi", PROMPT)
+            luigi = run_luigi(base, "zero_luigi", 1, planexe_mode=False, name="Luigi workers=1")
+            baseline = direct.inner_seconds or direct.wall_seconds
+            rows.append(["no orchestrator (plain loop over the steps)", "–", _s(direct.wall_seconds), _s(baseline), "0 (baseline)", "–", direct.status])
+            luigi_overhead = luigi.wall_seconds - direct.wall_seconds
+            rows.append(["Luigi workers=1", "–", _s(luigi.wall_seconds), "–", f"{luigi_overhead:.1f} s (wall vs wall)", f"{luigi_overhead / STEPS:.3f} s", luigi.status])
+            for storage, pooled in configs:
+                home = make_home(base_url=server.base_url, in_flight=args.in_flight, dagster_storage=storage, pooled_storage=pooled)
+                homes.append(home)
+                label = ("project storage (pooled)" if pooled else "Dagster's stock storage")
+                for executor in ("in_process", "threads"):
+                    if not pooled and executor == "threads":
+                        continue
+                    plan_id = f"zero_{storage}_{'pooled' if pooled else 'stock'}_{executor}"
+                    create_bench_plan(home, plan_id, PROMPT)
+                    print(f"... {plan_id}", flush=True)
+                    r = run_dagster(home, plan_id, executor)
+                    inner = r.inner_seconds or r.wall_seconds
+                    overhead = inner - baseline
+                    measured[f"{storage}/{'pooled' if pooled else 'stock'}/{executor}"] = overhead
+                    rows.append([
+                        f"Dagster, {executor.replace('_', '-')} executor",
+                        f"{'SQLite' if storage == 'sqlite' else 'PostgreSQL'}, {label}",
+                        _s(r.wall_seconds), _s(inner), f"{overhead:.1f} s", f"{overhead / STEPS:.3f} s", r.status,
+                    ])
+        finally:
+            for home in homes:
+                home.close()
+    report.table(["orchestrator", "Dagster instance storage", "wall", "executing", "overhead", "per asset", "plan"], rows)
+    report.add(
+        "Overhead = the run's execution time minus the plain loop's (same steps, same zero-latency server, "
+        "same SQLite application database), i.e. what the orchestrator adds: events, run and event-log "
+        "storage, IO-manager bookkeeping, scheduling. Wall times include interpreter start-up and imports."
+    )
+    report.add()
+    for storage in ("sqlite", "postgres"):
+        for executor in ("threads", "in_process"):
+            key = f"{storage}/pooled/{executor}"
+            if key in measured:
+                name = "SQLite" if storage == "sqlite" else "PostgreSQL"
+                report.verdict(
+                    f"overhead <= 15 s, {name} instance, {executor.replace('_', '-')} executor",
+                    f"{measured[key]:.1f} s", measured[key] <= 15.0,
+                )
+
+
+# -- section: upserts ---------------------------------------------------------------------------------
+
+
+def section_upserts(report: Report, args, pg_reason: str | None) -> None:
+    import tempfile
+
+    from bench.environment import create_postgres_database, drop_postgres_database
+    from bench.upserts import measure_upserts
+    from resources import migrate
+
+    report.add("## plan_content upserts per second")
+    report.add()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="planexe-bench-upserts-") as tmp:
+        url = f"sqlite:///{tmp}/upserts.db"
+        migrate.upgrade(url)
+        results.append(measure_upserts(url, "SQLite", files=args.upsert_files))
+    if pg_reason is None:
+        url = create_postgres_database("planexe_bench_upserts")
+        try:
+            migrate.upgrade(url)
+            results.append(measure_upserts(url, "PostgreSQL", files=args.upsert_files))
+        finally:
+            from resources.database import _services
+
+            service = _services.pop(url, None)
+            if service is not None:
+                service.close()
+            drop_postgres_database(url)
+    report.table(
+        ["database", "files", "new rows / s", "updated rows / s", "dual writes / s (file + rows)"],
+        [[r.backend, f"{r.files} x {r.size} B", f"{r.insert_per_second:.0f}", f"{r.update_per_second:.0f}", f"{r.dual_write_per_second:.0f}"] for r in results],
+    )
+    report.add("One file per transaction (a step's output), each upsert writing its plan_content and plan_files rows.")
+    report.add()
+
+
+# -- section: concurrent plans -------------------------------------------------------------------------
+
+
+def section_concurrent(report: Report, args, pg_reason: str | None) -> None:
+    from bench.concurrent_plans import Daemon, run_batch
+
+    n = args.concurrent_plans
+    report.add(f"## {n} plans at once through the queued run coordinator (latency: {args.model_description})")
+    report.add()
+    with latency_server(args.latency, args.scale) as server:
+        home = make_home(base_url=server.base_url, in_flight=args.in_flight, max_concurrent_runs=n)
+        daemon = None
+        try:
+            daemon = Daemon(home)
+            daemon.wait_until_sensor_ticked()
+            print("... daemon ready; one plan", flush=True)
+            one = run_batch(home, "queued_one", 1, PROMPT, timeout=args.timeout)
+            print(f"    {one.wall_seconds:.1f} s {one.statuses}", flush=True)
+            print(f"... {n} plans", flush=True)
+            many = run_batch(home, "queued_many", n, PROMPT, timeout=args.timeout)
+            print(f"    {many.wall_seconds:.1f} s {many.statuses}", flush=True)
+            stats = server.stats()
+        finally:
+            if daemon is not None:
+                daemon.stop()
+            home.close()
+    ratio = many.wall_seconds / one.wall_seconds
+    report.table(
+        ["plans queued at once", "wall (queued -> last plan completed)", "each plan", "statuses"],
+        [
+            ["1", _s(one.wall_seconds), ", ".join(_s(v) for v in one.per_plan_seconds.values()), ", ".join(one.statuses.values())],
+            [str(n), _s(many.wall_seconds), ", ".join(_s(v) for v in sorted(many.per_plan_seconds.values())), ", ".join(many.statuses.values())],
+        ],
+    )
+    report.add(
+        f"{n} plans took {ratio:.2f}x the time of one. Instance: SQLite (project storage), QueuedRunCoordinator with "
+        f"max_concurrent_runs={n}, dequeue interval 1 s, plan sensor interval 1 s, no `llm` pool limit; each run in its "
+        f"own run worker process with the thread executor. Latency server: at most {stats['peak_in_flight']} requests in flight."
+    )
+    report.add()
+    report.verdict(f"{n} concurrent plans < 1.5x one plan", f"{ratio:.2f}x", one.ok and many.ok and ratio < 1.5)
+
+
+# -- main -------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.latency_server import LatencyModel, LatencyModelError
+
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {', '.join(SECTIONS)}")
+    parser.add_argument("--latency", default="planexe", help="'planexe' (median 4 s, p90 12 s) or 'fixed:SECONDS'")
+    parser.add_argument("--scale", type=float, default=0.2, help="multiply every latency by this (default 0.2)")
+    parser.add_argument("--in-flight", type=int, default=16, help="the LLM executor's in-flight limit for the server (default 16)")
+    parser.add_argument("--concurrent-plans", type=int, default=4)
+    parser.add_argument("--upsert-files", type=int, default=300)
+    parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds one batch of queued plans may take")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the results (default bench/RESULTS.md)")
+    args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
+    try:
+        args.model_description = LatencyModel.parse(args.latency, args.scale).describe()
+    except LatencyModelError as exc:
+        parser.error(str(exc))
+    os.environ.setdefault("PLANEXE_LLM_STEP_RETRY_DELAY", "1")
+    logging.disable(logging.INFO)  # Alembic's migration chatter in the set-up of every home
+
+    pg_reason = "--skip-postgres" if args.skip_postgres else postgres_available()
+    report = Report()
+    started = time.perf_counter()
+    report.add("# planexe-dagster benchmark results")
+    report.add()
+    report.add(
+        f"Run {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} with `python -m bench "
+        + " ".join(argv if argv is not None else sys.argv[1:])
+        + f"` at commit {_git_commit()}; {platform.python_implementation()} {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs, load average before {_load()}."
+    )
+    report.add(
+        "PostgreSQL: " + (f"{postgres_server_url().split('@')[-1]}" if pg_reason is None else f"skipped ({pg_reason})") + "."
+    )
+    report.add()
+    body_start = len(report.lines)
+    for name in sections:
+        {"plan": section_plan, "overhead": section_overhead, "upserts": section_upserts, "concurrent": section_concurrent}[name](
+            report, args, pg_reason
+        )
+    summary = ["## Targets", ""]
+    summary += ["| target | measured | met |", "|---|---|---|"]
+    summary += [f"| {t} | {m} | {'yes' if ok else 'no' if ok is not None else '–'} |" for t, m, ok in report.verdicts]
+    summary += ["", f"Benchmark took {time.perf_counter() - started:.0f} s; load average after {_load()}.", ""]
+    report.lines[body_start:body_start] = summary
+    for line in summary:
+        print(line)
+    args.output.write_text("\n".join(report.lines).rstrip() + "\n", encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

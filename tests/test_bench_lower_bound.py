@@ -1,0 +1,104 @@
+"""The benchmark's lower bound (bench/lower_bound.py) on hand-made call records."""
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from bench.latency_server import (
+    LatencyModel,
+    LatencyModelError,
+    latency_from_response_id,
+    normalized_seed,
+    request_schema,
+)
+from bench.lower_bound import Attempt, compute_lower_bound, step_chain_seconds
+from planexe_assets.step_table import Step
+
+T0 = datetime(2026, 1, 1, 12, 0, 0)
+
+
+def row(stage: str, start: float, end: float, latency: float | None = None) -> dict:
+    response_id = f"bench-00ff-{round(latency * 1_000_000)}" if latency is not None else "other-id"
+    return {
+        "stage": stage,
+        "started_at": T0 + timedelta(seconds=start),
+        "completed_at": T0 + timedelta(seconds=end),
+        "duration_seconds": end - start,
+        "response_metadata": {"response_id": response_id},
+    }
+
+
+GRAPH = [
+    Step("a", "A", "s", "one"),
+    Step("b", "B", "s", "several", requires={"": "a"}),
+    Step("c", "C", "s", "one", requires={"": "a"}),
+    Step("d", "D", "s", "one", requires={"b": "b", "c": "c"}),
+]
+
+
+def test_sequential_calls_add_up_and_overlapping_calls_do_not():
+    sequential = [Attempt("b", 0, 1, 1.0), Attempt("b", 1.01, 3, 2.0), Attempt("b", 3.2, 3.5, 0.3)]
+    assert step_chain_seconds(sequential) == pytest.approx(3.3)
+    fan_out = [Attempt("b", 0, 2, 2.0), Attempt("b", 0.001, 1, 1.0), Attempt("b", 0.002, 3, 3.0)]
+    assert step_chain_seconds(fan_out) == pytest.approx(3.0)
+    # a first call, then a fan-out over its answer: 1 + the longest item
+    mixed = [Attempt("b", 0, 1, 1.0), Attempt("b", 1.1, 2, 0.9), Attempt("b", 1.1, 3.1, 2.0)]
+    assert step_chain_seconds(mixed) == pytest.approx(3.0)
+
+
+def test_bound_is_the_longest_weighted_path_through_the_graph():
+    rows = [
+        row("a", 0, 1, 1.0),
+        row("b", 1.5, 3.5, 2.0),  # b: two items at once (2 s and 1 s) ...
+        row("b", 1.5, 2.5, 1.0),
+        row("b", 3.6, 4.6, 1.0),  # ... then one more call
+        row("c", 1.5, 6.5, 5.0),
+        row("d", 7, 8, 1.0),
+    ]
+    bound = compute_lower_bound(rows, GRAPH)
+    assert bound.step_seconds == pytest.approx({"a": 1.0, "b": 3.0, "c": 5.0, "d": 1.0})
+    assert bound.seconds == pytest.approx(7.0)  # a -> c -> d
+    assert bound.critical_path == ["a", "c", "d"]
+    assert bound.calls == 6 and bound.serial_seconds == pytest.approx(11.0)
+
+
+def test_applied_latency_wins_over_the_measured_duration():
+    # The server says 0.5 s; the recorded duration (1 s) includes the client's own time.
+    assert compute_lower_bound([row("a", 0, 1, 0.5)], GRAPH).seconds == pytest.approx(0.5)
+    assert compute_lower_bound([row("a", 0, 1)], GRAPH).seconds == pytest.approx(1.0)
+
+
+def test_unknown_stage_is_an_error():
+    with pytest.raises(ValueError, match="not steps"):
+        compute_lower_bound([row("zz", 0, 1, 1.0)], GRAPH)
+
+
+def test_latency_model():
+    assert LatencyModel.parse("fixed:2", scale=0.5).draw(123) == 1.0
+    planexe = LatencyModel.parse("planexe")
+    draws = sorted(planexe.draw(seed) for seed in range(4000))
+    assert draws[len(draws) // 2] == pytest.approx(4.0, rel=0.08)
+    assert draws[int(len(draws) * 0.9)] == pytest.approx(12.0, rel=0.1)
+    assert planexe.draw(7) == planexe.draw(7)
+    for bad in ("fixed:-1", "fixed:x", "gauss", ""):
+        with pytest.raises(LatencyModelError):
+            LatencyModel.parse(bad)
+    assert latency_from_response_id("bench-abc-1500000") == 1.5
+    assert latency_from_response_id("chatcmpl-1") is None
+
+
+def test_same_request_with_other_ids_gets_the_same_seed():
+    one = [{"role": "user", "content": "lever 1b2c3d4e-0000-4000-8000-00000000000a then 1b2c3d4e-0000-4000-8000-00000000000b"}]
+    two = [{"role": "user", "content": "lever 99999999-0000-4000-8000-00000000000a then 88888888-0000-4000-8000-00000000000b"}]
+    swapped = [{"role": "user", "content": "lever 88888888-0000-4000-8000-00000000000b then 99999999-0000-4000-8000-00000000000a"}]
+    assert normalized_seed(one, None) == normalized_seed(two, None) == normalized_seed(swapped, None)
+    assert normalized_seed(one, {"type": "object"}) != normalized_seed(one, None)
+
+
+def test_request_schema_in_every_structured_mode():
+    schema = {"type": "object", "properties": {"x": {"type": "integer"}}}
+    assert request_schema({"response_format": {"type": "json_schema", "json_schema": {"schema": schema}}}) == schema
+    assert request_schema({"response_format": {"type": "json_object", "schema": schema}}) == schema
+    prompt = "Reply with one JSON object. The object must be valid against this JSON schema:\n" + '{"type": "object"}'
+    assert request_schema({"messages": [{"role": "system", "content": prompt}]}) == {"type": "object"}
+    assert request_schema({"messages": [{"role": "user", "content": "hi"}]}) is None

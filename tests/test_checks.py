@@ -1,0 +1,362 @@
+"""Asset checks: run-directory files agree with plan_content rows, JSON outputs match their models.
+
+The Dagster tests run one offline plan on an ephemeral instance (module-scoped, with explicit
+resources so every test sees the same database and run directory), then tamper with it and check
+that the blocking checks stop the downstream assets.
+"""
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+from dagster import (
+    AssetCheckKey,
+    AssetKey,
+    AssetSelection,
+    DagsterInstance,
+    Definitions,
+    define_asset_job,
+    in_process_executor,
+)
+from sqlalchemy import update
+
+from planexe_assets.checks import (
+    FILES_CHECK,
+    JSON_CHECK,
+    JSON_OUTPUT_SPECS,
+    Fields,
+    Items,
+    OneOf,
+    Reader,
+    build_plan_checks,
+    json_outputs_of_table,
+    json_problems,
+    spec_for,
+    step_has_json,
+    verify_files,
+    verify_json,
+)
+from planexe_assets.plans import PlanRequest, create_plan
+from planexe_assets.runner import pipeline_steps
+from planexe_assets.step_table import STEP_BY_NAME, STEPS
+from planexe_assets.steps.base import _matches_template
+from resources import migrate
+from resources.dagster_resources import DatabaseResource, LLMResource
+from resources.database import DatabaseService, make_engine
+from resources.io_manager import PlanContentIOManager
+from resources.models import PlanContent
+from resources.plan_store import PlanStore
+
+FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "planexe_runs"
+PROMPT = "Open a vegan butcher shop in Copenhagen, selling plant-based sausages and deli meats."
+PLAN_ID = "checked_plan"
+
+
+def _owner(filename: str):
+    for step in STEPS:
+        if any(_matches_template(filename, t) for t in (*step.filenames, *step.side_outputs)):
+            return step
+    return None
+
+
+# -- the mapping ------------------------------------------------------------------------------------
+
+
+def test_every_json_output_of_the_step_table_has_a_spec():
+    declared = json_outputs_of_table()
+    assert len(declared) > 60
+    assert [n for n in declared if spec_for(n) is None] == []
+    assert sorted(JSON_OUTPUT_SPECS) == sorted(declared), "specs for files no step writes"
+
+
+def test_specs_use_the_step_modules_models():
+    """Models come from the step modules; only the two derived formats without one live in checks."""
+    models = set()
+    for specs in JSON_OUTPUT_SPECS.values():
+        for spec in specs:
+            layouts = spec.layouts if isinstance(spec, OneOf) else (spec,)
+            for layout in layouts:
+                if isinstance(layout, (Fields, Items)):
+                    models.add(layout.model)
+                else:
+                    assert isinstance(layout, Reader)
+                    assert layout.read.__module__.startswith(
+                        ("planexe_assets.steps.", "planexe_assets.checks")
+                    )
+    local = {m.__name__ for m in models if m.__module__ == "planexe_assets.checks"}
+    assert local == {"ExpertRecord", "PitchMarkdownRecord"}
+    assert all(m.__module__.startswith("planexe_assets.steps.") for m in models if m.__name__ not in local)
+
+
+@pytest.mark.parametrize("run", sorted(p.name for p in FIXTURE_RUNS.iterdir() if p.is_dir()))
+def test_recorded_planexe_runs_validate(run):
+    """Real PlanExe outputs (2025 and 2026 releases) pass, including their nested 'response' layouts."""
+    checked = 0
+    for path in sorted((FIXTURE_RUNS / run).glob("*.json")):
+        step = _owner(path.name)
+        if step is None:
+            continue  # files PlanExe writes that no step of ours declares
+        assert json_problems(step, path.name, path.read_text(encoding="utf-8")) == [], path.name
+        checked += 1
+    assert checked > 60
+
+
+def test_json_problems_name_the_file_the_model_and_the_field():
+    step = STEP_BY_NAME["plan_type"]
+    name = "002-7-plan_type_raw.json"
+    good = {"explanation": "Needs a shop.", "plan_type": "physical", "metadata": {}, "user_prompt": "x"}
+    assert json_problems(step, name, json.dumps(good)) == []
+
+    missing = json_problems(step, name, json.dumps({"explanation": "no type"}))
+    assert (
+        len(missing) == 1
+        and name in missing[0]
+        and "DocumentDetails" in missing[0]
+        and "plan_type" in missing[0]
+    )
+
+    wrong = json_problems(step, name, json.dumps({**good, "plan_type": "spaceship"}))
+    assert len(wrong) == 1 and "plan_type" in wrong[0]
+
+    broken = json_problems(step, name, '{"explanation": ')
+    assert len(broken) == 1 and "not valid JSON" in broken[0]
+
+    items = json_problems(
+        STEP_BY_NAME["make_assumptions"], "003-4-make_assumptions.json", json.dumps([{"question": "q"}])
+    )
+    assert len(items) == 1 and "item 1" in items[0] and "CleanAssumption" in items[0]
+
+
+def test_per_item_files_match_their_template():
+    assert (
+        spec_for("016-1-7-expert_criticism_raw.json")
+        is JSON_OUTPUT_SPECS["016-1-{}-expert_criticism_raw.json"]
+    )
+    assert spec_for("016-1-x-expert_criticism_raw.json") is None
+    assert json_problems(STEP_BY_NAME["setup"], "unknown.json", "{}")[0].endswith(
+        "no JSON spec is registered for this file"
+    )
+
+
+def test_skipped_location_call_of_a_digital_plan_passes():
+    """A digital plan's locations file records a skipped call (no candidates); that is not a failure."""
+    record = {
+        "has_location_in_plan": False,
+        "requirements_for_the_physical_locations": [],
+        "physical_locations": [],
+        "location_summary": "Not applicable: the plan is purely digital.",
+        "metadata": {"llm_call_skipped": True, "reason": "digital"},
+    }
+    step = STEP_BY_NAME["physical_locations"]
+    assert json_problems(step, "002-20-physical_locations_raw.json", json.dumps(record)) == []
+    record["metadata"] = {"llm_model": "x"}
+    assert json_problems(step, "002-20-physical_locations_raw.json", json.dumps(record))
+
+
+def test_downstream_guarding_checks_are_blocking():
+    checks = build_plan_checks()
+    assert len(checks) == len(pipeline_steps())
+    downstream = {d for s in pipeline_steps() for d in s.deps}
+    seen = set()
+    for definition in checks:
+        for spec in definition.check_specs:
+            seen.add(spec.key)
+            assert spec.blocking == (spec.asset_key.path[-1] in downstream), spec.key
+            assert spec.partitions_def is not None
+    assert STEP_BY_NAME["report"].name not in downstream
+    for step in pipeline_steps():
+        assert AssetCheckKey(AssetKey(step.name), FILES_CHECK) in seen
+        assert (AssetCheckKey(AssetKey(step.name), JSON_CHECK) in seen) == step_has_json(step)
+
+
+# -- plain verification of files and rows ----------------------------------------------------------
+
+
+@pytest.fixture
+def small_store(db_url, tmp_path):
+    """One step's files written through the dual writer, on SQLite and (with a server) PostgreSQL."""
+    db = DatabaseService(make_engine(db_url))
+    store = PlanStore(db, tmp_path / "runs")
+    create_plan(db, PlanRequest(prompt=PROMPT, model="offline", plan_id="small"), runs_root=tmp_path / "runs")
+    source = FIXTURE_RUNS / "20250321_silo"
+    names = STEP_BY_NAME["plan_type"].filenames
+    store.write(
+        "small", "plan_type", {n: (source / n).read_text(encoding="utf-8") for n in names}, run_id="r1"
+    )
+    yield store
+    db.close()
+
+
+def test_verify_files_passes_then_reports_each_kind_of_disagreement(small_store):
+    step = STEP_BY_NAME["plan_type"]
+    run_dir = small_store.run_dir("small")
+    ok = verify_files(small_store, "small", step)
+    assert ok.passed and len(ok.files) == 2 and all(f.sha256 for f in ok.files)
+    assert verify_json(step, ok.contents) == []
+
+    raw, markdown = step.filenames
+    (run_dir / markdown).write_text("edited by hand\n", encoding="utf-8")
+    (run_dir / raw).unlink()
+    report = verify_files(small_store, "small", step)
+    problems = report.all_problems()
+    assert not report.passed and len(problems) == 2
+    assert any(markdown in p and "differs from its row" in p for p in problems)
+    assert any(raw in p and "missing from the run directory" in p for p in problems)
+    assert (run_dir / markdown).read_text(encoding="utf-8") == "edited by hand\n", "the check must not repair"
+
+    small_store.repair("small", small_store.read("small", step.filenames))
+    assert verify_files(small_store, "small", step).passed
+    with small_store.db.session() as s:  # a row changed behind the dual writer's back
+        s.execute(update(PlanContent).where(PlanContent.filename == raw).values(content='{"x": 1}'))
+    bad_row = verify_files(small_store, "small", step).all_problems()
+    assert any("does not match its stored sha256" in p for p in bad_row)
+
+    unknown = verify_files(small_store, "nobody", step)
+    assert not unknown.passed and "no row in plans" in unknown.all_problems()[0]
+
+
+def test_verify_files_reports_a_file_without_a_row(small_store):
+    step = STEP_BY_NAME["identify_purpose"]
+    (small_store.run_dir("small") / step.filenames[0]).write_text("{}", encoding="utf-8")
+    problems = verify_files(small_store, "small", step).all_problems()
+    assert any("has the file but the database has no row" in p for p in problems)
+    assert any(step.filenames[1] in p and "no plan_content row" in p for p in problems)
+
+
+# -- the Dagster checks on an ephemeral instance ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory):
+    """One offline plan materialised with every asset and check; shared by the tests below."""
+    root = tmp_path_factory.mktemp("checks")
+    url = f"sqlite:///{root / 'app.db'}"
+    migrate.upgrade(url)
+    from planexe_assets.definitions import defs
+
+    database = DatabaseResource(url=url)
+    resources = {
+        "database": database,
+        "llm": LLMResource(),
+        "plan_content_io_manager": PlanContentIOManager(database=database, runs_root=str(root / "runs")),
+    }
+    db = database.get_database_service()
+    create_plan(db, PlanRequest(prompt=PROMPT, model="offline", plan_id=PLAN_ID), runs_root=root / "runs")
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("plans", [PLAN_ID])
+    jobs = itertools.count()
+
+    def run(selection):
+        """A run of ``selection`` (assets and/or checks) for the plan, as the UI or CLI would launch it."""
+        job = define_asset_job(
+            f"selection_{next(jobs)}", selection=selection, executor_def=in_process_executor
+        )
+        scoped = Definitions(
+            assets=defs.assets, asset_checks=defs.asset_checks, jobs=[job], resources=resources
+        )
+        # The partition as a run tag, as `dagster job execute --tags` and the UI pass it (a job that
+        # selects only checks has no partitions definition of its own to validate a partition_key).
+        return scoped.resolve_job_def(job.name).execute_in_process(
+            tags={"dagster/partition": PLAN_ID}, instance=instance, raise_on_error=False
+        )
+
+    result = run(AssetSelection.all())
+    return {
+        "result": result,
+        "run": run,
+        "instance": instance,
+        "store": PlanStore(db, root / "runs"),
+    }
+
+
+def _evaluations(result):
+    return {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
+
+
+def test_every_check_passes_on_a_fresh_plan(checked):
+    result = checked["result"]
+    assert result.success
+    evaluations = _evaluations(result)
+    expected = {(s.name, FILES_CHECK) for s in pipeline_steps()} | {
+        (s.name, JSON_CHECK) for s in pipeline_steps() if step_has_json(s)
+    }
+    assert set(evaluations) == expected
+    failed = {key: e.description for key, e in evaluations.items() if not e.passed}
+    assert failed == {}
+    files = evaluations[("expert_review", FILES_CHECK)]
+    assert files.metadata["files_checked"].value >= 4  # the markdown plus per-item raw files
+    assert files.metadata["plan_id"].value == PLAN_ID
+    schema = evaluations[("identify_documents", JSON_CHECK)]
+    assert schema.metadata["json_files"].value == 3
+    assert "IdentifiedDocuments" in schema.metadata["models"].value["017-3-identified_documents_raw.json"]
+    # The UI shows the results per plan: each execution is recorded against the partition.
+    record = checked["instance"].event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(AssetKey("plan_type"), JSON_CHECK), limit=1
+    )[0]
+    assert record.run_id == result.run_id and record.partition == PLAN_ID
+
+
+def _materialized(result) -> set[str]:
+    return {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+
+
+def test_tampered_file_fails_its_check_and_blocks_downstream(checked):
+    store: PlanStore = checked["store"]
+    step = STEP_BY_NAME["plan_type"]
+    path = store.run_dir(PLAN_ID) / "002-8-plan_type.md"
+    original = path.read_text(encoding="utf-8")
+    path.write_text(original + "\nA line nobody wrote through the pipeline.\n", encoding="utf-8")
+    try:
+        run = checked["run"](
+            AssetSelection.checks_for_assets("plan_type") | AssetSelection.assets("potential_levers")
+        )
+        assert not run.success
+        evaluation = _evaluations(run)[("plan_type", FILES_CHECK)]
+        assert not evaluation.passed and "002-8-plan_type.md" in evaluation.description
+        assert evaluation.blocking
+        assert _evaluations(run)[("plan_type", JSON_CHECK)].passed  # the row itself is fine
+        assert "potential_levers" not in _materialized(run), "a failed blocking check must stop downstream"
+    finally:
+        store.repair(PLAN_ID, store.read(PLAN_ID, step.filenames))
+    again = checked["run"](
+        AssetSelection.checks_for_assets("plan_type") | AssetSelection.assets("potential_levers")
+    )
+    assert again.success and "potential_levers" in _materialized(again)
+
+
+def test_invalid_json_written_consistently_fails_the_schema_check_and_blocks(checked):
+    """A file and row that agree (hash passes) but break the response model: the schema check stops it."""
+    store: PlanStore = checked["store"]
+    name = "002-7-plan_type_raw.json"
+    original = store.read(PLAN_ID, [name])[name]
+    broken = json.loads(original)
+    broken["plan_type"] = "interplanetary"
+    store.write(PLAN_ID, "plan_type", {name: json.dumps(broken, indent=2)}, run_id="tamper")
+    try:
+        run = checked["run"](
+            AssetSelection.checks_for_assets("plan_type") | AssetSelection.assets("potential_levers")
+        )
+        evaluations = _evaluations(run)
+        assert evaluations[("plan_type", FILES_CHECK)].passed
+        schema = evaluations[("plan_type", JSON_CHECK)]
+        assert not schema.passed and "plan_type" in schema.description and name in schema.description
+        assert "potential_levers" not in _materialized(run)
+    finally:
+        store.write(PLAN_ID, "plan_type", {name: original}, run_id="restore")
+    assert verify_json(STEP_BY_NAME["plan_type"], store.read(PLAN_ID, [name])) == []
+
+
+def test_leaf_asset_checks_do_not_block(checked):
+    """The report has no downstream asset: its checks report but never gate anything."""
+    store: PlanStore = checked["store"]
+    path = store.run_dir(PLAN_ID) / "029-report.html"
+    original = path.read_bytes()
+    path.write_bytes(original + b"<!-- edited -->")
+    try:
+        run = checked["run"](AssetSelection.checks_for_assets("report"))
+        evaluation = _evaluations(run)[("report", FILES_CHECK)]
+        assert not evaluation.passed and not evaluation.blocking
+        assert run.success, "a failed non-blocking check does not fail the run"
+    finally:
+        path.write_bytes(original)

@@ -1,0 +1,126 @@
+"""The pooled Dagster instance storage (planexe_assets/instance_storage.py), SQLite and PostgreSQL."""
+
+import pytest
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    Definitions,
+    DynamicPartitionsDefinition,
+    asset,
+    define_asset_job,
+)
+
+from planexe_assets.instance_storage import (
+    PlanexePostgresStorage,
+    PlanexeSqliteStorage,
+    PooledSqliteEventLogStorage,
+    storage_config_yaml,
+)
+
+parts = DynamicPartitionsDefinition(name="things")
+
+
+@asset(partitions_def=parts)
+def first() -> int:
+    return 1
+
+
+@asset(partitions_def=parts)
+def second(first: int) -> int:
+    return first + 1
+
+
+def _defs() -> Definitions:
+    return Definitions(assets=[first, second], jobs=[define_asset_job("both", partitions_def=None)])
+
+
+def _home(tmp_path, storage_block: str):
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text(storage_block + "telemetry:\n  enabled: false\n", encoding="utf-8")
+    return home
+
+
+def _materialise(instance, key: str) -> None:
+    job = _defs().resolve_job_def("both")
+    if not instance.has_dynamic_partition("things", key):
+        instance.add_dynamic_partitions("things", [key])
+    result = job.execute_in_process(instance=instance, partition_key=key)
+    assert result.success
+
+
+def _exercise(home) -> None:
+    """Runs, events, materialisations and partitions written by one instance, read by a second one
+    (another process would build its own), then the partition cache and its invalidation."""
+    with DagsterInstance.from_config(str(home)) as instance:
+        _materialise(instance, "a")
+        _materialise(instance, "b")
+        runs = instance.get_runs()
+        assert len(runs) == 2 and all(r.is_success for r in runs)
+    with DagsterInstance.from_config(str(home)) as other:
+        assert len(other.get_runs()) == 2
+        event = other.get_latest_materialization_event(AssetKey("second"))
+        assert event is not None and event.asset_materialization.partition == "b"
+        assert set(other.get_dynamic_partitions("things")) == {"a", "b"}
+        storage = other.event_log_storage
+        assert storage.has_dynamic_partition("things", "a")
+        assert storage.has_dynamic_partition("things", "a")  # answered from the cache
+        other.delete_dynamic_partition("things", "a")
+        assert not storage.has_dynamic_partition("things", "a")  # deleting cleared the cache
+        assert not storage.has_dynamic_partition("things", "zzz")
+
+
+def test_sqlite_storage_round_trip(tmp_path, monkeypatch):
+    home = _home(tmp_path, storage_config_yaml("sqlite", base_dir=str(tmp_path / "dagster_home" / "storage")))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    _exercise(home)
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance.get_ref().storage_data.rehydrate(as_type=PlanexeSqliteStorage), PlanexeSqliteStorage)
+        assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+
+
+def test_sqlite_storage_defaults_to_dagster_home_and_reads_stock_data(tmp_path, monkeypatch):
+    """Same directories and schema as Dagster's default storage: a home switched over keeps its runs.
+    Without base_dir the files go to the instance's own home (no DAGSTER_HOME needed)."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with DagsterInstance.from_config(str(home)) as stock:  # no dagster.yaml: Dagster's own SQLite storage
+        _materialise(stock, "old")
+        old_run = stock.get_runs()[0].run_id
+    (home / "dagster.yaml").write_text(storage_config_yaml("sqlite") + "telemetry:\n  enabled: false\n", encoding="utf-8")
+    with DagsterInstance.from_config(str(home)) as pooled:
+        assert isinstance(pooled.event_log_storage, PooledSqliteEventLogStorage)
+        assert pooled.get_run_by_id(old_run) is not None
+        assert pooled.get_latest_materialization_event(AssetKey("second")).asset_materialization.partition == "old"
+        _materialise(pooled, "new")
+        assert len(pooled.get_runs()) == 2
+    assert {"runs", "runs.db"} <= {p.name for p in (home / "history").iterdir()}  # Dagster's own layout
+
+
+def test_sqlite_storage_refuses_a_bad_synchronous_setting(tmp_path):
+    with pytest.raises(Exception, match="synchronous"):
+        PlanexeSqliteStorage(str(tmp_path / "s"), synchronous="OFF")
+
+
+@pytest.mark.postgres
+def test_postgres_storage_round_trip(tmp_path, postgres_server):
+    from tests.conftest import create_postgres_database, drop_postgres_database
+
+    url = create_postgres_database(postgres_server, prefix="planexe_dg")
+    dagster_url = url.replace("postgresql+psycopg://", "postgresql+psycopg2://")
+    try:
+        home = _home(tmp_path, storage_config_yaml("postgres", postgres_url=dagster_url))
+        _exercise(home)
+        with DagsterInstance.from_config(str(home)) as instance:
+            assert isinstance(instance.get_ref().storage_data.rehydrate(as_type=PlanexePostgresStorage), PlanexePostgresStorage)
+            engine = instance.event_log_storage._engine
+            assert type(engine.pool).__name__ == "QueuePool"
+            before = engine.pool.checkedin() + engine.pool.checkedout()
+            for _ in range(20):
+                instance.get_runs(limit=1)
+                instance.event_log_storage.has_dynamic_partition("things", "b")
+            # Connections are reused: twenty rounds of calls did not open twenty connections.
+            assert engine.pool.checkedin() + engine.pool.checkedout() <= max(before, 1) + 1
+    finally:
+        drop_postgres_database(postgres_server, url)

@@ -1,0 +1,96 @@
+"""A run's plan gets its partition at run start when it has a row; a plan without a row is refused."""
+
+import pytest
+from dagster import (
+    AssetSelection,
+    DagsterInstance,
+    DagsterRun,
+    Definitions,
+    define_asset_job,
+    in_process_executor,
+)
+
+from planexe_assets.plans import PlanRequest, create_plan
+from planexe_assets.run_partitions import PlanNotRunnable, ensure_run_partition
+from resources.dagster_resources import DatabaseResource, LLMResource
+from resources.database import DatabaseService, make_engine
+from resources.io_manager import PlanContentIOManager
+
+PROMPT = "Open a vegan butcher shop in Copenhagen."
+
+
+@pytest.fixture
+def db(sqlite_url):
+    service = DatabaseService(make_engine(sqlite_url))
+    yield service
+    service.close()
+
+
+def _run(plan_id: str | None) -> DagsterRun:
+    tags = {"dagster/partition": plan_id} if plan_id is not None else {}
+    return DagsterRun(job_name="full_plan_job", run_id="r-1", tags=tags)
+
+
+def test_a_plan_row_without_a_partition_gets_one(db, tmp_path):
+    create_plan(db, PlanRequest(prompt=PROMPT, model="offline", plan_id="has_row"), runs_root=tmp_path)
+    instance = DagsterInstance.ephemeral()
+    assert ensure_run_partition(instance, _run("has_row"), db) == "has_row"
+    assert instance.get_dynamic_partitions("plans") == ["has_row"]
+    assert ensure_run_partition(instance, _run("has_row"), db) == "has_row"  # idempotent
+    assert instance.get_dynamic_partitions("plans") == ["has_row"]
+
+
+@pytest.mark.parametrize(
+    "plan_id, message",
+    [("no_row", "which has no row in plans; create the plan first"), ("../etc", "invalid plan id")],
+)
+def test_a_partition_key_without_a_plan_is_refused(db, plan_id, message):
+    instance = DagsterInstance.ephemeral()
+    with pytest.raises(PlanNotRunnable, match=message.replace("(", r"\(")):
+        ensure_run_partition(instance, _run(plan_id), db)
+    assert instance.get_dynamic_partitions("plans") == []
+
+
+def test_runs_without_a_partition_are_left_alone(db):
+    instance = DagsterInstance.ephemeral()
+    assert ensure_run_partition(instance, _run(None), db) is None
+    assert ensure_run_partition(None, None, db) is None
+
+
+def test_a_run_tagged_with_an_unregistered_plan_runs(sqlite_url, tmp_path):
+    """What `dagster job execute --tags '{"dagster/partition": ...}'` does, on an ephemeral instance."""
+    database = DatabaseResource(url=sqlite_url)
+    service = database.get_database_service()
+    create_plan(
+        service, PlanRequest(prompt=PROMPT, model="offline", plan_id="late_partition"), runs_root=tmp_path
+    )
+    from planexe_assets.definitions import defs
+
+    job = define_asset_job(
+        "setup_only", AssetSelection.assets("start_time", "setup"), executor_def=in_process_executor
+    )
+    scoped = Definitions(
+        assets=defs.assets,
+        asset_checks=defs.asset_checks,
+        jobs=[job],
+        resources={
+            "database": database,
+            "llm": LLMResource(),
+            "plan_content_io_manager": PlanContentIOManager(database=database, runs_root=str(tmp_path)),
+        },
+    )
+    instance = DagsterInstance.ephemeral()
+    result = scoped.resolve_job_def("setup_only").execute_in_process(
+        instance=instance, tags={"dagster/partition": "late_partition"}, raise_on_error=False
+    )
+    assert result.success
+    assert instance.has_dynamic_partition("plans", "late_partition")
+    assert (tmp_path / "late_partition" / "001-2-plan.txt").read_text(encoding="utf-8") == PROMPT
+
+    refused = scoped.resolve_job_def("setup_only").execute_in_process(
+        instance=instance, tags={"dagster/partition": "nobody"}, raise_on_error=False
+    )
+    assert not refused.success
+    assert not refused.get_asset_materialization_events()
+    assert not instance.has_dynamic_partition("plans", "nobody")
+    assert not (tmp_path / "nobody").exists()
