@@ -67,4 +67,4 @@ class ProgressView:
             f"{total_calls} LLM calls, {total_in}+{total_out} tokens, {time.strftime('%H:%M:%S')}"
         )
         bar = ProgressBar(total=max(1, len(self.steps)), completed=len(done), width=60)
-        return Group(header, bar, table)
+        return Group(header, bar, Text(""), table, Text(""))
