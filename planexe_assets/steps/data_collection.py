@@ -101,9 +101,9 @@ class DataCollectionPlan(BaseModel):
     summary: str = Field(description="What the data collection must establish first, and why.")
 
 
-@register("data_collection")
-def run_data_collection(ctx: StepContext, inputs: StepInputs) -> StepResult:
-    user_prompt = bundle(
+def project_documents(inputs: StepInputs) -> list[tuple[str, str]]:
+    """The eight plan documents that data collection and document identification both read."""
+    return [
         ("strategic_decisions.md", inputs["strategic_decisions_markdown"].text("markdown")),
         ("scenarios.md", inputs["scenarios_markdown"].text("markdown")),
         ("assumptions.md", inputs["consolidate_assumptions_markdown"].text("short")),
@@ -112,7 +112,12 @@ def run_data_collection(ctx: StepContext, inputs: StepInputs) -> StepResult:
         ("swot-analysis.md", inputs["swot_analysis"].text("markdown")),
         ("team.md", inputs["team_markdown"].text()),
         ("expert-review.md", inputs["expert_review"].text()),
-    )
+    ]
+
+
+@register("data_collection")
+def run_data_collection(ctx: StepContext, inputs: StepInputs) -> StepResult:
+    user_prompt = bundle(*project_documents(inputs))
     reply = ctx.llm.structured(
         messages(SYSTEM_PROMPT, user_prompt), DataCollectionPlan, label="data_collection"
     )

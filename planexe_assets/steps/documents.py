@@ -43,6 +43,7 @@ from planexe_assets.steps.common import (
     raw_record,
     side_filename,
 )
+from planexe_assets.steps.data_collection import project_documents
 
 PREFERRED_DOCUMENT_COUNT = 5
 FAST_MODE_DRAFT_COUNT = 2
@@ -221,16 +222,7 @@ def clean_documents(items: Sequence[BaseModel]) -> list[dict[str, Any]]:
 def run_identify_documents(ctx: StepContext, inputs: StepInputs) -> StepResult:
     purpose = read_purpose(inputs)
     system_prompt = identify_system_prompt(purpose)
-    user_prompt = bundle(
-        ("strategic_decisions.md", inputs["strategic_decisions_markdown"].text("markdown")),
-        ("scenarios.md", inputs["scenarios_markdown"].text("markdown")),
-        ("assumptions.md", inputs["consolidate_assumptions_markdown"].text("short")),
-        ("project-plan.md", inputs["project_plan"].text("markdown")),
-        ("related-resources.md", inputs["related_resources"].text("markdown")),
-        ("swot-analysis.md", inputs["swot_analysis"].text("markdown")),
-        ("team.md", inputs["team_markdown"].text()),
-        ("expert-review.md", inputs["expert_review"].text()),
-    )
+    user_prompt = bundle(*project_documents(inputs))
     reply = ctx.llm.structured(
         messages(system_prompt, user_prompt), IdentifiedDocuments, label="identify_documents"
     )
