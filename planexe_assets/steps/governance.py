@@ -74,6 +74,16 @@ def _json_block(name: str, model: BaseModel) -> tuple[str, str]:
     return (name, compact_json_for_prompt(model))
 
 
+def _upstream_json_blocks(inputs: StepInputs, *keys: str) -> list[tuple[str, str]]:
+    """Earlier documents as compact JSON blocks, each checked against the model that wrote it
+    (``_UPSTREAM_DOCUMENTS``, defined once every phase's model exists)."""
+    blocks = []
+    for key in keys:
+        name, model = _UPSTREAM_DOCUMENTS[key]
+        blocks.append(_json_block(name, read_model(inputs[key], "raw", model)))
+    return blocks
+
+
 # --------------------------------------------------------------------------------------------------
 # Phase 1: audit
 # --------------------------------------------------------------------------------------------------
@@ -271,10 +281,7 @@ class GovernanceImplementationPlan(BaseModel):
 def run_governance_phase3_impl_plan(ctx: StepContext, inputs: StepInputs) -> StepResult:
     blocks = [
         *plan_context_blocks(inputs),
-        _json_block("project-plan.json", read_model(inputs["project_plan"], "raw", GoalDefinition)),
-        _json_block(
-            "governance-bodies.json", read_model(inputs["governance_phase2_bodies"], "raw", GovernanceBodies)
-        ),
+        *_upstream_json_blocks(inputs, "project_plan", "governance_phase2_bodies"),
     ]
     plan, files = _run_single_call(
         ctx, IMPLEMENTATION_PLAN_PROMPT, blocks, GovernanceImplementationPlan, render_implementation_plan
@@ -348,12 +355,9 @@ def run_governance_phase4_decision_escalation_matrix(ctx: StepContext, inputs: S
     bodies = read_model(inputs["governance_phase2_bodies"], "raw", GovernanceBodies)
     blocks = [
         *plan_context_blocks(inputs),
-        _json_block("project-plan.json", read_model(inputs["project_plan"], "raw", GoalDefinition)),
+        *_upstream_json_blocks(inputs, "project_plan"),
         _json_block("governance-bodies.json", bodies),
-        _json_block(
-            "governance-implementation-plan.json",
-            read_model(inputs["governance_phase3_impl_plan"], "raw", GovernanceImplementationPlan),
-        ),
+        *_upstream_json_blocks(inputs, "governance_phase3_impl_plan"),
     ]
     matrix, files = _run_single_call(
         ctx, ESCALATION_MATRIX_PROMPT, blocks, DecisionEscalationMatrix, render_escalation_matrix
@@ -444,19 +448,12 @@ class GovernanceMonitoring(BaseModel):
 def run_governance_phase5_monitoring_progress(ctx: StepContext, inputs: StepInputs) -> StepResult:
     blocks = [
         *plan_context_blocks(inputs),
-        _json_block("project-plan.json", read_model(inputs["project_plan"], "raw", GoalDefinition)),
-        _json_block(
-            "governance-bodies.json", read_model(inputs["governance_phase2_bodies"], "raw", GovernanceBodies)
-        ),
-        _json_block(
-            "governance-implementation-plan.json",
-            read_model(inputs["governance_phase3_impl_plan"], "raw", GovernanceImplementationPlan),
-        ),
-        _json_block(
-            "decision-escalation-matrix.json",
-            read_model(
-                inputs["governance_phase4_decision_escalation_matrix"], "raw", DecisionEscalationMatrix
-            ),
+        *_upstream_json_blocks(
+            inputs,
+            "project_plan",
+            "governance_phase2_bodies",
+            "governance_phase3_impl_plan",
+            "governance_phase4_decision_escalation_matrix",
         ),
     ]
     monitoring, files = _run_single_call(
@@ -513,30 +510,29 @@ class GovernanceReview(BaseModel):
     summary: str = Field(description="One paragraph on how the governance works and what needs attention.")
 
 
+# Requires() key -> (pseudo file name in the prompt, the model that wrote its raw JSON).
+_UPSTREAM_DOCUMENTS: dict[str, tuple[str, type[BaseModel]]] = {
+    "project_plan": ("project-plan.json", GoalDefinition),
+    "governance_phase1_audit": ("governance-audit.json", GovernanceAudit),
+    "governance_phase2_bodies": ("governance-bodies.json", GovernanceBodies),
+    "governance_phase3_impl_plan": ("governance-implementation-plan.json", GovernanceImplementationPlan),
+    "governance_phase4_decision_escalation_matrix": ("decision-escalation-matrix.json", DecisionEscalationMatrix),
+    "governance_phase5_monitoring_progress": ("monitoring-progress.json", GovernanceMonitoring),
+}
+
+
 @register("governance_phase6_extra")
 def run_governance_phase6_extra(ctx: StepContext, inputs: StepInputs) -> StepResult:
     blocks = [
         *plan_context_blocks(inputs),
-        _json_block("project-plan.json", read_model(inputs["project_plan"], "raw", GoalDefinition)),
-        _json_block(
-            "governance-audit.json", read_model(inputs["governance_phase1_audit"], "raw", GovernanceAudit)
-        ),
-        _json_block(
-            "governance-bodies.json", read_model(inputs["governance_phase2_bodies"], "raw", GovernanceBodies)
-        ),
-        _json_block(
-            "governance-implementation-plan.json",
-            read_model(inputs["governance_phase3_impl_plan"], "raw", GovernanceImplementationPlan),
-        ),
-        _json_block(
-            "decision-escalation-matrix.json",
-            read_model(
-                inputs["governance_phase4_decision_escalation_matrix"], "raw", DecisionEscalationMatrix
-            ),
-        ),
-        _json_block(
-            "monitoring-progress.json",
-            read_model(inputs["governance_phase5_monitoring_progress"], "raw", GovernanceMonitoring),
+        *_upstream_json_blocks(
+            inputs,
+            "project_plan",
+            "governance_phase1_audit",
+            "governance_phase2_bodies",
+            "governance_phase3_impl_plan",
+            "governance_phase4_decision_escalation_matrix",
+            "governance_phase5_monitoring_progress",
         ),
     ]
     review, files = _run_single_call(ctx, REVIEW_PROMPT, blocks, GovernanceReview, render_governance_review)
