@@ -240,19 +240,31 @@ class DeduplicationOutcome:
     duplicate_decisions: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _answers_by_lever(
+    levers: Sequence[dict[str, Any]],
+    answers: Sequence[Any],
+    unknown: list[dict[str, Any]],
+    duplicates: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The model's per-lever answers keyed by normalised lever id; answers naming no lever go to
+    ``unknown`` and a second answer for the same lever to ``duplicates`` (the first one counts)."""
+    known = {_same_id(lever["lever_id"]) for lever in levers}
+    by_id: dict[str, Any] = {}
+    for answer in answers:
+        key = _same_id(answer.lever_id)
+        if key not in known:
+            unknown.append(answer.model_dump(mode="json"))
+        elif key in by_id:
+            duplicates.append(answer.model_dump(mode="json"))
+        else:
+            by_id[key] = answer
+    return by_id
+
+
 def apply_decisions(levers: list[dict[str, Any]], decisions: Sequence[LeverDecision]) -> DeduplicationOutcome:
     """Keep, drop or flag each lever by the model's decision; report decisions that fit no lever."""
     outcome = DeduplicationOutcome()
-    known = {_same_id(lever["lever_id"]) for lever in levers}
-    by_id: dict[str, LeverDecision] = {}
-    for decision in decisions:
-        key = _same_id(decision.lever_id)
-        if key not in known:
-            outcome.unknown_decisions.append(decision.model_dump(mode="json"))
-        elif key in by_id:
-            outcome.duplicate_decisions.append(decision.model_dump(mode="json"))
-        else:
-            by_id[key] = decision
+    by_id = _answers_by_lever(levers, decisions, outcome.unknown_decisions, outcome.duplicate_decisions)
     for lever in levers:
         decision = by_id.get(_same_id(lever["lever_id"]))
         if decision is None:
@@ -576,16 +588,7 @@ def select_vital_levers(
     assessed, and such picks are listed so the reader knows. The result keeps the original lever order.
     """
     selection = VitalSelection()
-    known = {_same_id(lever["lever_id"]) for lever in levers}
-    by_id: dict[str, LeverAssessment] = {}
-    for item in assessments:
-        key = _same_id(item.lever_id)
-        if key not in known:
-            selection.unknown_assessments.append(item.model_dump(mode="json"))
-        elif key in by_id:
-            selection.duplicate_assessments.append(item.model_dump(mode="json"))
-        else:
-            by_id[key] = item
+    by_id = _answers_by_lever(levers, assessments, selection.unknown_assessments, selection.duplicate_assessments)
 
     def rank(position: int) -> tuple[int, int]:
         item = by_id.get(_same_id(levers[position]["lever_id"]))
