@@ -31,6 +31,7 @@ from tests.support.replay import (
     inputs_from_run,
     load_run_file,
     load_run_json,
+    norm,
 )
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
@@ -68,10 +69,6 @@ SECTION_FILES = {
     "Distill Assumptions": "003-7-distill_assumptions.md",
     "Review Assumptions": "003-9-review_assumptions.md",
 }
-
-
-def norm(text: str) -> str:
-    return " ".join(text.split())
 
 
 def recorded_answer(run: str, step: str) -> dict:

@@ -16,14 +16,11 @@ from planexe_assets.steps.data_collection import (
     render_data_collection,
 )
 from tests.support.replay import ReplayLLM, all_strings, context_for, inputs_from_run, load_run_json
+from tests.support.replay import norm as _norm
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 RAW = "017-1-data_collection_raw.json"
 MARKDOWN = "017-2-data_collection.md"
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.split())
 
 
 @pytest.mark.parametrize("run", RUNS)

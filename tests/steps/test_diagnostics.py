@@ -30,21 +30,15 @@ from tests.support.replay import (
     load_run_file,
     load_run_json,
 )
+from tests.support.replay import (
+    missing_from as _missing,
+)
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 REDLINE_RAW = "002-1-redline_gate.json"
 REDLINE_MD = "002-2-redline_gate.md"
 PREMISE_RAW = "002-3-premise_attack.json"
 PREMISE_MD = "002-4-premise_attack.md"
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _missing(strings: list[str], markdown: str) -> list[str]:
-    normalised = _norm(markdown)
-    return [s for s in strings if _norm(s) not in normalised]
 
 
 # --- redline_gate ----------------------------------------------------------------------------------

@@ -35,6 +35,9 @@ from tests.support.replay import (
     inputs_from_run,
     load_run_json,
 )
+from tests.support.replay import (
+    norm as _norm,
+)
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 PURPOSE_FILE = "002-5-identify_purpose_raw.json"
@@ -71,10 +74,6 @@ DRAFTS = {
     ),
 }
 MARKDOWN_OUT = "017-15-documents_to_create_and_find.md"
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _missing_strings(value, markdown: str) -> list[str]:

@@ -22,19 +22,11 @@ from planexe_assets.steps.durations import (
 )
 from planexe_assets.steps.wbs_tree import parse_level2_clean, parse_wbs_project
 from tests.support.replay import ReplayLLM, all_strings, context_for, inputs_from_run, load_run_json
+from tests.support.replay import missing_from as _missing
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 DEPENDENCIES = "021-task_dependencies_raw.json"
 DURATIONS = "022-2-task_durations.json"
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _missing(strings: list[str], markdown: str) -> list[str]:
-    flat = _norm(markdown)
-    return [s for s in strings if _norm(s) not in flat]
 
 
 def _with_file(inputs: StepInputs, key: str, filename: str, text: str) -> StepInputs:

@@ -34,16 +34,15 @@ from tests.support.replay import (
     load_run_file,
     load_run_json,
 )
+from tests.support.replay import (
+    norm as _norm,
+)
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 STEP = "expert_review"
 MARKDOWN = "016-2-expert_criticism.md"
 EXPERTS_RAW, EXPERTS_CLEAN = "015-1-experts_raw.json", "015-2-experts.json"
 CRITICISM = "016-1-{}-expert_criticism_raw.json"
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _finder_rounds(run: str) -> list[dict]:

@@ -26,6 +26,7 @@ from planexe_assets.steps.levers import (
     select_vital_levers,
 )
 from tests.support.replay import ReplayLLM, all_strings, context_for, inputs_from_run, load_run_json
+from tests.support.replay import missing_from as _missing
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 POTENTIAL_RAW = "002-9-potential_levers_raw.json"
@@ -34,15 +35,6 @@ DEDUP_RAW = "002-11-deduplicated_levers_raw.json"
 ENRICHED_RAW = "002-12-enriched_levers_raw.json"
 VITAL_RAW = "002-13-vital_few_levers_raw.json"
 DECISIONS_MD = "002-14-strategic_decisions.md"
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _missing(strings: list[str], markdown: str) -> list[str]:
-    normalised = _norm(markdown)
-    return [s for s in strings if _norm(s) not in normalised]
 
 
 def _replace_input(inputs: StepInputs, key: str, filename: str, text: str) -> StepInputs:

@@ -28,6 +28,7 @@ from tests.support.replay import (
     inputs_from_run,
     load_run_file,
     load_run_json,
+    norm,
 )
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
@@ -53,10 +54,6 @@ STEPS = {
         run_identify_risks,
     ),
 }
-
-
-def norm(text: str) -> str:
-    return " ".join(text.split())
 
 
 def recorded_answer(run: str, step: str) -> dict:

@@ -26,15 +26,14 @@ from tests.support.replay import (
     load_run_file,
     load_run_json,
 )
+from tests.support.replay import (
+    norm as _norm,
+)
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 PITCH_RAW = "020-1-pitch_raw.json"
 MARKDOWN_RAW = "020-2-pitch_to_markdown_raw.json"
 MARKDOWN = "020-3-pitch.md"
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _with_file(inputs: StepInputs, key: str, filename: str, text: str) -> StepInputs:

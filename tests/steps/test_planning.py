@@ -28,16 +28,15 @@ from tests.support.replay import (
     load_run_file,
     load_run_json,
 )
+from tests.support.replay import (
+    norm as _norm,
+)
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 PRE_RAW = "004-1-pre_project_assessment_raw.json"
 PRE_CLEAN = "004-2-pre_project_assessment.json"
 PLAN_RAW = "005-1-project_plan_raw.json"
 PLAN_MD = "005-2-project_plan.md"
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _with_input(inputs: StepInputs, key: str, contents: dict[str, str]) -> StepInputs:

@@ -26,21 +26,15 @@ from tests.support.replay import (
     load_run_file,
     load_run_json,
 )
+from tests.support.replay import (
+    missing_from as _missing,
+)
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 PURPOSE_RAW = "002-5-identify_purpose_raw.json"
 PURPOSE_MD = "002-6-identify_purpose.md"
 TYPE_RAW = "002-7-plan_type_raw.json"
 TYPE_MD = "002-8-plan_type.md"
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _missing(strings: list[str], markdown: str) -> list[str]:
-    normalised = _norm(markdown)
-    return [s for s in strings if _norm(s) not in normalised]
 
 
 # --- identify_purpose ------------------------------------------------------------------------------

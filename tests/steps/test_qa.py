@@ -23,15 +23,11 @@ from planexe_assets.steps.qa import (
     run_premortem,
     run_questions_and_answers,
 )
-from tests.support.replay import ReplayLLM, all_strings, context_for, inputs_from_run, load_run_json
+from tests.support.replay import ReplayLLM, all_strings, context_for, inputs_from_run, load_run_json, norm
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 QA_FIELDS = ("question_answer_pairs", "summary")
 PREMORTEM_FIELDS = ("assumptions_to_kill", "failure_modes")
-
-
-def norm(text: str) -> str:
-    return " ".join(text.split())
 
 
 def assert_all_strings_in(document: str, value) -> None:

@@ -19,15 +19,14 @@ from tests.support.replay import (
     load_run_file,
     load_run_json,
 )
+from tests.support.replay import (
+    norm as _norm,
+)
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 RAW = "007-1-related_resources_raw.json"
 MARKDOWN = "007-8-related_resources.md"
 STEP = "related_resources"
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.split())
 
 
 @pytest.mark.parametrize("run", RUNS)

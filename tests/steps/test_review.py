@@ -21,13 +21,9 @@ from planexe_assets.steps.review import (
     run_executive_summary,
     run_review_plan,
 )
-from tests.support.replay import ReplayLLM, all_strings, context_for, inputs_from_run, load_run_json
+from tests.support.replay import ReplayLLM, all_strings, context_for, inputs_from_run, load_run_json, norm
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
-
-
-def norm(text: str) -> str:
-    return " ".join(text.split())
 
 
 def assert_all_strings_in(markdown: str, value) -> None:

@@ -17,6 +17,7 @@ from planexe_assets.steps.scenarios import (
     render_scenarios,
 )
 from tests.support.replay import ReplayLLM, all_strings, context_for, inputs_from_run, load_run_json
+from tests.support.replay import missing_from as _missing
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 VITAL_RAW = "002-13-vital_few_levers_raw.json"
@@ -25,15 +26,6 @@ CANDIDATES_CLEAN = "002-16-candidate_scenarios.json"
 SELECTED_RAW = "002-17-selected_scenario_raw.json"
 SELECTED_CLEAN = "002-18-selected_scenario.json"
 SCENARIOS_MD = "002-19-scenarios.md"
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _missing(strings: list[str], markdown: str) -> list[str]:
-    normalised = _norm(markdown)
-    return [s for s in strings if _norm(s) not in normalised]
 
 
 def _replace_input(inputs: StepInputs, key: str, filename: str, text: str) -> StepInputs:

@@ -25,16 +25,15 @@ from tests.support.replay import (
     load_run_file,
     load_run_json,
 )
+from tests.support.replay import (
+    norm as _norm,
+)
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 STEP = "swot_analysis"
 RAW, MARKDOWN = "014-1-swot_analysis_raw.json", "014-2-swot_analysis.md"
 PURPOSE_RAW = "002-5-identify_purpose_raw.json"
 FIELDS = list(SWOTAnalysis.model_fields)
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _recorded_answer(run: str) -> dict:

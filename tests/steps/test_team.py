@@ -32,6 +32,9 @@ from tests.support.replay import (
     load_run_file,
     load_run_json,
 )
+from tests.support.replay import (
+    norm as _norm,
+)
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 
@@ -62,10 +65,6 @@ UPSTREAM_KEY = {
     "enrich_team_members_with_background_story": "enrich_team_members_with_contract_type",
     "enrich_team_members_with_environment_info": "enrich_team_members_with_background_story",
 }
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _replace(inputs: StepInputs, key: str, filename: str, text: str) -> StepInputs:

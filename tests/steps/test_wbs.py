@@ -38,17 +38,11 @@ from tests.support.replay import (
     load_run_file,
     load_run_json,
 )
+from tests.support.replay import (
+    missing_from as _missing,
+)
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _missing(strings: list[str], markdown: str) -> list[str]:
-    flat = _norm(markdown)
-    return [s for s in strings if _norm(s) not in flat]
 
 
 def _with_file(inputs: StepInputs, key: str, filename: str, text: str) -> StepInputs:

@@ -139,3 +139,14 @@ def all_strings(value: Any) -> list[str]:
         for v in value:
             out.extend(all_strings(v))
     return out
+
+
+def norm(text: str) -> str:
+    """Whitespace collapsed to single spaces, for "does this text survive into the markdown" checks."""
+    return " ".join(text.split())
+
+
+def missing_from(strings: list[str], markdown: str) -> list[str]:
+    """The strings that do not appear in ``markdown`` (both whitespace-normalised)."""
+    flat = norm(markdown)
+    return [s for s in strings if norm(s) not in flat]
