@@ -2,11 +2,14 @@
 
 Sections (all by default; ``--sections`` picks some):
 
-- ``plan``: one plan side by side against one local latency server (PlanExe-like latencies, scaled):
-  the Dagster job (thread executor; SQLite and PostgreSQL instance; Dagster's in-process executor for
-  reference), ``python -m legacy_luigi`` with workers=1 and workers=8, both in PlanExe's mode (a
-  fan-out's items one after another) and as shipped (fan-outs concurrent), and the lower bound
-  computed from the calls each run made. Prints wall times and ratios.
+- ``plan``: one plan side by side against one local latency server, once per latency model
+  (``--latency``, default PlanExe-like log-normal and a fixed latency at the same median, both times
+  ``--scale``): the Dagster job (thread executor; SQLite and PostgreSQL instance; Dagster's
+  in-process executor for reference), ``python -m legacy_luigi`` with workers=1 and workers=8 in
+  PlanExe's mode (a fan-out's items one after another; ``--contenders`` adds the Luigi runs as
+  shipped, fan-outs concurrent), and the lower bound computed from the calls each run made. The
+  server's answers have PlanExe's list lengths (``--shape``), so fan-outs are as wide as PlanExe's.
+  Prints wall times and ratios.
 - ``overhead``: the same plan at zero latency: orchestration overhead = wall time minus the time of
   the same steps run by a plain loop with no orchestrator, for Dagster's stock and this project's
   instance storage on SQLite and PostgreSQL, for both executors, and for Luigi.
@@ -95,14 +98,30 @@ def _git_commit() -> str:
 # -- section: one plan, side by side ----------------------------------------------------------------
 
 
+CONTENDERS = ("dagster_pg", "dagster_inproc", "luigi1", "luigi8", "luigi1_shipped", "luigi8_shipped")
+# The first latency model runs these besides the Dagster job on SQLite (which always runs); later
+# models (a second view of the same plan) run the Luigi baselines of the targets only.
+DEFAULT_CONTENDERS = ("dagster_pg", "dagster_inproc", "luigi1", "luigi8")
+LATER_MODEL_CONTENDERS = ("luigi1", "luigi8")
+
+
 def section_plan(report: Report, args, pg_reason: str | None) -> None:
+    for index, model in enumerate(args.latency_models):
+        if args.contenders:
+            wanted = set(args.contenders.split(","))
+        else:
+            wanted = set(DEFAULT_CONTENDERS if index == 0 else LATER_MODEL_CONTENDERS)
+        plan_side_by_side(report, args, pg_reason, model, wanted, tag=f"m{index}")
+
+
+def plan_side_by_side(report: Report, args, pg_reason: str | None, model, wanted: set[str], tag: str) -> None:
     from bench.contenders import run_dagster, run_luigi
 
-    report.add(f"## One plan, side by side (latency: {args.model_description})")
+    report.add(f"## One plan, side by side (latency: {model.describe()})")
     report.add()
     homes: list[BenchHome] = []
     results = []
-    with latency_server(args.latency, args.scale) as server:
+    with latency_server(model.spec, model.scale, args.shape) as server:
         try:
             sqlite_home = make_home(base_url=server.base_url, in_flight=args.in_flight)
             homes.append(sqlite_home)
@@ -110,7 +129,7 @@ def section_plan(report: Report, args, pg_reason: str | None) -> None:
                 ("dagster", lambda pid: run_dagster(sqlite_home, pid, "threads", name="Dagster job, thread executor, SQLite instance"), sqlite_home),
             ]
             pg_home = None
-            if pg_reason is None:
+            if pg_reason is None and "dagster_pg" in wanted:
                 pg_home = make_home(base_url=server.base_url, in_flight=args.in_flight, dagster_storage="postgres")
                 homes.append(pg_home)
                 plan_runs.append(
@@ -124,7 +143,9 @@ def section_plan(report: Report, args, pg_reason: str | None) -> None:
                 ("luigi8_shipped", lambda pid: run_luigi(sqlite_home, pid, 8, planexe_mode=False), sqlite_home),
             ]
             for key, run, home in plan_runs:
-                plan_id = f"bench_{key}"
+                if key not in wanted and key != "dagster":
+                    continue
+                plan_id = f"bench_{tag}_{key}"
                 create_bench_plan(home, plan_id, PROMPT)
                 print(f"... {key}", flush=True)
                 result = run(plan_id)
@@ -165,7 +186,7 @@ def section_plan(report: Report, args, pg_reason: str | None) -> None:
             "(Luigi workers=1 in PlanExe mode) on this plan."
         )
         if dagster.bound.fanout_capped:
-            report.add(f"Fan-outs that may have been cut into waves by the 8-thread cap: {', '.join(dagster.bound.fanout_capped)}.")
+            report.add(f"Fan-outs that may have been cut into waves by their thread pool: {', '.join(dagster.bound.fanout_capped)}.")
     report.add()
     report.add(f"Latency server: {server_stats['requests']} requests, at most {server_stats['peak_in_flight']} in flight at once.")
     report.add()
@@ -173,13 +194,14 @@ def section_plan(report: Report, args, pg_reason: str | None) -> None:
     if failed:
         report.add(f"**Not completed:** {', '.join(failed)}: " + "; ".join(f"{r.name}: {r.detail[:300]}" for _, r in results if not r.ok))
         report.add()
+    where = f" ({model.short()})"
     if bound:
-        report.verdict("one plan within 1.2x the lower bound", f"{dagster.wall_seconds / bound:.2f}x", dagster.ok and dagster.wall_seconds <= 1.2 * bound)
+        report.verdict("one plan within 1.2x the lower bound" + where, f"{dagster.wall_seconds / bound:.2f}x", dagster.ok and dagster.wall_seconds <= 1.2 * bound)
     for key, label, target in (("luigi1", "Luigi workers=1 (PlanExe mode)", 2.5), ("luigi8", "Luigi workers=8 (PlanExe mode)", 1.8)):
         other = by_key.get(key)
         if other is not None:
             ratio = other.wall_seconds / dagster.wall_seconds
-            report.verdict(f">= {target}x faster than {label}", f"{ratio:.2f}x", dagster.ok and other.ok and ratio >= target)
+            report.verdict(f">= {target}x faster than {label}{where}", f"{ratio:.2f}x", dagster.ok and other.ok and ratio >= target)
 
 
 # -- section: orchestration overhead -----------------------------------------------------------------
@@ -192,7 +214,7 @@ def section_overhead(report: Report, args, pg_reason: str | None) -> None:
     report.add()
     rows = []
     measured: dict[str, float] = {}
-    with latency_server("fixed:0", 1.0) as server:
+    with latency_server("fixed:0", 1.0, args.shape) as server:
         configs = [("sqlite", True), ("sqlite", False)]
         if pg_reason is None:
             configs += [("postgres", True), ("postgres", False)]
@@ -292,9 +314,10 @@ def section_concurrent(report: Report, args, pg_reason: str | None) -> None:
     from bench.concurrent_plans import Daemon, run_batch
 
     n = args.concurrent_plans
-    report.add(f"## {n} plans at once through the queued run coordinator (latency: {args.model_description})")
+    model = args.latency_models[0]
+    report.add(f"## {n} plans at once through the queued run coordinator (latency: {model.describe()})")
     report.add()
-    with latency_server(args.latency, args.scale) as server:
+    with latency_server(model.spec, model.scale, args.shape) as server:
         home = make_home(base_url=server.base_url, in_flight=args.in_flight, max_concurrent_runs=n)
         daemon = None
         try:
@@ -336,9 +359,21 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {', '.join(SECTIONS)}")
-    parser.add_argument("--latency", default="planexe", help="'planexe' (median 4 s, p90 12 s) or 'fixed:SECONDS'")
-    parser.add_argument("--scale", type=float, default=0.2, help="multiply every latency by this (default 0.2)")
-    parser.add_argument("--in-flight", type=int, default=16, help="the LLM executor's in-flight limit for the server (default 16)")
+    parser.add_argument("--latency", default="planexe,fixed:4",
+                        help="comma-separated latency models, each 'planexe' (log-normal, median 4 s, p90 12 s) or "
+                        "'fixed:SECONDS'; the plan section runs once per model, the concurrent section uses the first "
+                        "(default: planexe,fixed:4, i.e. PlanExe-like and a fixed latency at the same median)")
+    parser.add_argument("--scale", type=float, default=0.5, help="multiply every latency by this (default 0.5)")
+    parser.add_argument("--in-flight", type=int, default=64,
+                        help="the LLM executor's in-flight limit for the server (default 64: wider than any fan-out)")
+    parser.add_argument("--shape", choices=("planexe", "faker"), default="planexe",
+                        help="list lengths of the server's answers: PlanExe's, so its fan-outs are as wide as in "
+                        "PlanExe's recorded runs (default), or the offline faker's short lists")
+    parser.add_argument("--contenders", default="",
+                        help="plan section: comma-separated subset of dagster_pg, dagster_inproc, luigi1, luigi8, "
+                        "luigi1_shipped, luigi8_shipped, for every latency model (the Dagster job on SQLite always "
+                        "runs; default: dagster_pg, dagster_inproc, luigi1, luigi8 for the first model, luigi1 and "
+                        "luigi8 for the others)")
     parser.add_argument("--concurrent-plans", type=int, default=4)
     parser.add_argument("--upsert-files", type=int, default=300)
     parser.add_argument("--skip-postgres", action="store_true")
@@ -350,9 +385,15 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
     try:
-        args.model_description = LatencyModel.parse(args.latency, args.scale).describe()
+        args.latency_models = [LatencyModel.parse(text, args.scale) for text in args.latency.split(",") if text.strip()]
     except LatencyModelError as exc:
         parser.error(str(exc))
+    if not args.latency_models:
+        parser.error("--latency names no latency model")
+    if args.contenders:
+        unknown_contenders = sorted(set(args.contenders.split(",")) - set(CONTENDERS))
+        if unknown_contenders:
+            parser.error(f"unknown contenders {unknown_contenders}; choose from {', '.join(CONTENDERS)}")
     os.environ.setdefault("PLANEXE_LLM_STEP_RETRY_DELAY", "1")
     logging.disable(logging.INFO)  # Alembic's migration chatter in the set-up of every home
 

@@ -58,10 +58,10 @@ class LatencyServerProcess:
                 self.process.wait(timeout=10)
 
 
-def start_latency_server(latency: str, scale: float) -> LatencyServerProcess:
+def start_latency_server(latency: str, scale: float, shape: str = "planexe") -> LatencyServerProcess:
     """Start ``bench.latency_server`` in its own process (it must not share the GIL of a contender)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.latency_server", "--latency", latency, "--scale", str(scale)],
+        [sys.executable, "-m", "bench.latency_server", "--latency", latency, "--scale", str(scale), "--shape", shape],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -76,8 +76,8 @@ def start_latency_server(latency: str, scale: float) -> LatencyServerProcess:
 
 
 @contextmanager
-def latency_server(latency: str, scale: float) -> Iterator[LatencyServerProcess]:
-    server = start_latency_server(latency, scale)
+def latency_server(latency: str, scale: float, shape: str = "planexe") -> Iterator[LatencyServerProcess]:
+    server = start_latency_server(latency, scale, shape)
     try:
         yield server
     finally:

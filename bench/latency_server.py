@@ -6,6 +6,9 @@ unless ``--port``) and prints ``PORT <n>`` once it is ready. ``POST /v1/chat/com
 - structured requests (``response_format`` ``json_schema``, or ``json_object`` with a ``schema``, or a
   schema embedded in the system message by the prompt mode) get a JSON object valid against the schema,
   built by the project's offline schema faker (``resources.llm.offline``); other requests get markdown;
+- lists are as long as PlanExe's (``--shape planexe``, the default: about 5-6 WBS phases of 6-7
+  subtasks, so 30-42 WBS level-3 calls and 12-17 duration chunks, as in the recorded runs in
+  ``shared/fixtures/planexe_runs``) or as short as the offline faker makes them (``--shape faker``);
 - the reply is sent after a latency drawn from the chosen model: ``fixed:SECONDS`` or ``planexe`` (a
   log-normal with PlanExe-like median 4 s and 90th percentile 12 s), multiplied by ``--scale``.
 
@@ -49,6 +52,23 @@ _SCHEMA_IN_PROMPT = re.compile(r"valid against this JSON schema:\n(\{.*\})\s*$",
 ID_PREFIX = "bench-"
 
 
+# Item counts of the lists that decide how wide PlanExe's fan-outs are, aimed at the middle of its
+# recorded runs (Silo and Hong Kong: 44 and 29 WBS level-3 tasks, 17 and 12 duration chunks, 5 + 5
+# and 10 + 5 drafted documents, 15 potential levers). Other lists keep the faker's short defaults.
+SHAPES: dict[str, dict[str, tuple[int, int]]] = {
+    "faker": {},
+    "planexe": {
+        "major_phase_details": (5, 6),  # WBS level 2: phases ...
+        "subtasks": (6, 7),  # ... and their subtasks (each one a level-3 call; 3 per duration chunk)
+        "levers": (5, 5),  # potential levers: 5 per turn, 3 turns
+        "documents_to_create": (3, 5),
+        "documents_to_find": (3, 5),
+        "documents_to_create_part2": (2, 4),
+        "documents_to_find_part2": (2, 4),
+    },
+}
+
+
 class LatencyModelError(ValueError):
     pass
 
@@ -83,6 +103,16 @@ class LatencyModel:
             return self.seconds * self.scale
         rng = random.Random(seed ^ 0x5EED)
         return math.exp(math.log(PLANEXE_MEDIAN_SECONDS) + PLANEXE_SIGMA * rng.gauss(0.0, 1.0)) * self.scale
+
+    @property
+    def spec(self) -> str:
+        """The text ``parse`` reads (without the scale)."""
+        return "planexe" if self.kind == "planexe" else f"fixed:{self.seconds:g}"
+
+    def short(self) -> str:
+        if self.kind == "fixed":
+            return f"fixed {self.seconds * self.scale:.3g} s"
+        return f"PlanExe-like, median {PLANEXE_MEDIAN_SECONDS * self.scale:.3g} s"
 
     def describe(self) -> str:
         if self.kind == "fixed":
@@ -169,8 +199,11 @@ class LatencyServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
-    def __init__(self, model: LatencyModel, port: int = 0):
+    def __init__(self, model: LatencyModel, port: int = 0, shape: str = "planexe"):
+        if shape not in SHAPES:
+            raise ValueError(f"shape must be one of {', '.join(SHAPES)}, got {shape!r}")
         self.model = model
+        self.shape = shape
         self.stats = _Stats()
         super().__init__(("127.0.0.1", port), _Handler)
 
@@ -185,7 +218,7 @@ class LatencyServer(ThreadingHTTPServer):
         schema = request_schema(body)
         seed = normalized_seed(messages, schema)
         if schema is not None:
-            text = offline_json(schema, seed, known_ids(messages))
+            text = offline_json(schema, seed, known_ids(messages), SHAPES[self.shape])
         else:
             text = offline_markdown(messages, seed)
         latency = self.model.draw(seed)
@@ -257,12 +290,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--latency", default="planexe", help="'planexe' or 'fixed:SECONDS' (default planexe)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every latency by this (default 1)")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="planexe",
+                        help="list lengths of the answers: PlanExe's (default) or the offline faker's short ones")
     args = parser.parse_args(argv)
     try:
         model = LatencyModel.parse(args.latency, args.scale)
     except LatencyModelError as exc:
         parser.error(str(exc))
-    server = LatencyServer(model, args.port)
+    server = LatencyServer(model, args.port, args.shape)
     print(f"PORT {server.port}", flush=True)
     try:
         server.serve_forever(poll_interval=0.2)

@@ -10,8 +10,9 @@ Inputs are the plan's ``llm_interactions`` rows (every attempt the run made) and
   its items. Attempts that overlapped in time were independent (a fan-out's items, the lenses of the
   premise attack). The step's own time is the longest chain through that order. The recorded start
   of an attempt is taken before it waits for an in-flight slot, so waiting for a slot does not turn
-  independent calls into a chain; a fan-out wider than ``StepContext.max_concurrency`` threads would
-  (the benchmark's fan-outs are narrower, and ``fanout_capped`` reports any step where it may apply).
+  independent calls into a chain; a fan-out wider than its thread pool (``StepContext.max_concurrency``,
+  64 by default, wider than any fan-out of a plan) would, and ``fanout_capped`` reports any step where
+  that may have happened.
 - Across steps, a step starts when the last of its upstream steps has finished: the bound is the
   longest path through the asset graph weighted by the step times. Orchestration, database writes and
   the CPU time of the steps count as zero: no orchestrator can beat this number.
@@ -25,8 +26,12 @@ from datetime import datetime
 
 from bench.latency_server import latency_from_response_id
 
-# A fan-out wider than this may have been cut into waves by its thread pool (StepContext.max_concurrency).
-FANOUT_THREADS = 8
+
+def _fanout_threads() -> int:
+    from planexe_assets.runner import fanout_concurrency
+
+    return fanout_concurrency()
+
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,8 @@ def compute_lower_bound(rows, steps=None) -> LowerBound:
     while last is not None:
         path.append(last)
         last = via[last]
-    capped = [s for s, items in by_stage.items() if len(items) > FANOUT_THREADS and _max_overlap(items) == FANOUT_THREADS]
+    threads = _fanout_threads()
+    capped = [s for s, items in by_stage.items() if len(items) > threads and _max_overlap(items) == threads]
     return LowerBound(
         seconds=max(finish.values(), default=0.0),
         critical_path=list(reversed(path)),

@@ -292,10 +292,11 @@ FANOUT_ENV = "PLANEXE_FANOUT_CONCURRENCY"
 
 
 def fanout_concurrency() -> int:
-    """Threads of one fan-out step (``ctx.map_concurrent``): ``PLANEXE_FANOUT_CONCURRENCY``, default 8.
+    """Threads of one fan-out step (``ctx.map_concurrent``): ``PLANEXE_FANOUT_CONCURRENCY``, default 64.
 
-    The LLM executor's per-endpoint in-flight limit bounds the calls in any case; 1 runs a fan-out's
-    items one after another, as PlanExe does (the benchmark's "PlanExe mode" Luigi runs).
+    The default is wider than any fan-out, so the LLM executor's per-endpoint in-flight limit
+    (``max_in_flight``) is what bounds a fan-out's calls; 1 runs a fan-out's items one after another,
+    as PlanExe does (the benchmark's "PlanExe mode" Luigi runs).
     """
     import os
 

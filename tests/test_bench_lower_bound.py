@@ -1,5 +1,6 @@
 """The benchmark's lower bound (bench/lower_bound.py) on hand-made call records."""
 
+import json
 from datetime import datetime, timedelta
 
 import pytest
@@ -102,3 +103,45 @@ def test_request_schema_in_every_structured_mode():
     prompt = "Reply with one JSON object. The object must be valid against this JSON schema:\n" + '{"type": "object"}'
     assert request_schema({"messages": [{"role": "system", "content": prompt}]}) == {"type": "object"}
     assert request_schema({"messages": [{"role": "user", "content": "hi"}]}) is None
+
+
+def test_latency_model_names():
+    fixed = LatencyModel.parse("fixed:4", scale=0.5)
+    assert (fixed.spec, fixed.short()) == ("fixed:4", "fixed 2 s")
+    assert LatencyModel.parse(fixed.spec, fixed.scale) == fixed
+    planexe = LatencyModel.parse("planexe", scale=0.5)
+    assert planexe.spec == "planexe" and "median 2 s" in planexe.short()
+
+
+def _wbs_request(server, schema: dict) -> dict:
+    body = {
+        "model": "bench",
+        "messages": [{"role": "user", "content": "Break the project into phases."}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "wbs", "schema": schema}},
+    }
+    reply, _latency = server.answer(body)
+    return json.loads(reply["choices"][0]["message"]["content"])
+
+
+def test_planexe_shape_gives_planexe_sized_fanouts():
+    """The benchmark's answers have PlanExe's list lengths, so WBS level 3 fans out as widely as PlanExe's."""
+    from bench.latency_server import SHAPES, LatencyServer
+    from planexe_assets.steps.wbs import WorkBreakdownStructure
+
+    schema = WorkBreakdownStructure.model_json_schema()
+    sizes = {}
+    for shape in ("planexe", "faker"):
+        server = LatencyServer(LatencyModel.parse("fixed:0"), shape=shape)
+        try:
+            phases = _wbs_request(server, schema)["major_phase_details"]
+            sizes[shape] = [len(phase["subtasks"]) for phase in phases]
+        finally:
+            server.server_close()
+    low_phases, high_phases = SHAPES["planexe"]["major_phase_details"]
+    low_tasks, high_tasks = SHAPES["planexe"]["subtasks"]
+    assert low_phases <= len(sizes["planexe"]) <= high_phases
+    assert all(low_tasks <= n <= high_tasks for n in sizes["planexe"])
+    assert 30 <= sum(sizes["planexe"]) <= 42  # PlanExe's recorded runs: 29 and 44 level-3 tasks
+    assert sum(sizes["faker"]) < sum(sizes["planexe"])
+    with pytest.raises(ValueError, match="shape"):
+        LatencyServer(LatencyModel.parse("fixed:0"), shape="huge")

@@ -448,7 +448,7 @@ def test_interrupt_stops_new_steps_and_the_steps_in_flight(tmp_path):
         home.close()
 
 
-@pytest.mark.parametrize("raw, expected", [("", 8), ("1", 1), ("32", 32)])
+@pytest.mark.parametrize("raw, expected", [("", 64), ("1", 1), ("32", 32)])
 def test_fanout_concurrency_setting(monkeypatch, raw, expected):
     from planexe_assets.runner import FANOUT_ENV, fanout_concurrency
 

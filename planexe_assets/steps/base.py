@@ -146,8 +146,10 @@ class StepContext:
     plan_prompt: str = ""
     # The plan is gated (planexe_assets/redline.py): a REFUSE verdict of the redline gate stops it.
     refuse_on_redline: bool = False
-    # Upper bound on one fan-out's threads; the LLM layer applies its own per-provider in-flight limit.
-    max_concurrency: int = 8
+    # Upper bound on one fan-out's threads. It is deliberately wider than any fan-out of a plan (WBS
+    # level 3 is 25-50 calls): the binding limit is the LLM executor's per-endpoint in-flight limit
+    # (``max_in_flight``), and a thread waiting for a slot costs nothing but its stack.
+    max_concurrency: int = 64
 
     @property
     def fast(self) -> bool:

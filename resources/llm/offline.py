@@ -20,7 +20,7 @@ import random
 import re
 import string
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -81,9 +81,18 @@ def known_ids(messages: Sequence[dict[str, str]]) -> list[str]:
     return list(seen)
 
 
-def offline_json(schema: dict[str, Any], seed: int, ids: Sequence[str] = ()) -> str:
-    """A JSON text valid against ``schema``, the same for the same seed."""
-    value = SchemaFaker(schema, random.Random(seed), ids).value()
+def offline_json(
+    schema: dict[str, Any],
+    seed: int,
+    ids: Sequence[str] = (),
+    list_sizes: Mapping[str, tuple[int, int]] | None = None,
+) -> str:
+    """A JSON text valid against ``schema``, the same for the same seed.
+
+    ``list_sizes`` maps a property name to the (low, high) item count its lists get (still clipped to
+    the schema's ``minItems``/``maxItems``); other lists keep the faker's small default sizes.
+    """
+    value = SchemaFaker(schema, random.Random(seed), ids, list_sizes).value()
     return json.dumps(value, ensure_ascii=False, indent=2)
 
 
@@ -107,11 +116,21 @@ def offline_markdown(messages: Sequence[dict[str, str]], seed: int) -> str:
 class SchemaFaker:
     """Walks one JSON schema and builds a value that validates against it."""
 
-    def __init__(self, schema: dict[str, Any], rng: random.Random, ids: Sequence[str] = ()):
+    def __init__(
+        self,
+        schema: dict[str, Any],
+        rng: random.Random,
+        ids: Sequence[str] = (),
+        list_sizes: Mapping[str, tuple[int, int]] | None = None,
+    ):
         self.root = schema
         self.defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
         self.rng = rng
         self.ids = list(ids)
+        self.list_sizes = dict(list_sizes or {})
+        for key, (low, high) in self.list_sizes.items():
+            if not 0 <= low <= high:
+                raise ValueError(f"list size for {key!r} must be 0 <= low <= high, got {(low, high)}")
 
     def value(self) -> Any:
         return self.build(self.root, name="", depth=0)
@@ -315,7 +334,13 @@ class SchemaFaker:
         items = schema.get("items", {})
         min_items = schema.get("minItems", 0)
         max_items = schema.get("maxItems")
-        if depth >= MAX_DEPTH:
+        if name in self.list_sizes and depth < MAX_DEPTH:
+            low, high = self.list_sizes[name]
+            low, high = max(low, min_items), max(high, min_items)
+            if max_items is not None:
+                low, high = min(low, max_items), min(high, max_items)
+            count = self.rng.randint(low, high)
+        elif depth >= MAX_DEPTH:
             count = min_items
         else:
             low = max(min_items, 2 if depth < 3 else 1)

@@ -272,3 +272,24 @@ def test_offline_answer_depends_on_the_request():
     assert one.text == same.text and one.text != other.text
     assert one.finish_reason == "stop" and one.total_tokens == one.input_tokens + one.output_tokens
     assert all(s.startswith(MARKER) or not s.startswith("[") for s in strings_of(json.loads(one.text)))
+
+
+def test_list_sizes_override_named_lists_within_schema_bounds():
+    import random
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "phases": {"type": "array", "items": {"type": "string"}},
+            "capped": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+            "other": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["phases", "capped", "other"],
+    }
+    for seed in range(20):
+        value = json.loads(offline_json(schema, seed, list_sizes={"phases": (9, 11), "capped": (9, 11)}))
+        assert 9 <= len(value["phases"]) <= 11
+        assert len(value["capped"]) == 3  # the schema's maxItems still wins
+        assert len(value["other"]) <= 6  # lists not named keep the default sizes
+    with pytest.raises(ValueError, match="list size"):
+        SchemaFaker(schema, random.Random(0), list_sizes={"phases": (5, 2)})
