@@ -152,6 +152,20 @@ def plan_side_by_side(report: Report, args, pg_reason: str | None, model, wanted
                 results.append((key, result))
                 print(f"    {result.name}: {result.wall_seconds:.1f} s, {result.status}, {result.calls} calls", flush=True)
             server_stats = server.stats()
+            where_it_goes = None
+            first = results[0][1] if results else None
+            if first is not None and first.ok and first.bound is not None:
+                from bench.critical_path import breakdown
+                from resources.database import get_database_service
+
+                instance = sqlite_home.instance()
+                try:
+                    where_it_goes = breakdown(
+                        instance, get_database_service(sqlite_home.app_db_url), first.plan_id, first.bound,
+                        first.wall_seconds, first.inner_seconds,
+                    )
+                finally:
+                    instance.dispose()
         finally:
             for home in homes:
                 home.close()
@@ -187,6 +201,15 @@ def plan_side_by_side(report: Report, args, pg_reason: str | None, model, wanted
         )
         if dagster.bound.fanout_capped:
             report.add(f"Fan-outs that may have been cut into waves by their thread pool: {', '.join(dagster.bound.fanout_capped)}.")
+    if where_it_goes is not None:
+        report.add()
+        report.add(
+            f"Where the Dagster job's {dagster.wall_seconds:.1f} s went, along the critical chain "
+            f"({where_it_goes.chain_steps} steps, {where_it_goes.chain_llm_steps} of them calling the LLM; "
+            "`bench/critical_path.py`):"
+        )
+        report.add()
+        report.table(["part", "seconds", "share of wall"], where_it_goes.rows(dagster.wall_seconds))
     report.add()
     report.add(f"Latency server: {server_stats['requests']} requests, at most {server_stats['peak_in_flight']} in flight at once.")
     report.add()

@@ -763,7 +763,7 @@ def _settle_status(db: DatabaseService, plan_id: str) -> None:
     if plan is None or plan.status != PlanStatus.RUNNING:
         return
     steps = pipeline_steps()
-    present = db.get_contents(plan_id, [n for s in steps for n in s.filenames])
+    present = db.stored_filenames(plan_id, [n for s in steps for n in s.filenames])
     incomplete = {
         s.name: [n for n in s.filenames if n not in present]
         for s in steps

@@ -241,7 +241,7 @@ def recompute_plan_metrics(db, plan_id: str) -> tuple[int, int, float]:
 # -- what to redo -------------------------------------------------------------------------------------
 def _missing_steps(db, plan_id: str):
     steps = pipeline_steps()
-    present = db.get_contents(plan_id, [n for s in steps for n in s.filenames])
+    present = db.stored_filenames(plan_id, [n for s in steps for n in s.filenames])
     return [s for s in steps if not all(n in present for n in s.filenames)]
 
 

@@ -42,7 +42,7 @@ class ProgressView:
     def render(self):
         plan = self.db.get_plan(self.plan_id)
         usage = self.db.usage_by_stage(self.plan_id)
-        present = self.db.get_contents(self.plan_id, [n for s in self.steps for n in s.filenames])
+        present = self.db.stored_filenames(self.plan_id, [n for s in self.steps for n in s.filenames])
         done = [s for s in self.steps if all(n in present for n in s.filenames)]
         done_names = {s.name for s in done}
         table = Table("asset", "state", "LLM calls", "tokens in", "tokens out", expand=False)

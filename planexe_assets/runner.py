@@ -112,11 +112,16 @@ class StepRunner:
         return UpstreamFiles(step=upstream, contents=self.store.read(plan_id, upstream.filenames))
 
     def load_inputs(self, plan_id: str, step: Step, upstream: dict[str, UpstreamFiles] | None = None) -> StepInputs:
-        """The step's inputs keyed like PlanExe's requires(); ``upstream`` (by step name) if preloaded."""
+        """The step's inputs keyed like PlanExe's requires(); ``upstream`` (by step name) if preloaded.
+
+        The files of every upstream step not preloaded are read in one query.
+        """
         loaded = dict(upstream or {})
-        for name in step.deps:
-            if name not in loaded:
-                loaded[name] = self.load_upstream(plan_id, name)
+        missing = [STEP_BY_NAME[name] for name in step.deps if name not in loaded]
+        if missing:
+            contents = self.store.read(plan_id, [f for dep in missing for f in dep.filenames])
+            for dep in missing:
+                loaded[dep.name] = UpstreamFiles(step=dep, contents={f: contents[f] for f in dep.filenames if f in contents})
         return StepInputs({key: loaded[name] for key, name in step.requires.items()})
 
     # -- one step ---------------------------------------------------------------------------------
@@ -248,7 +253,7 @@ class StepRunner:
     def progress(self, plan_id: str, steps: Iterable[Step] | None = None) -> tuple[int, int]:
         steps = list(steps if steps is not None else pipeline_steps())
         expected = [name for s in steps for name in s.filenames]
-        present = self.db.get_contents(plan_id, expected)
+        present = self.db.stored_filenames(plan_id, expected)
         done = sum(1 for s in steps if all(n in present for n in s.filenames))
         return done, len(steps)
 
@@ -346,7 +351,7 @@ class NoLLM:
 def missing_steps_with_downstream(db, plan_id: str) -> list[str]:
     """Steps of the pipeline whose outputs are not all stored, plus every step downstream of them."""
     steps = pipeline_steps()
-    present = db.get_contents(plan_id, [n for s in steps for n in s.filenames])
+    present = db.stored_filenames(plan_id, [n for s in steps for n in s.filenames])
     redo: set[str] = set()
     for s in steps:  # table order is topological, so upstream decisions are made first
         if any(d in redo for d in s.deps) or not all(n in present for n in s.filenames):

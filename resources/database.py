@@ -403,6 +403,18 @@ class DatabaseService:
             rows = s.scalars(select(PlanContent).where(PlanContent.plan_id == plan_id, PlanContent.filename.in_(names)))
             return {row.filename: row for row in rows}
 
+    def stored_filenames(self, plan_id: str, filenames: Iterable[str]) -> set[str]:
+        """Which of ``filenames`` have a ``plan_content`` row (their names only; no content is read)."""
+        names = list(filenames)
+        if not names:
+            return set()
+        with self.read_session() as s:
+            return set(
+                s.scalars(
+                    select(PlanContent.filename).where(PlanContent.plan_id == plan_id, PlanContent.filename.in_(names))
+                )
+            )
+
     def delete_plan_content(self, plan_id: str, filenames: Iterable[str]) -> int:
         names = list(filenames)
         if not names:

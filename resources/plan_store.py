@@ -146,7 +146,7 @@ class PlanStore:
 
     def exists(self, plan_id: str, filenames: Iterable[str]) -> bool:
         names = list(filenames)
-        return len(self.db.get_contents(plan_id, names)) == len(names)
+        return len(self.db.stored_filenames(plan_id, names)) == len(set(names))
 
     def repair(self, plan_id: str, contents: Mapping[str, str]) -> list[str]:
         """Rewrite run-directory files that are missing or differ from their rows. Returns the names fixed."""

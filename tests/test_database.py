@@ -134,3 +134,11 @@ def test_unreachable_database_gives_clear_error():
     with pytest.raises(DatabaseUnavailable) as err:
         db.get_plan("x")
     assert "127.0.0.1:1" in str(err.value) and "pw" not in str(err.value)
+
+
+def test_stored_filenames_names_the_rows_present_without_reading_content(db, tmp_path):
+    _plan(db, "plan_names")
+    db.upsert_outputs("plan_names", [OutputRecord("a.md", "A", "s", str(tmp_path / "a.md"), sha256_text("A"))], run_id="r1")
+    assert db.stored_filenames("plan_names", ["a.md", "b.md"]) == {"a.md"}
+    assert db.stored_filenames("plan_other", ["a.md"]) == set()
+    assert db.stored_filenames("plan_names", []) == set()
