@@ -18,7 +18,8 @@ db_app = typer.Typer(help="Database schema (Alembic migrations of the applicatio
 app.add_typer(db_app, name="db")
 
 console = Console()
-err_console = Console(stderr=True)
+# Messages name paths and ids that users copy: long lines wrap in the terminal, never mid-word.
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> None:
