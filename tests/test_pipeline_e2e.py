@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,9 @@ def test_offline_plan_materialises_every_asset(app_db, isolated_home):
     plan = create_plan(app_db, PlanRequest(prompt=PROMPT, model="offline", plan_id="e2e_plan"))
     assert plan.status == "pending"
     instance = DagsterInstance.ephemeral()
+    started = time.perf_counter()
     outcome = run_plan_in_process("e2e_plan", instance)
+    executing = time.perf_counter() - started
     assert outcome.success, outcome.failed_steps
 
     plan = app_db.get_plan("e2e_plan")
@@ -73,6 +76,17 @@ def test_offline_plan_materialises_every_asset(app_db, isolated_home):
     assert event.asset_materialization.partition == "e2e_plan"
     premise = instance.get_latest_materialization_event(AssetKey("premise_attack")).asset_materialization.metadata
     assert premise["llm_calls"].value == 5
+
+    # The benchmark's split of the run's time along its critical chain adds up to the time it took.
+    from bench.critical_path import breakdown
+    from bench.lower_bound import compute_lower_bound
+
+    bound = compute_lower_bound(interactions)
+    split = breakdown(instance, app_db, "e2e_plan", bound, wall=executing, inner=executing)
+    assert all(seconds >= 0 for seconds in split.parts.values()), split.parts
+    assert split.parts["imports and interpreter start-up"] == 0
+    assert sum(split.parts.values()) == pytest.approx(executing, rel=0.05, abs=0.5)
+    assert split.chain_steps >= len(bound.critical_path) - 2 and split.chain_llm_steps >= 20
 
     # Re-materialising one asset rewrites its files and rows in place.
     before = {r.filename: r.id for r in app_db.get_plan_content("e2e_plan")}
