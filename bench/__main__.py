@@ -107,10 +107,7 @@ LATER_MODEL_CONTENDERS = ("luigi1", "luigi8")
 
 def section_plan(report: Report, args, pg_reason: str | None) -> None:
     for index, model in enumerate(args.latency_models):
-        if args.contenders:
-            wanted = set(args.contenders.split(","))
-        else:
-            wanted = set(DEFAULT_CONTENDERS if index == 0 else LATER_MODEL_CONTENDERS)
+        wanted = args.contender_set or set(DEFAULT_CONTENDERS if index == 0 else LATER_MODEL_CONTENDERS)
         plan_side_by_side(report, args, pg_reason, model, wanted, tag=f"m{index}")
 
 
@@ -378,7 +375,7 @@ def section_concurrent(report: Report, args, pg_reason: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.latency_server import LatencyModel, LatencyModelError
+    from bench.latency_server import SHAPES, LatencyModel, LatencyModelError
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {', '.join(SECTIONS)}")
@@ -389,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=0.5, help="multiply every latency by this (default 0.5)")
     parser.add_argument("--in-flight", type=int, default=64,
                         help="the LLM executor's in-flight limit for the server (default 64: wider than any fan-out)")
-    parser.add_argument("--shape", choices=("planexe", "faker"), default="planexe",
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="planexe",
                         help="list lengths of the server's answers: PlanExe's, so its fan-outs are as wide as in "
                         "PlanExe's recorded runs (default), or the offline faker's short lists")
     parser.add_argument("--contenders", default="",
@@ -413,10 +410,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if not args.latency_models:
         parser.error("--latency names no latency model")
-    if args.contenders:
-        unknown_contenders = sorted(set(args.contenders.split(",")) - set(CONTENDERS))
-        if unknown_contenders:
-            parser.error(f"unknown contenders {unknown_contenders}; choose from {', '.join(CONTENDERS)}")
+    args.contender_set = {c.strip() for c in args.contenders.split(",") if c.strip()} or None
+    unknown_contenders = sorted((args.contender_set or set()) - set(CONTENDERS))
+    if unknown_contenders:
+        parser.error(f"unknown contenders {unknown_contenders}; choose from {', '.join(CONTENDERS)}")
     os.environ.setdefault("PLANEXE_LLM_STEP_RETRY_DELAY", "1")
     logging.disable(logging.INFO)  # Alembic's migration chatter in the set-up of every home
 

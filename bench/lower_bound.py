@@ -27,13 +27,6 @@ from datetime import datetime
 from bench.latency_server import latency_from_response_id
 
 
-def _fanout_threads() -> int:
-    from planexe_assets.runner import fanout_concurrency
-
-    return fanout_concurrency()
-
-
-
 @dataclass(frozen=True)
 class Attempt:
     stage: str
@@ -96,9 +89,9 @@ def step_chain_seconds(attempts: list[Attempt]) -> float:
 def compute_lower_bound(rows, steps=None) -> LowerBound:
     """The bound for one plan: ``rows`` are its ``llm_interactions``; ``steps`` the asset graph
     (default: the pipeline's steps)."""
-    if steps is None:
-        from planexe_assets.runner import pipeline_steps
+    from planexe_assets.runner import fanout_concurrency, pipeline_steps
 
+    if steps is None:
         steps = pipeline_steps()
     attempts = attempts_from_rows(rows)
     by_stage: dict[str, list[Attempt]] = defaultdict(list)
@@ -121,7 +114,7 @@ def compute_lower_bound(rows, steps=None) -> LowerBound:
     while last is not None:
         path.append(last)
         last = via[last]
-    threads = _fanout_threads()
+    threads = fanout_concurrency()
     capped = [s for s, items in by_stage.items() if len(items) > threads and _max_overlap(items) == threads]
     return LowerBound(
         seconds=max(finish.values(), default=0.0),

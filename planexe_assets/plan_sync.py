@@ -22,7 +22,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
-from planexe_assets.runner import pipeline_steps
+from planexe_assets.runner import pipeline_steps, stored_steps
 from resources.models import LLMInteraction, Plan, PlanStatus, utcnow
 
 RUN_SUCCESS = "success"
@@ -241,8 +241,8 @@ def recompute_plan_metrics(db, plan_id: str) -> tuple[int, int, float]:
 # -- what to redo -------------------------------------------------------------------------------------
 def _missing_steps(db, plan_id: str):
     steps = pipeline_steps()
-    present = db.stored_filenames(plan_id, [n for s in steps for n in s.filenames])
-    return [s for s in steps if not all(n in present for n in s.filenames)]
+    stored = {s.name for s in stored_steps(db, plan_id, steps)}
+    return [s for s in steps if s.name not in stored]
 
 
 def plan_progress(db, plan_id: str) -> tuple[int, int]:

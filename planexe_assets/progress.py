@@ -11,7 +11,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from planexe_assets.runner import pipeline_steps
+from planexe_assets.runner import pipeline_steps, stored_steps
 
 
 class ProgressView:
@@ -42,8 +42,7 @@ class ProgressView:
     def render(self):
         plan = self.db.get_plan(self.plan_id)
         usage = self.db.usage_by_stage(self.plan_id)
-        present = self.db.stored_filenames(self.plan_id, [n for s in self.steps for n in s.filenames])
-        done = [s for s in self.steps if all(n in present for n in s.filenames)]
+        done = stored_steps(self.db, self.plan_id, self.steps)
         done_names = {s.name for s in done}
         table = Table("asset", "state", "LLM calls", "tokens in", "tokens out", expand=False)
         shown = [s for s in self.steps if s.name in usage or s.name in done_names]

@@ -107,21 +107,12 @@ class StepRunner:
         self.logger = logger or log
 
     # -- inputs -----------------------------------------------------------------------------------
-    def load_upstream(self, plan_id: str, step_name: str) -> UpstreamFiles:
-        upstream = STEP_BY_NAME[step_name]
-        return UpstreamFiles(step=upstream, contents=self.store.read(plan_id, upstream.filenames))
-
-    def load_inputs(self, plan_id: str, step: Step, upstream: dict[str, UpstreamFiles] | None = None) -> StepInputs:
-        """The step's inputs keyed like PlanExe's requires(); ``upstream`` (by step name) if preloaded.
-
-        The files of every upstream step not preloaded are read in one query.
-        """
-        loaded = dict(upstream or {})
-        missing = [STEP_BY_NAME[name] for name in step.deps if name not in loaded]
-        if missing:
-            contents = self.store.read(plan_id, [f for dep in missing for f in dep.filenames])
-            for dep in missing:
-                loaded[dep.name] = UpstreamFiles(step=dep, contents={f: contents[f] for f in dep.filenames if f in contents})
+    def load_inputs(self, plan_id: str, step: Step) -> StepInputs:
+        """The step's inputs keyed like PlanExe's requires(): every upstream file, read in one query
+        and verified against its sha256 (``PlanStore.read``; a missing one raises)."""
+        deps = [STEP_BY_NAME[name] for name in step.deps]
+        contents = self.store.read(plan_id, [f for dep in deps for f in dep.filenames])
+        loaded = {dep.name: UpstreamFiles(step=dep, contents={f: contents[f] for f in dep.filenames}) for dep in deps}
         return StepInputs({key: loaded[name] for key, name in step.requires.items()})
 
     # -- one step ---------------------------------------------------------------------------------
@@ -129,7 +120,6 @@ class StepRunner:
         self,
         plan_id: str,
         step_name: str,
-        upstream: dict[str, UpstreamFiles] | None = None,
         speed_vs_detail: str | None = None,
         run_id: str | None = None,
     ) -> StepExecution:
@@ -158,7 +148,7 @@ class StepRunner:
         started = time.perf_counter()
         try:
             fn = step_function(step.name)
-            inputs = self.load_inputs(plan_id, step, upstream)
+            inputs = self.load_inputs(plan_id, step)
             llm = self.llm_factory(plan_id, step.name, plan.llm_model) if step.uses_llm else NoLLM(step.name)
             ctx = StepContext(
                 plan_id=plan_id,
@@ -252,10 +242,7 @@ class StepRunner:
 
     def progress(self, plan_id: str, steps: Iterable[Step] | None = None) -> tuple[int, int]:
         steps = list(steps if steps is not None else pipeline_steps())
-        expected = [name for s in steps for name in s.filenames]
-        present = self.db.stored_filenames(plan_id, expected)
-        done = sum(1 for s in steps if all(n in present for n in s.filenames))
-        return done, len(steps)
+        return len(stored_steps(self.db, plan_id, steps)), len(steps)
 
     def update_progress(self, plan_id: str, run_id: str | None = None) -> None:
         """Progress after a step; once every step of the full pipeline is stored, the plan is complete
@@ -348,12 +335,19 @@ class NoLLM:
         return []
 
 
+def stored_steps(db, plan_id: str, steps: Iterable[Step] | None = None) -> list[Step]:
+    """The steps (of ``steps``, default the pipeline's) whose output files all have a row, in order."""
+    steps = list(steps if steps is not None else pipeline_steps())
+    present = db.stored_filenames(plan_id, [n for s in steps for n in s.filenames])
+    return [s for s in steps if all(n in present for n in s.filenames)]
+
+
 def missing_steps_with_downstream(db, plan_id: str) -> list[str]:
     """Steps of the pipeline whose outputs are not all stored, plus every step downstream of them."""
     steps = pipeline_steps()
-    present = db.stored_filenames(plan_id, [n for s in steps for n in s.filenames])
+    stored = {s.name for s in stored_steps(db, plan_id, steps)}
     redo: set[str] = set()
     for s in steps:  # table order is topological, so upstream decisions are made first
-        if any(d in redo for d in s.deps) or not all(n in present for n in s.filenames):
+        if s.name not in stored or any(d in redo for d in s.deps):
             redo.add(s.name)
     return [s.name for s in steps if s.name in redo]
