@@ -398,7 +398,16 @@ class _PooledPostgresEngine:
 
     _engine: Any
 
-    def _use_pool(self, pool_size: int, max_overflow: int) -> None:
+    def __init__(
+        self,
+        postgres_url: str,
+        should_autocreate_tables: bool = True,
+        inst_data: ConfigurableClassData | None = None,
+        token_provider: Any = None,
+        pool_size: int = POSTGRES_POOL_SIZE,
+        max_overflow: int = POSTGRES_MAX_OVERFLOW,
+    ):
+        super().__init__(postgres_url, should_autocreate_tables, inst_data=inst_data, token_provider=token_provider)  # type: ignore[call-arg]
         stock, self._engine = self._engine, _pooled_pg_engine(self, pool_size, max_overflow)
         stock.dispose()
 
@@ -419,36 +428,15 @@ class PooledPostgresEventLogStorage(_PooledPostgresEngine, _PartitionCacheMixin,
         partition_cache_seconds: float = DEFAULT_PARTITION_CACHE_SECONDS,
     ):
         self._partition_cache = _PartitionExistsCache(partition_cache_seconds)
-        super().__init__(postgres_url, should_autocreate_tables, inst_data=inst_data, token_provider=token_provider)
-        self._use_pool(pool_size, max_overflow)
+        super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider, pool_size, max_overflow)
 
 
 class PooledPostgresRunStorage(_PooledPostgresEngine, PostgresRunStorage):
-    def __init__(
-        self,
-        postgres_url: str,
-        should_autocreate_tables: bool = True,
-        inst_data: ConfigurableClassData | None = None,
-        token_provider: Any = None,
-        pool_size: int = POSTGRES_POOL_SIZE,
-        max_overflow: int = POSTGRES_MAX_OVERFLOW,
-    ):
-        super().__init__(postgres_url, should_autocreate_tables, inst_data=inst_data, token_provider=token_provider)
-        self._use_pool(pool_size, max_overflow)
+    pass
 
 
 class PooledPostgresScheduleStorage(_PooledPostgresEngine, PostgresScheduleStorage):
-    def __init__(
-        self,
-        postgres_url: str,
-        should_autocreate_tables: bool = True,
-        inst_data: ConfigurableClassData | None = None,
-        token_provider: Any = None,
-        pool_size: int = POSTGRES_POOL_SIZE,
-        max_overflow: int = POSTGRES_MAX_OVERFLOW,
-    ):
-        super().__init__(postgres_url, should_autocreate_tables, inst_data=inst_data, token_provider=token_provider)
-        self._use_pool(pool_size, max_overflow)
+    pass
 
 
 class PlanexePostgresStorage(DagsterPostgresStorage):
