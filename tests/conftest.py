@@ -40,6 +40,33 @@ def sqlite_url(tmp_path) -> str:
     return url
 
 
+@pytest.fixture
+def app_db(sqlite_url, monkeypatch):
+    """The migrated SQLite application database, also as ``DATABASE_URL`` (what the steps, the CLI
+    and the Dagster resources use when given no URL)."""
+    from resources.database import get_database_service
+
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    return get_database_service(sqlite_url)
+
+
+@pytest.fixture
+def resources(sqlite_url):
+    """Dagster resources for sensor and schedule evaluations: the application database."""
+    from resources.dagster_resources import DatabaseResource
+
+    return {"database": DatabaseResource(url=sqlite_url)}
+
+
+@pytest.fixture
+def instance():
+    """An ephemeral Dagster instance (in memory)."""
+    from dagster import DagsterInstance
+
+    with DagsterInstance.ephemeral() as inst:
+        yield inst
+
+
 def _postgres_server_url() -> str | None:
     url = os.environ.get(POSTGRES_ENV)
     if not url:

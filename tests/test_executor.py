@@ -284,14 +284,6 @@ def test_bad_max_concurrent_environment_is_refused(monkeypatch, raw):
 PROMPT = "Open a vegan butcher shop in Copenhagen, selling plant-based sausages and deli meats."
 
 
-@pytest.fixture
-def app_db(sqlite_url, monkeypatch):
-    from resources.database import get_database_service
-
-    monkeypatch.setenv("DATABASE_URL", sqlite_url)
-    return get_database_service(sqlite_url)
-
-
 @pytest.mark.slow
 def test_a_step_failing_beside_running_steps_leaves_the_plan_failed(app_db, monkeypatch):
     """Re-running a finished plan where one step fails while an independent step is still running:

@@ -14,16 +14,10 @@ from planexe_assets.cli import app
 from planexe_assets.launch import run_plan_in_process
 from planexe_assets.plans import PlanRequest, create_plan
 from planexe_assets.runner import pipeline_steps
-from resources.database import get_database_service, sha256_text
+from resources.database import sha256_text
 
 PROMPT = "Open a vegan butcher shop in Copenhagen, selling plant-based sausages and deli meats."
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def app_db(sqlite_url, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", sqlite_url)
-    return get_database_service(sqlite_url)
 
 
 def _assert_files_equal_rows(db, plan_id, run_dir: Path):

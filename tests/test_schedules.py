@@ -11,7 +11,6 @@ from dagster import (
     AssetKey,
     Backoff,
     DagsterEventType,
-    DagsterInstance,
     DagsterRunStatus,
     Jitter,
     RunRequest,
@@ -37,29 +36,10 @@ from planexe_assets.step_policies import llm_retry_policy, revive_plan_for_retry
 from planexe_assets.step_table import STEP_BY_NAME
 from planexe_assets.steps.base import PipelineStopRequested, StepError
 from resources.config import ConfigError
-from resources.dagster_resources import DatabaseResource
-from resources.database import get_database_service
 
 PROMPT = "Open a vegan butcher shop in Copenhagen, selling plant-based sausages and deli meats."
 EARLY_STEPS = ["start_time", "setup", "identify_purpose"]
 TICK = datetime(2026, 3, 1, 14, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def app_db(sqlite_url, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", sqlite_url)
-    return get_database_service(sqlite_url)
-
-
-@pytest.fixture
-def resources(sqlite_url):
-    return {"database": DatabaseResource(url=sqlite_url)}
-
-
-@pytest.fixture
-def instance():
-    with DagsterInstance.ephemeral() as inst:
-        yield inst
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from datetime import timedelta
 import pytest
 from dagster import (
     DagsterEventType,
-    DagsterInstance,
     DagsterRunStatus,
     SensorResult,
     SkipReason,
@@ -36,29 +35,10 @@ from planexe_assets.sensors import (
 )
 from planexe_assets.steps.base import StepError
 from resources.config import ConfigError
-from resources.dagster_resources import DatabaseResource
-from resources.database import get_database_service
 from resources.models import utcnow
 
 PROMPT = "Open a vegan butcher shop in Copenhagen, selling plant-based sausages and deli meats."
 EARLY_STEPS = ["start_time", "setup", "identify_purpose"]
-
-
-@pytest.fixture
-def app_db(sqlite_url, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", sqlite_url)
-    return get_database_service(sqlite_url)
-
-
-@pytest.fixture
-def resources(sqlite_url):
-    return {"database": DatabaseResource(url=sqlite_url)}
-
-
-@pytest.fixture
-def instance():
-    with DagsterInstance.ephemeral() as inst:
-        yield inst
 
 
 def insert_plan_sql(db, plan_id, prompt=PROMPT, model="offline", output_dir=None, mode=None):

@@ -56,14 +56,6 @@ def stub_config(tmp_path, stub, monkeypatch):
     return make
 
 
-@pytest.fixture
-def app_db(sqlite_url, monkeypatch):
-    from resources.database import get_database_service
-
-    monkeypatch.setenv("DATABASE_URL", sqlite_url)
-    return get_database_service(sqlite_url)
-
-
 @pytest.fixture(scope="session")
 def offline_template(tmp_path_factory) -> dict[str, str]:
     """Every output file (name -> text) of one finished offline plan, made once per session.
