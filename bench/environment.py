@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -165,6 +166,7 @@ class BenchHome:
     llm_config: Path
     dagster_postgres_url: str | None = None
     created_databases: list[str] = field(default_factory=list)
+    owns_root: bool = False  # root is a temporary directory made for this home: close() deletes it
 
     @property
     def planexe_home(self) -> Path:
@@ -229,6 +231,8 @@ class BenchHome:
                 drop_postgres_database(url)
             except Exception as exc:  # noqa: BLE001 - cleanup must not hide the results
                 print(f"warning: could not drop {url.rsplit('/', 1)[-1]}: {exc}", file=sys.stderr)
+        if self.owns_root:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def dagster_yaml(
@@ -284,6 +288,7 @@ def make_home(
     """A fresh home: migrated application database, Dagster instance config, LLM config."""
     from resources import migrate
 
+    owns_root = root is None
     root = Path(root or tempfile.mkdtemp(prefix="planexe-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     created: list[str] = []
@@ -308,7 +313,7 @@ def make_home(
         encoding="utf-8",
     )
     llm_config = write_llm_config(root / "llm_config.json", base_url, in_flight)
-    return BenchHome(root, app_url, dagster_storage, llm_config, dagster_pg, created)
+    return BenchHome(root, app_url, dagster_storage, llm_config, dagster_pg, created, owns_root)
 
 
 def create_bench_plan(home: BenchHome, plan_id: str, prompt: str) -> None:

@@ -145,3 +145,15 @@ def test_planexe_shape_gives_planexe_sized_fanouts():
     assert sum(sizes["faker"]) < sum(sizes["planexe"])
     with pytest.raises(ValueError, match="shape"):
         LatencyServer(LatencyModel.parse("fixed:0"), shape="huge")
+
+
+def test_bench_homes_made_in_a_temporary_directory_are_deleted_on_close(tmp_path):
+    from bench.environment import make_home
+
+    made = make_home()
+    assert made.owns_root and (made.root / "dagster" / "dagster.yaml").exists()
+    made.close()
+    assert not made.root.exists()
+    given = make_home(root=tmp_path / "home")
+    given.close()
+    assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()  # a caller's directory is left alone
