@@ -39,8 +39,56 @@ class SpeedVsDetail(StrEnum):
     FAST_BUT_SKIP_DETAILS = "fast_but_skip_details"
 
 
+class FailureKind(StrEnum):
+    """Whether trying a failed step again can help. Shared by the LLM layer, the orchestrators' retry
+    policies and the plan row's ``recoverable``.
+
+    - ``permanent``: the same request fails the same way (HTTP 400/401/403/404/422, a prompt longer
+      than the model's context window, a missing API key, bad upstream data). Never retried by the
+      orchestrator; resuming needs a change (another model, a config fix, a re-run upstream).
+    - ``transient``: the endpoint was unreachable, slow, overloaded or rate limited (connection
+      errors, timeouts, 408/409/429/5xx). Retrying later may succeed.
+    - ``content``: the model answered, but not usably (invalid JSON, fails the schema, cut off at
+      ``max_tokens``, empty). Another sample may succeed, at the full cost of the call.
+    """
+
+    PERMANENT = "permanent"
+    TRANSIENT = "transient"
+    CONTENT = "content"
+
+    @property
+    def recoverable(self) -> bool:
+        """Whether ``planexe resume`` may succeed without changing anything."""
+        return self is not FailureKind.PERMANENT
+
+
 class StepError(RuntimeError):
-    """A step cannot produce its outputs (bad upstream data, every model failed, ...)."""
+    """A step cannot produce its outputs (bad upstream data, every model failed, ...).
+
+    ``kind`` says whether another attempt can help (see ``FailureKind``); a step's own checks of its
+    inputs are permanent, which is the default.
+    """
+
+    def __init__(self, message: str = "", kind: FailureKind | str = FailureKind.PERMANENT):
+        super().__init__(message)
+        self.kind = FailureKind(kind)
+
+    def __reduce__(self):  # keep ``kind`` through pickling (multiprocess and Celery executors)
+        return (type(self), (str(self), self.kind.value))
+
+
+def failure_kind(exc: BaseException) -> FailureKind:
+    """The ``FailureKind`` of any exception: its own ``kind`` if it carries one (``StepError`` and
+    the LLM layer's errors do), else ``transient`` for connection and timeout errors and
+    ``permanent`` for everything else (a bug or bad data does not fix itself)."""
+    kind = getattr(exc, "kind", None)
+    if isinstance(kind, FailureKind):
+        return kind
+    if isinstance(kind, str) and kind in FailureKind._value2member_map_:
+        return FailureKind(kind)
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return FailureKind.TRANSIENT
+    return FailureKind.PERMANENT
 
 
 class PipelineStopRequested(RuntimeError):
