@@ -44,7 +44,12 @@ POSTGRES_CONNECT_TIMEOUT_S = 10
 
 
 class DatabaseUnavailable(RuntimeError):
-    """The database cannot be reached; the message names the (password-redacted) URL."""
+    """The database cannot be reached; the message names the (password-redacted) URL.
+
+    An outage passes: its failure kind (``planexe_assets.steps.base.failure_kind``) is transient.
+    """
+
+    kind = "transient"
 
 
 def make_engine(url: str | None = None) -> Engine:
