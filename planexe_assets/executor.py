@@ -73,6 +73,7 @@ from dagster._core.execution.step_dependency_config import (
 )
 from dagster._core.execution.tags import get_tag_concurrency_limits_config
 from dagster._core.executor.base import Executor
+from dagster._core.executor.in_process import InProcessExecutor
 from dagster._core.storage.tags import PARTITION_NAME_TAG, PRIORITY_TAG
 from dagster._utils.timing import time_execution_scope
 from dagster_shared.utils.timing import format_duration
@@ -158,6 +159,7 @@ class ThreadedStepExecutor(Executor):
     def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
         check.inst_param(plan_context, "plan_context", PlanOrchestrationContext)
         check.inst_param(execution_plan, "execution_plan", ExecutionPlan)
+        _check_run_plan(plan_context)
         step_keys = execution_plan.step_keys_to_execute
         yield DagsterEvent.engine_event(
             plan_context,
@@ -344,6 +346,22 @@ class _GateBarrier:
         return 0 if running else 1
 
 
+def _check_run_plan(plan_context: PlanOrchestrationContext) -> None:
+    """Before resources and steps: the run's partition names a plan (``run_partitions``); raises
+    ``PlanNotRunnable``, which fails the run once, with that message."""
+    from planexe_assets.run_partitions import check_run_plan, database_for_run
+
+    check_run_plan(plan_context.instance, plan_context.dagster_run, database_for_run(plan_context.run_config))
+
+
+class _CheckedInProcessExecutor(InProcessExecutor):
+    """Dagster's in-process executor, with the same plan check as the threads executor first."""
+
+    def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
+        _check_run_plan(plan_context)
+        yield from super().execute(plan_context, execution_plan)
+
+
 def _plan_is_gated(job_context: PlanExecutionContext) -> bool:
     """Whether the run's plan is gated; unknown (no database resource, no row) counts as gated."""
     from planexe_assets.redline import env_refuse_on_redline, gate_enabled
@@ -487,7 +505,12 @@ def planexe_executor(init_context) -> Executor:
     """
     config = init_context.executor_config
     if "in_process" in config:
-        return _core_in_process_executor_creation(check.dict_elem(config, "in_process"))
+        core = _core_in_process_executor_creation(check.dict_elem(config, "in_process"))
+        return _CheckedInProcessExecutor(
+            retries=core.retries,
+            marker_to_close=core.marker_to_close,
+            step_dependency_config=core.step_dependency_config,
+        )
     return _create_thread_executor(check.dict_elem(config, "threads"))
 
 
