@@ -31,6 +31,10 @@ Termination: a captured interrupt (``dagster run terminate``, Ctrl-C) stops new 
 run's stop flag (``stop_requested(run_id)``, polled by the LLM layer between attempts through the
 assets' ``should_stop``), waits for the steps in flight and raises ``DagsterExecutionInterruptedError``
 like the multiprocess executor. Python threads cannot be killed, so a step finishes its current call.
+Dagster ends an interrupted run CANCELED when it was asked to stop (status CANCELING) and FAILURE
+otherwise; a process that interrupts its own run on purpose (the CLI's plan worker,
+``planexe_assets.plan_worker``) registers the run with ``cancel_on_interrupt`` and the executor
+records the request (CANCELING) the moment it sees the interrupt, so the run ends CANCELED.
 """
 
 import os
@@ -103,6 +107,34 @@ def _set_stopping(run_id: str, value: bool) -> None:
             _stopping.add(run_id)
         else:
             _stopping.discard(run_id)
+
+
+# Runs (by run id) whose interrupt in this process is a deliberate stop (see ``cancel_on_interrupt``).
+_cancel_on_interrupt: set[str] = set()
+
+
+def cancel_on_interrupt(run_id: str, value: bool = True) -> None:
+    """Treat an interrupt of run ``run_id`` in this process as a stop request: the executor marks the
+    run CANCELING before it stops, so Dagster ends it CANCELED instead of "interrupted unexpectedly"
+    (FAILURE). Set by the CLI's plan worker for its own run."""
+    with _stopping_lock:
+        if value:
+            _cancel_on_interrupt.add(run_id)
+        else:
+            _cancel_on_interrupt.discard(run_id)
+
+
+def _record_stop_request(job_context: PlanExecutionContext) -> None:
+    with _stopping_lock:
+        wanted = job_context.run_id in _cancel_on_interrupt
+    if not wanted:
+        return
+    from dagster import DagsterRunStatus
+
+    instance = job_context.instance
+    run = instance.get_run_by_id(job_context.run_id)
+    if run is not None and not run.is_finished and run.status not in (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED):
+        instance.report_run_canceling(run, message="Stop requested: the run stops once the steps in flight finish.")
 
 
 def default_max_concurrent() -> int:
@@ -233,6 +265,7 @@ class ThreadedStepExecutor(Executor):
                     if not stopping and active.check_for_interrupts():
                         stopping = True
                         active.mark_interrupted()
+                        _record_stop_request(job_context)
                         _set_stopping(job_context.run_id, True)
                         yield DagsterEvent.engine_event(
                             job_context,

@@ -200,7 +200,8 @@ def _first_failure(end: RunEnd) -> tuple[str | None, str]:
         more = f" (and {len(end.failed_steps) - 1} more failed step(s))" if len(end.failed_steps) > 1 else ""
         return step, _first_line(message) + more
     if end.interrupted_steps:
-        return end.interrupted_steps[0], _first_line(end.message or "the run ended while this step was running")
+        why = _first_line(end.message or "the run ended while steps were running")
+        return end.interrupted_steps[0], f"{why} (steps in flight: {', '.join(end.interrupted_steps)})"
     return None, _first_line(end.message or "the run failed outside its steps (see its Dagster logs)")
 
 
