@@ -433,7 +433,7 @@ def files_table(rows, width: int):
     from rich.text import Text
 
     digest = 12 if width >= 100 else 8
-    table = Table(title="files", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(title="files", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
     table.add_column("step / file", overflow="fold")
     table.add_column("bytes", justify="right", no_wrap=True)
     table.add_column("sha256", no_wrap=True)
@@ -442,7 +442,7 @@ def files_table(rows, width: int):
         if row.stage != stage:
             stage = row.stage
             table.add_row(Text(row.stage or "(no stage)", style="bold"), "", "")
-        table.add_row(f"  {row.filename}", str(row.content_size_bytes), (row.content_hash or "")[:digest])
+        table.add_row(f" {row.filename}", str(row.content_size_bytes), (row.content_hash or "")[:digest])
     return table
 
 

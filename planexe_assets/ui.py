@@ -72,6 +72,8 @@ def dagster_dev_command(
 # 60 s for each of them itself), before its whole process group is terminated, then killed.
 STOP_TIMEOUT_SECONDS = 90.0
 TERMINATE_TIMEOUT_SECONDS = 10.0
+# Its code server shuts down a moment after `dagster dev` itself (about a second here).
+DRAIN_SECONDS = 15.0
 _STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
@@ -103,7 +105,11 @@ def run_dagster_dev(command: DevCommand, stop_timeout: float = STOP_TIMEOUT_SECO
     import threading
     import time
 
-    child = subprocess.Popen(command.argv, env=command.env, start_new_session=True)
+    def default_signals() -> None:  # in the child: a shell may have started us with SIGINT ignored
+        signals.signal(signals.SIGINT, signals.SIG_DFL)
+        signals.signal(signals.SIGTERM, signals.SIG_DFL)
+
+    child = subprocess.Popen(command.argv, env=command.env, start_new_session=True, preexec_fn=default_signals)
     received: list[int] = []
     previous = {}
     if threading.current_thread() is threading.main_thread():
@@ -128,7 +134,11 @@ def run_dagster_dev(command: DevCommand, stop_timeout: float = STOP_TIMEOUT_SECO
                 escalation = "killed"
                 _end_group(child.pid, signals.SIGKILL)
                 child.wait()
-        # Children that outlived `dagster dev` (they are still in its process group).
+        # Children that outlive `dagster dev` (they are still in its process group) get a moment to
+        # follow it, then are terminated.
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while _group_alive(child.pid) and time.monotonic() < deadline and len(received) < 2:
+            time.sleep(0.1)
         if _group_alive(child.pid):
             escalation = escalation or "terminated"
             _end_group(child.pid, signals.SIGTERM)
