@@ -173,7 +173,7 @@ def plan_command(
             refuse_on_redline=refuse_on_redline,
         )
         if not queue:
-            check_log_directory(plan_id or "")
+            check_log_directory()
         plan = create_plan(db, request)
     except (PlanInputError, InvalidPlanId, LLMConfigError, ConfigError) as exc:
         fail(str(exc), code=2)
@@ -216,7 +216,7 @@ def resume_command(
         console.print(f"plan {plan_id}: every step is already materialised", highlight=False)
         return
     try:
-        check_log_directory(plan_id)
+        check_log_directory()
     except ConfigError as exc:
         fail(str(exc), code=2)
     run_id = str(uuid.uuid4())

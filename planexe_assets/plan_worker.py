@@ -24,7 +24,9 @@ layer stops between attempts) and waits for the steps in flight. After ``PLANEXE
 exits; an abandoned step's half-done write leaves no file without its row (see ``plan_store``). When
 the run ends by itself, the plan row is reconciled with the run's outcome (``run_end.settle_run``).
 
-Exit status: 0 the run succeeded, 1 it failed, 3 it was stopped, 4 this process failed (see its log).
+Exit status: 0 the run succeeded, 3 it failed, 4 it was stopped, 5 this process failed (see its log);
+in these four cases the end is recorded. Any other status (1: an uncaught error, 2: bad arguments, or
+killed by a signal) means it is not, and the ``planexe`` command records it.
 """
 
 from __future__ import annotations
@@ -38,9 +40,9 @@ import threading
 import time
 
 EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_STOPPED = 3
-EXIT_WORKER_ERROR = 4
+EXIT_FAILED = 3
+EXIT_STOPPED = 4
+EXIT_WORKER_ERROR = 5
 
 GRACE_ENV = "PLANEXE_STOP_GRACE_SECONDS"
 DEFAULT_GRACE_SECONDS = 15.0

@@ -13,7 +13,6 @@
 """
 
 import os
-
 from collections.abc import Mapping
 from typing import Any
 

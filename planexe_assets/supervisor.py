@@ -206,7 +206,7 @@ def _settle_if_needed(db, instance, plan_id, run_id, returncode, stop_signal, fo
     from planexe_assets.run_end import settle_run
 
     if not forced and returncode in (EXIT_OK, EXIT_FAILED, EXIT_STOPPED):
-        return None  # the child recorded it
+        return None  # the child recorded the end (EXIT_WORKER_ERROR: it tried and could not)
     if returncode is not None and returncode < 0:
         died = f"the plan worker was killed by signal {signal.Signals(-returncode).name}"
     else:
@@ -219,7 +219,7 @@ def _settle_if_needed(db, instance, plan_id, run_id, returncode, stop_signal, fo
     return None
 
 
-def check_log_directory(plan_id: str) -> None:
+def check_log_directory() -> None:
     """Fail early (before a plan row is written) when the runs' log directory cannot be created."""
     directory = planexe_home() / "logs"
     try:
