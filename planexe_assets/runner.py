@@ -180,7 +180,7 @@ class StepRunner:
                     plan_id, step.name, type(exc).__name__, _first_line(str(exc)),
                 )
             else:
-                self.mark_failed(plan_id, step.name, exc)
+                self.mark_failed(plan_id, step.name, exc, run_id)
             raise
         return StepExecution(step, result, list(llm.usage), time.perf_counter() - started)
 
@@ -193,7 +193,7 @@ class StepRunner:
                 plan_id, step.name, {**result.files, **result.side_files}, run_id=run_id, remove=stale
             )
         except BaseException as exc:
-            self.mark_failed(plan_id, step.name, exc)
+            self.mark_failed(plan_id, step.name, exc, run_id)
             raise
         self.update_progress(plan_id, run_id)
         return written
@@ -235,10 +235,20 @@ class StepRunner:
             self.db.update_plan(plan_id, {**RUNNING_AGAIN, "started_at": plan.started_at or utcnow(), "last_run_id": run_id})
             self._remove_completion_marker(plan_id)
 
-    def mark_failed(self, plan_id: str, step_name: str, exc: BaseException) -> None:
-        """The step failed for good: the plan is failed, with what, where and whether resuming can help."""
+    def mark_failed(self, plan_id: str, step_name: str, exc: BaseException, run_id: str | None = None) -> None:
+        """The step failed for good: the plan is failed, with what, where and whether resuming can help.
+        The first failure of a run is the one kept (later ones are often its consequences)."""
         message = f"{step_name}: {type(exc).__name__}: {exc}"
         with plan_lock(plan_id):
+            plan = self.db.get_plan(plan_id)
+            if (
+                plan is not None
+                and run_id is not None
+                and plan.last_run_id == run_id
+                and plan.status == PlanStatus.FAILED
+                and plan.failure_reason
+            ):
+                return
             self.db.update_plan(
                 plan_id,
                 {
