@@ -123,48 +123,56 @@ def supervise(db, instance, plan_id: str, run_id: str, steps: Sequence[str] | No
     path = log_path_for(plan_id, run_id)
     log = _open_log(path)
     progress = RunProgress(db, instance, plan_id, run_id)
-    try:
-        child = subprocess.Popen(
-            worker_command(plan_id, run_id, steps),
-            stdin=subprocess.PIPE,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=worker_environment(),
-            start_new_session=True,
-        )
-    finally:
-        log.close()
+    with _Signals() as signals:  # from before the child exists: a Ctrl-C is never a traceback
+        try:
+            child = subprocess.Popen(
+                worker_command(plan_id, run_id, steps),
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=worker_environment(),
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        with view:
+            stop_signal, forced = _follow(child, signals, progress, view, grace, command)
+            settle_error = _settle_if_needed(db, instance, plan_id, run_id, child.returncode, stop_signal, forced, command)
+            _show(view, progress)
+    return Supervised(run_id, path, child.returncode, stop_signal, forced, settle_error)
+
+
+def _follow(child: subprocess.Popen, signals: _Signals, progress, view, grace: float, command: str) -> tuple[int | None, bool]:
+    """Show progress until the child exits; turn signals into a stop request, then a kill.
+    Returns (the first stop signal, whether the child was killed)."""
     stop_signal: int | None = None
     forced = False
     deadline: float | None = None
-    with _Signals() as signals, view:
-        try:
-            while child.poll() is None:
-                tick = time.monotonic()
-                if signals.received and stop_signal is None:
-                    stop_signal = signals.received[0]
-                    _ask_to_stop(child, f"{SIGNAL_REASON[stop_signal]} in {command}")
-                    deadline = tick + grace + KILL_MARGIN_SECONDS
-                    progress.stopping = True
-                    view.note = (
-                        f"stopping: the steps in flight get up to {grace:.0f} s to finish; "
-                        "press Ctrl-C again to stop at once"
-                    )
-                if len(signals.received) > 1 or (deadline is not None and tick > deadline):
-                    _kill_group(child)
-                    forced = True
-                    break
-                _show(view, progress)
-                _wait(child, POLL_SECONDS - (time.monotonic() - tick))
-        finally:
-            if child.poll() is None and stop_signal is None and not forced:  # this process is failing
+    try:
+        while child.poll() is None:
+            tick = time.monotonic()
+            if signals.received and stop_signal is None:
+                stop_signal = signals.received[0]
+                _ask_to_stop(child, f"{SIGNAL_REASON[stop_signal]} in {command}")
+                deadline = tick + grace + KILL_MARGIN_SECONDS
+                progress.stopping = True
+                view.note = (
+                    f"stopping: the steps in flight get up to {grace:.0f} s to finish; "
+                    "press Ctrl-C again to stop at once"
+                )
+            if len(signals.received) > 1 or (deadline is not None and tick > deadline):
                 _kill_group(child)
                 forced = True
-        child.wait()
-        _kill_group(child)  # Dagster's helper processes (compute-log tails) go with the child
-        settle_error = _settle_if_needed(db, instance, plan_id, run_id, child.returncode, stop_signal, forced, command)
-        _show(view, progress)
-    return Supervised(run_id, path, child.returncode, stop_signal, forced, settle_error)
+                break
+            _show(view, progress)
+            _wait(child, POLL_SECONDS - (time.monotonic() - tick))
+    finally:
+        if child.poll() is None and stop_signal is None and not forced:  # this process is failing
+            _kill_group(child)
+            forced = True
+    child.wait()
+    _kill_group(child)  # Dagster's helper processes (compute-log tails) go with the child
+    return stop_signal, forced
 
 
 def _show(view, progress) -> None:
