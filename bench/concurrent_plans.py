@@ -99,7 +99,7 @@ def run_batch(home: BenchHome, prefix: str, count: int, prompt: str, timeout: fl
             if plan_id in finished:
                 continue
             plan = db.get_plan(plan_id)
-            if plan is not None and plan.status in ("completed", "failed", "cancelled", "refused"):
+            if plan is not None and plan.status in ("completed", "failed", "stopped", "refused"):
                 finished[plan_id] = time.perf_counter() - started
                 statuses[plan_id] = plan.status
         time.sleep(0.5)

@@ -27,7 +27,13 @@ from dagster import (
 from planexe_assets.partitions import plans_partitions
 from planexe_assets.redline import GATE_PRIORITY, GATE_STEP, RedlineGateClosed
 from planexe_assets.runner import StepRunner, pipeline_steps
-from planexe_assets.step_policies import LLM_POOL, llm_retry_policy, revive_plan_for_retry
+from planexe_assets.step_policies import (
+    LLM_POOL,
+    dagster_will_retry,
+    llm_retry_policy,
+    retries_enabled,
+    revive_plan_for_retry,
+)
 from planexe_assets.step_table import Step
 from planexe_assets.steps.base import PipelineStopRequested
 from resources.dagster_resources import DatabaseResource, LLMResource
@@ -37,6 +43,7 @@ IO_MANAGER_KEY = "plan_content_io_manager"
 
 
 def _asset_for(step: Step) -> AssetsDefinition:
+    retry_policy = llm_retry_policy() if step.uses_llm else None
     description = (
         f"PlanExe {step.luigi_class} ({step.stage}). Outputs: {', '.join(step.filenames)}"
         + (f"; per-item files: {', '.join(step.side_outputs)}" if step.side_outputs else "")
@@ -59,7 +66,7 @@ def _asset_for(step: Step) -> AssetsDefinition:
         },
         tags={"planexe/llm": "true" if step.uses_llm else "false"},
         pool=LLM_POOL if step.uses_llm else None,
-        retry_policy=llm_retry_policy() if step.uses_llm else None,
+        retry_policy=retry_policy,
         # The redline gate runs before the other steps that become ready with it (see redline.py).
         op_tags={"dagster/priority": str(GATE_PRIORITY)} if step.name in (GATE_STEP, "setup") else None,
     )
@@ -72,12 +79,18 @@ def _asset_for(step: Step) -> AssetsDefinition:
         )
         if context.retry_number > 0:
             revive_plan_for_retry(database.get_database_service(), plan_id, step.name, context.run.run_id)
+        enabled = retries_enabled(context.run.run_config)
+
+        def will_retry(exc: BaseException) -> bool:
+            return dagster_will_retry(_raised_for(step, exc), context.retry_number, retry_policy, enabled)
+
         try:
-            execution = runner.execute(plan_id, step.name, run_id=context.run.run_id)
-        except PipelineStopRequested as exc:  # a stop is final: no retry policy applies
-            raise Failure(description=f"{step.name}: stopped: {exc}", allow_retries=False) from exc
-        except RedlineGateClosed as exc:  # refused, or not allowed yet: retrying cannot change that
-            raise Failure(description=f"{step.name}: {exc}", allow_retries=False) from exc
+            execution = runner.execute(plan_id, step.name, run_id=context.run.run_id, will_retry=will_retry)
+        except Exception as exc:
+            raised = _raised_for(step, exc)
+            if raised is exc:
+                raise
+            raise raised from exc
         metadata = {
             "llm_calls": execution.llm_calls,
             "input_tokens": execution.input_tokens,
@@ -96,6 +109,16 @@ def _asset_for(step: Step) -> AssetsDefinition:
         return Output(execution.result, metadata=metadata)
 
     return _step_asset
+
+
+def _raised_for(step: Step, exc: BaseException) -> BaseException:
+    """What the asset raises for an error of its step: the error itself (Dagster's retry policy
+    applies), or a ``Failure`` that no retry policy applies to."""
+    if isinstance(exc, PipelineStopRequested):  # a stop is final
+        return Failure(description=f"{step.name}: stopped: {exc}", allow_retries=False)
+    if isinstance(exc, RedlineGateClosed):  # refused, or not allowed yet: retrying cannot change that
+        return Failure(description=f"{step.name}: {exc}", allow_retries=False)
+    return exc
 
 
 def _stop_flag(run_id: str):

@@ -31,6 +31,10 @@ Termination: a captured interrupt (``dagster run terminate``, Ctrl-C) stops new 
 run's stop flag (``stop_requested(run_id)``, polled by the LLM layer between attempts through the
 assets' ``should_stop``), waits for the steps in flight and raises ``DagsterExecutionInterruptedError``
 like the multiprocess executor. Python threads cannot be killed, so a step finishes its current call.
+Dagster ends an interrupted run CANCELED when it was asked to stop (status CANCELING) and FAILURE
+otherwise; a process that interrupts its own run on purpose (the CLI's plan worker,
+``planexe_assets.plan_worker``) registers the run with ``cancel_on_interrupt`` and the executor
+records the request (CANCELING) the moment it sees the interrupt, so the run ends CANCELED.
 """
 
 import os
@@ -73,6 +77,7 @@ from dagster._core.execution.step_dependency_config import (
 )
 from dagster._core.execution.tags import get_tag_concurrency_limits_config
 from dagster._core.executor.base import Executor
+from dagster._core.executor.in_process import InProcessExecutor
 from dagster._core.storage.tags import PARTITION_NAME_TAG, PRIORITY_TAG
 from dagster._utils.timing import time_execution_scope
 from dagster_shared.utils.timing import format_duration
@@ -102,6 +107,34 @@ def _set_stopping(run_id: str, value: bool) -> None:
             _stopping.add(run_id)
         else:
             _stopping.discard(run_id)
+
+
+# Runs (by run id) whose interrupt in this process is a deliberate stop (see ``cancel_on_interrupt``).
+_cancel_on_interrupt: set[str] = set()
+
+
+def cancel_on_interrupt(run_id: str, value: bool = True) -> None:
+    """Treat an interrupt of run ``run_id`` in this process as a stop request: the executor marks the
+    run CANCELING before it stops, so Dagster ends it CANCELED instead of "interrupted unexpectedly"
+    (FAILURE). Set by the CLI's plan worker for its own run."""
+    with _stopping_lock:
+        if value:
+            _cancel_on_interrupt.add(run_id)
+        else:
+            _cancel_on_interrupt.discard(run_id)
+
+
+def _record_stop_request(job_context: PlanExecutionContext) -> None:
+    with _stopping_lock:
+        wanted = job_context.run_id in _cancel_on_interrupt
+    if not wanted:
+        return
+    from dagster import DagsterRunStatus
+
+    instance = job_context.instance
+    run = instance.get_run_by_id(job_context.run_id)
+    if run is not None and not run.is_finished and run.status not in (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED):
+        instance.report_run_canceling(run, message="Stop requested: the run stops once the steps in flight finish.")
 
 
 def default_max_concurrent() -> int:
@@ -158,6 +191,7 @@ class ThreadedStepExecutor(Executor):
     def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
         check.inst_param(plan_context, "plan_context", PlanOrchestrationContext)
         check.inst_param(execution_plan, "execution_plan", ExecutionPlan)
+        _check_run_plan(plan_context)
         step_keys = execution_plan.step_keys_to_execute
         yield DagsterEvent.engine_event(
             plan_context,
@@ -231,6 +265,7 @@ class ThreadedStepExecutor(Executor):
                     if not stopping and active.check_for_interrupts():
                         stopping = True
                         active.mark_interrupted()
+                        _record_stop_request(job_context)
                         _set_stopping(job_context.run_id, True)
                         yield DagsterEvent.engine_event(
                             job_context,
@@ -342,6 +377,22 @@ class _GateBarrier:
         order makes it the barrier step once that is ready). A barrier step that never becomes ready
         (its upstream failed) only makes the rest start one at a time."""
         return 0 if running else 1
+
+
+def _check_run_plan(plan_context: PlanOrchestrationContext) -> None:
+    """Before resources and steps: the run's partition names a plan (``run_partitions``); raises
+    ``PlanNotRunnable``, which fails the run once, with that message."""
+    from planexe_assets.run_partitions import check_run_plan, database_for_run
+
+    check_run_plan(plan_context.instance, plan_context.dagster_run, database_for_run(plan_context.run_config))
+
+
+class _CheckedInProcessExecutor(InProcessExecutor):
+    """Dagster's in-process executor, with the same plan check as the threads executor first."""
+
+    def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
+        _check_run_plan(plan_context)
+        yield from super().execute(plan_context, execution_plan)
 
 
 def _plan_is_gated(job_context: PlanExecutionContext) -> bool:
@@ -487,7 +538,12 @@ def planexe_executor(init_context) -> Executor:
     """
     config = init_context.executor_config
     if "in_process" in config:
-        return _core_in_process_executor_creation(check.dict_elem(config, "in_process"))
+        core = _core_in_process_executor_creation(check.dict_elem(config, "in_process"))
+        return _CheckedInProcessExecutor(
+            retries=core.retries,
+            marker_to_close=core.marker_to_close,
+            step_dependency_config=core.step_dependency_config,
+        )
     return _create_thread_executor(check.dict_elem(config, "threads"))
 
 

@@ -19,7 +19,7 @@ The import has three parts, each usable on its own:
    (``resources.plan_store``) with the stage of the step that writes it (``step_for_filename``), else
    ``"imported"``, one ``llm_interactions`` row per usage line (stage ``"imported"``: PlanExe does not
    say which step made a call) and the ``plan_metrics`` totals. The row's status is ``completed``
-   when every step has all its outputs, ``cancelled`` when PlanExe's stop flag is there, else
+   when every step has all its outputs, ``stopped`` when PlanExe's stop flag is there, else
    ``failed`` with the steps that lack outputs (``planexe resume`` materialises them). Its
    ``llm_model`` is ``auto``: PlanExe's model names are not ours (they are kept in the usage rows).
    An existing plan id is refused unless ``replace``. A failure part-way removes what this import wrote.
@@ -494,6 +494,7 @@ def import_run(
         "llm_model": "auto",
         "status": status,
         "error_message": error_message,
+        **_failure_fields(status, incomplete, run.stopped),
         "progress_percentage": int(100 * done / total) if total else 0,
         "progress_message": f"{done} of {total} steps",
         "created_at": created,
@@ -544,13 +545,27 @@ def _status(plan_id: str, incomplete: Mapping[str, list[str]], stopped: bool) ->
     more = f"; and {len(incomplete) - 6} more" if len(incomplete) > 6 else ""
     if stopped:
         return (
-            PlanStatus.CANCELLED,
+            PlanStatus.STOPPED,
             f"the PlanExe run was stopped ({STOP_FLAG_FILE}); missing outputs of {listed}{more}",
         )
     return PlanStatus.FAILED, (
         f"imported PlanExe run lacks the outputs of {len(incomplete)} step(s): {listed}{more}; "
         f"`planexe resume {plan_id}` materialises them"
     )
+
+
+def _failure_fields(status: str, incomplete: Mapping[str, list[str]], stopped: bool) -> dict[str, Any]:
+    """``failure_reason`` / ``failed_step`` / ``recoverable`` of an imported plan: outputs are missing,
+    which ``planexe resume`` materialises."""
+    if status == PlanStatus.COMPLETED or not incomplete:
+        return {"failure_reason": None, "failed_step": None, "recoverable": None}
+    first = next(iter(incomplete))
+    what = "the PlanExe run was stopped" if stopped else "the imported PlanExe run is incomplete"
+    return {
+        "failure_reason": f"{what}: {len(incomplete)} step(s) lack outputs",
+        "failed_step": first,
+        "recoverable": True,
+    }
 
 
 def _store_usage(db: DatabaseService, run: ScannedRun) -> tuple[int, int, float]:
@@ -591,6 +606,7 @@ def _store_usage(db: DatabaseService, run: ScannedRun) -> tuple[int, int, float]
             {
                 "plan_id": run.plan_id,
                 "total_llm_calls": calls,
+                "completed_llm_calls": sum(1 for u in run.usage if u.success),
                 "total_tokens_used": tokens,
                 "total_cost_usd": cost,
             }
@@ -770,7 +786,10 @@ def _settle_status(db: DatabaseService, plan_id: str) -> None:
         if not all(n in present for n in s.filenames)
     }
     status, message = _status(plan_id, incomplete, stopped=False)
-    db.update_plan(plan_id, {"status": status, "error_message": message, "completed_at": utcnow()})
+    db.update_plan(
+        plan_id,
+        {"status": status, "error_message": message, "completed_at": utcnow(), **_failure_fields(status, incomplete, False)},
+    )
 
 
 def import_run_into_dagster(

@@ -6,10 +6,11 @@ failed); everything here reads and writes the application database only. No Dags
 
 - ``queued_plan_problem``: why a plan inserted with status ``pending`` by some client cannot be
   launched (bad id, prompt, model, mode), checked before any run exists.
-- ``reconcile_after_run``: after a run of a plan failed, was cancelled or succeeded, make ``status``,
-  ``error_message``, progress and ``plan_metrics`` agree with what is stored: LLM attempts left
-  ``pending`` by a killed run are closed, the per-plan usage totals are recomputed from
-  ``llm_interactions``, the status follows the run's outcome.
+- ``reconcile_after_run``: after a run of a plan failed, was canceled or succeeded, make ``status``,
+  ``error_message``, the failure fields, progress and ``plan_metrics`` agree with what is stored: LLM
+  attempts left ``pending`` by a killed run are closed, the per-plan usage totals are recomputed from
+  ``llm_interactions``, the status follows the run's outcome (a canceled run leaves the plan
+  ``stopped``). The CLI's plan worker applies it to its own run, the sensors to the others.
 - ``steps_to_redo``: the steps whose outputs are missing, plus given failed steps, plus everything
   downstream of them (what a backfill re-materializes).
 """
@@ -22,7 +23,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
-from planexe_assets.runner import pipeline_steps, stored_steps
+from planexe_assets.runner import MAX_REASON_CHARS, RUNNING_AGAIN, pipeline_steps, stored_steps
 from resources.models import LLMInteraction, Plan, PlanStatus, utcnow
 
 RUN_SUCCESS = "success"
@@ -63,6 +64,9 @@ def refuse_queued_plan(db, plan_id: str, problem: str) -> None:
             "status": PlanStatus.FAILED,
             "error_message": f"not launched: {problem}"[:MAX_ERROR_CHARS],
             "completed_at": utcnow(),
+            "failure_reason": f"not launched: {problem}"[:MAX_REASON_CHARS],
+            "failed_step": None,
+            "recoverable": False,  # the row itself must change
         },
     )
 
@@ -70,7 +74,7 @@ def refuse_queued_plan(db, plan_id: str, problem: str) -> None:
 # -- after a run --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunEnd:
-    """How a Dagster run of one plan ended, as the sensors saw it."""
+    """How a Dagster run of one plan ended, as the sensors (or the CLI's plan worker) saw it."""
 
     run_id: str
     outcome: str  # one of OUTCOMES
@@ -78,6 +82,12 @@ class RunEnd:
     message: str | None = None  # the run's own failure message, if any
     failed_steps: dict[str, str] = field(default_factory=dict)  # step -> error message
     interrupted_steps: list[str] = field(default_factory=list)  # started, never finished
+    # Who or what stopped a canceled run ("Ctrl-C in planexe plan", ...), for the plan's reason.
+    stopped_by: str | None = None
+    # Whether resuming can help after a failed run whose steps did not classify their error (the run
+    # itself failed, its process died): unknown is taken as recoverable, since the stored outputs
+    # are intact and `planexe resume` redoes only what is missing.
+    recoverable: bool = True
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -116,22 +126,22 @@ def reconcile_after_run(db, plan_id: str, end: RunEnd) -> Reconciled | None:
         "progress_message": f"{done} of {total} steps",
     }
     same_run = plan.last_run_id == end.run_id
+    # The runner recorded this run's failure itself (first failing step, its exception and kind):
+    # the most precise account, kept.
+    runner_failure = plan.status == PlanStatus.FAILED and same_run and bool(plan.error_message)
     if plan.status == PlanStatus.REFUSED:
         pass  # the redline gate's verdict stands, whatever the run's outcome (it failed on purpose)
     elif end.outcome == RUN_SUCCESS:
         if total and done == total:
             if plan.status != PlanStatus.COMPLETED:
                 changes.update(
-                    {
-                        "status": PlanStatus.COMPLETED,
-                        "error_message": None,
-                        "completed_at": plan.completed_at or end.ended_at,
-                    }
+                    {**RUNNING_AGAIN, "status": PlanStatus.COMPLETED, "completed_at": plan.completed_at or end.ended_at}
                 )
         elif plan.status in (PlanStatus.RUNNING, PlanStatus.PENDING) or (
             plan.status == PlanStatus.FAILED and same_run
         ):
             missing = [s.name for s in _missing_steps(db, plan_id)]
+            reason = f"incomplete: {total - done} of {total} steps have no outputs (first: {', '.join(missing[:5])})"
             changes.update(
                 {
                     "status": PlanStatus.FAILED,
@@ -141,32 +151,32 @@ def reconcile_after_run(db, plan_id: str, end: RunEnd) -> Reconciled | None:
                         "schedule materializes them"
                     )[:MAX_ERROR_CHARS],
                     "completed_at": end.ended_at,
+                    "failure_reason": reason[:MAX_REASON_CHARS],
+                    "failed_step": missing[0] if missing else None,
+                    "recoverable": True,
                 }
             )
     elif end.outcome == RUN_FAILURE:
-        # The runner's message (first failing step, its exception) is the most precise one; keep it
-        # when this run wrote it.
-        keep = plan.status == PlanStatus.FAILED and same_run and plan.error_message
-        message = plan.error_message if keep else _failure_message(end)
-        changes.update(
-            {
-                "status": PlanStatus.FAILED,
-                "error_message": message[:MAX_ERROR_CHARS],
-                "completed_at": end.ended_at,
-            }
-        )
+        message = plan.error_message if runner_failure else _failure_message(end)
+        changes.update({"status": PlanStatus.FAILED, "error_message": message[:MAX_ERROR_CHARS], "completed_at": end.ended_at})
+        if not (runner_failure and plan.failure_reason):
+            step, reason = _first_failure(end)
+            changes.update({"failure_reason": reason[:MAX_REASON_CHARS], "failed_step": step, "recoverable": end.recoverable})
     else:
         during = f" during {', '.join(end.interrupted_steps)}" if end.interrupted_steps else ""
-        message = (
-            f"cancelled: Dagster run {end.run_id} was cancelled{during}; {done} of {total} steps are stored"
-        )
-        changes.update(
-            {
-                "status": PlanStatus.CANCELLED,
-                "error_message": message[:MAX_ERROR_CHARS],
-                "completed_at": end.ended_at,
-            }
-        )
+        by = f" ({end.stopped_by})" if end.stopped_by else ""
+        message = f"stopped: Dagster run {end.run_id} was canceled{by}{during}; {done} of {total} steps are stored"
+        changes.update({"status": PlanStatus.STOPPED, "error_message": message[:MAX_ERROR_CHARS], "completed_at": end.ended_at})
+        if not (runner_failure and plan.failure_reason):
+            # A failure recorded earlier in this run keeps its account; otherwise: who stopped it, where.
+            reason = f"stopped{by}" + (f" during {', '.join(end.interrupted_steps)}" if end.interrupted_steps else "")
+            changes.update(
+                {
+                    "failure_reason": reason[:MAX_REASON_CHARS],
+                    "failed_step": end.interrupted_steps[0] if end.interrupted_steps else None,
+                    "recoverable": True,
+                }
+            )
 
     updated = db.update_plan(plan_id, changes)
     return Reconciled(
@@ -181,6 +191,23 @@ def reconcile_after_run(db, plan_id: str, end: RunEnd) -> Reconciled | None:
         done=done,
         total=total,
     )
+
+
+def _first_failure(end: RunEnd) -> tuple[str | None, str]:
+    """(failed step, one-line reason) of a failed run, from Dagster's account of it."""
+    if end.failed_steps:
+        step, message = next(iter(end.failed_steps.items()))
+        more = f" (and {len(end.failed_steps) - 1} more failed step(s))" if len(end.failed_steps) > 1 else ""
+        return step, _first_line(message) + more
+    if end.interrupted_steps:
+        why = _first_line(end.message or "the run ended while steps were running")
+        return end.interrupted_steps[0], f"{why} (steps in flight: {', '.join(end.interrupted_steps)})"
+    return None, _first_line(end.message or "the run failed outside its steps (see its Dagster logs)")
+
+
+def _first_line(text: str) -> str:
+    text = text.strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _failure_message(end: RunEnd) -> str:
@@ -211,18 +238,20 @@ def close_orphan_attempts(db, plan_id: str, end: RunEnd) -> int:
 
 
 def recompute_plan_metrics(db, plan_id: str) -> tuple[int, int, float]:
-    """Set the plan's usage totals from its finished ``llm_interactions`` rows (one call per attempt,
-    as the LLM executor counts them); returns (calls, tokens, cost in USD)."""
+    """Set the plan's usage totals from its finished ``llm_interactions`` rows: ``total_llm_calls``
+    counts attempts (as the LLM executor does), ``completed_llm_calls`` the attempts that succeeded;
+    returns (attempts, tokens, cost in USD)."""
     with db.read_session() as s:
         rows = s.execute(
-            select(LLMInteraction.total_tokens, LLMInteraction.response_metadata).where(
+            select(LLMInteraction.status, LLMInteraction.total_tokens, LLMInteraction.response_metadata).where(
                 LLMInteraction.plan_id == plan_id, LLMInteraction.status != "pending"
             )
         ).all()
     calls = len(rows)
-    tokens = sum(t or 0 for t, _ in rows)
+    completed = sum(1 for status, _, _ in rows if status == "completed")
+    tokens = sum(t or 0 for _, t, _ in rows)
     cost = 0.0
-    for _, meta in rows:
+    for _, _, meta in rows:
         value = (meta or {}).get("cost_usd") if isinstance(meta, dict) else None
         if isinstance(value, (int, float)):
             cost += float(value)
@@ -231,6 +260,7 @@ def recompute_plan_metrics(db, plan_id: str) -> tuple[int, int, float]:
             {
                 "plan_id": plan_id,
                 "total_llm_calls": calls,
+                "completed_llm_calls": completed,
                 "total_tokens_used": tokens,
                 "total_cost_usd": cost,
             }

@@ -28,7 +28,7 @@ import os
 from dataclasses import dataclass
 
 from planexe_assets.step_table import STEP_BY_NAME
-from planexe_assets.steps.base import StepError
+from planexe_assets.steps.base import FailureKind, StepError
 from resources.config import ConfigError
 from resources.models import PlanStatus
 
@@ -128,9 +128,11 @@ class RedlineGate:
             return
         verdict = self.stored_verdict(plan.plan_id)
         if verdict is None:
+            # Resuming runs the gate first, so this is not permanent.
             raise RedlineGateClosed(
                 f"plan {plan.plan_id} is gated (refuse-on-redline) and the redline gate has given no verdict "
-                f"yet; {step_name} runs only once the gate has allowed the plan"
+                f"yet; {step_name} runs only once the gate has allowed the plan",
+                kind=FailureKind.TRANSIENT,
             )
         if verdict.refused:
             self.mark_refused(plan.plan_id, verdict)
@@ -148,7 +150,15 @@ class RedlineGate:
     def mark_refused(self, plan_id: str, verdict: RedlineVerdict) -> None:
         from resources.models import utcnow
 
+        reason = verdict.reason()
         self.db.update_plan(
             plan_id,
-            {"status": PlanStatus.REFUSED, "error_message": verdict.reason()[:4000], "completed_at": utcnow()},
+            {
+                "status": PlanStatus.REFUSED,
+                "error_message": reason[:4000],
+                "completed_at": utcnow(),
+                "failure_reason": reason[:1000],
+                "failed_step": GATE_STEP,
+                "recoverable": False,
+            },
         )

@@ -7,18 +7,27 @@ until the sensor or a ``planexe`` command adds one; Dagster then fails each step
 range <plan> to <plan> is not a valid range". And a partition key with no plan row behind it would
 only fail once the first step looks the plan up.
 
-``ensure_run_partition`` runs when the run's resources are set up (the ``PlanContentIOManager``
-calls it), before any step: a plan row without a partition gets its partition; a partition key
-with no plan row fails the run at once with a message that says what to do.
+``check_run_plan`` runs once per run, in the ``planexe_threads`` executor (either of its modes)
+before resources are set up or any step starts: a plan row without a partition gets its partition;
+a partition key with no plan row (or an invalid one) fails the run at once, with one message that
+says what to do. Raised there, the error is reported once, as the run's failure; raised while
+resources are set up it was reported four times (Dagster sets the resources up again to build the
+result it returns), with a long traceback each time.
+
+``ensure_run_partition`` is the part that needs no refusal: the ``PlanContentIOManager`` calls it
+when a run's resources are set up, so runs on other executors register the partition too.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from dagster import DagsterInstance, DagsterRun
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from planexe_assets.partitions import PLANS_PARTITIONS_NAME
-from resources.database import DatabaseService
+from resources.database import DatabaseService, get_database_service
 from resources.plan_ids import InvalidPlanId, validate_plan_id
 
 
@@ -26,17 +35,15 @@ class PlanNotRunnable(RuntimeError):
     """The run names a plan that cannot run (no row, or an invalid id); the message says why."""
 
 
-def ensure_run_partition(
+def check_run_plan(
     instance: DagsterInstance | None, run: DagsterRun | None, db: DatabaseService
 ) -> str | None:
-    """Register the run's plan as a partition if its row exists; refuse a plan that has no row.
+    """Refuse a run whose partition names no plan; register the plan's partition if it is missing.
 
     Returns the plan id, or None for a run without a partition (nothing to do).
     """
-    if instance is None or run is None:
-        return None
-    plan_id = run.tags.get(PARTITION_NAME_TAG)
-    if not plan_id:
+    plan_id = _plan_id(run)
+    if plan_id is None or instance is None:
         return None
     try:
         validate_plan_id(plan_id)
@@ -47,6 +54,42 @@ def ensure_run_partition(
             f"run {run.run_id} targets plan {plan_id}, which has no row in plans; create the plan first "
             "(`planexe plan`, or planexe_assets.plans.create_plan) and then start the run"
         )
+    _register(instance, plan_id)
+    return plan_id
+
+
+def ensure_run_partition(
+    instance: DagsterInstance | None, run: DagsterRun | None, db: DatabaseService
+) -> str | None:
+    """Register the run's plan as a partition if its row exists; never raises for a missing row
+    (``check_run_plan`` refuses those before resources are set up)."""
+    plan_id = _plan_id(run)
+    if plan_id is None or instance is None:
+        return None
+    try:
+        validate_plan_id(plan_id)
+    except InvalidPlanId:
+        return None
+    if db.get_plan(plan_id) is None:
+        return None
+    _register(instance, plan_id)
+    return plan_id
+
+
+def database_for_run(run_config: Mapping[str, Any] | None) -> DatabaseService:
+    """The application database a run's ``database`` resource will use: the URL given in its run
+    config (``resources: database: config: url``), else ``DATABASE_URL`` / the default."""
+    resources = (run_config or {}).get("resources") or {}
+    config = ((resources.get("database") or {}).get("config") or {}) if isinstance(resources, Mapping) else {}
+    return get_database_service(config.get("url") or None)
+
+
+def _plan_id(run: DagsterRun | None) -> str | None:
+    if run is None:
+        return None
+    return run.tags.get(PARTITION_NAME_TAG) or None
+
+
+def _register(instance: DagsterInstance, plan_id: str) -> None:
     if not instance.has_dynamic_partition(PLANS_PARTITIONS_NAME, plan_id):
         instance.add_dynamic_partitions(PLANS_PARTITIONS_NAME, [plan_id])
-    return plan_id

@@ -4,7 +4,9 @@
 builds the ``StepContext`` from the plan's row, calls the framework-free step function and hands
 the result to the dual writer. It also keeps the plan's lifecycle in ``plans``: pending -> running
 while steps run, ``progress_percentage`` / ``progress_message`` after each step, ``completed`` once
-every step of the pipeline has its outputs, ``failed`` with the error when a step fails.
+every step of the pipeline has its outputs, ``failed`` with the error (``failure_reason``,
+``failed_step``, ``recoverable``) when a step fails for good, ``stopped`` when a stop was requested.
+An attempt that the orchestrator will retry (``will_retry``) leaves the plan ``running``.
 
 No Dagster or Luigi import here.
 """
@@ -31,6 +33,7 @@ from planexe_assets.steps.base import (
     StepInputs,
     StepResult,
     UpstreamFiles,
+    failure_kind,
 )
 from resources.models import PlanStatus, utcnow
 from resources.plan_store import PlanStore
@@ -122,10 +125,13 @@ class StepRunner:
         step_name: str,
         speed_vs_detail: str | None = None,
         run_id: str | None = None,
+        will_retry: Callable[[BaseException], bool] | None = None,
     ) -> StepExecution:
-        """Run the step function; nothing is written. Marks the plan failed if the step fails.
+        """Run the step function; nothing is written. Marks the plan failed if the step fails for good.
 
         ``speed_vs_detail`` overrides the plan row's mode (Luigi passes its ``speedvsdetail`` parameter).
+        ``will_retry(exc)``: True when the orchestrator runs this step again after ``exc`` (Dagster's
+        retry policy); the plan then stays ``running`` instead of flickering to ``failed``.
         """
         step = STEP_BY_NAME[step_name]
         plan = self.db.get_plan(plan_id)
@@ -164,11 +170,17 @@ class StepRunner:
             result = fn(ctx, inputs)
             result.check_against(step)
             gate.check_after(plan, step.name, result.files)
-        except PipelineStopRequested:
-            self.db.update_plan(plan_id, {"status": PlanStatus.CANCELLED, "error_message": f"stopped during {step.name}"})
+        except PipelineStopRequested as exc:
+            self.mark_stopped(plan_id, step.name, f"stopped during {step.name}: {exc}")
             raise
         except BaseException as exc:
-            self.mark_failed(plan_id, step.name, exc)
+            if will_retry is not None and will_retry(exc):
+                self.logger.warning(
+                    "plan %s: %s failed (%s: %s); it will be retried, the plan stays running",
+                    plan_id, step.name, type(exc).__name__, _first_line(str(exc)),
+                )
+            else:
+                self.mark_failed(plan_id, step.name, exc, run_id)
             raise
         return StepExecution(step, result, list(llm.usage), time.perf_counter() - started)
 
@@ -181,7 +193,7 @@ class StepRunner:
                 plan_id, step.name, {**result.files, **result.side_files}, run_id=run_id, remove=stale
             )
         except BaseException as exc:
-            self.mark_failed(plan_id, step.name, exc)
+            self.mark_failed(plan_id, step.name, exc, run_id)
             raise
         self.update_progress(plan_id, run_id)
         return written
@@ -217,27 +229,57 @@ class StepRunner:
         if plan is None:
             return
         same_run = run_id is not None and plan.last_run_id == run_id
-        if same_run and plan.status in (PlanStatus.RUNNING, PlanStatus.FAILED, PlanStatus.CANCELLED, PlanStatus.REFUSED):
+        if same_run and plan.status in (PlanStatus.RUNNING, PlanStatus.FAILED, PlanStatus.STOPPED, PlanStatus.REFUSED):
             return
         if not same_run or plan.status != PlanStatus.RUNNING:
+            self.db.update_plan(plan_id, {**RUNNING_AGAIN, "started_at": plan.started_at or utcnow(), "last_run_id": run_id})
+            self._remove_completion_marker(plan_id)
+
+    def mark_failed(self, plan_id: str, step_name: str, exc: BaseException, run_id: str | None = None) -> None:
+        """The step failed for good: the plan is failed, with what, where and whether resuming can help.
+        The first failure of a run is the one kept (later ones are often its consequences)."""
+        message = f"{step_name}: {type(exc).__name__}: {exc}"
+        with plan_lock(plan_id):
+            plan = self.db.get_plan(plan_id)
+            if (
+                plan is not None
+                and run_id is not None
+                and plan.last_run_id == run_id
+                and plan.status == PlanStatus.FAILED
+                and plan.failure_reason
+            ):
+                return
             self.db.update_plan(
                 plan_id,
                 {
-                    "status": PlanStatus.RUNNING,
-                    "started_at": plan.started_at or utcnow(),
-                    "error_message": None,
-                    "completed_at": None,
-                    "last_run_id": run_id,
+                    "status": PlanStatus.FAILED,
+                    "error_message": message[:4000],
+                    "completed_at": utcnow(),
+                    **failure_fields(exc, step_name),
                 },
             )
-            self._remove_completion_marker(plan_id)
-
-    def mark_failed(self, plan_id: str, step_name: str, exc: BaseException) -> None:
-        message = f"{step_name}: {type(exc).__name__}: {exc}"
-        with plan_lock(plan_id):
-            self.db.update_plan(plan_id, {"status": PlanStatus.FAILED, "error_message": message[:4000], "completed_at": utcnow()})
             # A step beside this one may have declared the plan complete from the files of an
             # earlier run: a failed plan carries no completion marker.
+            self._remove_completion_marker(plan_id)
+
+    def mark_stopped(self, plan_id: str, step_name: str | None, reason: str) -> None:
+        """A stop was requested: the plan is ``stopped`` (resumable), unless it already ended otherwise
+        in this run (a failure or refusal recorded first stays)."""
+        with plan_lock(plan_id):
+            plan = self.db.get_plan(plan_id)
+            if plan is None or plan.status in (PlanStatus.FAILED, PlanStatus.REFUSED, PlanStatus.STOPPED):
+                return
+            self.db.update_plan(
+                plan_id,
+                {
+                    "status": PlanStatus.STOPPED,
+                    "error_message": reason[:4000],
+                    "completed_at": utcnow(),
+                    "failure_reason": reason[:MAX_REASON_CHARS],
+                    "failed_step": step_name,
+                    "recoverable": True,
+                },
+            )
             self._remove_completion_marker(plan_id)
 
     def progress(self, plan_id: str, steps: Iterable[Step] | None = None) -> tuple[int, int]:
@@ -260,10 +302,10 @@ class StepRunner:
             plan is not None
             and run_id is not None
             and plan.last_run_id == run_id
-            and plan.status in (PlanStatus.FAILED, PlanStatus.CANCELLED, PlanStatus.REFUSED)
+            and plan.status in (PlanStatus.FAILED, PlanStatus.STOPPED, PlanStatus.REFUSED)
         )
         if total and done == total and not failed_in_this_run:
-            changes.update({"status": PlanStatus.COMPLETED, "completed_at": utcnow(), "error_message": None})
+            changes.update({**RUNNING_AGAIN, "status": PlanStatus.COMPLETED, "completed_at": utcnow()})
             if plan is not None and plan.started_at is not None:
                 changes["actual_duration_minutes"] = (utcnow() - plan.started_at).total_seconds() / 60
             if total == len(STEPS):
@@ -279,6 +321,35 @@ class StepRunner:
 
 
 COMPLETION_TEXT = "PlanExe pipeline complete: every step's outputs are stored.\n"
+
+MAX_REASON_CHARS = 1000
+
+# What a plan that runs (again) or completes starts from: no error, no failure fields.
+RUNNING_AGAIN = {
+    "status": PlanStatus.RUNNING,
+    "error_message": None,
+    "completed_at": None,
+    "failure_reason": None,
+    "failed_step": None,
+    "recoverable": None,
+}
+
+
+def _first_line(text: str) -> str:
+    text = text.strip()
+    return text.splitlines()[0] if text else ""
+
+
+def failure_fields(exc: BaseException, step_name: str | None) -> dict:
+    """``failure_reason`` (the error, one line), ``failed_step`` and ``recoverable`` (from the error's
+    ``FailureKind``: only a permanent error needs a change before ``planexe resume`` can succeed)."""
+    line = _first_line(str(exc))
+    reason = f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+    return {
+        "failure_reason": reason[:MAX_REASON_CHARS],
+        "failed_step": step_name,
+        "recoverable": failure_kind(exc).recoverable,
+    }
 
 FANOUT_ENV = "PLANEXE_FANOUT_CONCURRENCY"
 

@@ -13,7 +13,8 @@ Luigi are left to ``planexe resume``) and no run of it is queued or in progress,
 - its status is ``running`` or ``pending`` but the run that claimed it (``last_run_id``) is a run of
   this instance that has ended: the process died before it could record the end.
 
-``cancelled`` plans were stopped on purpose and are left alone. Each plan gets at most
+``stopped`` plans were stopped on purpose and are left alone, and so are failed plans whose failure is
+not ``recoverable`` (a permanent error: retrying cannot help until something changes). Each plan gets at most
 ``MAX_SCHEDULED_ATTEMPTS`` scheduled runs; after that it waits for a person (``planexe resume``).
 Hourly by default, on when the daemon runs.
 """
@@ -72,6 +73,8 @@ def backfill_decision(instance: DagsterInstance, db, plan: Plan) -> tuple[list[s
             return None, f"its run {plan.last_run_id} is {claimed.value}"
     elif plan.status != PlanStatus.FAILED:
         return None, f"status {plan.status}"
+    elif plan.recoverable is False:
+        return None, f"failed permanently at {plan.failed_step or 'its run'} ({plan.failure_reason}); it needs a change first"
     attempts = instance.get_runs_count(
         RunsFilter(tags={PARTITION_NAME_TAG: plan_id, LAUNCHED_BY_TAG: BACKFILL_SCHEDULE_NAME})
     )

@@ -17,8 +17,8 @@
 ``plan_run_failure_sensor`` / ``plan_run_canceled_sensor`` / ``plan_run_success_sensor``
     When a run of a plan ends (launched from the UI, the daemon, ``dagster job execute``, a
     backfill), the plan's row is reconciled with what is stored (``plan_sync.reconcile_after_run``):
-    a run killed or cancelled mid-step cannot record that itself, so the sensor sets ``failed`` or
-    ``cancelled`` with the failing steps' errors, closes LLM attempts left ``pending``, recomputes
+    a run killed or canceled mid-step cannot record that itself, so the sensor sets ``failed`` or
+    ``stopped`` with the failing steps' errors, closes LLM attempts left ``pending``, recomputes
     ``plan_metrics`` from ``llm_interactions`` and frees ``llm`` pool slots the run still held.
     Only the plan's latest run is applied: an older run's end never overwrites a newer run's state.
 
@@ -256,7 +256,7 @@ def plan_run_failure_sensor(context: RunFailureSensorContext, database: Database
     run_status=DagsterRunStatus.CANCELED,
     name="plan_run_canceled_sensor",
     default_status=DefaultSensorStatus.RUNNING,
-    description="Marks a plan cancelled when its latest run is cancelled; closes its open LLM attempts.",
+    description="Marks a plan stopped when its latest run is canceled; closes its open LLM attempts.",
 )
 def plan_run_canceled_sensor(context: RunStatusSensorContext, database: DatabaseResource):
     return sync_plan_after_run(context, database, RUN_CANCELED)

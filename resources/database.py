@@ -44,7 +44,12 @@ POSTGRES_CONNECT_TIMEOUT_S = 10
 
 
 class DatabaseUnavailable(RuntimeError):
-    """The database cannot be reached; the message names the (password-redacted) URL."""
+    """The database cannot be reached; the message names the (password-redacted) URL.
+
+    An outage passes: its failure kind (``planexe_assets.steps.base.failure_kind``) is transient.
+    """
+
+    kind = "transient"
 
 
 def make_engine(url: str | None = None) -> Engine:
@@ -64,21 +69,78 @@ def make_engine(url: str | None = None) -> Engine:
     return engine
 
 
-def _ensure_sqlite_parent(url: str) -> None:
+def sqlite_file(url: str):
+    """The file of a SQLite URL (a ``Path``), or None for other databases and in-memory SQLite."""
     from pathlib import Path
 
     from sqlalchemy.engine import make_url
 
-    database = make_url(url).database
-    if database and database != ":memory:" and not database.startswith("file:"):
-        parent = Path(database).expanduser().resolve().parent
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite"):
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser().resolve()
+
+
+def check_sqlite_location(url: str) -> None:
+    """Raise ``ConfigError`` when a SQLite database that does not exist yet could not be created
+    where ``url`` puts it (its directory cannot be created, or is not writable). Creates nothing."""
+    import os
+
+    path = sqlite_file(url)
+    if path is None or path.exists():
+        return
+    missing = path.parent
+    existing = missing
+    while not existing.exists() and existing != existing.parent:
+        missing, existing = existing, existing.parent
+    problem = None
+    if not existing.is_dir():
+        problem = f"{existing} is not a directory"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable"
+    elif existing != path.parent:
+        # Whether the directory can be made is only known by trying (permissions say nothing to root
+        # in /proc, for example); the probe is removed at once.
         try:
-            parent.mkdir(parents=True, exist_ok=True)
+            os.mkdir(missing)
+            os.rmdir(missing)
         except OSError as exc:
-            raise ConfigError(
-                f"the SQLite database {redact_url(url)} cannot be used: its directory {parent} cannot be "
-                f"created ({exc.strerror or exc})"
-            ) from None
+            problem = f"{missing}: {exc.strerror or exc}"
+    if problem is None:
+        return
+    what = "is not writable" if existing == path.parent else f"cannot be created ({problem})"
+    raise ConfigError(
+        f"the SQLite database {redact_url(url)} cannot be created: its directory {path.parent} {what}; "
+        "point PLANEXE_HOME or DATABASE_URL somewhere writable"
+    )
+
+
+def _ensure_sqlite_parent(url: str) -> None:
+    import os
+
+    path = sqlite_file(url)
+    if path is None:
+        return
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"the SQLite database {redact_url(url)} cannot be used: its directory {parent} cannot be "
+            f"created ({exc.strerror or exc})"
+        ) from None
+    # SQLite (in WAL mode) writes the database and its -wal and -shm files in this directory, even
+    # to read: a read-only directory (e.g. a read-only PLANEXE_HOME) fails every query, and SQLite
+    # only says "unable to open database file".
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"the SQLite database {redact_url(url)} cannot be used: its directory {parent} is not writable "
+            "(SQLite keeps the database and its -wal/-shm files there); make it writable, or point "
+            "PLANEXE_HOME or DATABASE_URL somewhere writable"
+        )
 
 
 def _configure_sqlite(engine: Engine) -> None:

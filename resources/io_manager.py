@@ -35,7 +35,8 @@ class PlanContentIOManager(ConfigurableIOManager):
         return PlanStore(self.database.get_database_service(), root)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        """Before any step of a run: its plan has a row and a partition (``run_partitions``)."""
+        """Before any step of a run: a plan with a row has its partition (``run_partitions``; the
+        ``planexe_threads`` executor has already refused a run whose partition names no plan)."""
         from planexe_assets.run_partitions import ensure_run_partition
 
         ensure_run_partition(context.instance, context.run, self.database.get_database_service())

@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from resources.config import database_url
-from resources.database import make_engine
+from resources.database import check_sqlite_location, make_engine, sqlite_file
 
 VERSION_TABLE = "planexe_alembic_version"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +38,12 @@ def downgrade(url: str | None = None, revision: str = "base") -> None:
 
 
 def current_revision(url: str | None = None) -> str | None:
+    """The database's revision, None if it has no tables yet. Only reads: a SQLite file that does not
+    exist yet is not created (nor its directory)."""
+    path = sqlite_file(database_url(url))
+    if path is not None and not path.exists():
+        check_sqlite_location(database_url(url))  # a place where it could never be created is an error
+        return None
     engine = make_engine(url)
     try:
         with engine.connect() as conn:

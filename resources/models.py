@@ -30,11 +30,14 @@ class PlanStatus:
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
-    CANCELLED = "cancelled"
+    # Stopped on purpose (Ctrl-C or SIGTERM of `planexe plan`/`resume`, a cancelled Dagster run,
+    # PlanExe's stop flag); `planexe resume` continues it. Distinct from failed. Migration 006 turned
+    # the rows of the older name "cancelled" into this.
+    STOPPED = "stopped"
     REFUSED = "refused"  # the redline gate refused the plan (opt-in)
 
-    ALL = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, REFUSED)
-    FINISHED = (COMPLETED, FAILED, CANCELLED, REFUSED)
+    ALL = (PENDING, RUNNING, COMPLETED, FAILED, STOPPED, REFUSED)
+    FINISHED = (COMPLETED, FAILED, STOPPED, REFUSED)
 
 
 class Plan(Base):
@@ -63,6 +66,13 @@ class Plan(Base):
     last_run_id: Mapped[str | None] = mapped_column(String(64))
     # Added: a REFUSE verdict of the redline gate stops this plan (see planexe_assets/redline.py).
     refuse_on_redline: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+    # Added (the names of PlanExe's MCP plan_status): why the plan failed or was stopped, the step
+    # where it happened, and whether `planexe resume` can succeed without changing anything (False:
+    # a permanent error such as a rejected request or bad data; see steps.base.FailureKind). Cleared
+    # when the plan runs again.
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    failed_step: Mapped[str | None] = mapped_column(String(255))
+    recoverable: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class LLMInteraction(Base):
@@ -109,7 +119,13 @@ class PlanFile(Base):
 
 
 class PlanMetrics(Base):
-    """Per-plan roll-up of LLM usage. Added: unique plan_id (one row per plan, incremented atomically)."""
+    """Per-plan roll-up of LLM usage. Added: unique plan_id (one row per plan, incremented atomically)
+    and ``completed_llm_calls``.
+
+    ``total_llm_calls`` counts attempts (every ``llm_interactions`` row, failed ones included), as
+    PlanExe does; ``completed_llm_calls`` the attempts that returned a usable answer, i.e. the calls
+    that succeeded. It is set from ``llm_interactions`` when a run ends (``plan_sync``).
+    """
 
     __tablename__ = "plan_metrics"
     __table_args__ = (Index("uq_plan_metrics_plan_id", "plan_id", unique=True),)
@@ -117,6 +133,7 @@ class PlanMetrics(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     plan_id: Mapped[str] = mapped_column(String(255), nullable=False, index=True)
     total_llm_calls: Mapped[int | None] = mapped_column(Integer, default=0, server_default=text("0"))
+    completed_llm_calls: Mapped[int | None] = mapped_column(Integer, default=0, server_default=text("0"))
     total_tokens_used: Mapped[int | None] = mapped_column(Integer, default=0, server_default=text("0"))
     total_cost_usd: Mapped[float | None] = mapped_column(Float, default=0.0, server_default=text("0"))
     plan_complexity_score: Mapped[float | None] = mapped_column(Float)

@@ -383,7 +383,7 @@ def test_plan_outputs_equal_in_process_execution_and_in_flight_limit_holds(app_d
 def test_interrupt_stops_new_steps_and_the_steps_in_flight(tmp_path):
     """SIGINT to a process running a plan (as ``dagster run terminate`` delivers it to a run worker):
     no step starts afterwards, the steps in flight stop at their next LLM attempt, the run ends
-    cancelled and the plan is not left looking complete."""
+    canceled and the plan is not left looking complete."""
     import signal
     import subprocess
     import sys
@@ -421,7 +421,7 @@ def test_interrupt_stops_new_steps_and_the_steps_in_flight(tmp_path):
         run = instance.get_run_by_id(run.run_id)
         assert run.status == DagsterRunStatus.CANCELED, (run.status, err[-2000:])
         plan = db.get_plan("stopme")
-        assert plan.status in ("cancelled", "running", "failed") and plan.status != "completed"
+        assert plan.status in ("stopped", "running", "failed") and plan.status != "completed"
         assert plan.progress_percentage < 100
         # Nothing started after the stop was seen: every step that started also ended (success or
         # failure), none is left half-way.

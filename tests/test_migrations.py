@@ -35,12 +35,12 @@ def _tables(url):
 def test_upgrade_downgrade_upgrade(empty_url):
     migrate.upgrade(empty_url)
     assert APP_TABLES <= _tables(empty_url)
-    assert migrate.current_revision(empty_url) == "005"
+    assert migrate.current_revision(empty_url) == "006"
     migrate.downgrade(empty_url, "base")
     assert _tables(empty_url) & APP_TABLES == set()
     assert migrate.current_revision(empty_url) is None
     migrate.upgrade(empty_url)
-    assert migrate.current_revision(empty_url) == migrate.head_revision() == "005"
+    assert migrate.current_revision(empty_url) == migrate.head_revision() == "006"
 
 
 def test_version_table_is_ours(empty_url):
@@ -99,6 +99,43 @@ def test_003_collapses_duplicates_left_by_older_writers(empty_url):
     assert rows == [("v2",)]
 
 
+def test_006_turns_cancelled_plans_into_stopped_ones_and_back(empty_url):
+    """Old rows: 'cancelled' becomes 'stopped' (resumable), completed calls are counted from the
+    recorded attempts; the downgrade gives 'cancelled' back and drops the new columns."""
+    from sqlalchemy import text
+
+    migrate.upgrade(empty_url, "005")
+    engine = make_engine(empty_url)
+    with engine.begin() as conn:
+        for plan_id, status in (("c", "cancelled"), ("f", "failed"), ("d", "completed")):
+            conn.execute(text("INSERT INTO plans (plan_id, prompt, status) VALUES (:p, 'x', :s)"), {"p": plan_id, "s": status})
+        conn.execute(text("INSERT INTO plan_metrics (plan_id, total_llm_calls) VALUES ('c', 3)"))
+        for status in ("completed", "failed", "completed"):
+            conn.execute(
+                text("INSERT INTO llm_interactions (plan_id, llm_model, stage, prompt_text, status) VALUES ('c', 'm', 's', 'p', :s)"),
+                {"s": status},
+            )
+    engine.dispose()
+    migrate.upgrade(empty_url, "006")
+    engine = make_engine(empty_url)
+    with engine.connect() as conn:
+        plans = dict(conn.execute(text("SELECT plan_id, status FROM plans")).all())
+        recoverable = conn.execute(text("SELECT recoverable FROM plans WHERE plan_id = 'c'")).scalar()
+        completed = conn.execute(text("SELECT total_llm_calls, completed_llm_calls FROM plan_metrics")).one()
+    engine.dispose()
+    assert plans == {"c": "stopped", "f": "failed", "d": "completed"}
+    assert recoverable in (True, 1) and tuple(completed) == (3, 2)
+
+    migrate.downgrade(empty_url, "005")
+    engine = make_engine(empty_url)
+    with engine.connect() as conn:
+        plans = dict(conn.execute(text("SELECT plan_id, status FROM plans")).all())
+    columns = {c["name"] for c in inspect(engine).get_columns("plans")}
+    engine.dispose()
+    assert plans == {"c": "cancelled", "f": "failed", "d": "completed"}
+    assert not {"failure_reason", "failed_step", "recoverable"} & columns
+
+
 def test_alembic_cli_from_repo_root(tmp_path):
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     env = {"DATABASE_URL": url, "PATH": str(Path(sys.executable).parent)}
@@ -106,4 +143,4 @@ def test_alembic_cli_from_repo_root(tmp_path):
         done = subprocess.run([sys.executable, "-m", "alembic", *args], cwd=REPO, env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
     done = subprocess.run([sys.executable, "-m", "alembic", "current"], cwd=REPO, env=env, capture_output=True, text=True)
-    assert "005 (head)" in done.stdout
+    assert "006 (head)" in done.stdout

@@ -147,7 +147,7 @@ def wait_for_plans(db, process, log_path) -> dict:
     ids = [*PROMPTS, REFUSED]
     while time.monotonic() < deadline:
         statuses = {p: db.get_plan(p).status for p in ids}
-        if all(s in ("completed", "failed", "cancelled") for s in statuses.values()):
+        if all(s in ("completed", "failed", "stopped") for s in statuses.values()):
             return statuses
         if process.poll() is not None:
             pytest.fail(f"dagster-daemon exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")

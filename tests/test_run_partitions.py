@@ -11,7 +11,7 @@ from dagster import (
 )
 
 from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.run_partitions import PlanNotRunnable, ensure_run_partition
+from planexe_assets.run_partitions import PlanNotRunnable, check_run_plan, ensure_run_partition
 from resources.dagster_resources import DatabaseResource, LLMResource
 from resources.database import DatabaseService, make_engine
 from resources.io_manager import PlanContentIOManager
@@ -31,12 +31,13 @@ def _run(plan_id: str | None) -> DagsterRun:
     return DagsterRun(job_name="full_plan_job", run_id="r-1", tags=tags)
 
 
-def test_a_plan_row_without_a_partition_gets_one(db, tmp_path):
+@pytest.mark.parametrize("check", [check_run_plan, ensure_run_partition])
+def test_a_plan_row_without_a_partition_gets_one(db, tmp_path, check):
     create_plan(db, PlanRequest(prompt=PROMPT, model="offline", plan_id="has_row"), runs_root=tmp_path)
     instance = DagsterInstance.ephemeral()
-    assert ensure_run_partition(instance, _run("has_row"), db) == "has_row"
+    assert check(instance, _run("has_row"), db) == "has_row"
     assert instance.get_dynamic_partitions("plans") == ["has_row"]
-    assert ensure_run_partition(instance, _run("has_row"), db) == "has_row"  # idempotent
+    assert check(instance, _run("has_row"), db) == "has_row"  # idempotent
     assert instance.get_dynamic_partitions("plans") == ["has_row"]
 
 
@@ -47,14 +48,40 @@ def test_a_plan_row_without_a_partition_gets_one(db, tmp_path):
 def test_a_partition_key_without_a_plan_is_refused(db, plan_id, message):
     instance = DagsterInstance.ephemeral()
     with pytest.raises(PlanNotRunnable, match=message.replace("(", r"\(")):
-        ensure_run_partition(instance, _run(plan_id), db)
+        check_run_plan(instance, _run(plan_id), db)
+    # The resource-time registration never raises (the executor refused the run already).
+    assert ensure_run_partition(instance, _run(plan_id), db) is None
     assert instance.get_dynamic_partitions("plans") == []
 
 
-def test_runs_without_a_partition_are_left_alone(db):
+@pytest.mark.parametrize("check", [check_run_plan, ensure_run_partition])
+def test_runs_without_a_partition_are_left_alone(db, check):
     instance = DagsterInstance.ephemeral()
-    assert ensure_run_partition(instance, _run(None), db) is None
-    assert ensure_run_partition(None, None, db) is None
+    assert check(instance, _run(None), db) is None
+    assert check(None, None, db) is None
+
+
+@pytest.mark.parametrize("executor", ["threads", "in_process"])
+def test_our_executors_refuse_a_plan_without_a_row_once_before_resources(app_db, executor):
+    """The run fails with the message once (the run's failure), before resources are set up or any
+    step starts; nothing is written, no partition is added."""
+    from dagster import DagsterEventType
+
+    from planexe_assets.executor import execute_plan_run
+
+    instance = DagsterInstance.ephemeral()
+    result = execute_plan_run(instance, "ghost", executor_choice=executor)
+    assert not result.success
+    events = [e for e in instance.all_logs(result.run_id) if e.dagster_event is not None]
+    kinds = [e.dagster_event.event_type for e in events]
+    assert DagsterEventType.STEP_START not in kinds and DagsterEventType.RESOURCE_INIT_STARTED not in kinds
+    said = [e.dagster_event.message or "" for e in events] + [
+        e.dagster_event.event_specific_data.error.to_string()
+        for e in events
+        if e.dagster_event.event_type == DagsterEventType.RUN_FAILURE and e.dagster_event.event_specific_data.error
+    ]
+    assert sum("create the plan first" in text for text in said) == 1, said
+    assert not instance.has_dynamic_partition("plans", "ghost")
 
 
 def test_a_run_tagged_with_an_unregistered_plan_runs(sqlite_url, tmp_path):

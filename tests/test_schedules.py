@@ -34,7 +34,7 @@ from planexe_assets.schedules import (
 from planexe_assets.sensors import LAUNCHED_BY_TAG
 from planexe_assets.step_policies import llm_retry_policy, revive_plan_for_retry
 from planexe_assets.step_table import STEP_BY_NAME
-from planexe_assets.steps.base import PipelineStopRequested, StepError
+from planexe_assets.steps.base import FailureKind, PipelineStopRequested, StepError
 from resources.config import ConfigError
 
 PROMPT = "Open a vegan butcher shop in Copenhagen, selling plant-based sausages and deli meats."
@@ -84,7 +84,10 @@ def test_schedule_picks_failed_and_stranded_plans_and_only_their_broken_steps(
     real = registry["identify_purpose"]
 
     def broken(ctx, inputs):
-        raise StepError("identify_purpose: every model failed (injected outage)")
+        raise StepError("identify_purpose: every model failed (injected outage)", kind=FailureKind.TRANSIENT)
+
+    def rejected(ctx, inputs):
+        raise StepError("identify_purpose: HTTP 400: the prompt is longer than the context window")
 
     # 1. failed in its first run: everything not stored is redone, nothing that is.
     new_plan(app_db, "failed_early")
@@ -101,13 +104,21 @@ def test_schedule_picks_failed_and_stranded_plans_and_only_their_broken_steps(
     ).success
     assert app_db.get_plan("rerun_failed").status == "failed"
 
+    # Left alone: failed for good (a permanent error; resuming needs a change first).
+    new_plan(app_db, "permanent")
+    monkeypatch.setitem(registry, "identify_purpose", rejected)
+    assert not run_plan_in_process("permanent", instance, steps=EARLY_STEPS, log_level="ERROR").success
+    row = app_db.get_plan("permanent")
+    assert (row.status, row.failed_step, row.recoverable) == ("failed", "identify_purpose", False)
+    assert "context window" in row.failure_reason
+
     # 3. stranded: the row says running, but the run that claimed it has ended.
     ended = partition_run(instance, "stranded", DagsterRunStatus.FAILURE)
     new_plan(app_db, "stranded", status="running", last_run_id=ended.run_id)
 
     # Left alone:
     new_plan(app_db, "queued")  # pending, unclaimed: the launch sensor's job
-    new_plan(app_db, "stopped", status="cancelled")
+    new_plan(app_db, "stopped", status="stopped")
     partition_run(instance, "stopped", DagsterRunStatus.CANCELED)
     new_plan(app_db, "imported", status="failed")  # never run by Dagster
     new_plan(app_db, "in_progress", status="failed")
@@ -198,14 +209,31 @@ def _retries(instance, run_id):
     ]
 
 
-def test_a_flaky_llm_step_is_retried_and_the_plan_is_not_left_failed(app_db, instance, registry, monkeypatch):
+@pytest.fixture
+def plan_statuses():
+    """Every status written to a plans row, in order, per plan (an ORM listener sees each UPDATE)."""
+    from sqlalchemy import event
+
+    from resources.models import Plan
+
+    seen: dict[str, list[str]] = {}
+
+    def record(_mapper, _connection, target):
+        seen.setdefault(target.plan_id, []).append(target.status)
+
+    event.listen(Plan, "after_update", record)
+    yield seen
+    event.remove(Plan, "after_update", record)
+
+
+def test_a_flaky_llm_step_is_retried_and_the_plan_is_never_failed(app_db, instance, registry, monkeypatch, plan_statuses):
     real = registry["identify_purpose"]
     calls = []
 
     def flaky(ctx, inputs):
         calls.append(1)
         if len(calls) == 1:
-            raise StepError("identify_purpose: every model failed (injected, once)")
+            raise StepError("identify_purpose: every model failed (injected, once)", kind=FailureKind.TRANSIENT)
         return real(ctx, inputs)
 
     monkeypatch.setitem(registry, "identify_purpose", flaky)
@@ -213,9 +241,34 @@ def test_a_flaky_llm_step_is_retried_and_the_plan_is_not_left_failed(app_db, ins
     outcome = run_plan_in_process("flaky", instance, steps=EARLY_STEPS, log_level="ERROR")
     assert outcome.success and len(calls) == 2
     assert _retries(instance, outcome.run_id) == ["identify_purpose"]
+    # Not even for a moment: the failed attempt was followed by a retry, so no update said "failed".
+    assert plan_statuses["flaky"] and "failed" not in plan_statuses["flaky"], plan_statuses["flaky"]
     plan = app_db.get_plan("flaky")
     assert plan.status == "running" and plan.error_message is None  # 3 of 61 steps, no failure left
+    assert plan.failure_reason is None and plan.recoverable is None
     assert app_db.get_plan_content_by_filename("flaky", "002-6-identify_purpose.md") is not None
+
+
+def test_only_the_last_attempt_of_a_failing_step_fails_the_plan(app_db, instance, registry, monkeypatch, plan_statuses):
+    calls = []
+
+    def down(ctx, inputs):
+        calls.append(1)
+        raise StepError("identify_purpose: every model failed (connection refused)", kind=FailureKind.TRANSIENT)
+
+    monkeypatch.setitem(registry, "identify_purpose", down)
+    new_plan(app_db, "down")
+    outcome = run_plan_in_process("down", instance, steps=EARLY_STEPS, log_level="ERROR")
+    policy = llm_retry_policy()
+    assert not outcome.success and len(calls) == 1 + policy.max_retries
+    assert _retries(instance, outcome.run_id) == ["identify_purpose"] * policy.max_retries
+    statuses = plan_statuses["down"]
+    assert statuses.count("failed") >= 1 and "failed" not in statuses[: statuses.index("failed")]
+    first_failed = statuses.index("failed")
+    assert set(statuses[first_failed:]) == {"failed"}, statuses  # never running again in this run
+    plan = app_db.get_plan("down")
+    assert (plan.status, plan.failed_step, plan.recoverable) == ("failed", "identify_purpose", True)
+    assert plan.failure_reason.startswith("StepError: identify_purpose: every model failed")
 
 
 def test_a_stop_request_is_never_retried(app_db, instance, registry, monkeypatch):
@@ -230,7 +283,7 @@ def test_a_stop_request_is_never_retried(app_db, instance, registry, monkeypatch
     outcome = run_plan_in_process("halted", instance, steps=EARLY_STEPS, log_level="ERROR")
     assert not outcome.success and len(calls) == 1
     assert _retries(instance, outcome.run_id) == []
-    assert app_db.get_plan("halted").status == "cancelled"
+    assert app_db.get_plan("halted").status == "stopped"
 
 
 def test_revive_only_undoes_the_retried_steps_own_failure(app_db):
@@ -252,7 +305,7 @@ def test_backfill_request_finishes_a_plan_that_failed_late(
     real = registry["premortem"]
 
     def broken(ctx, inputs):
-        raise StepError("premortem: every model failed (injected outage)")
+        raise StepError("premortem: every model failed (injected outage)", kind=FailureKind.TRANSIENT)
 
     monkeypatch.setitem(registry, "premortem", broken)
     new_plan(app_db, "late")

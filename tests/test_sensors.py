@@ -231,6 +231,8 @@ def test_failed_run_outside_the_cli_marks_the_plan_failed(app_db, resources, ins
         in plan.error_message
     )
     assert plan.progress_message.startswith("2 of ")
+    assert plan.failed_step == "identify_purpose" and plan.recoverable is True
+    assert plan.failure_reason.startswith("StepError: identify_purpose: every model failed")
     [closed] = [i for i in app_db.get_plan_interactions("killed") if i.id == orphan.id]
     assert (
         closed.status == "failed"
@@ -239,6 +241,7 @@ def test_failed_run_outside_the_cli_marks_the_plan_failed(app_db, resources, ins
     )
     metrics = app_db.get_plan_metrics("killed")
     assert (metrics.total_llm_calls, metrics.total_tokens_used, metrics.total_cost_usd) == (2, 40, 0.25)
+    assert metrics.completed_llm_calls == 1  # the closed orphan was an attempt, not a completed call
 
     # Applying the same end again changes nothing.
     assert plan_run_failure_sensor(context.for_run_failure()) is None
@@ -257,7 +260,7 @@ def test_runner_message_of_the_same_run_is_kept(app_db, resources, instance, mon
     assert app_db.get_plan("precise").error_message == before.error_message
 
 
-def test_cancelled_run_marks_the_plan_cancelled_and_frees_pool_slots(app_db, resources):
+def test_canceled_run_marks_the_plan_stopped_and_frees_pool_slots(app_db, resources):
     # A SQLite instance (pools are not enforced by the in-memory storage of an ephemeral one).
     with instance_for_test() as instance:
         _cancel_scenario(app_db, resources, instance)
@@ -280,11 +283,12 @@ def _cancel_scenario(app_db, resources, instance):
     context = _status_context(instance, run.run_id, DagsterEventType.RUN_CANCELED, resources)
     assert plan_run_canceled_sensor(context) is None
     plan = app_db.get_plan("stopped")
-    assert plan.status == "cancelled" and run.run_id in plan.error_message and "0 of " in plan.error_message
+    assert plan.status == "stopped" and run.run_id in plan.error_message and "0 of " in plan.error_message
+    assert plan.recoverable is True and plan.failure_reason.startswith("stopped")
     assert [i.status for i in app_db.get_plan_interactions("stopped") if i.id == orphan.id] == ["failed"]
     assert app_db.get_plan_metrics("stopped").total_llm_calls == 1
     pool = instance.event_log_storage.get_concurrency_info("llm")
-    assert pool.active_slot_count == 0, "the cancelled run's slot is back in the pool"
+    assert pool.active_slot_count == 0, "the canceled run's slot is back in the pool"
 
 
 def test_an_older_runs_end_does_not_overwrite_a_newer_run(app_db, resources, instance):

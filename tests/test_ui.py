@@ -181,7 +181,67 @@ UI_QUERY = """
 
 
 @pytest.mark.slow
-def test_planexe_ui_serves_dagster_on_loopback(sqlite_url, isolated_home, no_dagster_home, monkeypatch):
+def _descendants(pid: int) -> set[int]:
+    """Every live (non-zombie) process below ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if state[state.rindex(")") + 2] != "Z":
+            alive.add(pid)
+    return alive
+
+
+def _port_free(port: int) -> bool:
+    """Nothing answers on the port, and a new server could listen there (as servers do, with
+    SO_REUSEADDR: the test's own finished connections linger in TIME_WAIT)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        return False
+    except OSError:
+        pass
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            s.listen()
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="follows the UI's processes in /proc")
+@pytest.mark.parametrize(
+    "stop",
+    [
+        pytest.param(lambda p: os.killpg(p.pid, signal.SIGINT), id="ctrl-c"),  # the terminal's SIGINT
+        pytest.param(lambda p: p.send_signal(signal.SIGTERM), id="sigterm"),  # a service manager, kill
+    ],
+)
+def test_planexe_ui_serves_dagster_on_loopback(sqlite_url, isolated_home, no_dagster_home, monkeypatch, stop):
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     port = _free_port()
     # `planexe ui` as a user runs it (the console script's code path, whether or not it is installed)
@@ -218,15 +278,19 @@ def test_planexe_ui_serves_dagster_on_loopback(sqlite_url, isolated_home, no_dag
             if outward is not None:  # only the loopback interface listens
                 with pytest.raises(OSError), socket.create_connection((outward, port), timeout=2):
                     pass
+            started = _descendants(process.pid)
+            assert len(started) >= 3, started  # dagster dev, its webserver and daemon (and code servers)
+            stop(process)
+            code = process.wait(timeout=120)
         finally:
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(timeout=10)
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
     output = log_path.read_text(errors="replace")
+    assert code == 0, output[-3000:]
+    assert not _alive(started), f"left running: {_alive(started)}\n{output[-3000:]}"
+    assert _port_free(port), f"port {port} is still taken"
+    assert "stopped Dagster (" in output and "shut down cleanly" in output, output[-2000:]
     assert f"Dagster UI on http://127.0.0.1:{port}" in output
     assert f"DAGSTER_HOME={isolated_home.resolve() / 'dagster'}," in "".join(output.split())
     assert (isolated_home / "dagster" / "dagster.yaml").read_bytes() == LOCAL_CONFIG.read_bytes()

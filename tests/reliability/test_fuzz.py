@@ -325,7 +325,7 @@ def test_importer_imports_exactly_or_refuses(tmp_path, app_db, monkeypatch):
         assert len(interactions) == result.llm_calls == len(scanned.usage)
         metrics = app_db.get_plan_metrics(plan_id)
         assert (metrics.total_llm_calls if metrics else 0) == result.llm_calls
-        assert app_db.get_plan(plan_id).status in ("completed", "failed", "cancelled")
+        assert app_db.get_plan(plan_id).status in ("completed", "failed", "stopped")
 
     monkeypatch.setenv("PLANEXE_HOME", str(tmp_path))
     check()

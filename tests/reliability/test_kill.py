@@ -1,10 +1,12 @@
 """A run killed with SIGKILL in the middle of a fan-out step loses nothing and leaves nothing half-written.
 
 ``planexe resume`` runs as a child process (as a user runs it) against the HTTP stub, whose replies to
-``review_plan`` (a step that makes many LLM calls) are slow. Once several of those calls are recorded
-the child gets SIGKILL. Then the run directory and the database must agree byte for byte (no truncated
-file, no file without its row, no duplicate row), and resuming must finish the plan while redoing only
-the steps the killed run had not finished.
+``review_plan`` (a step that makes many LLM calls) are slow. Once several of those calls are recorded,
+the process that executes the run (the plan worker the command started) gets SIGKILL. Then the run
+directory and the database must agree byte for byte (no truncated file, no file without its row, no
+duplicate row), the ``planexe`` command must record the death (the Dagster run failed, the plan failed
+and recoverable) and name the worker's log, and resuming must finish the plan while redoing only the
+steps the killed run had not finished.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from planexe_assets.cli import app
+from planexe_assets.launch import default_instance
 from planexe_assets.plans import PlanRequest, create_plan
 from planexe_assets.runner import missing_steps_with_downstream, pipeline_steps
 from planexe_assets.step_table import PIPELINE_COMPLETE_FILENAME
@@ -34,9 +37,27 @@ from tests.reliability.support import (
     steps_before,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the plan worker's process id in /proc"),
+]
 REPO = Path(__file__).resolve().parents[2]
 FAN_OUT = "review_plan"
+
+
+def plan_workers(plan_id: str) -> list[int]:
+    """Process ids of the plan workers running ``plan_id`` (from /proc: their command lines)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"planexe_assets.plan_worker" in argv and plan_id.encode() in argv:
+            found.append(int(entry.name))
+    return found
 
 
 def _finished_steps(db, plan_id: str) -> dict[str, set[str]]:
@@ -78,14 +99,18 @@ def test_sigkill_during_a_fan_out_then_resume(app_db, stub, stub_config, offline
             assert child.poll() is None, f"the run ended before the fan-out: {child.stdout.read().decode()[-3000:]}"
             assert time.monotonic() < deadline, "the fan-out never started"
             time.sleep(0.05)
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=30)
+        [worker] = plan_workers("killed")
+        os.kill(worker, signal.SIGKILL)
+        said = child.communicate(timeout=120)[0].decode()
     finally:
         if child.poll() is None:
-            os.kill(child.pid, signal.SIGKILL)
+            os.killpg(child.pid, signal.SIGKILL)
             child.wait()
         child.stdout.close()
-    assert child.returncode == -signal.SIGKILL
+    # The command outlived its worker, recorded what happened and said where to look.
+    assert child.returncode == 1, said
+    assert "Traceback" not in said and "log of the run:" in said, said
+    assert "planexe resume killed" in " ".join(said.split()), said
 
     # The moment of death: the fan-out had started but not finished; what is on disk is whole.
     calls = app_db.get_plan_interactions("killed", stage=FAN_OUT)
@@ -99,7 +124,13 @@ def test_sigkill_during_a_fan_out_then_resume(app_db, stub, stub_config, offline
     leftovers = [p.name for p in run_dir.iterdir() if p.name.startswith(TEMP_PREFIX)]
     assert_files_equal_rows(app_db, "killed", run_dir)  # ignores temporaries, which are never read
     plan = app_db.get_plan("killed")
-    assert plan.status == "running" and PIPELINE_COMPLETE_FILENAME not in {r.filename for r in app_db.get_plan_content("killed")}
+    assert PIPELINE_COMPLETE_FILENAME not in {r.filename for r in app_db.get_plan_content("killed")}
+    assert (plan.status, plan.recoverable) == ("failed", True), (plan.status, plan.failure_reason)
+    assert "SIGKILL" in plan.failure_reason or "SIGKILL" in (plan.error_message or ""), plan.failure_reason
+    assert FAN_OUT in plan.failure_reason and plan.failed_step, plan.failure_reason  # what was running
+    run = default_instance().get_run_by_id(killed_run_id)
+    assert run is not None and run.status.value == "FAILURE"
+    assert not [c for c in app_db.get_plan_interactions("killed") if c.status == "pending"], "open attempts were closed"
 
     todo = missing_steps_with_downstream(app_db, "killed")
     assert todo[0] == FAN_OUT and not set(todo) & set(finished)
