@@ -399,6 +399,20 @@ def test_wbs_table_scrolls_sideways_inside_its_section(browser, recorded_pages):
         """
     )
     assert last["text"] == "Task ID" and last["right"] <= last["edge"] + 1, last
+    # A long table scrolls down inside the section too, its header row kept in view, so the sideways
+    # scrollbar is never 160 rows away.
+    tall = browser.execute_script(
+        """
+        const scroller = document.querySelector('#work-breakdown-structure .table-scroll');
+        scroller.scrollTop = 600;
+        const th = scroller.querySelector('thead th');
+        return {scrollTop: scroller.scrollTop, height: scroller.getBoundingClientRect().height,
+                window: window.innerHeight, headTop: th.getBoundingClientRect().top,
+                top: scroller.getBoundingClientRect().top};
+        """
+    )
+    assert tall["scrollTop"] == 600 and tall["height"] <= tall["window"], tall
+    assert abs(tall["headTop"] - tall["top"]) <= 2, tall
     browser.execute_script("document.querySelector('#work-breakdown-structure .table-scroll').scrollLeft = 0;")
     _shot(browser, "report-wbs.png")
 
