@@ -167,7 +167,8 @@ def test_cli_refuses_unmigrated_database(tmp_path, monkeypatch):
 
 
 def test_luigi_produces_the_same_file_names(app_db, isolated_home, monkeypatch):
-    """`python -m legacy_luigi` (a subprocess, as a user runs it) writes the reference output() names."""
+    """`python -m legacy_luigi` (a subprocess, as a user runs it) writes the reference output() names,
+    keeps the steps' warnings in its log and prints a short summary with the report's path."""
     create_plan(app_db, PlanRequest(prompt=PROMPT, model="offline", plan_id="luigi_plan"))
     done = subprocess.run(
         [sys.executable, "-m", "legacy_luigi", "--plan-id", "luigi_plan", "--workers", "2"],
@@ -186,3 +187,19 @@ def test_luigi_produces_the_same_file_names(app_db, isolated_home, monkeypatch):
     assert all("{}" in t for t in []) or all(any(c.isdigit() for c in n) for n in extra)
     _assert_files_equal_rows(app_db, "luigi_plan", run_dir)
     assert app_db.get_plan("luigi_plan").status == "completed"
+
+    # The terminal: nothing on stderr, a few lines on stdout naming the report and the run directory.
+    assert done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert len(lines) <= 6, done.stdout
+    assert lines[0] == "plan luigi_plan: completed (61 of 61 steps)"
+    assert f"report: {run_dir / '029-report.html'}" in lines and f"run directory: {run_dir}" in lines
+    # The offline model's answers draw warnings (unknown role ids, ...): they are in the log only.
+    (log_line,) = [line for line in lines if line.startswith("log: ")]
+    logs = list((isolated_home / "logs").glob("luigi-luigi_plan-luigi-*.log"))
+    assert len(logs) == 1 and log_line.startswith(f"log: {logs[0]} (")
+    log = logs[0].read_text(encoding="utf-8")
+    warnings = [line for line in log.splitlines() if " WARNING planexe." in line]
+    assert warnings and f"({len(warnings)} warnings)" in log_line
+    for line in warnings[:20]:
+        assert line.split(": ", 1)[1] not in done.stdout

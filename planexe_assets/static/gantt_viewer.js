@@ -7,7 +7,10 @@
   "use strict";
 
   var DAY_MS = 86400000;
-  var BASE_WIDTH = 900;
+  // Zoom 1 fits the timeline into the width left by the fixed columns (name 360px, start, end and
+  // days 84 + 84 + 48px, as in the page's CSS), and never below MIN_TIMELINE_WIDTH.
+  var FIXED_COLUMNS_WIDTH = 360 + 84 + 84 + 48;
+  var MIN_TIMELINE_WIDTH = 480;
   var ZOOMS = [0.5, 1, 2, 4, 8, 16, 32];
 
   var root = document.getElementById("gantt");
@@ -254,8 +257,12 @@
     }
   }
 
+  function baseWidth() {
+    return Math.max(MIN_TIMELINE_WIDTH, root.clientWidth - FIXED_COLUMNS_WIDTH - 2);
+  }
+
   function applyZoom() {
-    var width = Math.round(BASE_WIDTH * ZOOMS[zoomIndex]);
+    var width = Math.round(baseWidth() * ZOOMS[zoomIndex]);
     root.style.setProperty("--timeline-width", width + "px");
     drawAxis(width);
   }
@@ -276,6 +283,12 @@
         applyZoom();
       }
     });
+  });
+
+  var resizeTimer = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(applyZoom, 100);
   });
 
   refresh();

@@ -7,8 +7,9 @@
 - ``consolidate_assumptions_markdown``: joins the eight context/assumption documents into a full
   document (for the report) and a short one (the ``assumptions.md`` most later steps read). The short
   one is made by eight independent free-text shortening calls that run concurrently; a section whose
-  call fails, or whose reply was cut off, keeps its full text under a visible note instead of
-  disappearing or arriving truncated.
+  call fails, or whose reply was cut off, keeps its full text instead of disappearing or arriving
+  truncated; that, and a missing document, is logged and listed in the notes at the end of the
+  documents (``doc_notes``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from planexe_assets.steps.common import (
     one_line,
     raw_record,
 )
+from planexe_assets.steps.doc_notes import log_notes, notes_markdown
 from planexe_assets.steps.locations import context_blocks, upstream_text
 
 # --------------------------------------------------------------------------------------------------
@@ -317,10 +319,9 @@ def run_review_assumptions(ctx: StepContext, inputs: StepInputs) -> StepResult:
         messages(REVIEW_ASSUMPTIONS_SYSTEM_PROMPT, user_prompt), AssumptionReview, label="review_assumptions"
     )
     extra = {"missing_documents": problems} if problems else {}
-    markdown = render_review_assumptions(reply.value)
-    if problems:
-        listed = "\n".join(f"- {title}: {problem}" for title, problem in problems.items())
-        markdown += f"\n## Documents missing from this review\n\n{listed}\n"
+    missing = [("Documents missing from this review", [f"{t}: {p}" for t, p in problems.items()])]
+    log_notes(ctx.logger, "review_assumptions", missing)
+    markdown = render_review_assumptions(reply.value).rstrip() + notes_markdown(missing) + "\n"
     return StepResult(
         files={
             step.outputs["raw"]: dump_json(
@@ -468,7 +469,7 @@ def run_consolidate_assumptions_markdown(ctx: StepContext, inputs: StepInputs) -
     for section in CONSOLIDATED_SECTIONS:
         heading = f"# {section.title}"
         if section.title in missing:
-            note = f"> Document missing: {missing[section.title]}."
+            note = "_Not available: the document is missing (see the notes at the end)._"
             full_parts.append(f"{heading}\n\n{note}")
             short_parts.append(f"{heading}\n\n{note}")
             continue
@@ -482,28 +483,35 @@ def run_consolidate_assumptions_markdown(ctx: StepContext, inputs: StepInputs) -
                 # The reply stopped before its end marker, so the shortened text is likely cut off;
                 # the full text is kept rather than passing a truncated section on to later steps.
                 unterminated.append(section.title)
-                note = (
-                    "> The shortened reply for this section ended without its end marker and looks cut "
-                    "off; the full text follows unshortened."
-                )
-                short_parts.append(f"{heading}\n\n{note}\n\n{original}")
+                short_parts.append(f"{heading}\n\n{original}")
             else:
                 short_parts.append(f"{heading}\n\n{shortened.markdown}")
         else:
             failed[section.title] = _first_line(outcome.error)
             calls.append({"section": section.title, "error": failed[section.title]})
-            note = (
-                f"> Shortening failed for this section ({failed[section.title]}); "
-                "the full text follows unshortened."
-            )
-            short_parts.append(f"{heading}\n\n{note}\n\n{original}")
+            short_parts.append(f"{heading}\n\n{original}")
     if len(failed) == len(to_shorten):
         raise StepError(f"every shortening call failed: {failed}")
 
+    missing_notes = [("Documents missing", [f"{title}: {problem}" for title, problem in missing.items()])]
+    short_notes = [
+        *missing_notes,
+        (
+            "Sections kept in full",
+            [f"{title}: shortening failed ({error}); the full text is used" for title, error in failed.items()]
+            + [
+                f"{title}: the shortened reply ended without its end marker and looks cut off; "
+                "the full text is used"
+                for title in unterminated
+            ],
+        ),
+    ]
+    log_notes(ctx.logger, step.name, short_notes)
+
     return StepResult(
         files={
-            step.outputs["full"]: "\n\n".join(full_parts) + "\n",
-            step.outputs["short"]: "\n\n".join(short_parts) + "\n",
+            step.outputs["full"]: "\n\n".join(full_parts) + notes_markdown(missing_notes) + "\n",
+            step.outputs["short"]: "\n\n".join(short_parts) + notes_markdown(short_notes) + "\n",
         },
         notes={
             "llm_calls": len(to_shorten),

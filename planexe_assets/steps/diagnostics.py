@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated
@@ -20,6 +21,7 @@ from pydantic import BaseModel, Field
 from planexe_assets.steps import register
 from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps.common import bundle, describe_error, dump_json, md_bullets, messages, raw_record
+from planexe_assets.steps.doc_notes import log_notes, notes_markdown
 from planexe_assets.steps.purpose import loose_enum
 
 # ---------------------------------------------------------------------------------------------------
@@ -280,10 +282,11 @@ def run_premise_attack(ctx: StepContext, inputs: StepInputs) -> StepResult:
                 LensResult(lens=lens, critique=outcome.value.value, metadata=outcome.value.metadata)
             )
         else:
-            ctx.logger.warning("premise_attack: lens %s failed: %s", lens.name, outcome.error)
             results.append(LensResult(lens=lens, error=describe_error(outcome.error)))
 
     failed = [r for r in results if r.critique is None]
+    if len(failed) < len(results):
+        log_notes(ctx.logger, "premise_attack", premise_attack_notes(results))
     if len(failed) == len(results):
         details = "; ".join(f"{r.lens.name}: {r.error}" for r in failed)
         raise StepError(f"premise_attack: every lens failed on every model ({details})")
@@ -324,7 +327,8 @@ def run_premise_attack(ctx: StepContext, inputs: StepInputs) -> StepResult:
 
 
 def render_premise_attack(results: list[LensResult]) -> str:
-    """One section per lens, in the fixed lens order; a failed lens says so instead of disappearing."""
+    """One section per lens, in the fixed lens order; a failed lens says so instead of disappearing
+    (its error is in the notes at the end)."""
     sections = []
     total = len(results)
     for number, result in enumerate(results, start=1):
@@ -333,7 +337,7 @@ def render_premise_attack(results: list[LensResult]) -> str:
         critique = result.critique
         if critique is None:
             sections.append(
-                f"{head}\n\n**This lens produced no critique:** every model failed. Error: {result.error}"
+                f"{head}\n\n**This lens produced no critique:** every model failed (see the notes at the end)."
             )
             continue
         sections.append(
@@ -348,4 +352,13 @@ def render_premise_attack(results: list[LensResult]) -> str:
                 ]
             )
         )
-    return "\n\n".join(sections) + "\n"
+    return "\n\n".join(sections).rstrip() + notes_markdown(premise_attack_notes(results)) + "\n"
+
+
+def premise_attack_notes(results: Sequence[LensResult]) -> list[str]:
+    """The lenses that failed, with the error, for the log and the document's notes."""
+    return [
+        f"Lens {number} ({r.lens.name}) produced no critique: {r.error}"
+        for number, r in enumerate(results, start=1)
+        if r.critique is None
+    ]

@@ -44,6 +44,7 @@ from planexe_assets.steps.common import (
     side_filename,
 )
 from planexe_assets.steps.data_collection import project_documents
+from planexe_assets.steps.doc_notes import notes_markdown
 
 PREFERRED_DOCUMENT_COUNT = 5
 FAST_MODE_DRAFT_COUNT = 2
@@ -636,12 +637,24 @@ def _draft_state(doc: dict) -> str:
 
 
 def render_documents_to_create_and_find(to_create: Sequence[dict], to_find: Sequence[dict]) -> str:
-    """Both drafted lists: each document's identification, then its drafting brief (or why there is none)."""
+    """Both drafted lists: each document's identification, then its drafting brief (or that there is
+    none); why a draft failed is in the notes at the end."""
     parts = ["# Documents to Create"]
     parts += _render_documents(to_create, "Create", CREATE_FIELDS, drafted=True)
     parts += ["# Documents to Find"]
     parts += _render_documents(to_find, "Find", FIND_FIELDS, drafted=True)
-    return "\n\n".join(parts) + "\n"
+    notes = drafting_notes(to_create, "Create") + drafting_notes(to_find, "Find")
+    return "\n\n".join(parts).rstrip() + notes_markdown(notes) + "\n"
+
+
+def drafting_notes(documents: Sequence[dict], verb: str) -> list[str]:
+    """The drafts that failed, with the error, for the document's notes."""
+    return [
+        f"{verb} Document {number} ({str(doc.get('document_name') or '').strip() or 'unnamed'}): "
+        f"drafting failed: {doc[DRAFT_ERROR_KEY]}"
+        for number, doc in enumerate(documents, start=1)
+        if _draft_state(doc) == "failed"
+    ]
 
 
 def render_identified_documents(to_create: Sequence[dict], to_find: Sequence[dict]) -> str:
@@ -674,7 +687,7 @@ def _render_documents(
         if drafted:
             state = _draft_state(doc)
             if state == "failed":
-                lines.append(f"> **Drafting failed:** {doc[DRAFT_ERROR_KEY]}")
+                lines.append("> **Drafting failed** (the reason is in the notes at the end).")
             elif state == "undrafted":
                 lines.append(
                     "> _Not drafted: this document has no drafting brief (fast mode drafts only a few)._"

@@ -32,6 +32,7 @@ from planexe_assets.steps.common import (
     raw_record,
     side_filename,
 )
+from planexe_assets.steps.doc_notes import log_notes, notes_markdown
 from planexe_assets.steps.wbs_tree import WBSNode, parse_level2_clean, parse_wbs_project
 
 # ---------------------------------------------------------------------------------------------------
@@ -90,8 +91,7 @@ def run_identify_task_dependencies(ctx: StepContext, inputs: StepInputs) -> Step
         messages(DEPENDENCIES_SYSTEM_PROMPT, user_prompt), DependencyMapping, label="task_dependencies"
     )
     issues = dependency_issues(reply.value, titles)
-    for issue in issues:
-        ctx.logger.warning("identify_task_dependencies: %s", issue)
+    log_notes(ctx.logger, "identify_task_dependencies", issues)
     record = raw_record(reply, DEPENDENCIES_SYSTEM_PROMPT.strip(), user_prompt, issues=issues)
     return StepResult(
         files={ctx.step.outputs[""]: dump_json(record)},
@@ -126,7 +126,7 @@ def dependency_issues(mapping: DependencyMapping, titles: Mapping[str, str]) -> 
 
 
 def render_task_dependencies(mapping: DependencyMapping, titles: Mapping[str, str]) -> str:
-    """One section per waiting task: its prerequisites with their reasons, then the issues found.
+    """One section per waiting task: its prerequisites with their reasons; the issues found are notes.
 
     Reasons are paired with ids by position; a reason without an id (or an id without a reason) is
     still shown, so nothing the model said is lost.
@@ -144,10 +144,8 @@ def render_task_dependencies(mapping: DependencyMapping, titles: Mapping[str, st
         if not ids and not reasons:
             lines.append("- _nothing listed_")
         sections.append("\n".join(lines))
-    issues = dependency_issues(mapping, titles)
-    if issues:
-        sections.append("## Issues\n\n" + "\n".join(f"- {issue}" for issue in issues))
-    return "\n\n".join(sections) + "\n"
+    notes = notes_markdown(dependency_issues(mapping, titles))
+    return "\n\n".join(sections).rstrip() + notes + "\n"
 
 
 def _task_label(task_id: str, titles: Mapping[str, str]) -> str:
@@ -303,7 +301,6 @@ def run_estimate_task_durations(ctx: StepContext, inputs: StepInputs) -> StepRes
             issues.append(
                 f"chunk {index} failed ({outcome.error}); ids without an estimate: {', '.join(task_ids)}"
             )
-            ctx.logger.warning("estimate_task_durations: chunk %d failed: %s", index, outcome.error)
             continue
         reply, user_prompt = outcome.value
         report = reconcile_chunk(index, task_ids, reply.value)
@@ -322,8 +319,7 @@ def run_estimate_task_durations(ctx: StepContext, inputs: StepInputs) -> StepRes
     if len(failed) == len(jobs):
         errors = "; ".join(f"chunk {f['chunk']}: {f['error']}" for f in failed)
         raise StepError(f"every task-duration chunk failed: {errors}")
-    for issue in issues:
-        ctx.logger.warning("estimate_task_durations: %s", issue)
+    log_notes(ctx.logger, "estimate_task_durations", issues)
 
     skipped = [task_id for chunk in chunks[len(selected) :] for task_id in chunk]
     return StepResult(

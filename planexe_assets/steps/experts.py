@@ -11,7 +11,7 @@ Two phases, all in one step:
 The reference pipeline also consults only the first two experts but says nothing about the rest.
 Here the markdown states how many were found and how many consulted, lists the others so they can
 be consulted later, and reports a failed second finder round or a failed consultation instead of
-hiding it. The step fails only when no expert could be found or every consultation failed.
+hiding it (logged, and in the notes at the end of the markdown). The step fails only when no expert could be found or every consultation failed.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from planexe_assets.steps.common import (
     raw_record,
     side_filename,
 )
+from planexe_assets.steps.doc_notes import log_notes, notes_markdown
 
 # Consulting costs one call per expert; two keeps the step's cost close to the reference's.
 MAX_EXPERTS_CONSULTED = 2
@@ -185,7 +186,6 @@ def run_expert_review(ctx: StepContext, inputs: StepInputs) -> StepResult:
         # The first round's experts are still worth consulting; the gap is reported below.
         finder_error = str(exc)
         metadata["result2"] = {"error": finder_error}
-        ctx.logger.warning("expert_review: second finder round failed: %s", exc)
     else:
         found.extend(second.value.experts)
         rounds.append(len(second.value.experts))
@@ -220,7 +220,6 @@ def run_expert_review(ctx: StepContext, inputs: StepInputs) -> StepResult:
         expert = consulted[outcome.index]
         if not outcome.ok:
             message = f"{type(outcome.error).__name__}: {outcome.error}"
-            ctx.logger.warning("expert_review: consultation of %s failed: %s", expert["title"], message)
             results.append(ConsultationResult(expert=expert, error=message))
             continue
         reply, user_prompt = outcome.value
@@ -233,6 +232,7 @@ def run_expert_review(ctx: StepContext, inputs: StepInputs) -> StepResult:
         details = "; ".join(f"{r.expert['title']}: {r.error}" for r in failed)
         raise StepError(f"every expert consultation failed ({details})")
 
+    log_notes(ctx.logger, "expert_review", expert_review_notes(results, finder_error))
     markdown = render_expert_review(experts, results, rounds=rounds, finder_error=finder_error)
     return StepResult(
         files={ctx.step.outputs[""]: markdown},
@@ -302,7 +302,6 @@ def render_expert_review(
 ) -> str:
     """Who was found, who was consulted and what they said; the others listed for later."""
     found, consulted = len(experts), len(results)
-    failed = [r for r in results if r.error is not None]
     rounds_text = f" over {len(rounds)} round{'s' if len(rounds) != 1 else ''} ({' + '.join(map(str, rounds))})" if rounds else ""
     summary = (
         f"The expert finder proposed **{found}** expert{'s' if found != 1 else ''}{rounds_text}. "
@@ -312,17 +311,13 @@ def render_expert_review(
     if found > consulted:
         summary += f" The other {found - consulted} are listed at the end and were not consulted."
     parts = ["# Expert review", summary]
-    if finder_error:
-        parts.append(f"> **Note:** the second round of the expert search failed, so only the first round's experts are included. Error: {one_line(finder_error)}")
-    if failed:
-        parts.append(f"> **Note:** {len(failed)} of {consulted} consultations failed; see the sections marked as failed.")
 
     for number, result in enumerate(results, start=1):
         title = one_line(result.expert["title"])
         if result.consultation is None:
             parts.append(f"## {number}. {title} (consultation failed)")
             parts.append(_render_profile(result.expert))
-            parts.append(f"_The consultation failed, so this expert's review is missing: {one_line(result.error or '')}_")
+            parts.append("_The consultation failed, so this expert's review is missing (the reason is in the notes at the end)._")
             continue
         parts.append(f"## {number}. {title}")
         parts.append(_render_profile(result.expert))
@@ -334,4 +329,19 @@ def render_expert_review(
         for number, expert in enumerate(remaining, start=consulted + 1):
             parts.append(f"### {number}. {one_line(expert['title'])}")
             parts.append(_render_profile(expert))
-    return "\n\n".join(parts) + "\n"
+    notes = expert_review_notes(results, finder_error)
+    return "\n\n".join(parts).rstrip() + notes_markdown(notes) + "\n"
+
+
+def expert_review_notes(results: Sequence[ConsultationResult], finder_error: str | None) -> list[str]:
+    """What went wrong while finding and consulting experts, for the log and the document's notes."""
+    notes = []
+    if finder_error:
+        notes.append(
+            "The second round of the expert search failed, so only the first round's experts are "
+            f"included: {one_line(finder_error)}"
+        )
+    for number, result in enumerate(results, start=1):
+        if result.error is not None:
+            notes.append(f"Consultation {number} ({one_line(result.expert['title'])}) failed: {one_line(result.error)}")
+    return notes

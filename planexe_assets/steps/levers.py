@@ -39,6 +39,7 @@ from planexe_assets.steps.common import (
     messages,
     raw_record,
 )
+from planexe_assets.steps.doc_notes import notes_markdown
 from planexe_assets.steps.purpose import loose_enum, plan_context_blocks
 
 LEVERS_PER_TURN = 5
@@ -718,8 +719,8 @@ def render_strategic_decisions(
     """The vital levers as primary decisions, every other lever as secondary, numbered throughout.
 
     Vital levers are rendered from the vital-few file itself, so a vital lever is shown even if the
-    enriched list lacks it. Anything the lever steps reported (undescribed levers, unrated picks,
-    ratings for unknown ids) is shown at the end.
+    enriched list lacks it. An undescribed lever or an unrated pick says so in place; ratings for
+    unknown ids are in the notes at the end.
     """
     by_id = {}
     for item in assessments:
@@ -746,14 +747,13 @@ def render_strategic_decisions(
         parts.append(_render_lever(number, lever, by_id.get(_same_id(lever["lever_id"])), False))
     if not secondary:
         parts.append("_No other levers._")
-    if unknown_assessments:
-        lines = [
-            f"- `{a.get('lever_id', '')}` ({a.get('lever_name', '')}): {a.get('strategic_importance', '')}. "
-            f"{a.get('justification', '')}"
-            for a in unknown_assessments
-        ]
-        parts += ["### Ratings that matched no lever", "\n".join(lines)]
-    return "\n\n".join(parts) + "\n"
+    lines = [
+        f"{a.get('lever_id', '')} ({a.get('lever_name', '')}): {a.get('strategic_importance', '')}. "
+        f"{a.get('justification', '')}"
+        for a in unknown_assessments
+    ]
+    notes = [("Ratings that matched no lever", lines)]
+    return "\n\n".join(parts).rstrip() + notes_markdown(notes) + "\n"
 
 
 def _render_lever(

@@ -2,26 +2,31 @@
 
 ``questions_and_answers`` runs a two-turn conversation: first question/answer pairs that explain the
 plan's key concepts, then a follow-up turn for pairs about risks, ethics and wider consequences. The
-pairs are merged and renumbered in Python, then written as raw JSON, markdown and an HTML fragment
-for the final report (rendered by Jinja2 with autoescaping, so model text can never become markup).
+pairs are merged and renumbered in Python, then written as raw JSON, markdown and an HTML page in the
+style of the report (``questions_and_answers.html.j2``, rendered by Jinja2 with autoescaping, so model
+text can never become markup); the report embeds the page's ``<article>``.
 
 ``premortem`` runs up to three turns of one conversation; each turn adds three assumptions that
 would sink the project if false and three failure stories, one per archetype. Assumption ids are
 made canonical (A1, A2, ...) in Python and every root-cause reference is checked against them.
+
+What went wrong along the way (a failed turn, a relabelled id, a root cause that names no listed
+assumption) is logged and listed in the closed notes at the end of each document (``doc_notes``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
-from jinja2 import Environment
-from markupsafe import Markup, escape
 from pydantic import BaseModel, Field
 
 from planexe_assets.steps import register
 from planexe_assets.steps.base import ChatMessage, StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps.common import bundle, dump_json, md_table
+from planexe_assets.steps.doc_notes import log_notes, notes_context, notes_markdown
+from planexe_assets.steps.pages import render_page
 from planexe_assets.steps.review import REVIEW_DOCUMENT, read_plan_documents, separate_lists
 
 QA_DOCUMENT = ("questions-and-answers.md", "questions_and_answers", "markdown")
@@ -87,7 +92,8 @@ def run_questions_and_answers(ctx: StepContext, inputs: StepInputs) -> StepResul
     """Two turns in one conversation; the pairs are merged and renumbered 1..n.
 
     The first turn must succeed. When every model fails the follow-up turn, the first turn's pairs
-    are kept and the failure is stated in the raw file, the markdown, the HTML and the notes.
+    are kept and the failure is logged and stated in the raw file, in the notes at the end of the
+    markdown and the HTML page, and in the step notes.
     """
     user_prompt = bundle(*read_plan_documents(inputs, extra=(REVIEW_DOCUMENT,)))
     system_prompt = QA_SYSTEM_PROMPT.strip()
@@ -106,8 +112,8 @@ def run_questions_and_answers(ctx: StepContext, inputs: StepInputs) -> StepResul
     try:
         second = ctx.llm.structured(conversation, QuestionsAndAnswers, label="questions_and_answers_2")
     except StepError as exc:
-        ctx.logger.warning("questions_and_answers: follow-up turn failed: %s", exc)
         failures.append(f"Follow-up round (risks, ethics and wider consequences) failed: {exc}")
+        log_notes(ctx.logger, "questions_and_answers", failures)
     else:
         rounds.append(second.value)
         metadata.append({"round": 2, **second.metadata})
@@ -146,10 +152,8 @@ def merge_question_rounds(rounds: Sequence[QuestionsAndAnswers]) -> QuestionsAnd
 
 
 def render_questions_and_answers(qa: QuestionsAndAnswers, failures: Sequence[str] = ()) -> str:
-    """Summary first, then one section per pair with its question, answer and rationale."""
+    """Summary first, then one section per pair with its question, answer and rationale; notes last."""
     parts = ["## Summary", "", _paragraphs(qa.summary)]
-    for failure in failures:
-        parts += ["", f"**Incomplete:** {_collapse(failure)}"]
     for pair in qa.question_answer_pairs:
         parts += [
             "",
@@ -161,36 +165,17 @@ def render_questions_and_answers(qa: QuestionsAndAnswers, failures: Sequence[str
             "",
             f"**Why it matters:** {_paragraphs(pair.rationale)}",
         ]
-    return "\n".join(parts) + "\n"
-
-
-def _nl2br(text: Any) -> Markup:
-    """Escape the text first, then turn its line breaks into ``<br>`` (the only markup we add)."""
-    return Markup("<br>\n").join(escape(line) for line in str(text).strip().splitlines())
-
-
-_HTML_ENV = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
-_HTML_ENV.filters["nl2br"] = _nl2br
-_QA_HTML = _HTML_ENV.from_string(
-    """\
-<div class="question-answer-list">
-{% for failure in failures %}
-  <p class="question-answer-warning"><strong>Incomplete:</strong> {{ failure }}</p>
-{% endfor %}
-{% for pair in pairs %}
-  <div class="question-answer-pair">
-    <p class="question"><strong>Q{{ pair.item_index }}.</strong> {{ pair.question | nl2br }}</p>
-    <p class="answer">{{ pair.answer | nl2br }}</p>
-  </div>
-{% endfor %}
-</div>
-"""
-)
+    return "\n".join(parts).rstrip() + notes_markdown(failures) + "\n"
 
 
 def render_questions_and_answers_html(qa: QuestionsAndAnswers, failures: Sequence[str] = ()) -> str:
-    """An HTML fragment (no head, no scripts) for the report's Q&A section: one div per pair."""
-    return _QA_HTML.render(pairs=qa.question_answer_pairs, failures=list(failures))
+    """A page in the report's style: one ``question-answer-pair`` per pair, the notes at the end.
+
+    Everything the report shows of it is inside ``<article>`` (the report embeds that element).
+    """
+    return render_page(
+        "questions_and_answers.html.j2", pairs=qa.question_answer_pairs, **notes_context(failures)
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -356,7 +341,6 @@ def run_premortem(ctx: StepContext, inputs: StepInputs) -> StepResult:
         except StepError as exc:
             if round_number == 1:
                 raise
-            ctx.logger.warning("premortem: round %d failed: %s", round_number, exc)
             failures.append(f"Round {round_number} of {rounds} failed: {exc}")
             continue
         conversation = [*attempt, {"role": "assistant", "content": reply.text}]
@@ -377,6 +361,8 @@ def run_premortem(ctx: StepContext, inputs: StepInputs) -> StepResult:
         "unknown_root_causes": merge.unknown_root_causes,
     }
     raw.update({k: v for k, v in issues.items() if v})
+    log_notes(ctx.logger, "premortem", premortem_notes(failures, [], merge.unknown_root_causes))
+    log_notes(ctx.logger, "premortem", premortem_notes([], merge.relabelled, []), logging.INFO)
     step = ctx.step
     return StepResult(
         files={
@@ -420,17 +406,11 @@ def render_premortem(
     relabelled_assumptions: Sequence[str] = (),
     unknown_root_causes: Sequence[str] = (),
 ) -> str:
-    """Assumptions table, failure-mode overview table, then one section per failure mode."""
+    """Assumptions table, failure-mode overview table, one section per failure mode, then the notes."""
     statements = {a.assumption_id: a.statement for a in analysis.assumptions_to_kill}
     out = [
         "A premortem starts from the assumption that the project has already failed and works out the "
         "most likely reasons, so they can be tested and guarded against now.",
-    ]
-    notices = [*failed_rounds, *relabelled_assumptions, *unknown_root_causes]
-    if notices:
-        out += ["", "## Notes on This Analysis", "", _bullets(notices)]
-
-    out += [
         "",
         "## Assumptions to Kill",
         "",
@@ -498,4 +478,16 @@ def render_premortem(
             "",
             _paragraphs(fm.stop_rule or ""),
         ]
-    return "\n".join(out) + "\n"
+    notes = premortem_notes(failed_rounds, relabelled_assumptions, unknown_root_causes)
+    return "\n".join(out).rstrip() + notes_markdown(notes) + "\n"
+
+
+def premortem_notes(
+    failed_rounds: Sequence[str], relabelled_assumptions: Sequence[str], unknown_root_causes: Sequence[str]
+) -> list[tuple[str, Sequence[str]]]:
+    """The premortem's diagnostics, grouped for the notes at the end of the document and the log."""
+    return [
+        ("Rounds that failed", failed_rounds),
+        ("Root causes that name no listed assumption", unknown_root_causes),
+        ("Assumption ids renumbered", relabelled_assumptions),
+    ]

@@ -1,25 +1,39 @@
 """The final report: every document of the plan in one self-contained, offline HTML page.
 
 No LLM. ``029-report.html`` holds 20 collapsible sections in PlanExe's order (``SECTIONS``), a table of
-contents and, as title, the WBS level-1 project title. Sections are ``<details>`` elements, so the page
-needs no script of its own.
+contents and, as title, the WBS level-1 project title. The page extends the shared page template
+(``steps/pages.py``, one stylesheet for every HTML output) and inlines one script of its own
+(``static/report.js``); no CDN, nothing fetched.
+
+Navigation. Each section is a ``<details>`` element with a readable, stable id (``executive-summary``,
+``work-breakdown-structure``, ...; ``SECTION_IDS``). A contents link, a deep link ``#section`` on
+load and any later ``hashchange`` open the section they point to and scroll it into view. On wide
+screens the contents are a sticky sidebar, on narrow ones a plain list above the sections; a "Back to
+top" control stays in the corner. Without JavaScript the links still scroll to the (closed) sections.
 
 What goes into a section, by kind of input:
 
 - **markdown** is converted with the ``markdown`` package with raw HTML switched off (a ``<tag>`` the
   model wrote is shown as text), then passed through ``sanitize_html``, an allow-list rebuild of the
   HTML: unknown tags and every ``on*`` attribute are dropped, links keep only http/https/mailto/#
-  targets, images become their alt text (the report never fetches anything);
-- the **WBS CSV** becomes a table (parsed with the ``csv`` module, empty rows and columns dropped);
-- the **Q&A fragment** goes through the same allow-list;
+  targets, images become their alt text (the report never fetches anything), every table gets a
+  horizontally scrolling wrapper. A document's notes (``doc_notes``: how it was made, what went
+  wrong) are split off and shown in a closed "Notes" block at the end of the section;
+- the **WBS CSV** becomes a table (parsed with the ``csv`` module, empty rows and columns dropped) in
+  a container that scrolls horizontally inside the section;
+- the **Q&A page** goes through the same allow-list; of our own page only its ``<article>`` is kept
+  (PlanExe's fragment, from an imported run, is kept whole);
 - the two **Gantt pages** are embedded whole in sandboxed ``<iframe srcdoc>`` elements (escaped as an
   attribute, so nothing in them is parsed as part of the report). A page is embedded only when its
-  only script is our own Gantt viewer and it loads nothing from the network; anything else (such as
-  PlanExe's CDN-based pages from an imported run) is shown as "not available" with the reason;
+  scripts are our own (the Gantt viewer and the frame-height reporter) and it loads nothing from the
+  network; anything else (such as PlanExe's CDN-based pages from an imported run) is shown as "not
+  available" with the reason. The embedded page posts its height, and the report sizes the frame to
+  the whole chart (a plain 85%-of-the-window frame without JavaScript);
 - the **Initial Prompt Vetted** section shows the prompt as escaped text, then the redline-gate and
   premise-attack documents.
 
-A missing or empty input never fails the step: its section says "Not available" and the notes list it.
+A missing or empty input never fails the step: its section says "Not available" and the step notes
+list it. What the sanitizer removed from a section is listed in that section's notes.
 """
 
 from __future__ import annotations
@@ -33,12 +47,13 @@ from html.parser import HTMLParser
 from typing import Any
 
 import markdown
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from markdown.extensions import Extension
 from markupsafe import Markup, escape
 
 from planexe_assets.steps import register
 from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult
+from planexe_assets.steps.doc_notes import NoteGroup, log_notes, note_groups, parse_notes, split_notes
+from planexe_assets.steps.pages import frame_script, render_page, report_script
 from planexe_assets.steps.schedule import viewer_script
 from planexe_assets.steps.wbs_tree import parse_project_title
 
@@ -78,6 +93,18 @@ SECTIONS: tuple[SectionSource, ...] = (
 SECTION_TITLES = tuple(s.title for s in SECTIONS)
 OPEN_BY_DEFAULT = {"Executive Summary"}
 
+
+def section_id(title: str) -> str:
+    """The section's element id and deep-link name: its title in lower case, words joined by "-"."""
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
+SECTION_IDS = tuple(section_id(title) for title in SECTION_TITLES)
+# Ids of the page itself; the sanitizer drops every id attribute, so document content has none.
+PAGE_IDS = ("top", "contents", "main")
+if len(set(SECTION_IDS + PAGE_IDS)) != len(SECTION_IDS) + len(PAGE_IDS):  # pragma: no cover - static data
+    raise RuntimeError(f"report section ids are not unique: {SECTION_IDS}")
+
 # ---------------------------------------------------------------------------------------------------
 # Reading inputs (every one optional)
 # ---------------------------------------------------------------------------------------------------
@@ -114,8 +141,8 @@ def load(inputs: StepInputs, key: str, output: str) -> Loaded:
 # ---------------------------------------------------------------------------------------------------
 
 ALLOWED_TAGS = frozenset(
-    "a abbr b blockquote br caption code dd del div dl dt em h1 h2 h3 h4 h5 h6 hr i ins kbd li mark ol p "
-    "pre q s small span strong sub sup table tbody td tfoot th thead tr u ul".split()
+    "a abbr b blockquote br caption code dd del details div dl dt em h1 h2 h3 h4 h5 h6 hr i ins kbd li mark "
+    "ol p pre q s small span strong sub summary sup table tbody td tfoot th thead tr u ul".split()
 )
 VOID_TAGS = frozenset({"br", "hr"})
 # Removed together with everything inside them.
@@ -162,14 +189,26 @@ class Sanitized:
 
 
 class _AllowListRebuilder(HTMLParser):
-    """Re-emits only allowed tags and attributes; all text is escaped again on the way out."""
+    """Re-emits only allowed tags and attributes; all text is escaped again on the way out.
 
-    def __init__(self) -> None:
+    With ``root``, only what is inside ``<root>`` elements is kept (the element itself is not), and
+    ``root_seen`` tells whether there was one. Every table is wrapped in ``<div class="table-scroll">``
+    so a wide one scrolls inside its section instead of widening the page.
+    """
+
+    def __init__(self, root: str | None = None) -> None:
         super().__init__(convert_charrefs=True)
         self.out: list[str] = []
         self.open: list[str] = []
         self.removed: list[str] = []
         self.skipping: list[str] = []  # the stack of dropped-with-content elements we are inside
+        self.root = root
+        self.root_seen = False
+        self._roots: list[int] = []  # len(self.open) at each open root element
+
+    @property
+    def _emitting(self) -> bool:
+        return self.root is None or bool(self._roots)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._start(tag, attrs, self_closing=False)
@@ -181,6 +220,15 @@ class _AllowListRebuilder(HTMLParser):
         if self.skipping:
             if tag in DROPPED_WITH_CONTENT and not self_closing:
                 self.skipping.append(tag)
+            return
+        if self.root is not None and tag == self.root:
+            self.root_seen = True
+            if not self_closing:
+                self._roots.append(len(self.open))
+            return
+        if not self._emitting:
+            if tag in DROPPED_WITH_CONTENT and not self_closing:
+                self.skipping.append(tag)  # so a <script> outside the root cannot open one
             return
         if tag in DROPPED_WITH_CONTENT:
             self.removed.append(f"<{tag}> element")
@@ -206,13 +254,20 @@ class _AllowListRebuilder(HTMLParser):
             kept.append(f' {name}="{html.escape(clean, quote=True)}"')
         if tag == "a" and any(k.startswith(" href=") for k in kept):
             kept.append(' rel="noopener noreferrer"')
+        if tag == "table":
+            self.out.append('<div class="table-scroll">')
         self.out.append(f"<{tag}{''.join(kept)}>")
         if tag in VOID_TAGS:
             return
         if self_closing:
-            self.out.append(f"</{tag}>")
+            self._close(tag)
         else:
             self.open.append(tag)
+
+    def _close(self, tag: str) -> None:
+        self.out.append(f"</{tag}>")
+        if tag == "table":
+            self.out.append("</div>")
 
     @staticmethod
     def _attribute(tag: str, name: str, value: str, allowed: set[str]) -> str | None:
@@ -233,15 +288,23 @@ class _AllowListRebuilder(HTMLParser):
             if tag == self.skipping[-1]:
                 self.skipping.pop()
             return
-        if tag in self.open:
-            while self.open:
+        if self.root is not None and tag == self.root and self._roots:
+            depth = self._roots.pop()
+            while len(self.open) > depth:
+                self._close(self.open.pop())
+            return
+        if not self._emitting:
+            return
+        floor = self._roots[-1] if self._roots else 0
+        if tag in self.open[floor:]:
+            while len(self.open) > floor:
                 closing = self.open.pop()
-                self.out.append(f"</{closing}>")
+                self._close(closing)
                 if closing == tag:
                     break
 
     def handle_data(self, data: str) -> None:
-        if not self.skipping:
+        if not self.skipping and self._emitting:
             self.out.append(str(escape(data)))
 
     def handle_comment(self, data: str) -> None:
@@ -259,15 +322,22 @@ class _AllowListRebuilder(HTMLParser):
     def result(self) -> Sanitized:
         self.close()
         while self.open:
-            self.out.append(f"</{self.open.pop()}>")
+            self._close(self.open.pop())
         return Sanitized(Markup("".join(self.out)), self.removed)
 
 
-def sanitize_html(fragment: str) -> Sanitized:
-    """Keep only harmless markup from ``fragment`` (see ``ALLOWED_TAGS`` and ``safe_href``)."""
-    parser = _AllowListRebuilder()
+def sanitize_html(fragment: str, root: str | None = None) -> Sanitized:
+    """Keep only harmless markup from ``fragment`` (see ``ALLOWED_TAGS`` and ``safe_href``).
+
+    With ``root`` (a tag name), keep only the content of the ``<root>`` elements when there is one;
+    a fragment without it is kept whole.
+    """
+    parser = _AllowListRebuilder(root)
     parser.feed(fragment)
-    return parser.result()
+    result = parser.result()
+    if root is not None and not parser.root_seen:
+        return sanitize_html(fragment)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -381,26 +451,31 @@ class _EmbedInspector(HTMLParser):
             self.problems.append("a stylesheet that loads a resource")
 
 
+def known_page_scripts() -> tuple[str, ...]:
+    """The scripts a Gantt page may run to be embedded: our viewer and our frame-height reporter."""
+    return (str(viewer_script()).strip(), str(frame_script()).strip())
+
+
 def inspect_gantt_page(page: str) -> tuple[list[str], bool]:
-    """What stops ``page`` from being embedded, and whether it runs our viewer.
+    """What stops ``page`` from being embedded, and whether it runs any (known) script.
 
     Allowed: inline styles without remote resources, ``application/json`` data blocks, and inline
-    scripts whose text is exactly our Gantt viewer. Anything else is a problem to report.
+    scripts whose text is exactly one of ``known_page_scripts``. Anything else is a problem to report.
     """
     inspector = _EmbedInspector()
     inspector.feed(page)
     inspector.close()
     problems = list(inspector.problems)
-    known_viewer = str(viewer_script()).strip()
-    runs_viewer = False
+    known = known_page_scripts()
+    runs_script = False
     for script_type, text in inspector.scripts:
         if script_type == "application/json":
             continue
-        if text.strip() == known_viewer:
-            runs_viewer = True
+        if text.strip() in known:
+            runs_script = True
         else:
             problems.append("a script that is not the planexe Gantt viewer")
-    return problems, runs_viewer
+    return problems, runs_script
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -422,40 +497,60 @@ class Section:
     sandbox: str = ""
     parts: list[dict[str, Any]] = field(default_factory=list)  # for "vetted"
     removed: list[str] = field(default_factory=list)
+    doc_notes: list[NoteGroup] = field(default_factory=list)  # the document's own notes
 
     @property
     def open(self) -> bool:
         return self.title in OPEN_BY_DEFAULT
 
+    @property
+    def notes(self) -> list[NoteGroup]:
+        """The closed "Notes" block at the end of the section: the document's notes, then what the
+        sanitizer removed (each kind once, with its count)."""
+        groups = list(self.doc_notes)
+        if self.removed:
+            counts: dict[str, int] = {}
+            for item in self.removed:
+                counts[item] = counts.get(item, 0) + 1
+            lines = [f"{item} ({n}x)" if n > 1 else item for item, n in counts.items()]
+            groups += note_groups([("Removed from this section's source as unsafe or unsupported", lines)])
+        return groups
 
-def _anchor(index: int, title: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
-    return f"section-{index}-{slug}"
+    @property
+    def notes_count(self) -> int:
+        return sum(len(g.lines) for g in self.notes)
 
 
 def _missing(title: str, anchor: str, reason: str) -> Section:
     return Section(title=title, anchor=anchor, kind="missing", available=False, note=reason)
 
 
-def build_section(index: int, source: SectionSource, inputs: StepInputs) -> Section:
-    anchor = _anchor(index, source.title)
+def _markdown_section(title: str, anchor: str, text: str) -> Section:
+    body, notes = split_notes(text)
+    rendered = render_markdown(body)
+    return Section(
+        title, anchor, "html", html=rendered.html, removed=rendered.removed, doc_notes=parse_notes(notes)
+    )
+
+
+def build_section(source: SectionSource, inputs: StepInputs) -> Section:
+    anchor = section_id(source.title)
     if source.kind == "vetted":
         return _vetted_section(source.title, anchor, inputs)
     loaded = load(inputs, source.key, source.output)
     if loaded.text is None:
         return _missing(source.title, anchor, loaded.problem)
     if source.kind == "markdown":
-        rendered = render_markdown(loaded.text)
-        return Section(source.title, anchor, "html", html=rendered.html, removed=rendered.removed)
+        return _markdown_section(source.title, anchor, loaded.text)
     if source.kind == "fragment":
-        cleaned = sanitize_html(loaded.text)
+        cleaned = sanitize_html(loaded.text, root="article")
         return Section(source.title, anchor, "html", html=cleaned.html, removed=cleaned.removed)
     if source.kind == "csv":
         header, rows = read_table(loaded.text)
         if not header:
             return _missing(source.title, anchor, f"{loaded.filename} has no rows")
         return Section(source.title, anchor, "table", header=header, rows=rows)
-    problems, runs_viewer = inspect_gantt_page(loaded.text)
+    problems, runs_script = inspect_gantt_page(loaded.text)
     if problems:
         listed = "; ".join(dict.fromkeys(problems))
         return _missing(
@@ -465,7 +560,7 @@ def build_section(index: int, source: SectionSource, inputs: StepInputs) -> Sect
             "Re-run the schedule step to get an offline chart.",
         )
     return Section(
-        source.title, anchor, "gantt", srcdoc=loaded.text, sandbox="allow-scripts" if runs_viewer else ""
+        source.title, anchor, "gantt", srcdoc=loaded.text, sandbox="allow-scripts" if runs_script else ""
     )
 
 
@@ -479,17 +574,17 @@ def _vetted_section(title: str, anchor: str, inputs: StepInputs) -> Section:
         }
     ]
     removed: list[str] = []
+    notes: list[NoteGroup] = []
     for heading, key in (("Redline Gate", "redline_gate"), ("Premise Attack", "premise_attack")):
         loaded = load(inputs, key, "markdown")
-        rendered = render_markdown(loaded.text) if loaded.text is not None else None
-        if rendered is not None:
-            removed.extend(rendered.removed)
-        parts.append(
-            {"heading": heading, "html": rendered.html if rendered else None, "note": loaded.problem}
-        )
+        part = _markdown_section(heading, "", loaded.text) if loaded.text is not None else None
+        if part is not None:
+            removed.extend(part.removed)
+            notes += [NoteGroup(f"{heading}: {g.heading}" if g.heading else heading, g.lines) for g in part.doc_notes]
+        parts.append({"heading": heading, "html": part.html if part else None, "note": loaded.problem})
     if all(part["html"] is None for part in parts):
         return _missing(title, anchor, "; ".join(part["note"] for part in parts))
-    return Section(title, anchor, "vetted", parts=parts, removed=removed)
+    return Section(title, anchor, "vetted", parts=parts, removed=removed, doc_notes=notes)
 
 
 def report_title(inputs: StepInputs) -> tuple[str, str]:
@@ -503,32 +598,26 @@ def report_title(inputs: StepInputs) -> tuple[str, str]:
         return UNTITLED, str(exc)
 
 
-_ENV = Environment(
-    loader=PackageLoader("planexe_assets", "templates"),
-    autoescape=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    undefined=StrictUndefined,
-)
-
-
 def render_report(title: str, created: str, sections: list[Section]) -> str:
-    return _ENV.get_template("report.html.j2").render(title=title, created=created, sections=sections)
+    return render_page(
+        "report.html.j2", title=title, created=created, sections=sections, report_script=report_script()
+    )
 
 
 @register("report")
 def run_report(ctx: StepContext, inputs: StepInputs) -> StepResult:
     title, title_problem = report_title(inputs)
-    sections = [build_section(i, source, inputs) for i, source in enumerate(SECTIONS, start=1)]
+    sections = [build_section(source, inputs) for source in SECTIONS]
     created = ctx.plan_created_at.strftime("%Y-%m-%d %H:%M UTC")
     page = render_report(title, created, sections)
 
     missing = {s.title: s.note for s in sections if not s.available}
     cleaned = {s.title: s.removed for s in sections if s.removed}
-    for name, reason in missing.items():
-        ctx.logger.warning("report: section %r not available: %s", name, reason)
-    if title_problem:
-        ctx.logger.warning("report: no project title (%s); using %r", title_problem, UNTITLED)
+    problems = [
+        ("Sections not available", [f"{name}: {reason}" for name, reason in missing.items()]),
+        ("Title", [f"no project title ({title_problem}); using {UNTITLED!r}"] if title_problem else []),
+    ]
+    log_notes(ctx.logger, "report", problems)
     return StepResult(
         files={ctx.step.outputs[""]: page},
         notes={

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from planexe_assets.steps import register
 from planexe_assets.steps.base import ChatMessage, StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps.common import bundle, dump_json, messages, raw_record
+from planexe_assets.steps.doc_notes import log_notes, notes_markdown
 
 # ---------------------------------------------------------------------------------------------------
 # The document bundle every summary/review step reads
@@ -261,7 +262,6 @@ def run_review_plan(ctx: StepContext, inputs: StepInputs) -> StepResult:
         except StepError as exc:
             if number == 1:
                 raise
-            ctx.logger.warning("review_plan: question %d (%s) failed: %s", number, question.title, exc)
             answers.append(ReviewAnswer(title=question.title, question=question.question, error=str(exc)))
             continue
         conversation = [*attempt, {"role": "assistant", "content": reply.text}]
@@ -271,6 +271,7 @@ def run_review_plan(ctx: StepContext, inputs: StepInputs) -> StepResult:
         metadata_list.append({"question": number, **reply.metadata})
 
     failed = [a.title for a in answers if a.error is not None]
+    log_notes(ctx.logger, "review_plan", review_notes(answers))
     raw = {
         "question_answers_list": [a.model_dump(mode="json", exclude_none=True) for a in answers],
         "metadata": {**_duration_summary(metadata_list), "metadata_list": metadata_list},
@@ -292,7 +293,8 @@ def run_review_plan(ctx: StepContext, inputs: StepInputs) -> StepResult:
 
 
 def render_review_plan(answers: Sequence[ReviewAnswer]) -> str:
-    """One section per question: the question asked, then its numbered points (or why it has none)."""
+    """One section per question: the question asked, then its numbered points (or that it has none);
+    why a question has no answer is in the notes at the end."""
     sections = []
     for number, item in enumerate(answers, start=1):
         lines = [
@@ -302,7 +304,7 @@ def render_review_plan(answers: Sequence[ReviewAnswer]) -> str:
             "",
         ]
         if item.error is not None:
-            lines.append(f"**Not answered.** Every model failed on this question: {_collapse(item.error)}")
+            lines.append("**Not answered:** every model failed on this question (see the notes at the end).")
         elif not item.answers:
             lines.append("_The model gave no points for this question._")
         else:
@@ -313,7 +315,16 @@ def render_review_plan(answers: Sequence[ReviewAnswer]) -> str:
         sections.append("\n".join(lines))
     if not sections:
         return "_No review questions were asked._\n"
-    return "\n\n".join(sections) + "\n"
+    return "\n\n".join(sections).rstrip() + notes_markdown(review_notes(answers)) + "\n"
+
+
+def review_notes(answers: Sequence[ReviewAnswer]) -> list[str]:
+    """The questions every model failed on, with the error, for the log and the document's notes."""
+    return [
+        f"Review {number} ({_collapse(item.title)}) was not answered: {_collapse(item.error)}"
+        for number, item in enumerate(answers, start=1)
+        if item.error is not None
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------

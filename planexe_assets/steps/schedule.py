@@ -9,7 +9,9 @@ task dependencies and the plan's start time, and writes three exports:
   zoom) driven by our own small script, with the ``{tasks, links}`` data embedded as JSON;
 - ``026-3-schedule_gantt_machai.csv``: one row per task in PlanExe's "machai" import format.
 
-Every page works offline: no CDN, no network request.
+Every page works offline: no CDN, no network request. Both pages extend the shared page template
+(``steps/pages.py``); inside the report's frame they report their height so the frame shows the whole
+chart (``static/frame_height.js``).
 
 How the schedule is made:
 
@@ -30,7 +32,8 @@ How the schedule is made:
    follows it (FS/FF) also bind every task inside it (``inherited_links``), so float measures real
    slack rather than slack up to the project's end.
 
-Everything left out or adjusted is listed in the notes and on both HTML pages.
+Everything left out or adjusted is logged, listed in the step notes and in the closed "Notes" block
+at the end of both HTML pages (``doc_notes``), never above the chart.
 """
 
 from __future__ import annotations
@@ -44,12 +47,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from functools import lru_cache
-from importlib import resources
 from itertools import pairwise
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 from pydantic import ValidationError
 
@@ -65,7 +65,9 @@ from planexe_assets.steps.cpm import (
     Timing,
     compute_schedule,
 )
+from planexe_assets.steps.doc_notes import log_notes, notes_context
 from planexe_assets.steps.durations import DependencyMapping, TaskTimeEstimateDetail, parse_task_durations
+from planexe_assets.steps.pages import frame_script, render_page, static_script
 from planexe_assets.steps.wbs_tree import WBSNode, parse_project_title, parse_wbs_project
 
 MACHAI_COLUMNS = (
@@ -848,38 +850,27 @@ def json_for_script(data: Any) -> Markup:
     return Markup(text)
 
 
-@lru_cache(maxsize=1)
 def viewer_script() -> Markup:
     """Our Gantt viewer (``planexe_assets/static/gantt_viewer.js``), inlined so the page works offline."""
-    source = (resources.files("planexe_assets") / "static" / "gantt_viewer.js").read_text(encoding="utf-8")
-    if "</" in source:
-        raise StepError("gantt_viewer.js must not contain '</' (it is inlined into a <script> element)")
-    return Markup(source)
+    return static_script("gantt_viewer.js")
 
 
 # ---------------------------------------------------------------------------------------------------
 # Rendering
 # ---------------------------------------------------------------------------------------------------
 
-_ENV = Environment(
-    loader=PackageLoader("planexe_assets", "templates"),
-    autoescape=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    undefined=StrictUndefined,
-)
-
-
 def _page_context(schedule: ProjectSchedule) -> dict[str, Any]:
     return {
         "title": schedule.title,
         "summary": schedule.summary(),
-        "report_groups": schedule.report_lines(),
+        "frame_script": frame_script(),
+        **notes_context(schedule.report_lines()),
     }
 
 
 def render_overview_page(schedule: ProjectSchedule) -> str:
-    return _ENV.get_template("schedule_overview.html.j2").render(
+    return render_page(
+        "schedule_overview.html.j2",
         **_page_context(schedule),
         chart=overview_geometry(schedule),
         mermaid_source=mermaid_gantt(schedule),
@@ -887,7 +878,8 @@ def render_overview_page(schedule: ProjectSchedule) -> str:
 
 
 def render_interactive_page(schedule: ProjectSchedule) -> str:
-    return _ENV.get_template("schedule_interactive.html.j2").render(
+    return render_page(
+        "schedule_interactive.html.j2",
         **_page_context(schedule),
         data_json=json_for_script(gantt_data(schedule)),
         viewer_script=viewer_script(),
@@ -910,8 +902,7 @@ def run_schedule(ctx: StepContext, inputs: StepInputs) -> StepResult:
     schedule = build_schedule(root, estimates, mapping, day_zero, title)
     for heading, lines in schedule.report_lines():
         level = logging.INFO if heading == ADJUSTMENTS_HEADING else logging.WARNING
-        for line in lines:
-            ctx.logger.log(level, "schedule: %s: %s", heading.lower(), line)
+        log_notes(ctx.logger, "schedule", [(heading, lines)], level)
 
     outputs = ctx.step.outputs
     return StepResult(

@@ -13,7 +13,7 @@ Each enrichment is one call covering every role; the answers are merged back by 
 model may answer for an id that is no role, answer twice for one id, or skip a role. None of these
 is dropped quietly: every such case becomes an entry in ``id_issues`` of the step's raw file (the
 unmatched answer kept in full), later enrichment steps carry earlier issues forward, and the team
-markdown lists them all under "Data quality notes".
+markdown lists them all in its closed notes at the end (``doc_notes``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field, ValidationError
 from planexe_assets.steps import register
 from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult, UpstreamFiles
 from planexe_assets.steps.common import bundle, compact_json_for_prompt, dump_json, messages, raw_record
+from planexe_assets.steps.doc_notes import notes_markdown
 
 # ------------------------------------------------------------------------------------------------
 # Prompts
@@ -476,8 +477,8 @@ def _render_review_items(items: Sequence[ReviewItem]) -> str:
     return "\n\n".join(blocks)
 
 
-def _render_issue(issue: dict[str, Any]) -> str:
-    line = f"- Step `{issue.get('step', '?')}`, role id {issue.get('id', '?')}: {issue.get('message', '')}"
+def _issue_note(issue: dict[str, Any]) -> str:
+    line = f"Step {issue.get('step', '?')}, role id {issue.get('id', '?')}: {issue.get('message', '')}"
     answer = issue.get("answer")
     if isinstance(answer, dict) and answer:
         details = "; ".join(f"{key}: {_text(value)}" for key, value in answer.items())
@@ -486,7 +487,7 @@ def _render_issue(issue: dict[str, Any]) -> str:
 
 
 def render_team(roles: Sequence[dict[str, Any]], review: TeamReview, issues: Sequence[dict[str, Any]] = ()) -> str:
-    """The team document: roles, then the review's omissions and improvements, then any id issues."""
+    """The team document: roles, then the review's omissions and improvements; id issues are notes."""
     parts = [
         "# Team",
         f"_{len(roles)} roles, each with an example of the kind of person who could fill it._",
@@ -496,10 +497,6 @@ def render_team(roles: Sequence[dict[str, Any]], review: TeamReview, issues: Seq
         "## Omissions\n\n" + _render_review_items(review.omissions),
         "## Potential improvements\n\n" + _render_review_items(review.potential_improvements),
     ]
-    if issues:
-        parts.append(
-            "## Data quality notes\n\nThe model's answers did not line up with the role list in these cases:\n\n"
-            + "\n".join(_render_issue(issue) for issue in issues)
-        )
-    return "\n\n".join(parts) + "\n"
+    notes = [("Answers that did not line up with the role list", [_issue_note(issue) for issue in issues])]
+    return "\n\n".join(parts).rstrip() + notes_markdown(notes) + "\n"
 

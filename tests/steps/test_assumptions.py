@@ -24,6 +24,7 @@ from planexe_assets.steps.assumptions import (
     run_review_assumptions,
 )
 from planexe_assets.steps.base import PipelineStopRequested, StepError, StepInputs, UpstreamFiles
+from planexe_assets.steps.doc_notes import NOTES_MARKER, split_notes
 from tests.support.replay import (
     ReplayLLM,
     all_strings,
@@ -279,7 +280,8 @@ def test_review_reports_a_missing_document() -> None:
     assert "Problem with document 'Currency Strategy'" in user
     raw = json.loads(result.files["003-8-review_assumptions_raw.json"])
     assert list(raw["missing_documents"]) == ["Currency Strategy"]
-    assert "## Documents missing from this review" in result.files["003-9-review_assumptions.md"]
+    notes = split_notes(result.files["003-9-review_assumptions.md"])[1]
+    assert notes.startswith("### Documents missing from this review\n\n- Currency Strategy: ")
     assert result.notes["missing_documents"] == ["Currency Strategy"]
 
 
@@ -321,12 +323,11 @@ def test_consolidate_replays_recorded_shortenings(run: str, fast: bool) -> None:
     cut_off = [title for title, text in recorded.items() if "[START_MARKDOWN]" in text]
     for title, text in recorded.items():
         if title in cut_off:
-            # The real reply stopped after the start marker: the full text is kept under a note.
+            # The real reply stopped after the start marker: the full text is kept, the notes say so.
             original = load_run_file(run, SECTION_FILES[title]).strip()
-            assert (
-                f"# {title}\n\n> The shortened reply for this section ended without its end marker" in short
-            )
-            assert original in short
+            assert f"# {title}\n\n{original}" in short
+            notes = short[short.index(NOTES_MARKER) :]
+            assert f"- {title}: the shortened reply ended without its end marker" in notes
         else:
             expected = extract_shortened(f"[START_MARKDOWN]{text}[END_MARKDOWN]")
             assert f"# {title}\n\n{expected.markdown}" in short
@@ -387,8 +388,11 @@ def test_consolidate_reports_a_failed_section() -> None:
     assert len(llm.calls) == 8
     short = result.files["003-11-consolidate_assumptions_short.md"]
     currency = short.split("# Currency Strategy\n\n", 1)[1].split("\n\n# Identify Risks", 1)[0]
-    assert currency.startswith("> Shortening failed for this section (StepError: shorten: every model failed")
-    assert load_run_file(run, "002-23-currency_strategy.md").strip() in currency
+    assert currency == load_run_file(run, "002-23-currency_strategy.md").strip()
+    # Why it is unshortened is a note at the end of the document, not the section's first line.
+    body, notes = split_notes(short)
+    assert "Shortening failed" not in body and "shortening failed" not in body
+    assert "- Currency Strategy: shortening failed (StepError: shorten: every model failed" in notes
     assert list(result.notes["failed_sections"]) == ["Currency Strategy"]
     assert result.notes["shortened"] == 7
 
@@ -431,7 +435,9 @@ def test_consolidate_treats_an_empty_reply_as_a_failure() -> None:
         context_for(step, ReplayLLM(responder=responder), run=run), inputs_from_run(step, run)
     )
     assert list(result.notes["failed_sections"]) == ["Purpose"]
-    assert "# Purpose\n\n> Shortening failed" in result.files["003-11-consolidate_assumptions_short.md"]
+    short = result.files["003-11-consolidate_assumptions_short.md"]
+    assert short.startswith("# Purpose\n\n**Purpose:** ")
+    assert "- Purpose: shortening failed" in split_notes(short)[1]
 
 
 def test_consolidate_reports_a_missing_document_without_calling_the_model_for_it() -> None:
@@ -444,10 +450,9 @@ def test_consolidate_reports_a_missing_document_without_calling_the_model_for_it
     result = run_consolidate_assumptions_markdown(context_for(step, llm, run=run), inputs)
     assert len(llm.calls) == 7
     for name in ("003-10-consolidate_assumptions_full.md", "003-11-consolidate_assumptions_short.md"):
-        assert (
-            "# Distill Assumptions\n\n> Document missing: upstream file 003-7-distill_assumptions.md"
-            in result.files[name]
-        )
+        body, notes = split_notes(result.files[name])
+        assert "# Distill Assumptions\n\n_Not available: the document is missing" in body
+        assert "- Distill Assumptions: upstream file 003-7-distill_assumptions.md" in notes
     assert list(result.notes["missing_sections"]) == ["Distill Assumptions"]
 
 

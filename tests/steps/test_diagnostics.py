@@ -22,6 +22,7 @@ from planexe_assets.steps.diagnostics import (
     render_premise_attack,
     render_redline_gate,
 )
+from planexe_assets.steps.doc_notes import split_notes
 from tests.support.replay import (
     ReplayLLM,
     all_strings,
@@ -217,7 +218,9 @@ def test_premise_step_reports_a_failed_lens():
     assert "all models failed for lens Cascade" in written["failed_lenses"][0]["error"]
     markdown = result.files[PREMISE_MD]
     cascade = markdown[markdown.index("Lens 4 of 5: Cascade") : markdown.index("Lens 5 of 5")]
-    assert "produced no critique" in cascade and "all models failed" in cascade
+    assert "produced no critique" in cascade and "all models failed" not in cascade
+    body, notes = split_notes(markdown)
+    assert notes.startswith("- Lens 4 (Cascade) produced no critique: ") and "all models failed" in notes
     assert result.notes["lenses_failed"] == ["Cascade"]
 
 

@@ -12,6 +12,7 @@ import pytest
 from planexe_assets.step_table import STEP_BY_NAME
 from planexe_assets.steps import step_function
 from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
+from planexe_assets.steps.doc_notes import split_notes
 from planexe_assets.steps.documents import (
     DRAFT_ERROR_KEY,
     DRAFT_FIELDS,
@@ -460,7 +461,9 @@ def test_draft_failure_is_reported_not_dropped(name):
         if "create" in name
         else render_documents_to_create_and_find([], consolidated)
     )
-    assert "Drafting failed" in markdown and "all models failed" in markdown
+    body, notes = split_notes(markdown)
+    assert "Drafting failed" in body and "all models failed" not in body
+    assert "drafting failed: " in notes and "all models failed" in notes
 
 
 def test_draft_all_failing_raises():

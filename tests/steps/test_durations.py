@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from planexe_assets.step_table import STEP_BY_NAME
 from planexe_assets.steps import step_function
 from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
+from planexe_assets.steps.doc_notes import split_notes
 from planexe_assets.steps.durations import (
     DependencyMapping,
     TaskTimeEstimateDetail,
@@ -126,7 +127,9 @@ def test_dependency_step_reports_invented_ids():
     record = json.loads(result.files["021-task_dependencies_raw.json"])
     assert len(record["task_dependency_details"]) == 2  # kept as answered, not silently dropped
     markdown = render_task_dependencies(DependencyMapping.model_validate(answer), _titles(run))
-    assert "unknown task `made-up-id`" in markdown and "## Issues" in markdown
+    body, notes = split_notes(markdown)
+    assert "unknown task `made-up-id`" in body and "depending on itself" not in body
+    assert "- dependent task id 'ghost' is not in the WBS" in notes
 
 
 def test_dependency_step_rejects_bad_level2():

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from planexe_assets.step_table import STEP_BY_NAME
 from planexe_assets.steps import step_function
 from planexe_assets.steps.base import StepError
+from planexe_assets.steps.doc_notes import split_notes
 from planexe_assets.steps.experts import (
     CRITICISM_PROMPT,
     FINDER_FOLLOW_UP,
@@ -237,7 +238,9 @@ def test_a_failed_consultation_is_reported():
     markdown = result.files[MARKDOWN]
     second_title = json.loads(result.side_files[EXPERTS_CLEAN])[1]["title"]
     assert f"## 2. {second_title} (consultation failed)" in markdown
-    assert "1 of 2 consultations failed" in markdown
+    body, notes = split_notes(markdown)
+    assert "every model failed" not in body and "(the reason is in the notes at the end)" in body
+    assert notes == f"- Consultation 2 ({second_title}) failed: StepError: every model failed for expert_criticism_2 (scripted)"
     assert "every model failed for expert_criticism_2" in markdown
     assert result.notes["failed_consultations"] == [second_title]
 
@@ -258,7 +261,7 @@ def test_a_failed_second_finder_round_keeps_the_first_rounds_experts():
     assert "error" in experts_raw["metadata"]["result2"]
     markdown = result.files[MARKDOWN]
     assert "proposed **4** experts over 1 round (4)" in markdown
-    assert "second round of the expert search failed" in markdown
+    assert "second round of the expert search failed" in split_notes(markdown)[1]
     assert result.notes["finder_error"]
 
 

@@ -15,6 +15,7 @@ import pytest
 from planexe_assets.step_table import STEP_BY_NAME
 from planexe_assets.steps import step_function
 from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
+from planexe_assets.steps.doc_notes import split_notes
 from planexe_assets.steps.levers import (
     FOLLOW_UP_PROMPTS,
     BatchCharacterizationResult,
@@ -411,7 +412,9 @@ def test_strategic_decisions_from_our_own_outputs_with_gaps():
     for lever in enriched["uncharacterized_levers"]:
         section = markdown[markdown.index(f"`{lever['lever_id']}`") :]
         assert "not described" in section.split("### Decision")[0]
-    assert "Ratings that matched no lever" in markdown and "[offline] 7" in markdown
+    body, notes = split_notes(markdown)
+    assert "### Ratings that matched no lever" in notes and "[offline] 7" in notes
+    assert "Ratings that matched no lever" not in body
     assert markdown.count("### Decision ") == 7
 
 

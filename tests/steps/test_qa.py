@@ -11,6 +11,7 @@ import pytest
 from planexe_assets.step_table import STEP_BY_NAME
 from planexe_assets.steps import step_function
 from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
+from planexe_assets.steps.doc_notes import NOTES_MARKER, split_notes
 from planexe_assets.steps.qa import (
     PremortemAnalysis,
     QuestionAnswerPair,
@@ -184,9 +185,12 @@ def test_qa_html_escapes_model_text():
     parser = TagCollector()
     parser.feed(fragment)
     tags = {tag for tag, _ in parser.tags}
-    assert tags <= {"div", "p", "strong", "br"}, tags
+    # The page's own frame (the shared base template) and the notes block; nothing from the model.
+    frame = {"html", "head", "meta", "title", "style", "body", "header", "h1", "main", "article"}
+    assert tags <= frame | {"div", "p", "strong", "br", "details", "summary", "ul", "li"}, tags
     assert not [attr for _, attrs in parser.tags for attr, _ in attrs if attr.startswith("on")]
     assert "<script" not in fragment and "<img" not in fragment and "<svg" not in fragment
+    assert "<li>&lt;svg onload=alert(3)&gt;</li>" in fragment  # the failure, in the notes, as text
     assert "&lt;script&gt;alert(&#34;q&#34;)&lt;/script&gt;" in fragment
     assert "onerror=&#34;alert(1)&#34;" in fragment
     # The one piece of markup we add: line breaks inside an answer.
@@ -217,7 +221,7 @@ def test_questions_and_answers_replays_recorded_turns(run):
     assert len(raw["metadata"]) == 2 and "failed_rounds" not in raw
     assert result.notes["rounds_completed"] == 2 and result.notes["pairs"] == 10
     assert_all_strings_in(result.files["027-2-questions_and_answers.md"], recorded_qa(run))
-    assert result.files["027-3-questions_and_answers.html"].count("question-answer-pair") == 10
+    assert result.files["027-3-questions_and_answers.html"].count('<div class="question-answer-pair">') == 10
 
 
 def test_questions_and_answers_reports_failed_follow_up():
@@ -237,8 +241,13 @@ def test_questions_and_answers_reports_failed_follow_up():
     raw = json.loads(result.files["027-1-questions_and_answers_raw.json"])
     assert [p["item_index"] for p in raw["question_answer_pairs"]] == [1, 2, 3, 4, 5]
     assert "every model failed" in raw["failed_rounds"][0]
-    assert "**Incomplete:**" in result.files["027-2-questions_and_answers.md"]
-    assert "Incomplete:" in result.files["027-3-questions_and_answers.html"]
+    # The failure is a note at the end of both documents, never above the answers.
+    body, notes = split_notes(result.files["027-2-questions_and_answers.md"])
+    assert body.startswith("## Summary") and "every model failed" not in body
+    assert notes.startswith("- Follow-up round (risks, ethics and wider consequences) failed: ")
+    page = result.files["027-3-questions_and_answers.html"]
+    assert page.index('<div class="question-answer-pair">') < page.index('<details class="doc-notes">')
+    assert "every model failed" in page[page.index('<details class="doc-notes">') :]
     assert result.notes["rounds_completed"] == 1 and len(result.notes["failed_rounds"]) == 1
 
 
@@ -298,7 +307,7 @@ def test_premortem_replays_recorded_rounds(run):
     assert not {"failed_rounds", "relabelled_assumptions", "unknown_root_causes"} & set(raw)
     markdown = result.files["028-2-premortem.md"]
     assert_all_strings_in(markdown, recorded)
-    assert "### FM9: " in markdown and "## Notes on This Analysis" not in markdown
+    assert "### FM9: " in markdown and NOTES_MARKER not in markdown
 
 
 def test_premortem_fast_mode_runs_one_round():
@@ -339,8 +348,11 @@ def test_premortem_reports_failed_round_and_relabels_the_next():
     assert len(raw["relabelled_assumptions"]) == 3
     assert result.notes["rounds_completed"] == 2
     markdown = result.files["028-2-premortem.md"]
-    assert "## Notes on This Analysis" in markdown and "Round 2 of 3 failed" in markdown
-    assert "'A7' became A4" in markdown
+    # The premortem opens with its text; what went wrong is grouped in the notes at the end.
+    body, notes = split_notes(markdown)
+    assert body.startswith("A premortem starts") and "Round 2 of 3 failed" not in body
+    assert "### Rounds that failed\n\n- Round 2 of 3 failed" in notes
+    assert "### Assumption ids renumbered\n\n- Round 3: assumption 'A7' became A4." in notes
 
 
 def test_premortem_first_round_failure_fails_the_step():
@@ -349,7 +361,7 @@ def test_premortem_first_round_failure_fails_the_step():
         run_premortem(context_for("premortem", llm, run=RUNS[0]), inputs_from_run("premortem", RUNS[0]))
 
 
-def test_premortem_reports_unknown_root_cause_ids():
+def test_premortem_reports_unknown_root_cause_ids(caplog):
     """Offline-style answers: arbitrary labels and a root cause that names no assumption."""
     round_one = premortem_rounds(RUNS[0])[0]
     answer = {
@@ -380,6 +392,15 @@ def test_premortem_reports_unknown_root_cause_ids():
     ]
     markdown = result.files["028-2-premortem.md"]
     assert "A42 (not a listed assumption)" in markdown
+    # The diagnostic is the last thing in the document, not its first lines.
+    body, notes = split_notes(markdown)
+    assert "which is not one of the listed assumptions" not in body
+    assert "- FM2 names root cause 'A42', which is not one of the listed assumptions." in notes
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "premortem: root causes that name no listed assumption: "
+        "FM2 names root cause 'A42', which is not one of the listed assumptions."
+    ]
     assert "Not rated" in markdown and "Unassigned" in markdown and "_None given._" in markdown
 
 

@@ -12,9 +12,12 @@ import pytest
 from planexe_assets.step_table import STEP_BY_NAME
 from planexe_assets.steps import step_function
 from planexe_assets.steps.base import StepInputs, UpstreamFiles
+from planexe_assets.steps.doc_notes import notes_markdown
 from planexe_assets.steps.durations import DependencyMapping
+from planexe_assets.steps.pages import frame_script, report_script
 from planexe_assets.steps.qa import QuestionsAndAnswers, render_questions_and_answers_html
 from planexe_assets.steps.report import (
+    SECTION_IDS,
     SECTION_TITLES,
     SECTIONS,
     UNTITLED,
@@ -101,16 +104,17 @@ def _dangerous_url(value: str) -> bool:
     return compact.startswith(("javascript:", "vbscript:", "data:"))
 
 
-def assert_safe(page: str, *, nested: bool = True) -> Page:
-    """No script but our viewer, no event handler, no dangerous or external resource URL.
+def assert_safe(page: str, *, nested: bool = False) -> Page:
+    """No script but our own, no event handler, no dangerous or external resource URL.
 
-    The Gantt pages inside ``srcdoc`` are checked as documents of their own.
+    The report runs only its navigation script; the Gantt pages inside ``srcdoc`` are checked as
+    documents of their own, which may run only the Gantt viewer and the frame-height reporter.
     """
     parsed = parse(page)
+    allowed = {str(viewer_script()).strip(), str(frame_script()).strip()} if nested else {str(report_script()).strip()}
     for attrs, text in parsed.scripts:
-        assert nested, "the report itself runs no script"
-        if attrs.get("type") != "application/json":
-            assert text.strip() == str(viewer_script()).strip(), "unknown inline script"
+        if attrs.get("type") != "application/json" or not nested:
+            assert text.strip() in allowed, "unknown inline script"
         assert "src" not in attrs
     for tag, attrs in parsed.tags:
         for name, value in attrs.items():
@@ -203,16 +207,22 @@ def test_recorded_runs_render_every_section(run):
     result = _report(inputs)
     page = result.files[REPORT]
     parsed = assert_safe(page)
-    assert parsed.scripts == []  # the report itself needs no script
+    assert [text.strip() for _, text in parsed.scripts] == [str(report_script()).strip()]
 
     title = load_run_file(run, "018-3-wbs_level1_project_title.json").strip()
     assert f"<title>{html.escape(title)}</title>" in page and f"<h1>{html.escape(title)}</h1>" in page
     assert parsed.headings[:20] == list(SECTION_TITLES)
     assert result.notes["sections_available"] == 20 and result.notes["sections_not_available"] == {}
     assert "Not available" not in page
-    assert [a["href"] for t, a in parsed.tags if t == "a" and a.get("href", "").startswith("#section-")] == [
-        f"#{a['id']}" for t, a in parsed.tags if t == "details"
-    ]
+    # The contents link every section by its readable id, in order; ids are unique on the page.
+    sections = [a["id"] for t, a in parsed.tags if t == "details" and "section" in a.get("class", "").split()]
+    assert sections == list(SECTION_IDS) and SECTION_IDS[0] == "executive-summary"
+    toc = page[page.index('<nav class="toc"') : page.index("</nav>")]
+    assert re.findall(r'href="#([^"]+)"', toc) == list(SECTION_IDS)
+    ids = [a["id"] for _, a in parsed.tags if "id" in a]
+    assert len(ids) == len(set(ids))
+    # One shared stylesheet, the same in the report as in the Q&A page it embeds.
+    assert "The one stylesheet of every HTML page" in page
 
     # The WBS table: one row per CSV line after the header, in order.
     csv_text = load_run_file(run, "023-4-wbs_project_level1_and_level2_and_level3.csv")
@@ -222,14 +232,15 @@ def test_recorded_runs_render_every_section(run):
     for row in rows[:20]:
         assert html.escape(row[-1]) in page
 
-    # Both Gantt pages are embedded verbatim; only the interactive one may run (our) script.
+    # Both Gantt pages are embedded verbatim, sandboxed, running only our scripts (the frame-height
+    # reporter in both, the viewer in the interactive one).
     frames = [a for t, a in parsed.tags if t == "iframe"]
     schedule_files = inputs["create_schedule"].contents
     assert [f["srcdoc"] for f in frames] == [
         schedule_files["026-1-schedule_gantt_mermaid.html"],
         schedule_files["026-2-schedule_gantt_dhtmlx.html"],
     ]
-    assert [f["sandbox"] for f in frames] == ["", "allow-scripts"]
+    assert [f["sandbox"] for f in frames] == ["allow-scripts", "allow-scripts"]
 
     # Markdown became HTML (tables included), the prompt is escaped text with <br>.
     assert "<table>" in page and "<strong>" in page
@@ -278,6 +289,28 @@ Text <script>alert(1)</script> and <img src=x onerror="alert(2)"> and <svg onloa
 ```
 """
 
+# The diagnostics a step appends (doc_notes) are rendered by the report as well: payloads there too.
+NOTES_PAYLOAD = notes_markdown(
+    [
+        "note <script>alert('note')</script> [js](javascript:alert(20))",
+        ("<img src=x onerror=alert(21)>", ["<iframe src=javascript:alert(22)>"]),
+    ]
+)
+
+# Our own Q&A page is a whole document; the report keeps its <article>. Payloads inside and outside.
+QA_PAGE_PAYLOAD = (
+    "<!DOCTYPE html><html><head><title>x</title><script>alert('head')</script>"
+    '<meta http-equiv="refresh" content="0;url=javascript:alert(30)"></head><body>'
+    '<script>alert(31)</script><header onclick="alert(32)">outside</header><article class="card">'
+    '<div class="question-answer-list"><p onclick="alert(1)">Q <script>alert(2)</script></p>'
+    '<img src=x onerror=alert(3)><a href="javascript:alert(4)">x</a><a href=" jav&#x0A;ascript:alert(5)">y</a>'
+    "<style>body{background:url(https://evil.example/x)}</style><!-- <script>alert(6)</script> -->"
+    '<form action="javascript:alert(7)"><button formaction="javascript:alert(8)">b</button></form></div>'
+    '<details class="doc-notes" open ontoggle="alert(33)"><summary onclick="alert(34)">Notes</summary>'
+    "<ul><li>&lt;script&gt;alert(35)&lt;/script&gt;</li></ul></details></article>"
+    "<svg onload=alert(36)></svg></body></html>"
+)
+
 QA_PAYLOAD = (
     '<div class="question-answer-list"><p onclick="alert(1)">Q <script>alert(2)</script></p>'
     '<img src=x onerror=alert(3)><a href="javascript:alert(4)">x</a><a href=" jav&#x0A;ascript:alert(5)">y</a>'
@@ -309,14 +342,14 @@ def hostile_files() -> dict[str, str]:
     for upstream_name in STEP_BY_NAME["report"].requires.values():
         for name in STEP_BY_NAME[upstream_name].outputs.values():
             if name.endswith(".md"):
-                files[name] = MARKDOWN_PAYLOAD
+                files[name] = MARKDOWN_PAYLOAD + NOTES_PAYLOAD + "\n"
     files["001-2-plan.txt"] = "Plan:\n<script>alert('plan')</script>\n<img src=x onerror=alert(1)>"
     files["018-3-wbs_level1_project_title.json"] = "</title><script>alert('title')</script>"
     files["023-4-wbs_project_level1_and_level2_and_level3.csv"] = (
         'Level 1;Level 2;Task ID\n<script>alert(1)</script>;"<img src=x onerror=alert(2)>";id-1\n'
         ';<a href="javascript:alert(3)">x</a>;id-2\n'
     )
-    files["027-3-questions_and_answers.html"] = QA_PAYLOAD
+    files["027-3-questions_and_answers.html"] = QA_PAGE_PAYLOAD
     files.update(_hostile_gantt_pages())
     return files
 
@@ -332,10 +365,10 @@ def test_payloads_through_every_section_are_inert():
     result = _report(inputs)
     page = result.files[REPORT]
     parsed = assert_safe(page)
-    assert parsed.scripts == []
+    assert len(parsed.scripts) == 1  # the report's own navigation
     assert result.notes["sections_available"] == 20
     lowered = page.lower()
-    assert "<script" not in lowered and "<img" not in lowered and "<svg" not in lowered
+    assert lowered.count("<script") == 1 and "<img" not in lowered and "<svg" not in lowered
     assert "<iframe src" not in lowered and "<form" not in lowered and "<style>body" not in lowered
     # The payloads are still there, as text.
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -347,11 +380,15 @@ def test_payloads_through_every_section_are_inert():
     external = [h for h in hrefs if not h.startswith("#")]
     assert set(external) == {"https://example.org/x?a=1&b=2", "http://example.org/auto"}
     assert result.notes["removed_from_sections"]["Questions & Answers"]
+    # The notes of every markdown section are there, as text, in the closed notes block.
+    assert page.count("note &lt;script&gt;alert(&#39;note&#39;)&lt;/script&gt;") >= 15
+    assert "ontoggle=" not in lowered and "http-equiv=" not in lowered and "outside" not in page
+    assert "alert(31)" not in page and "alert(&#39;head&#39;)" not in page  # outside the Q&A <article>
     # The embedded Gantt pages are our own: their only script is the viewer.
     frames = [a for t, a in parsed.tags if t == "iframe"]
     assert len(frames) == 2 and frames[1]["sandbox"] == "allow-scripts"
     inner = parse(frames[1]["srcdoc"])
-    assert sorted(a.get("type", "") for a, _ in inner.scripts) == ["", "application/json"]
+    assert sorted(a.get("type", "") for a, _ in inner.scripts) == ["", "", "application/json"]
 
 
 def test_foreign_gantt_pages_are_not_embedded():
@@ -475,3 +512,52 @@ def test_read_table_finds_the_delimiter_and_drops_empty_rows_and_columns():
     assert rows == [["A, with comma", "", "1"], ["", "B", "2"]]
     assert read_table("a,b\n1,2\n") == (["a", "b"], [["1", "2"]])
     assert read_table("") == ([], [])
+
+
+def test_qa_fragment_of_an_imported_run_is_kept_whole():
+    # PlanExe's 027-3 is a bare fragment: no <article>, so the whole of it is sanitized and shown.
+    page = _report(report_inputs({"027-3-questions_and_answers.html": QA_PAYLOAD})).files[REPORT]
+    assert_safe(page)
+    assert page.lower().count("<script") == 1
+    assert '<div class="question-answer-list"><p>Q </p>' in page
+
+
+def test_qa_page_contributes_its_article_and_its_notes():
+    qa = QuestionsAndAnswers.model_validate(
+        {
+            "question_answer_pairs": [
+                {"item_index": 1, "question": "Why <b>?", "answer": "Because.", "rationale": "r"}
+            ],
+            "summary": "s",
+        }
+    )
+    own_page = render_questions_and_answers_html(qa, ["Follow-up round failed: timeout"])
+    assert own_page.startswith("<!DOCTYPE html>") and "The one stylesheet of every HTML page" in own_page
+    result = _report(report_inputs({"027-3-questions_and_answers.html": own_page}))
+    page = result.files[REPORT]
+    section = page[page.index('id="questions-answers"') : page.index('id="premortem"')]
+    assert "Why &lt;b&gt;?" in section and "Follow-up round failed: timeout" in section
+    assert '<details class="doc-notes">' in section and "<h1>" not in section  # no page header
+    assert "card" not in section  # the page's own frame is not nested in the section
+    assert "Questions & Answers" not in result.notes["removed_from_sections"]
+
+
+def test_markdown_notes_close_the_section_and_tables_scroll():
+    body = "# Premortem\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"
+    text = body.rstrip() + notes_markdown([("Rounds that failed", ["Round 2 of 3 failed: x"])]) + "\n"
+    page = _report(report_inputs({"028-2-premortem.md": text})).files[REPORT]
+    section = page[page.index('id="premortem"') : page.index('id="initial-prompt-vetted"')]
+    assert section.index("<table>") < section.index('<details class="doc-notes">')
+    assert '<div class="table-scroll"><table>' in section and "</table></div>" in section
+    notes = section[section.index('<details class="doc-notes">') :]
+    assert "<summary>Notes (1)</summary>" in notes and "<h3>Rounds that failed</h3>" in notes
+    assert "<li>Round 2 of 3 failed: x</li>" in notes
+    assert "planexe:notes" not in page and "<h2>Notes</h2>" not in section
+
+
+def test_sanitizer_keeps_only_the_root_element_when_asked():
+    doc = "<html><head><title>t</title></head><body><h1>Head</h1><article class='card'><p>in</p><table><tr><td>1"
+    assert str(sanitize_html(doc, root="article").html) == (
+        '<p>in</p><div class="table-scroll"><table><tr><td>1</td></tr></table></div>'
+    )
+    assert str(sanitize_html("<p>no root</p>", root="article").html) == "<p>no root</p>"

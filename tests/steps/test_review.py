@@ -9,6 +9,7 @@ import pytest
 from planexe_assets.step_table import STEP_BY_NAME
 from planexe_assets.steps import step_function
 from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
+from planexe_assets.steps.doc_notes import split_notes
 from planexe_assets.steps.review import (
     EXECUTIVE_SUMMARY_SECTIONS,
     FAST_REVIEW_QUESTION_COUNT,
@@ -199,7 +200,9 @@ def test_review_plan_reports_a_failed_later_question_and_continues():
     assert result.notes["failed_questions"] == [failing]
     markdown = result.files["024-2-review_plan.md"]
     assert f"## Review 5: {failing}\n\n_Question:_" in markdown
-    assert "**Not answered.**" in markdown
+    body, notes = split_notes(markdown)
+    assert "**Not answered:**" in body and "timeout" not in body
+    assert notes == f"- Review 5 ({failing}) was not answered: review_plan: every model failed (replay-a: timeout)"
     # The failed turn is not part of the conversation that follows.
     sixth = llm.calls[5]["messages"]
     assert len(sixth) == 1 + 2 * 4 + 1

@@ -19,6 +19,7 @@ from planexe_assets.steps import step_function
 from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.cpm import Timing
 from planexe_assets.steps.durations import DependencyMapping, TaskTimeEstimateDetail
+from planexe_assets.steps.pages import frame_script
 from planexe_assets.steps.schedule import (
     MACHAI_COLUMNS,
     _containment_warnings,
@@ -111,13 +112,14 @@ def parse_page(page: str) -> PageParser:
 
 
 def assert_inert(page: str) -> PageParser:
-    """Only our two scripts, no event handlers, no URLs at all (the pages fetch nothing)."""
+    """Only our scripts (the viewer, the frame-height reporter, the JSON data), no event handlers, no
+    URLs at all (the pages fetch nothing)."""
     parsed = parse_page(page)
     for script_attrs, text in parsed.scripts:
         if script_attrs.get("type") == "application/json":
             assert "<" not in text and ">" not in text and "&" not in text
         else:
-            assert text.strip() == str(viewer_script()).strip()
+            assert text.strip() in {str(viewer_script()).strip(), str(frame_script()).strip()}
     for tag, attrs in parsed.tags:
         for name in attrs:
             assert not name.startswith("on"), (tag, name)
@@ -199,12 +201,21 @@ def test_silo_dependency_that_contradicts_the_wbs_is_reported_everywhere():
     assert rejected["dependent"] == "921935c4-265d-4ae6-9c77-9c3a9ce74db6"
     assert "would create a cycle" in rejected["reason"]
     assert "Establish Societal Structure Paradigm" in rejected["reason"]
-    for name in ("026-1-schedule_gantt_mermaid.html", "026-2-schedule_gantt_dhtmlx.html"):
+    for name, chart in (
+        ("026-1-schedule_gantt_mermaid.html", '<div class="chart">'),
+        ("026-2-schedule_gantt_dhtmlx.html", '<div class="gantt"'),
+    ):
         page = result.files[name]
-        assert "Dependencies left out (1)" in page
+        # Listed in the closed notes at the end of the page, after the chart, not above it.
+        notes = page[page.index('<details class="doc-notes">') :]
+        assert page.index(chart) < page.index('<details class="doc-notes">')
+        assert "<h3>Dependencies left out</h3>" in notes
         assert (
             "&#39;Define Social Control Mechanism&#39; waits for &#39;Establish Societal Structure Paradigm&#39;"
-            in page
+            in notes
+        )
+        assert "1 left out. What the schedule left out or adjusted is listed in the notes at the end." in " ".join(
+            page.split()
         )
     hong_kong = _run("20260310_hong_kong_game")
     assert hong_kong.notes["dependencies_left_out"] == 0 and hong_kong.notes["dependencies_used"] == 16
@@ -219,7 +230,7 @@ def test_recorded_pages_are_offline_and_carry_the_data(run):
     for page in (overview, interactive):
         assert "http://" not in page and "https://" not in page
     parsed = assert_inert(overview)
-    assert parsed.scripts == []
+    assert [text.strip() for _, text in parsed.scripts] == [str(frame_script()).strip()]
     assert (
         sum(1 for tag, attrs in parsed.tags if tag == "rect" and "bar" in attrs.get("class", ""))
         == result.notes["tasks"]
@@ -228,7 +239,7 @@ def test_recorded_pages_are_offline_and_carry_the_data(run):
     assert source.startswith("gantt\n") and "dateFormat YYYY-MM-DD" in source and "todayMarker off" in source
     assert len(re.findall(r" :\d{4}-\d{2}-\d{2}, \d+d$", source, re.M)) == result.notes["tasks"]
 
-    assert len(assert_inert(interactive).scripts) == 2
+    assert len(assert_inert(interactive).scripts) == 3
     data = _gantt_json(interactive)
     root = parse_wbs_project(load_run_json(run, "023-3-wbs_project_level1_and_level2_and_level3.json"))
     assert [t["id"] for t in data["tasks"]] == [n.id for n, _ in root.walk()]
@@ -427,9 +438,8 @@ def test_payloads_in_every_text_field_are_inert():
     assert len(schedule.rejected_dependencies()) == 2 and len(schedule.durations.issues) == 1
     overview = render_overview_page(schedule)
     interactive = render_interactive_page(schedule)
-    assert parse_page(overview).scripts == []
-    assert_inert(overview)
-    assert len(assert_inert(interactive).scripts) == 2
+    assert len(assert_inert(overview).scripts) == 1
+    assert len(assert_inert(interactive).scripts) == 3
     for page in (overview, interactive):
         assert "<img" not in page and "<a " not in page and "alert(1)</script>" not in page
     # The JSON survives intact: the payloads come back as the exact strings.

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from planexe_assets.step_table import STEP_BY_NAME
 from planexe_assets.steps import step_function
 from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
+from planexe_assets.steps.doc_notes import NOTES_MARKER, split_notes
 from planexe_assets.steps.team import (
     ContractType,
     ContractTypeDetails,
@@ -262,7 +263,7 @@ def test_team_markdown_keeps_every_string_and_calls_no_model(run):
     for position, role in enumerate(roles, start=1):
         assert f"## {position}. {_norm(role['category'])}" in markdown
     assert "## Omissions" in markdown and "## Potential improvements" in markdown
-    assert "Data quality notes" not in markdown
+    assert NOTES_MARKER not in markdown
     assert "not provided" not in markdown
 
 
@@ -275,8 +276,10 @@ def test_team_markdown_reports_id_issues_and_missing_fields():
          "answer": {"contract_type": "agency_temp", "justification": "Seasonal work."}},
     ]
     markdown = render_team(roles, review, issues)
-    assert "## Data quality notes" in markdown
-    assert "role id 7" in markdown and "Seasonal work." in markdown
+    body, notes = split_notes(markdown)
+    assert "role id 7" not in body
+    assert notes.startswith("### Answers that did not line up with the role list\n\n- Step ")
+    assert "role id 7" in notes and "Seasonal work." in notes
     assert markdown.count("_not provided by the model_") == 6
     assert "_None named._" in markdown
 
