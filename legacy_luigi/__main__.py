@@ -3,7 +3,7 @@
 The terminal gets a short summary: the plan's status, the report, the run directory, the log file and
 how many warnings it holds, and Luigi's one-line verdict. Everything else (each step's warnings about
 the model's answers, Luigi's scheduling messages, a failed step's traceback) goes to the log file
-``$PLANEXE_HOME/logs/<plan_id>/luigi-<build id>.log``.
+``$PLANEXE_HOME/logs/<plan_id>/<build id>.log`` (build ids read ``luigi-<hex>``).
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def _log_path(plan_id: str, build_id: str) -> Path:
     # Beside the Dagster worker's logs of the same plan (planexe_assets.supervisor.log_path_for).
     folder = planexe_home() / "logs" / plan_id
     folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"luigi-{build_id}.log"
+    return folder / f"{build_id}.log"  # build ids read luigi-<hex>
 
 
 def _log_to(path: Path) -> logging.Handler:

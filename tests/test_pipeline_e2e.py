@@ -196,7 +196,7 @@ def test_luigi_produces_the_same_file_names(app_db, isolated_home, monkeypatch):
     assert f"report: {run_dir / '029-report.html'}" in lines and f"run directory: {run_dir}" in lines
     # The offline model's answers draw warnings (unknown role ids, ...): they are in the log only.
     (log_line,) = [line for line in lines if line.startswith("log: ")]
-    logs = list((isolated_home / "logs").glob("luigi-luigi_plan-luigi-*.log"))
+    logs = list((isolated_home / "logs" / "luigi_plan").glob("luigi-*.log"))
     assert len(logs) == 1 and log_line.startswith(f"log: {logs[0]} (")
     log = logs[0].read_text(encoding="utf-8")
     warnings = [line for line in log.splitlines() if " WARNING planexe." in line]
