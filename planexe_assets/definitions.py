@@ -11,20 +11,24 @@ from planexe_assets.sensors import plan_sensors
 from resources.dagster_resources import DatabaseResource, LLMResource
 from resources.io_manager import PlanContentIOManager
 
-database = DatabaseResource()
+def build_definitions() -> Definitions:
+    """The definitions, built from the code as it is now (asset code versions included)."""
+    database = DatabaseResource()
+    return Definitions(
+        assets=build_step_assets(),
+        asset_checks=build_plan_checks(),
+        # Runs launched without a job (`dagster asset materialize`, the UI's Materialize button) use the
+        # threads executor too: Dagster's default multiprocess executor costs seconds per step.
+        executor=planexe_executor,
+        jobs=[full_plan_job],
+        sensors=plan_sensors,
+        schedules=plan_schedules,
+        resources={
+            "database": database,
+            "llm": LLMResource(),
+            IO_MANAGER_KEY: PlanContentIOManager(database=database),
+        },
+    )
 
-defs = Definitions(
-    assets=build_step_assets(),
-    asset_checks=build_plan_checks(),
-    # Runs launched without a job (`dagster asset materialize`, the UI's Materialize button) use the
-    # threads executor too: Dagster's default multiprocess executor costs seconds per step.
-    executor=planexe_executor,
-    jobs=[full_plan_job],
-    sensors=plan_sensors,
-    schedules=plan_schedules,
-    resources={
-        "database": database,
-        "llm": LLMResource(),
-        IO_MANAGER_KEY: PlanContentIOManager(database=database),
-    },
-)
+
+defs = build_definitions()

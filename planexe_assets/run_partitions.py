@@ -9,7 +9,8 @@ only fail once the first step looks the plan up.
 
 ``ensure_run_partition`` runs when the run's resources are set up (the ``PlanContentIOManager``
 calls it), before any step: a plan row without a partition gets its partition; a partition key
-with no plan row fails the run at once with a message that says what to do.
+with no plan row fails the run at once with a message that says what to do. A run without the
+``planexe/prompt`` tag gets it here (the plan's prompt, one line, trimmed), wherever it was started.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from dagster import DagsterInstance, DagsterRun
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
+from planexe_assets.asset_metadata import PROMPT_TAG, prompt_tag
 from planexe_assets.partitions import PLANS_PARTITIONS_NAME
 from resources.database import DatabaseService
 from resources.plan_ids import InvalidPlanId, validate_plan_id
@@ -42,11 +44,14 @@ def ensure_run_partition(
         validate_plan_id(plan_id)
     except InvalidPlanId as exc:
         raise PlanNotRunnable(f"run {run.run_id} targets partition {plan_id!r}: {exc}") from None
-    if db.get_plan(plan_id) is None:
+    plan = db.get_plan(plan_id)
+    if plan is None:
         raise PlanNotRunnable(
             f"run {run.run_id} targets plan {plan_id}, which has no row in plans; create the plan first "
             "(`planexe plan`, or planexe_assets.plans.create_plan) and then start the run"
         )
     if not instance.has_dynamic_partition(PLANS_PARTITIONS_NAME, plan_id):
         instance.add_dynamic_partitions(PLANS_PARTITIONS_NAME, [plan_id])
+    if PROMPT_TAG not in run.tags:  # runs started from the UI, the CLI or `dagster job execute`
+        instance.add_run_tags(run.run_id, {PROMPT_TAG: prompt_tag(plan.prompt)})
     return plan_id

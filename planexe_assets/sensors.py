@@ -48,6 +48,7 @@ from dagster import (
 from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
+from planexe_assets.asset_metadata import PROMPT_TAG, prompt_tag
 from planexe_assets.jobs import full_plan_job
 from planexe_assets.launch import release_pool_slots
 from planexe_assets.partitions import PLANS_PARTITIONS_NAME, plans_partitions
@@ -186,7 +187,11 @@ def plan_launch_sensor(context: SensorEvaluationContext, database: DatabaseResou
             RunRequest(
                 run_key=plan.plan_id,
                 partition_key=plan.plan_id,
-                tags={PLAN_ID_TAG: plan.plan_id, LAUNCHED_BY_TAG: LAUNCH_SENSOR_NAME},
+                tags={
+                    PLAN_ID_TAG: plan.plan_id,
+                    LAUNCHED_BY_TAG: LAUNCH_SENSOR_NAME,
+                    PROMPT_TAG: prompt_tag(plan.prompt),
+                },
             )
         )
     if requests:
