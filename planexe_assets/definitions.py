@@ -11,6 +11,7 @@ from planexe_assets.sensors import plan_sensors
 from resources.dagster_resources import DatabaseResource, LLMResource
 from resources.io_manager import PlanContentIOManager
 
+
 def build_definitions() -> Definitions:
     """The definitions, built from the code as it is now (asset code versions included)."""
     database = DatabaseResource()
