@@ -4,6 +4,7 @@ from dagster import Definitions
 
 from planexe_assets.assets import IO_MANAGER_KEY, build_step_assets
 from planexe_assets.checks import build_plan_checks
+from planexe_assets.create_plan_job import create_plan_job
 from planexe_assets.executor import planexe_executor
 from planexe_assets.jobs import full_plan_job
 from planexe_assets.schedules import plan_schedules
@@ -21,7 +22,7 @@ def build_definitions() -> Definitions:
         # Runs launched without a job (`dagster asset materialize`, the UI's Materialize button) use the
         # threads executor too: Dagster's default multiprocess executor costs seconds per step.
         executor=planexe_executor,
-        jobs=[full_plan_job],
+        jobs=[full_plan_job, create_plan_job],
         sensors=plan_sensors,
         schedules=plan_schedules,
         resources={

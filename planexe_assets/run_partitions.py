@@ -48,7 +48,10 @@ def ensure_run_partition(
     if plan is None:
         raise PlanNotRunnable(
             f"run {run.run_id} targets plan {plan_id}, which has no row in plans; create the plan first "
-            "(`planexe plan`, or planexe_assets.plans.create_plan) and then start the run"
+            "(the create_plan job in the Launchpad, `planexe plan`, or planexe_assets.plans.create_plan) "
+            f"and then start the run. A partition added by hand has no plan behind it: plan_launch_sensor "
+            f"removes {plan_id!r} from the partitions within two ticks, or delete it now on any asset's "
+            "Partitions tab (select it, then Delete partitions)"
         )
     if not instance.has_dynamic_partition(PLANS_PARTITIONS_NAME, plan_id):
         instance.add_dynamic_partitions(PLANS_PARTITIONS_NAME, [plan_id])

@@ -230,6 +230,16 @@ class DatabaseService:
             query = select(Plan).where(Plan.status.in_(list(statuses))).order_by(Plan.created_at, Plan.id).limit(limit)
             return list(s.scalars(query))
 
+    def existing_plan_ids(self, plan_ids: Iterable[str]) -> set[str]:
+        """The ids among ``plan_ids`` that have a row in ``plans``."""
+        wanted = list(dict.fromkeys(plan_ids))
+        found: set[str] = set()
+        with self.read_session() as s:
+            for start in range(0, len(wanted), 500):  # stay under SQLite's bound-parameter limit
+                chunk = wanted[start : start + 500]
+                found.update(s.scalars(select(Plan.plan_id).where(Plan.plan_id.in_(chunk))))
+        return found
+
     def delete_plan(self, plan_id: str) -> bool:
         """Delete the plan and everything recorded for it. True if the plan existed."""
         with self.session() as s:
