@@ -3,7 +3,7 @@
 The job has one op whose run config is the plan request::
 
     ops:
-      create_plan:
+      plan_request:
         config:
           prompt: "Open a vegan butcher shop in Copenhagen"
           model: auto               # a model id of llm_config.json, 'auto' or 'offline'
@@ -47,6 +47,7 @@ from resources.llm import LLMConfigError
 from resources.plan_ids import InvalidPlanId
 
 CREATE_PLAN_JOB_NAME = "create_plan"
+OP_NAME = "plan_request"  # the run config's key: ops: plan_request: config: ...
 
 
 class Speed(Enum):
@@ -88,7 +89,7 @@ class CreatePlanConfig(Config):
 
 
 @op(
-    name="create_plan",
+    name=OP_NAME,
     description="Validate the plan request, store the plan (pending) and its partition; the plan sensor launches it.",
 )
 def create_plan_op(context: OpExecutionContext, config: CreatePlanConfig, database: DatabaseResource):

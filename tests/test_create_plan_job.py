@@ -11,7 +11,7 @@ PROMPT = "Open a vegan butcher shop in Copenhagen."
 
 
 def _config(**values) -> dict:
-    return {"ops": {"create_plan": {"config": {"prompt": PROMPT, "model": "offline", **values}}}}
+    return {"ops": {"plan_request": {"config": {"prompt": PROMPT, "model": "offline", **values}}}}
 
 
 def _execute(instance, config):
@@ -42,7 +42,7 @@ def test_a_plan_created_from_the_launchpad_is_queued_and_launched_once(app_db, r
 
 def test_defaults_are_all_details_auto_and_a_new_id(app_db, instance, monkeypatch):
     monkeypatch.setenv("PLANEXE_LLM_CONFIG", "")  # the packaged config
-    result = _execute(instance, {"ops": {"create_plan": {"config": {"prompt": PROMPT, "model": "offline"}}}})
+    result = _execute(instance, {"ops": {"plan_request": {"config": {"prompt": PROMPT, "model": "offline"}}}})
     assert result.success
     [plan] = app_db.list_plans()
     assert plan.speed_vs_detail == "all_details_but_slow" and plan.refuse_on_redline is False
@@ -73,6 +73,12 @@ def test_an_existing_plan_id_is_refused(app_db, instance):
     assert not second.success
     [failure] = [e for e in second.all_events if e.is_step_failure]
     assert "already exists" in failure.step_failure_data.user_failure_data.description
+
+
+def test_the_definitions_load_as_a_code_location_does():
+    """The code server validates the whole repository (e.g. unique op and job names)."""
+    repository = defs.get_repository_def()
+    assert {"create_plan", "full_plan_job"} <= {job.name for job in repository.get_all_jobs()}
 
 
 def test_the_launchpad_rejects_an_unknown_speed_before_any_run(instance):
