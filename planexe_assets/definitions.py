@@ -7,6 +7,7 @@ from planexe_assets.checks import build_plan_checks
 from planexe_assets.create_plan_job import create_plan_job
 from planexe_assets.executor import planexe_executor
 from planexe_assets.jobs import full_plan_job
+from planexe_assets.refresh import plan_refresh_sensor, refresh_plan_job
 from planexe_assets.schedules import plan_schedules
 from planexe_assets.sensors import plan_sensors
 from resources.dagster_resources import DatabaseResource, LLMResource
@@ -22,8 +23,8 @@ def build_definitions() -> Definitions:
         # Runs launched without a job (`dagster asset materialize`, the UI's Materialize button) use the
         # threads executor too: Dagster's default multiprocess executor costs seconds per step.
         executor=planexe_executor,
-        jobs=[full_plan_job, create_plan_job],
-        sensors=plan_sensors,
+        jobs=[full_plan_job, create_plan_job, refresh_plan_job],
+        sensors=[*plan_sensors, plan_refresh_sensor],
         schedules=plan_schedules,
         resources={
             "database": database,

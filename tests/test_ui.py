@@ -255,6 +255,7 @@ def test_planexe_ui_serves_dagster_on_loopback(sqlite_url, isolated_home, no_dag
         "plan_run_failure_sensor": "RUNNING",
         "plan_run_canceled_sensor": "RUNNING",
         "plan_run_success_sensor": "RUNNING",
+        "plan_refresh_sensor": "RUNNING",
     }
     [schedule] = repo["schedules"]
     assert schedule == {

@@ -148,6 +148,24 @@ def _latest(instance, name: str) -> int:
     return instance.fetch_materializations(filter_, limit=1).records[0].storage_id
 
 
+def _refresh_request(instance, defs, run_id):
+    """What plan_refresh_sensor asks for after the refresh run ``run_id`` succeeded."""
+    from dagster import DagsterEventType, build_run_status_sensor_context
+
+    from planexe_assets.refresh import plan_refresh_sensor
+
+    run = instance.get_run_by_id(run_id)
+    [event] = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_SUCCESS).records
+    context = build_run_status_sensor_context(
+        sensor_name="plan_refresh_sensor",
+        dagster_event=event.event_log_entry.dagster_event,
+        dagster_instance=instance,
+        dagster_run=run,
+        repository_def=defs.get_repository_def(),
+    )
+    return plan_refresh_sensor(context)
+
+
 def _materialize(instance, defs, names) -> None:
     job = defs.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
@@ -178,9 +196,17 @@ def test_dagster_staleness_after_a_prompt_change_and_after_identical_output(app_
         [cause] = resolver.get_stale_causes(AssetKey("identify_purpose"), PLAN)
         assert cause.reason == "has a new code version"
 
-        # "Materialize stale": exactly the stale assets, in one run; then the plan is fresh again.
+        # "Materialize stale" for the plan: the refresh_plan job reports exactly those, and
+        # plan_refresh_sensor requests one run of them; after it the plan is fresh again.
+        refresh = changed.resolve_job_def("refresh_plan").execute_in_process(
+            run_config={"ops": {"refresh_request": {"config": {"plan_id": PLAN}}}}, instance=instance
+        )
+        assert refresh.success and set(refresh.output_for_node("refresh_request")) == stale
+        request = _refresh_request(instance, changed, refresh.run_id)
+        assert request.partition_key == PLAN and request.run_key == f"refresh:{refresh.run_id}"
+        assert [k.path[-1] for k in request.asset_selection] == [s.name for s in pipeline_steps() if s.name in stale]
         before = {n: _latest(instance, n) for n in NAMES}
-        _materialize(instance, changed, sorted(stale))
+        _materialize(instance, changed, [k.path[-1] for k in request.asset_selection])
         after = {n: _latest(instance, n) for n in NAMES}
         assert {n for n in NAMES if before[n] != after[n]} == stale
         assert set(_statuses(instance, changed).values()) == {StaleStatus.FRESH}
@@ -189,6 +215,12 @@ def test_dagster_staleness_after_a_prompt_change_and_after_identical_output(app_
         # request the same way) keeps its downstream assets fresh ...
         _materialize(instance, changed, ["identify_purpose"])
         assert _stale(instance, changed) == set()
+        # A refresh now finds nothing to do.
+        fresh = changed.resolve_job_def("refresh_plan").execute_in_process(
+            run_config={"ops": {"refresh_request": {"config": {"plan_id": PLAN}}}}, instance=instance
+        )
+        assert fresh.output_for_node("refresh_request") == []
+        assert "up to date" in _refresh_request(instance, changed, fresh.run_id).skip_message
         # ... and one that writes new content (new uuid4 lever ids) makes its children stale.
         _materialize(instance, changed, ["potential_levers"])
         children = {s.name for s in pipeline_steps() if "potential_levers" in s.deps}
