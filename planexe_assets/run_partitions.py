@@ -50,8 +50,9 @@ def ensure_run_partition(
             f"run {run.run_id} targets plan {plan_id}, which has no row in plans; create the plan first "
             "(the create_plan job in the Launchpad, `planexe plan`, or planexe_assets.plans.create_plan) "
             f"and then start the run. A partition added by hand has no plan behind it: plan_launch_sensor "
-            f"removes {plan_id!r} from the partitions within two ticks, or delete it now on any asset's "
-            "Partitions tab (select it, then Delete partitions)"
+            f"removes {plan_id!r} from the partitions within two ticks (or now, with DAGSTER_HOME set: "
+            f"python -c \"from dagster import DagsterInstance; DagsterInstance.get().delete_dynamic_partition("
+            f"'plans', '{plan_id}')\")"
         )
     if not instance.has_dynamic_partition(PLANS_PARTITIONS_NAME, plan_id):
         instance.add_dynamic_partitions(PLANS_PARTITIONS_NAME, [plan_id])
