@@ -71,14 +71,9 @@ def code_references(step: Step) -> CodeReferencesMetadataValue:
 
 
 def _code_references(step: Step, fn: Any, table: str | None) -> CodeReferencesMetadataValue:
-    import inspect
-
+    code = fn.__code__  # the `def` line (inspect.getsourcelines would parse the module for each step)
     references = [
-        LocalFileCodeReference(
-            file_path=inspect.getsourcefile(fn) or "",
-            line_number=inspect.getsourcelines(fn)[1],
-            label=f"step function {fn.__name__}",
-        )
+        LocalFileCodeReference(file_path=code.co_filename, line_number=code.co_firstlineno, label=f"step function {fn.__name__}")
     ]
     line = _table_line(step.name)
     if table and line:

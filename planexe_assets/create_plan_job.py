@@ -43,7 +43,6 @@ from planexe_assets.plans import MAX_PROMPT_BYTES, PlanInputError, PlanRequest, 
 from planexe_assets.sensors import LAUNCH_SENSOR_NAME, PLAN_ID_TAG, sensor_interval_seconds
 from resources.config import ConfigError
 from resources.dagster_resources import DatabaseResource
-from resources.llm import LLMConfigError
 from resources.plan_ids import InvalidPlanId
 
 CREATE_PLAN_JOB_NAME = "create_plan"
@@ -57,22 +56,16 @@ class Speed(Enum):
     fast = "fast"  # FAST_BUT_SKIP_DETAILS
 
 
-def _model_choices() -> str:
-    try:
-        from resources.llm.config import load_llm_config
-
-        return ", ".join(load_llm_config().ids())
-    except Exception as exc:  # noqa: BLE001 - the description must not stop the definitions loading
-        return f"(llm_config.json cannot be read: {exc})"
-
-
 class CreatePlanConfig(Config):
     prompt: str = Field(
         description=f"The goal of the plan in plain words, with any context (at most {MAX_PROMPT_BYTES // 1024} KiB)."
     )
     model: str = Field(
         default="auto",
-        description=f"'auto' (the configured models in priority order), 'offline', or a model id: {_model_choices()}.",
+        description=(
+            "'auto' (the configured models in priority order), 'offline', or a model id of llm_config.json "
+            "(PLANEXE_LLM_CONFIG, else the packaged one); an unknown id fails the run with the list of known ones."
+        ),
     )
     speed: Speed = Field(
         default=Speed.all_details,
@@ -100,6 +93,8 @@ def create_plan_op(context: OpExecutionContext, config: CreatePlanConfig, databa
         plan_id=config.plan_id.strip() or None,
         refuse_on_redline=config.refuse_on_redline,
     )
+    from resources.llm import LLMConfigError  # imports the openai client: not at definition load
+
     db = database.get_database_service()
     try:
         plan = create_plan(db, request)

@@ -107,7 +107,7 @@ class Fingerprint:
         for part in self.parts:
             short = part.name if part.kind in ("data file", "step table row") else part.name.rsplit(".", 1)[-1]
             by_kind.setdefault(part.kind, []).append(short)
-        order = ("prompt", "response model", "function", "class", "enum", "constant", "data file", "step table row")
+        order = ("prompt", "response model", "function", "class", "enum", "constant", "module", "data file", "step table row")
         chunks = []
         for kind in order:
             names = by_kind.get(kind)
