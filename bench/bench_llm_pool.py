@@ -1,9 +1,9 @@
 """What the ``llm`` concurrency pool costs on the local (SQLite) Dagster instance.
 
 ``python -m bench.bench_llm_pool [--plans N]`` runs N offline fast-mode plans in-process on a
-persistent instance made from ``deploy/dagster.local.yaml`` (the pool without a limit, as shipped)
-and on the same file with ``default_limit: 4`` added (every LLM step claims and releases a slot in
-the instance database), alternating the variants so machine load hits both alike. Prints one
+persistent instance made from ``deploy/dagster.local.yaml`` as shipped (the ``llm`` pool with its
+``default_limit``: every LLM step claims and releases a slot in the instance database) and on the
+same file without the limit, alternating the variants so machine load hits both alike. Prints one
 ``BENCH {json}`` line with the wall times per variant.
 
 Measured figures belong in the report, not in tests.
@@ -39,11 +39,14 @@ def main() -> None:
 
     migrate.upgrade(os.environ["DATABASE_URL"])
     db = get_database_service()
+    import re
+
     shipped = LOCAL_CONFIG.read_text()
-    limited = shipped.replace("    granularity: op\n", "    granularity: op\n    default_limit: 4\n")
-    assert limited != shipped, "deploy/dagster.local.yaml changed shape; update the bench"
+    limit = re.search(r"^    default_limit: (\d+)\n", shipped, re.M)
+    assert limit, "deploy/dagster.local.yaml changed shape; update the bench"
+    unlimited = shipped.replace(limit.group(0), "")
     homes = {}
-    for name, text in (("no_limit", shipped), ("limit_4", limited)):
+    for name, text in (("no_limit", unlimited), (f"shipped_limit_{limit.group(1)}", shipped)):
         home = root / f"dagster_{name}"
         home.mkdir()
         (home / "dagster.yaml").write_text(text)

@@ -77,7 +77,7 @@ class PlanTask(luigi.Task):
 
 
 def _make_task_class(step: Step) -> type[PlanTask]:
-    doc = f"PlanExe {step.luigi_class}: step {step.name!r} ({step.stage}); outputs {', '.join(step.filenames)}."
+    doc = f"{step.description} (PlanExe {step.luigi_class}: step {step.name!r}, {step.stage}; outputs {', '.join(step.filenames)}.)"
     return type(step.luigi_class, (PlanTask,), {"step": step, "__doc__": doc, "__module__": __name__})
 
 

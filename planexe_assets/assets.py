@@ -11,22 +11,33 @@ The upstream steps are ``deps`` rather than IO-manager inputs: lineage is the sa
 skips Dagster's per-input loading (two events and one read per upstream step, about 350 per plan),
 which the benchmark measured on the critical path. ``PlanContentIOManager.load_input`` still
 serves ``load_asset_value`` and other readers.
+
+Versions (``planexe_assets/versions.py``): each asset's ``code_version`` hashes the code that produced
+it (its step's prompts, response models, renderers and helpers, and its upstream steps' versions),
+and each materialization records a ``DataVersion``, the sha256 of the files it wrote; Dagster's
+"Unsynced" status and "Materialize stale" follow from both. Descriptions, owners, code references,
+previews and usage metadata come from ``planexe_assets/asset_metadata.py``.
 """
 
+
+import warnings
 
 from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    BetaWarning,
+    DataVersion,
     Failure,
     MetadataValue,
     Output,
     asset,
 )
 
+from planexe_assets import asset_metadata
 from planexe_assets.partitions import plans_partitions
 from planexe_assets.redline import GATE_PRIORITY, GATE_STEP, RedlineGateClosed
-from planexe_assets.runner import StepRunner, pipeline_steps
+from planexe_assets.runner import StepExecution, StepRunner, pipeline_steps
 from planexe_assets.step_policies import (
     LLM_POOL,
     dagster_will_retry,
@@ -36,19 +47,19 @@ from planexe_assets.step_policies import (
 )
 from planexe_assets.step_table import Step
 from planexe_assets.steps.base import PipelineStopRequested
+from planexe_assets.versions import StepVersion, data_version, step_versions
 from resources.dagster_resources import DatabaseResource, LLMResource
 from resources.io_manager import PlanContentIOManager
+from resources.models import utcnow
 
 IO_MANAGER_KEY = "plan_content_io_manager"
 
+# Output(data_version=...) is marked beta in Dagster 1.13; it is the documented way to record one.
+warnings.filterwarnings("ignore", message=r"Parameter `data_version` of initializer `Output", category=BetaWarning)
 
-def _asset_for(step: Step) -> AssetsDefinition:
+
+def _asset_for(step: Step, version: StepVersion) -> AssetsDefinition:
     retry_policy = llm_retry_policy() if step.uses_llm else None
-    description = (
-        f"PlanExe {step.luigi_class} ({step.stage}). Outputs: {', '.join(step.filenames)}"
-        + (f"; per-item files: {', '.join(step.side_outputs)}" if step.side_outputs else "")
-        + f". LLM calls: {step.llm_calls}."
-    )
 
     @asset(
         name=step.name,
@@ -56,14 +67,11 @@ def _asset_for(step: Step) -> AssetsDefinition:
         partitions_def=plans_partitions,
         deps=[AssetKey(dep) for dep in step.deps],
         io_manager_key=IO_MANAGER_KEY,
-        description=description,
+        description=step.description,
+        owners=asset_metadata.asset_owners(),
+        code_version=version.code_version,
         kinds={"python", "llm"} if step.uses_llm else {"python"},
-        metadata={
-            "planexe_class": step.luigi_class,
-            "stage": step.stage,
-            "output_files": list(step.filenames),
-            "llm_calls": step.llm_calls,
-        },
+        metadata=asset_metadata.definition_metadata(step, version.fingerprint, version.code_version),
         tags={"planexe/llm": "true" if step.uses_llm else "false"},
         pool=LLM_POOL if step.uses_llm else None,
         retry_policy=retry_policy,
@@ -72,6 +80,7 @@ def _asset_for(step: Step) -> AssetsDefinition:
     )
     def _step_asset(context: AssetExecutionContext, database: DatabaseResource, llm: LLMResource):
         plan_id = context.partition_key
+        started_at = utcnow()
         runner = StepRunner(
             io_store(context),
             llm_factory=llm.caller_factory(database.get_database_service(), should_stop=_stop_flag(context.run.run_id)),
@@ -91,22 +100,12 @@ def _asset_for(step: Step) -> AssetsDefinition:
             if raised is exc:
                 raise
             raise raised from exc
-        metadata = {
-            "llm_calls": execution.llm_calls,
-            "input_tokens": execution.input_tokens,
-            "output_tokens": execution.output_tokens,
-            "duration_seconds": round(execution.duration_seconds, 3),
-            "models": ", ".join(execution.models) or "none",
-            "preview": MetadataValue.md(execution.main_preview()),
-        }
-        if execution.cost_usd:
-            metadata["cost_usd"] = round(execution.cost_usd, 6)
-        for key, value in execution.result.notes.items():
-            if isinstance(value, (int, float, str, bool)):
-                metadata[f"note_{key}"] = value
-            else:
-                metadata[f"note_{key}"] = MetadataValue.json(value)
-        return Output(execution.result, metadata=metadata)
+        files = {**execution.result.files, **execution.result.side_files}
+        return Output(
+            execution.result,
+            metadata=_materialization_metadata(context, database, step, execution, started_at),
+            data_version=DataVersion(data_version(files)),
+        )
 
     return _step_asset
 
@@ -119,6 +118,37 @@ def _raised_for(step: Step, exc: BaseException) -> BaseException:
     if isinstance(exc, RedlineGateClosed):  # refused, or not allowed yet: retrying cannot change that
         return Failure(description=f"{step.name}: {exc}", allow_retries=False)
     return exc
+
+
+def _materialization_metadata(
+    context: AssetExecutionContext, database: DatabaseResource, step: Step, execution: StepExecution, started_at
+) -> dict:
+    """Usage (dagster-openai's key names plus attempts), duration, models, notes and a preview; the
+    report adds its outline, its path and the plan's totals (see ``asset_metadata``)."""
+    plan_id = context.partition_key
+    db = database.get_database_service()
+    metadata: dict = {}
+    if step.uses_llm:
+        attempts = db.usage_totals(plan_id, stage=step.name, since=started_at)
+        metadata.update(asset_metadata.usage_metadata(execution.usage, attempts.attempts, attempts.failed))
+        if execution.cost_usd:
+            metadata["cost_usd"] = round(execution.cost_usd, 6)
+    metadata["duration_seconds"] = round(execution.duration_seconds, 3)
+    metadata["models"] = ", ".join(execution.models) or "none"
+    if step.name == "report":
+        [(name, html)] = execution.result.files.items()
+        path = io_store(context).run_dir(plan_id) / name
+        metadata["preview"] = MetadataValue.md(asset_metadata.report_preview(html, path))
+        metadata["report_path"] = MetadataValue.path(str(path))
+        metadata.update(asset_metadata.plan_totals_metadata(db.usage_totals(plan_id)))
+    else:
+        metadata["preview"] = MetadataValue.md(asset_metadata.preview(execution.result.files))
+    for key, value in execution.result.notes.items():
+        if isinstance(value, (int, float, str, bool)):
+            metadata[f"note_{key}"] = value
+        else:
+            metadata[f"note_{key}"] = MetadataValue.json(value)
+    return metadata
 
 
 def _stop_flag(run_id: str):
@@ -134,4 +164,6 @@ def io_store(context: AssetExecutionContext):
 
 
 def build_step_assets() -> list[AssetsDefinition]:
-    return [_asset_for(step) for step in pipeline_steps()]
+    steps = pipeline_steps()
+    versions = step_versions([step.name for step in steps])
+    return list(asset_metadata.link_to_git([_asset_for(step, versions[step.name]) for step in steps]))

@@ -81,8 +81,6 @@ DETERMINISTIC_DOWNSTREAM: tuple[str, ...] = (
     "report",
 )
 
-PREVIEW_CHARS = 4000
-
 
 class RunImportError(ValueError):
     """The directory cannot be imported; the message says why. Nothing has been written."""
@@ -651,8 +649,11 @@ def record_in_dagster(
     materialization the new import does not back. Returns the asset names reported.
     """
     from dagster import AssetKey, AssetMaterialization, MetadataValue
+    from dagster._core.definitions.data_version import DATA_VERSION_IS_USER_PROVIDED_TAG, DATA_VERSION_TAG
 
+    from planexe_assets.asset_metadata import preview as asset_preview
     from planexe_assets.launch import add_plan_partition
+    from planexe_assets.versions import data_version
 
     add_plan_partition(instance, result.plan_id)
     if result.replaced:
@@ -674,16 +675,22 @@ def record_in_dagster(
         if restored:
             metadata["restored_files"] = {n: f"rendered from {src}" for n, src in restored.items()}
         if store_contents is not None:
-            preview = _preview(s, store_contents)
+            preview = asset_preview({n: store_contents[n] for n in s.filenames if n in store_contents})
             if preview:
                 metadata["preview"] = MetadataValue.md(preview)
+        tags = {"planexe/imported": "true"}
+        if store_contents is not None and all(n in store_contents for n in files):
+            # The content's data version, as a run of the step records it: a re-run that writes the
+            # same content does not make downstream assets stale.
+            tags[DATA_VERSION_TAG] = data_version({n: store_contents[n] for n in files})
+            tags[DATA_VERSION_IS_USER_PROVIDED_TAG] = "true"
         instance.report_runless_asset_event(
             AssetMaterialization(
                 asset_key=AssetKey(name),
                 partition=result.plan_id,
                 description=f"Imported from the PlanExe run {result.source}",
                 metadata=metadata,
-                tags={"planexe/imported": "true"},
+                tags=tags,
             )
         )
         reported.append(name)
@@ -720,16 +727,6 @@ def _forget_replaced(instance, result: ImportResult) -> None:
             "Dagster's event storage cannot wipe one partition, so these assets still show their earlier "
             f"materialization although the new import lacks their outputs: {', '.join(leftover)}"
         )
-
-
-def _preview(step: Step, contents: Mapping[str, str]) -> str:
-    for suffixes in ((".md",), (".txt", ".csv"), (".json",)):
-        for name in step.filenames:
-            if name.endswith(suffixes) and name in contents:
-                text = contents[name]
-                clipped = text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "\n\n…(truncated)"
-                return clipped if suffixes != (".json",) else "```json\n" + clipped + "\n```"
-    return ""
 
 
 @dataclass

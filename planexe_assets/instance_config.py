@@ -7,7 +7,7 @@
 - ``deploy/dagster.postgres.yaml``: Dagster's storage on PostgreSQL (dagster-postgres), the URL read
   from ``PLANEXE_DAGSTER_POSTGRES_URL``; same run queue and pool.
 
-No Dagster import: the CLI uses this before it decides to start Dagster at all.
+No Dagster import at module level: the CLI uses this before it decides to start Dagster at all.
 """
 
 from __future__ import annotations
@@ -88,3 +88,22 @@ def prepare_dagster_home() -> Path:
         raise InstanceConfigError(f"cannot create the Dagster home {home}: {exc.strerror or exc}") from None
     install_instance_config(home)
     return home
+
+
+def show_llm_pool(home: Path) -> int | None:
+    """Give the ``llm`` pool its row in the instance now, so the UI lists it (Deployment >
+    Concurrency) with its limit before the first LLM step claims a slot (which is when Dagster
+    would create it). Uses Dagster's own ``initialize_concurrency_limit_to_default``; a limit set
+    with ``dagster instance concurrency set`` is kept. Returns the pool's slot count, or None when
+    the instance has no default pool limit or no pool support."""
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        if not storage.supports_global_concurrency_limits:
+            return None
+        if LLM_POOL not in storage.get_concurrency_keys():
+            if instance.global_op_concurrency_default_limit is None:
+                return None
+            storage.initialize_concurrency_limit_to_default(LLM_POOL)
+        return storage.get_concurrency_info(LLM_POOL).slot_count

@@ -11,7 +11,10 @@ server connection per call, about 3,300 per run). These subclasses change only t
   ``$DAGSTER_HOME``, where Dagster keeps them when dagster.yaml names no storage), but each database
   file's engine is made once and keeps a small pool of connections (the per-run event-log shards in
   a bounded LRU, disposed when evicted or wiped), and commits sync the WAL at checkpoints
-  (``synchronous``: NORMAL, as the application database does; FULL is Dagster's default);
+  (``synchronous``: NORMAL, as the application database does; FULL is Dagster's default). After each
+  event it touches the run's ``.db`` file, which Dagster's event-log watcher (the UI's live run
+  page) watches: with connections kept open the events would stay in the ``-wal`` file and the run
+  page would stop updating (``PooledSqliteEventLogStorage._notify_watchers``);
 - ``PlanexePostgresStorage``: dagster-postgres with a ``QueuePool`` (``pool_size``/``max_overflow``,
   pre-ping, recycled hourly) instead of ``NullPool`` for its run, event-log and schedule storages;
 - both remember, for ``partition_cache_seconds``, that a dynamic partition exists: Dagster checks the
@@ -30,6 +33,7 @@ Everything else (schema, migrations, queries, watchers) is Dagster's. Select the
         config: {}
 """
 
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -41,6 +45,7 @@ import sqlalchemy
 import yaml
 from dagster import _check as check
 from dagster._config import Field, IntSource, StringSource
+from dagster._core.events.log import EventLogEntry
 from dagster._core.instance.types import MayHaveInstanceWeakref
 from dagster._core.storage.config import pg_config
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
@@ -212,6 +217,29 @@ class PooledSqliteEventLogStorage(_PartitionCacheMixin, SqliteEventLogStorage):
             with engine.connect() as conn:
                 with conn.begin():
                     yield conn
+
+    def store_event(self, event: EventLogEntry) -> None:
+        super().store_event(event)
+        if event.run_id:
+            self._notify_watchers(event.run_id)
+
+    def _notify_watchers(self, run_id: str) -> None:
+        """Touch the run's ``.db`` file once its new event is committed.
+
+        Dagster's event-log watcher (``SqliteEventLogStorageWatchdog``, which streams a run's events
+        to the UI's run page) reacts only to changes of ``<run_id>.db``, never of its ``-wal`` file.
+        Dagster's own storage closes its connection after every write, and closing the last
+        connection checkpoints the WAL into ``<run_id>.db``; with the connections kept open here the
+        events stay in ``-wal`` until SQLite's automatic checkpoint (1,000 pages), so the run page
+        showed nothing new, or froze mid-run. A new modification time is an inotify attribute
+        change, which watchdog reports as a modification: the watcher then reads the committed
+        event through its own connection. The write to ``-wal`` itself is no substitute: its
+        notification can arrive before the commit is visible in the shared WAL index.
+        """
+        try:
+            os.utime(self.path_for_shard(run_id))
+        except OSError:  # deleted meanwhile (wipe, delete_events): nothing left to watch
+            pass
 
     def _dispose_engines(self) -> None:
         lock = getattr(self, "_db_lock", None)

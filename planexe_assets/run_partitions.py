@@ -12,7 +12,8 @@ before resources are set up or any step starts: a plan row without a partition g
 a partition key with no plan row (or an invalid one) fails the run at once, with one message that
 says what to do. Raised there, the error is reported once, as the run's failure; raised while
 resources are set up it was reported four times (Dagster sets the resources up again to build the
-result it returns), with a long traceback each time.
+result it returns), with a long traceback each time. A run without the ``planexe/prompt`` tag gets
+it there and in ``ensure_run_partition`` (the plan's prompt, one line, trimmed), wherever it was started.
 
 ``ensure_run_partition`` is the part that needs no refusal: the ``PlanContentIOManager`` calls it
 when a run's resources are set up, so runs on other executors register the partition too.
@@ -26,6 +27,7 @@ from typing import Any
 from dagster import DagsterInstance, DagsterRun
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
+from planexe_assets.asset_metadata import PROMPT_TAG, prompt_tag
 from planexe_assets.partitions import PLANS_PARTITIONS_NAME
 from resources.database import DatabaseService, get_database_service
 from resources.plan_ids import InvalidPlanId, validate_plan_id
@@ -49,12 +51,17 @@ def check_run_plan(
         validate_plan_id(plan_id)
     except InvalidPlanId as exc:
         raise PlanNotRunnable(f"run {run.run_id} targets partition {plan_id!r}: {exc}") from None
-    if db.get_plan(plan_id) is None:
+    plan = db.get_plan(plan_id)
+    if plan is None:
         raise PlanNotRunnable(
             f"run {run.run_id} targets plan {plan_id}, which has no row in plans; create the plan first "
-            "(`planexe plan`, or planexe_assets.plans.create_plan) and then start the run"
+            "(the create_plan job in the Launchpad, `planexe plan`, or planexe_assets.plans.create_plan) "
+            f"and then start the run. A partition added by hand has no plan behind it: plan_launch_sensor "
+            f"removes {plan_id!r} from the partitions within two ticks (or now, with DAGSTER_HOME set: "
+            f"python -c \"from dagster import DagsterInstance; DagsterInstance.get().delete_dynamic_partition("
+            f"'plans', '{plan_id}')\")"
         )
-    _register(instance, plan_id)
+    _register(instance, run, plan)
     return plan_id
 
 
@@ -70,9 +77,10 @@ def ensure_run_partition(
         validate_plan_id(plan_id)
     except InvalidPlanId:
         return None
-    if db.get_plan(plan_id) is None:
+    plan = db.get_plan(plan_id)
+    if plan is None:
         return None
-    _register(instance, plan_id)
+    _register(instance, run, plan)
     return plan_id
 
 
@@ -90,6 +98,10 @@ def _plan_id(run: DagsterRun | None) -> str | None:
     return run.tags.get(PARTITION_NAME_TAG) or None
 
 
-def _register(instance: DagsterInstance, plan_id: str) -> None:
-    if not instance.has_dynamic_partition(PLANS_PARTITIONS_NAME, plan_id):
-        instance.add_dynamic_partitions(PLANS_PARTITIONS_NAME, [plan_id])
+def _register(instance: DagsterInstance, run: DagsterRun, plan) -> None:
+    """The plan's partition, and the run's ``planexe/prompt`` tag (runs started from the UI, the CLI
+    or ``dagster job execute`` alike)."""
+    if not instance.has_dynamic_partition(PLANS_PARTITIONS_NAME, plan.plan_id):
+        instance.add_dynamic_partitions(PLANS_PARTITIONS_NAME, [plan.plan_id])
+    if PROMPT_TAG not in run.tags:
+        instance.add_run_tags(run.run_id, {PROMPT_TAG: prompt_tag(plan.prompt)})

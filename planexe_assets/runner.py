@@ -80,24 +80,6 @@ class StepExecution:
     def models(self) -> list[str]:
         return sorted({u.model_id for u in self.usage})
 
-    def main_preview(self, limit: int = 4000) -> str:
-        """The step's main human-readable output, for metadata previews."""
-        files = self.result.files
-        for name in files:
-            if name.endswith(".md"):
-                return _clip(files[name], limit)
-        for name in files:
-            if name.endswith((".txt", ".csv")):
-                return _clip(files[name], limit)
-        for name in files:
-            if name.endswith(".json"):
-                return "```json\n" + _clip(files[name], limit) + "\n```"
-        return ""
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + "\n\n…(truncated)"
-
 
 LLMFactory = Callable[[str, str, str | None], LLMCaller]  # (plan_id, stage, plan's llm_model) -> caller
 

@@ -35,6 +35,7 @@ from dagster import (
 from dagster._core.storage.dagster_run import FINISHED_STATUSES
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
+from planexe_assets.asset_metadata import PROMPT_TAG, prompt_tag
 from planexe_assets.jobs import full_plan_job
 from planexe_assets.plan_sync import steps_to_redo
 from planexe_assets.sensors import LAUNCHED_BY_TAG, PLAN_ID_TAG, step_outcomes, unfinished_runs
@@ -109,7 +110,11 @@ def backfill_requests(
                 run_key=f"{plan.plan_id}@{stamp}",
                 partition_key=plan.plan_id,
                 asset_selection=[AssetKey(s) for s in steps],
-                tags={PLAN_ID_TAG: plan.plan_id, LAUNCHED_BY_TAG: BACKFILL_SCHEDULE_NAME},
+                tags={
+                    PLAN_ID_TAG: plan.plan_id,
+                    LAUNCHED_BY_TAG: BACKFILL_SCHEDULE_NAME,
+                    PROMPT_TAG: prompt_tag(plan.prompt),
+                },
             )
         )
     if not requests:

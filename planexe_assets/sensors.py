@@ -6,13 +6,17 @@
 
         INSERT INTO plans (plan_id, prompt, llm_model, status) VALUES ('p1', 'Open a bakery', 'auto', 'pending');
 
+    The ``create_plan`` job (the UI's Launchpad) queues plans the same way.
+
     Each tick the sensor checks every such row (id, prompt, mode, model and its API key), adds the
     plan as a partition of ``plans`` and requests one ``full_plan_job`` run with ``run_key`` = the
     plan id: Dagster never launches two runs with the same key from this sensor, so a plan is not
     run twice by accident, however often it stays ``pending`` (e.g. while its run waits in the
     queue). A row that cannot run is marked ``failed`` with the reason, before any run exists. Plans
     created to run right away (``planexe plan``, the Luigi entry point) are stored with
-    ``last_run_id`` already set, so the sensor leaves them alone.
+    ``last_run_id`` already set, so the sensor leaves them alone. A partition without a plan row
+    (added by hand in the UI, or left by a deleted plan) is reported in the tick's log and removed
+    when it is still there on the next tick (``OrphanPartitions``).
 
 ``plan_run_failure_sensor`` / ``plan_run_canceled_sensor`` / ``plan_run_success_sensor``
     When a run of a plan ends (launched from the UI, the daemon, ``dagster job execute``, a
@@ -27,6 +31,7 @@ All four are on by default when the daemon runs (``planexe ui`` / ``dagster dev`
 launch sensor looks for queued plans.
 """
 
+import json
 import os
 
 from dagster import (
@@ -48,6 +53,7 @@ from dagster import (
 from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
+from planexe_assets.asset_metadata import PROMPT_TAG, prompt_tag
 from planexe_assets.jobs import full_plan_job
 from planexe_assets.launch import release_pool_slots
 from planexe_assets.partitions import PLANS_PARTITIONS_NAME, plans_partitions
@@ -156,12 +162,17 @@ def step_outcomes(instance: DagsterInstance, run_id: str) -> tuple[dict[str, str
 )
 def plan_launch_sensor(context: SensorEvaluationContext, database: DatabaseResource):
     db = database.get_database_service()
-    queued = [p for p in db.list_plans_by_status([PlanStatus.PENDING]) if p.last_run_id is None]
-    if not queued:
-        return SkipReason("no queued plans (status 'pending' without a claiming run)")
-
     instance = context.instance
     known = set(instance.get_dynamic_partitions(PLANS_PARTITIONS_NAME))
+    orphans = OrphanPartitions.check(context, db, known)
+    queued = [p for p in db.list_plans_by_status([PlanStatus.PENDING]) if p.last_run_id is None]
+    if not queued:
+        return SensorResult(
+            skip_reason=orphans.note("no queued plans (status 'pending' without a claiming run)"),
+            dynamic_partitions_requests=orphans.requests(),
+            cursor=orphans.cursor,
+        )
+
     requests: list[RunRequest] = []
     new_partitions: list[str] = []
     refused: list[str] = []
@@ -186,7 +197,11 @@ def plan_launch_sensor(context: SensorEvaluationContext, database: DatabaseResou
             RunRequest(
                 run_key=plan.plan_id,
                 partition_key=plan.plan_id,
-                tags={PLAN_ID_TAG: plan.plan_id, LAUNCHED_BY_TAG: LAUNCH_SENSOR_NAME},
+                tags={
+                    PLAN_ID_TAG: plan.plan_id,
+                    LAUNCHED_BY_TAG: LAUNCH_SENSOR_NAME,
+                    PROMPT_TAG: prompt_tag(plan.prompt),
+                },
             )
         )
     if requests:
@@ -194,6 +209,7 @@ def plan_launch_sensor(context: SensorEvaluationContext, database: DatabaseResou
             f"launching {len(requests)} queued plan(s): {', '.join(r.partition_key for r in requests)}"
         )
     partition_requests = [plans_partitions.build_add_request(new_partitions)] if new_partitions else []
+    partition_requests += orphans.requests()
     if not requests:
         reason = []
         if refused:
@@ -201,10 +217,57 @@ def plan_launch_sensor(context: SensorEvaluationContext, database: DatabaseResou
         if busy:
             reason.append(f"already running or queued: {', '.join(busy)}")
         return SensorResult(
-            skip_reason="; ".join(reason) or "nothing to launch",
+            skip_reason=orphans.note("; ".join(reason) or "nothing to launch"),
             dynamic_partitions_requests=partition_requests,
+            cursor=orphans.cursor,
         )
-    return SensorResult(run_requests=requests, dynamic_partitions_requests=partition_requests)
+    return SensorResult(run_requests=requests, dynamic_partitions_requests=partition_requests, cursor=orphans.cursor)
+
+
+class OrphanPartitions:
+    """Partitions of ``plans`` with no plan row: added by hand (the UI's "Add partition", the API)
+    or left behind by a deleted plan. A run of one fails at once (``run_partitions``); the sensor
+    reports them and removes each one it has seen on two consecutive ticks without a run in flight
+    (a client that adds the partition just before the row is not cut short). The cursor remembers
+    the ones seen last tick."""
+
+    def __init__(self, found: list[str], removable: list[str], cursor: str):
+        self.found = found
+        self.removable = removable
+        self.cursor = cursor
+
+    @classmethod
+    def check(cls, context: SensorEvaluationContext, db, known: set[str]) -> "OrphanPartitions":
+        found = sorted(known - db.existing_plan_ids(known)) if known else []
+        try:
+            seen_before = set(json.loads(context.cursor or "{}").get("orphan_partitions", []))
+        except (ValueError, AttributeError):
+            seen_before = set()
+        removable = [p for p in found if p in seen_before and not unfinished_runs(context.instance, p)]
+        waiting = [p for p in found if p not in removable]
+        if removable:
+            context.log.warning(
+                f"removing partition(s) without a plan row: {', '.join(removable)} (added by hand, or their "
+                "plan was deleted; create plans with the create_plan job or `planexe plan`)"
+            )
+        if waiting:
+            context.log.warning(
+                f"partition(s) without a plan row: {', '.join(waiting)}; removed on the next tick unless "
+                "a plan row appears (create it with the create_plan job or `planexe plan`)"
+            )
+        return cls(found, removable, json.dumps({"orphan_partitions": waiting}))
+
+    def requests(self) -> list:
+        return [plans_partitions.build_delete_request(self.removable)] if self.removable else []
+
+    def note(self, reason: str) -> str:
+        parts = [reason]
+        if self.removable:
+            parts.append(f"removed partition(s) without a plan row: {', '.join(self.removable)}")
+        waiting = [p for p in self.found if p not in self.removable]
+        if waiting:
+            parts.append(f"partition(s) without a plan row, removed next tick: {', '.join(waiting)}")
+        return "; ".join(parts)
 
 
 # -- ended runs -> plans table ----------------------------------------------------------------------------

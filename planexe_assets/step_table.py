@@ -3,7 +3,8 @@
 One row per step: the asset name, PlanExe's Luigi class name, its stage, its LLM call shape, its
 ``requires()`` mapping (PlanExe's dict keys -> upstream asset name; the empty key means PlanExe's
 ``requires()`` returns a single task), its ``output()`` targets (PlanExe's output keys -> file name)
-and its per-item side files (``{}`` is the 1-based index). These are facts of the reference pipeline;
+and its per-item side files (``{}`` is the 1-based index), and a short description in our own words of
+what the step produces (shown as the Dagster asset's description). These are facts of the reference pipeline;
 the Dagster assets and the Luigi tasks are both built from this table, and
 ``tests/test_parity.py`` checks the table against the reference edges.
 
@@ -26,6 +27,8 @@ class Step:
     requires: Mapping[str, str] = field(default_factory=dict)
     outputs: Mapping[str, str] = field(default_factory=dict)
     side_outputs: tuple[str, ...] = ()
+    # What the step produces for the plan, in one or two sentences (the Dagster asset's description).
+    description: str = ""
 
     @property
     def group(self) -> str:
@@ -58,6 +61,7 @@ STEPS: tuple[Step, ...] = (
         requires={},
         outputs={"": "001-1-start_time.json"},
         side_outputs=(),
+        description="When the plan was created, as JSON; the schedule counts its days from this moment.",
     ),
     Step(
         "setup",
@@ -67,6 +71,7 @@ STEPS: tuple[Step, ...] = (
         requires={},
         outputs={"": "001-2-plan.txt"},
         side_outputs=(),
+        description="The plan's prompt as plain text, written from its row in the database: the document every other step starts from.",
     ),
     Step(
         "redline_gate",
@@ -76,6 +81,7 @@ STEPS: tuple[Step, ...] = (
         requires={"": "setup"},
         outputs={"raw": "002-1-redline_gate.json", "markdown": "002-2-redline_gate.md"},
         side_outputs=(),
+        description="A safety screen of the prompt: a verdict with its category and rationale. Shown in the report as advice, or stops the plan when it runs with refuse-on-redline.",
     ),
     Step(
         "premise_attack",
@@ -85,6 +91,7 @@ STEPS: tuple[Step, ...] = (
         requires={"": "setup"},
         outputs={"raw": "002-3-premise_attack.json", "markdown": "002-4-premise_attack.md"},
         side_outputs=(),
+        description="Five critiques of the idea itself, one per critique lens, each arguing that the plan should not go ahead, so weak premises show up before any planning.",
     ),
     Step(
         "identify_purpose",
@@ -94,6 +101,7 @@ STEPS: tuple[Step, ...] = (
         requires={"": "setup"},
         outputs={"raw": "002-5-identify_purpose_raw.json", "markdown": "002-6-identify_purpose.md"},
         side_outputs=(),
+        description="Whether the plan is personal, business or other, with its topic and a one-sentence purpose. Later steps pick their prompt variant from it.",
     ),
     Step(
         "plan_type",
@@ -103,6 +111,7 @@ STEPS: tuple[Step, ...] = (
         requires={"setup": "setup", "identify_purpose": "identify_purpose"},
         outputs={"raw": "002-7-plan_type_raw.json", "markdown": "002-8-plan_type.md"},
         side_outputs=(),
+        description="Whether carrying out the plan needs the physical world or can be done entirely on a computer, with the reasons. A digital plan gets no site search.",
     ),
     Step(
         "potential_levers",
@@ -112,6 +121,7 @@ STEPS: tuple[Step, ...] = (
         requires={"setup": "setup", "identify_purpose": "identify_purpose", "plan_type": "plan_type"},
         outputs={"raw": "002-9-potential_levers_raw.json", "clean": "002-10-potential_levers.json"},
         side_outputs=(),
+        description="Candidate strategic levers for the plan (the big decisions that shape it), each with its options, gathered over three rounds of the conversation.",
     ),
     Step(
         "deduplicate_levers",
@@ -126,6 +136,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "002-11-deduplicated_levers_raw.json"},
         side_outputs=(),
+        description="The candidate levers with overlaps resolved: each one kept, absorbed into another or removed, with the reason.",
     ),
     Step(
         "enrich_levers",
@@ -140,6 +151,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "002-12-enriched_levers_raw.json"},
         side_outputs=(),
+        description="Every remaining lever with a description and its synergies and conflicts with the other levers.",
     ),
     Step(
         "focus_on_vital_few_levers",
@@ -154,6 +166,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "002-13-vital_few_levers_raw.json"},
         side_outputs=(),
+        description="Every lever rated for importance, and the vital few that matter most for this plan picked out.",
     ),
     Step(
         "strategic_decisions_markdown",
@@ -163,6 +176,7 @@ STEPS: tuple[Step, ...] = (
         requires={"enriched_levers": "enrich_levers", "levers_vital_few": "focus_on_vital_few_levers"},
         outputs={"markdown": "002-14-strategic_decisions.md"},
         side_outputs=(),
+        description="The strategic decisions document: the vital few levers and the rest, with their options and trade-offs. Almost every later step reads it.",
     ),
     Step(
         "candidate_scenarios",
@@ -177,6 +191,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "002-15-candidate_scenarios_raw.json", "clean": "002-16-candidate_scenarios.json"},
         side_outputs=(),
+        description="Three coherent scenarios, each choosing one option for every vital lever, checked against the levers.",
     ),
     Step(
         "select_scenario",
@@ -192,6 +207,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "002-17-selected_scenario_raw.json", "clean": "002-18-selected_scenario.json"},
         side_outputs=(),
+        description="The scenario that fits the plan best, with a score for each candidate and the plan profile behind the choice.",
     ),
     Step(
         "scenarios_markdown",
@@ -201,6 +217,7 @@ STEPS: tuple[Step, ...] = (
         requires={"candidate_scenarios": "candidate_scenarios", "selected_scenario": "select_scenario"},
         outputs={"markdown": "002-19-scenarios.md"},
         side_outputs=(),
+        description="The scenarios document: the chosen scenario and the alternatives. Almost every later step reads it.",
     ),
     Step(
         "physical_locations",
@@ -216,6 +233,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "002-20-physical_locations_raw.json", "markdown": "002-21-physical_locations.md"},
         side_outputs=(),
+        description="Candidate sites for the plan and the criteria a site must meet (for a digital plan, a note that none is needed).",
     ),
     Step(
         "currency_strategy",
@@ -232,6 +250,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "002-22-currency_strategy_raw.json", "markdown": "002-23-currency_strategy.md"},
         side_outputs=(),
+        description="The currencies the plan deals in and the one to budget in, with the exchange-rate reasoning.",
     ),
     Step(
         "identify_risks",
@@ -249,6 +268,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "003-1-identify_risks_raw.json", "markdown": "003-2-identify_risks.md"},
         side_outputs=(),
+        description="The plan's main risks, each with its likelihood, severity and mitigation.",
     ),
     Step(
         "make_assumptions",
@@ -271,6 +291,7 @@ STEPS: tuple[Step, ...] = (
             "markdown": "003-5-make_assumptions.md",
         },
         side_outputs=(),
+        description="The questions the plan leaves open, each answered with an explicit assumption and an assessment of it.",
     ),
     Step(
         "distill_assumptions",
@@ -286,6 +307,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "003-6-distill_assumptions_raw.json", "markdown": "003-7-distill_assumptions.md"},
         side_outputs=(),
+        description="The plan's assumptions condensed to one line each.",
     ),
     Step(
         "review_assumptions",
@@ -305,6 +327,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "003-8-review_assumptions_raw.json", "markdown": "003-9-review_assumptions.md"},
         side_outputs=(),
+        description="A domain expert's review of the assumptions: the weakest ones and what to do about them.",
     ),
     Step(
         "consolidate_assumptions_markdown",
@@ -326,6 +349,7 @@ STEPS: tuple[Step, ...] = (
             "short": "003-11-consolidate_assumptions_short.md",
         },
         side_outputs=(),
+        description="The context and assumption documents joined into a full version for the report and a short version that later steps read as the plan's assumptions.",
     ),
     Step(
         "pre_project_assessment",
@@ -343,6 +367,7 @@ STEPS: tuple[Step, ...] = (
             "clean": "004-2-pre_project_assessment.json",
         },
         side_outputs=(),
+        description="What must happen before work starts, from two simulated experts, with a go / no-go verdict.",
     ),
     Step(
         "project_plan",
@@ -358,6 +383,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "005-1-project_plan_raw.json", "markdown": "005-2-project_plan.md"},
         side_outputs=(),
+        description="The plan's goal definition: a SMART goal with dependencies, resources, risks, stakeholders and regulatory requirements. The hub most later steps read.",
     ),
     Step(
         "governance_phase1_audit",
@@ -376,6 +402,7 @@ STEPS: tuple[Step, ...] = (
             "markdown": "006-2-governance_phase1_audit.md",
         },
         side_outputs=(),
+        description="Where corruption or misallocation could happen in the project, and the audits and transparency measures that would catch it.",
     ),
     Step(
         "governance_phase2_bodies",
@@ -395,6 +422,7 @@ STEPS: tuple[Step, ...] = (
             "markdown": "006-4-governance_phase2_bodies.md",
         },
         side_outputs=(),
+        description="The internal bodies that oversee the project, with their responsibilities and membership.",
     ),
     Step(
         "governance_phase3_impl_plan",
@@ -414,6 +442,7 @@ STEPS: tuple[Step, ...] = (
             "markdown": "006-6-governance_phase3_impl_plan.md",
         },
         side_outputs=(),
+        description="The steps that set up the governance bodies, with who does them and when.",
     ),
     Step(
         "governance_phase4_decision_escalation_matrix",
@@ -434,6 +463,7 @@ STEPS: tuple[Step, ...] = (
             "markdown": "006-8-governance_phase4_decision_escalation_matrix.md",
         },
         side_outputs=(),
+        description="Which decisions go to which governance body, and when an issue is escalated further.",
     ),
     Step(
         "governance_phase5_monitoring_progress",
@@ -455,6 +485,7 @@ STEPS: tuple[Step, ...] = (
             "markdown": "006-10-governance_phase5_monitoring_progress.md",
         },
         side_outputs=(),
+        description="How progress is monitored and the plan adapted: what is tracked, how often, by whom, and what triggers a change.",
     ),
     Step(
         "governance_phase6_extra",
@@ -478,6 +509,7 @@ STEPS: tuple[Step, ...] = (
             "markdown": "006-12-governance_phase6_extra.md",
         },
         side_outputs=(),
+        description="An independent review of the whole governance set-up, naming its gaps and the hard questions it leaves open.",
     ),
     Step(
         "consolidate_governance",
@@ -494,6 +526,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"": "006-13-consolidate_governance.md"},
         side_outputs=(),
+        description="The six governance documents as one, under fixed headings, for the report and the review steps.",
     ),
     Step(
         "related_resources",
@@ -509,6 +542,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "007-1-related_resources_raw.json", "markdown": "007-8-related_resources.md"},
         side_outputs=(),
+        description="Real projects that resemble this plan, their outcomes and troubles, and where to learn more about them.",
     ),
     Step(
         "find_team_members",
@@ -526,6 +560,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "008-1-find_team_members_raw.json", "clean": "008-2-find_team_members.json"},
         side_outputs=(),
+        description="The roles the project needs, numbered, with headcount and what goes wrong without each.",
     ),
     Step(
         "enrich_team_members_with_contract_type",
@@ -547,6 +582,7 @@ STEPS: tuple[Step, ...] = (
             "clean": "009-2-enrich_team_members_contract_type.json",
         },
         side_outputs=(),
+        description="Every role of the team with how it should be engaged (employee, contractor, and so on) and why.",
     ),
     Step(
         "enrich_team_members_with_background_story",
@@ -568,6 +604,7 @@ STEPS: tuple[Step, ...] = (
             "clean": "010-2-enrich_team_members_background_story.json",
         },
         side_outputs=(),
+        description="Every role of the team with an example person who could fill it and their typical activities.",
     ),
     Step(
         "enrich_team_members_with_environment_info",
@@ -589,6 +626,7 @@ STEPS: tuple[Step, ...] = (
             "clean": "011-2-enrich_team_members_environment_info.json",
         },
         side_outputs=(),
+        description="Every role of the team with the equipment and facilities it needs.",
     ),
     Step(
         "review_team",
@@ -607,6 +645,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"": "012-review_team_raw.json"},
         side_outputs=(),
+        description="A review of the whole team: missing roles and improvements.",
     ),
     Step(
         "team_markdown",
@@ -619,6 +658,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"": "013-team.md"},
         side_outputs=(),
+        description="The team document: every role with its details, the review, and notes on answers that did not match a role.",
     ),
     Step(
         "swot_analysis",
@@ -637,6 +677,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "014-1-swot_analysis_raw.json", "markdown": "014-2-swot_analysis.md"},
         side_outputs=(),
+        description="Strengths, weaknesses, opportunities and threats of the plan, framed for its purpose.",
     ),
     Step(
         "expert_review",
@@ -657,6 +698,7 @@ STEPS: tuple[Step, ...] = (
             "015-2-experts.json",
             "016-1-{}-expert_criticism_raw.json",
         ),
+        description="Experts who should critique the plan, and the criticism of the first ones consulted (the expert list and each criticism are kept as per-item files).",
     ),
     Step(
         "data_collection",
@@ -675,6 +717,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "017-1-data_collection_raw.json", "markdown": "017-2-data_collection.md"},
         side_outputs=(),
+        description="The data areas whose assumptions carry the most risk: what to collect, how to estimate it meanwhile, and who should validate it.",
     ),
     Step(
         "identify_documents",
@@ -699,6 +742,7 @@ STEPS: tuple[Step, ...] = (
             "documents_to_create": "017-6-identified_documents_to_create.json",
         },
         side_outputs=(),
+        description="The documents the team must create and the existing documents or data it must find, as two lists.",
     ),
     Step(
         "filter_documents_to_find",
@@ -718,6 +762,7 @@ STEPS: tuple[Step, ...] = (
             "clean": "017-8-filter_documents_to_find_clean.json",
         },
         side_outputs=(),
+        description="The documents to find, each rated by its impact on the first phase, with the most important ones kept.",
     ),
     Step(
         "filter_documents_to_create",
@@ -737,6 +782,7 @@ STEPS: tuple[Step, ...] = (
             "clean": "017-10-filter_documents_to_create_clean.json",
         },
         side_outputs=(),
+        description="The documents to create, each rated by its impact on the first phase, with the most important ones kept.",
     ),
     Step(
         "draft_documents_to_find",
@@ -753,6 +799,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"": "017-12-draft_documents_to_find.json"},
         side_outputs=("017-11-{}-draft_documents_to_find_raw.json",),
+        description="A brief for each kept document to find: what it must contain and how to obtain it (one per-item file per document).",
     ),
     Step(
         "draft_documents_to_create",
@@ -769,6 +816,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"": "017-14-draft_documents_to_create.json"},
         side_outputs=("017-13-{}-draft_documents_to_create_raw.json",),
+        description="A brief for each kept document to create: what it must contain and who should write it (one per-item file per document).",
     ),
     Step(
         "documents_to_create_and_find_markdown",
@@ -781,6 +829,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"": "017-15-documents_to_create_and_find.md"},
         side_outputs=(),
+        description="The documents section of the plan: both drafted lists as one markdown document.",
     ),
     Step(
         "wbs_level1",
@@ -794,6 +843,7 @@ STEPS: tuple[Step, ...] = (
             "project_title": "018-3-wbs_level1_project_title.json",
         },
         side_outputs=(),
+        description="The project's title and final deliverable: the root of the work breakdown structure.",
     ),
     Step(
         "wbs_level2",
@@ -809,6 +859,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "018-4-wbs_level2_raw.json", "clean": "018-5-wbs_level2.json"},
         side_outputs=(),
+        description="The project's phases and the tasks of each phase: the first two levels below the root of the work breakdown structure.",
     ),
     Step(
         "wbs_project_level1_and_level2",
@@ -818,6 +869,7 @@ STEPS: tuple[Step, ...] = (
         requires={"wbs_level1": "wbs_level1", "wbs_level2": "wbs_level2"},
         outputs={"": "019-wbs_project_level1_and_level2.json"},
         side_outputs=(),
+        description="The work breakdown structure so far as one tree of ids and descriptions: root, phases and their tasks.",
     ),
     Step(
         "pitch",
@@ -833,6 +885,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"": "020-1-pitch_raw.json"},
         side_outputs=(),
+        description="A pitch for backers: why the plan should work, who it addresses, the ask, risks, success metrics and the long-term vision.",
     ),
     Step(
         "pitch_markdown",
@@ -842,6 +895,7 @@ STEPS: tuple[Step, ...] = (
         requires={"pitch": "pitch"},
         outputs={"raw": "020-2-pitch_to_markdown_raw.json", "markdown": "020-3-pitch.md"},
         side_outputs=(),
+        description="The pitch laid out as a readable markdown page.",
     ),
     Step(
         "identify_task_dependencies",
@@ -857,6 +911,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"": "021-task_dependencies_raw.json"},
         side_outputs=(),
+        description="For each task of the work breakdown structure that must wait, the tasks it waits for and why.",
     ),
     Step(
         "estimate_task_durations",
@@ -866,6 +921,7 @@ STEPS: tuple[Step, ...] = (
         requires={"project_plan": "project_plan", "wbs_project": "wbs_project_level1_and_level2"},
         outputs={"": "022-2-task_durations.json"},
         side_outputs=("022-1-{}-task_durations_raw.json",),
+        description="Duration estimates in days (best, realistic and worst case) for the tasks of the work breakdown structure, with delay risks.",
     ),
     Step(
         "wbs_level3",
@@ -880,6 +936,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"": "023-2-wbs_level3.json"},
         side_outputs=("023-1-{}-wbs_level3_raw.json",),
+        description="The tasks of the work breakdown structure split into work packages sized to the time available.",
     ),
     Step(
         "wbs_project_level1_and_level2_and_level3",
@@ -892,6 +949,7 @@ STEPS: tuple[Step, ...] = (
             "csv": "023-4-wbs_project_level1_and_level2_and_level3.csv",
         },
         side_outputs=(),
+        description="The complete three-level work breakdown structure, as a JSON tree and a CSV table.",
     ),
     Step(
         "review_plan",
@@ -913,6 +971,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "024-1-review_plan_raw.json", "markdown": "024-2-review_plan.md"},
         side_outputs=(),
+        description="A critical read-through of the finished plan: answers to a fixed series of review questions.",
     ),
     Step(
         "executive_summary",
@@ -935,6 +994,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "025-1-executive_summary_raw.json", "markdown": "025-2-executive_summary.md"},
         side_outputs=(),
+        description="The one-page executive summary that opens the report.",
     ),
     Step(
         "schedule",
@@ -954,6 +1014,7 @@ STEPS: tuple[Step, ...] = (
             "machai_csv": "026-3-schedule_gantt_machai.csv",
         },
         side_outputs=(),
+        description="The project schedule built from the work breakdown structure, durations and dependencies: a Gantt overview, an interactive Gantt page and a CSV export.",
     ),
     Step(
         "questions_and_answers",
@@ -982,6 +1043,7 @@ STEPS: tuple[Step, ...] = (
             "html": "027-3-questions_and_answers.html",
         },
         side_outputs=(),
+        description="Questions a reader of the plan would ask, answered, on its key concepts, risks and consequences (markdown and an HTML fragment for the report).",
     ),
     Step(
         "premortem",
@@ -1007,6 +1069,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "028-1-premortem_raw.json", "markdown": "028-2-premortem.md"},
         side_outputs=(),
+        description="A premortem: the assumptions that would sink the project if false, and stories of how it failed.",
     ),
     Step(
         "report",
@@ -1039,6 +1102,7 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"": "029-report.html"},
         side_outputs=(),
+        description="The final report: every document of the plan in one self-contained HTML page that works offline.",
     ),
 )
 

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from planexe_assets.instance_config import prepare_dagster_home
+from planexe_assets.instance_config import prepare_dagster_home, show_llm_pool
 from resources.config import planexe_home
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -40,11 +40,13 @@ def dagster_dev_command(
     """``dagster dev -w workspace.yaml -h HOST -p PORT`` with DAGSTER_HOME and PLANEXE_HOME made absolute.
 
     The Dagster home is prepared (created, local ``dagster.yaml`` installed if absent) exactly as the
-    CLI's in-process runs prepare it, so plans run from the CLI show up in the UI.
+    CLI's in-process runs prepare it, so plans run from the CLI show up in the UI, and the ``llm``
+    pool is registered so the UI's Concurrency page lists it from the start.
     """
     if not 1 <= port <= 65535:
         raise UIConfigError(f"port {port} is not a TCP port (1-65535)")
     home = prepare_dagster_home()
+    show_llm_pool(home)
     env = dict(os.environ)
     env["DAGSTER_HOME"] = str(home)
     # The code server and run workers resolve the default database and run directories from

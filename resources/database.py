@@ -187,6 +187,23 @@ class OutputRecord:
         return len(self.content.encode("utf-8"))
 
 
+@dataclass
+class UsageTotals:
+    """LLM attempts recorded in ``llm_interactions`` (``attempts`` counts every try, failed and still
+    pending ones included; ``completed`` the ones that returned a reply)."""
+
+    attempts: int = 0
+    completed: int = 0
+    failed: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
 class DatabaseService:
     """PlanExe's ``DatabaseService`` over an engine, with short scoped sessions per call."""
 
@@ -275,6 +292,16 @@ class DatabaseService:
             query = select(Plan).where(Plan.status.in_(list(statuses))).order_by(Plan.created_at, Plan.id).limit(limit)
             return list(s.scalars(query))
 
+    def existing_plan_ids(self, plan_ids: Iterable[str]) -> set[str]:
+        """The ids among ``plan_ids`` that have a row in ``plans``."""
+        wanted = list(dict.fromkeys(plan_ids))
+        found: set[str] = set()
+        with self.read_session() as s:
+            for start in range(0, len(wanted), 500):  # stay under SQLite's bound-parameter limit
+                chunk = wanted[start : start + 500]
+                found.update(s.scalars(select(Plan.plan_id).where(Plan.plan_id.in_(chunk))))
+        return found
+
     def delete_plan(self, plan_id: str) -> bool:
         """Delete the plan and everything recorded for it. True if the plan existed."""
         with self.session() as s:
@@ -335,6 +362,35 @@ class DatabaseService:
             entry["input_tokens"] += int(tokens_in)
             entry["output_tokens"] += int(tokens_out)
         return out
+
+    def usage_totals(self, plan_id: str, stage: str | None = None, since: datetime | None = None) -> UsageTotals:
+        """LLM usage of a plan (or one stage of it, or attempts started at or after ``since``): every
+        attempt, the completed and the failed ones, tokens, and the cost the providers reported."""
+        with self.read_session() as s:
+            query = select(
+                LLMInteraction.status,
+                LLMInteraction.input_tokens,
+                LLMInteraction.output_tokens,
+                LLMInteraction.response_metadata,
+            ).where(LLMInteraction.plan_id == plan_id)
+            if stage is not None:
+                query = query.where(LLMInteraction.stage == stage)
+            if since is not None:
+                query = query.where(LLMInteraction.started_at >= since)
+            rows = s.execute(query).all()
+        totals = UsageTotals()
+        for status, tokens_in, tokens_out, meta in rows:
+            totals.attempts += 1
+            if status == "completed":
+                totals.completed += 1
+            elif status == "failed":
+                totals.failed += 1
+            totals.input_tokens += tokens_in or 0
+            totals.output_tokens += tokens_out or 0
+            cost = meta.get("cost_usd") if isinstance(meta, dict) else None
+            if isinstance(cost, (int, float)):
+                totals.cost_usd += float(cost)
+        return totals
 
     # -- files ----------------------------------------------------------------------------------
     def create_plan_file(self, data: Mapping[str, Any]) -> PlanFile:

@@ -1,5 +1,8 @@
 """The pooled Dagster instance storage (planexe_assets/instance_storage.py), SQLite and PostgreSQL."""
 
+import multiprocessing
+import time
+
 import pytest
 from dagster import (
     AssetKey,
@@ -101,6 +104,45 @@ def test_sqlite_storage_defaults_to_dagster_home_and_reads_stock_data(tmp_path, 
 def test_sqlite_storage_refuses_a_bad_synchronous_setting(tmp_path):
     with pytest.raises(Exception, match="synchronous"):
         PlanexeSqliteStorage(str(tmp_path / "s"), synchronous="OFF")
+
+
+def _write_events(home: str, run_id: str, count: int) -> None:
+    """A run worker's part (another process): ``count`` engine events, then the run's end."""
+    with DagsterInstance.from_config(home) as instance:
+        run = instance.get_run_by_id(run_id)
+        for i in range(count):
+            instance.report_engine_event(f"event {i}", run)
+            time.sleep(0.02)
+        instance.report_run_failed(run, "the last event")
+
+
+def test_sqlite_run_page_watcher_sees_every_event_another_process_writes(tmp_path, monkeypatch):
+    """The UI's run page streams a run's events through Dagster's event-log watcher, which reacts to
+    changes of the run's ``.db`` file. With connections kept open the events stay in the ``-wal``
+    file, and the watcher saw none of them (measured: 0 of 21) until the storage touched the file
+    after each write."""
+    from dagster._core.test_utils import create_run_for_test
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    home = _home(tmp_path, storage_config_yaml("sqlite"))
+    count = 20
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+        run = create_run_for_test(instance, job_name="watched")
+        seen: list[str] = []
+        instance.watch_event_logs(run.run_id, None, lambda event, _cursor: seen.append(event.message))
+        writer = multiprocessing.get_context("spawn").Process(
+            target=_write_events, args=(str(home), run.run_id, count)
+        )
+        writer.start()
+        writer.join(timeout=120)
+        assert writer.exitcode == 0
+        deadline = time.monotonic() + 10
+        while len(seen) < count + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(instance.all_logs(run.run_id)) == count + 1
+        assert len(seen) == count + 1, f"the watcher saw {len(seen)} of {count + 1} events"
+        assert seen[-1] == "the last event"
 
 
 @pytest.mark.postgres

@@ -61,15 +61,36 @@ def test_offline_plan_materialises_every_asset(app_db, isolated_home):
     assert metrics.total_llm_calls == len(interactions)
     assert metrics.total_tokens_used == sum(i.total_tokens or 0 for i in interactions)
 
-    # Each materialization carries usage metadata and a preview.
+    # Each materialization carries usage metadata (dagster-openai's key names, plus attempts), a
+    # labelled preview and the data version of what it wrote.
     event = instance.get_latest_materialization_event(AssetKey("identify_purpose"))
     meta = event.asset_materialization.metadata
-    assert meta["llm_calls"].value == 1 and meta["models"].value == "offline"
-    assert meta["input_tokens"].value > 0 and meta["output_tokens"].value > 0
+    assert meta["openai.calls"].value == 1 and meta["models"].value == "offline"
+    assert meta["planexe.llm_attempts"].value == 1 and meta["planexe.llm_failed_attempts"].value == 0
+    assert meta["openai.prompt_tokens"].value > 0 and meta["openai.completion_tokens"].value > 0
+    assert meta["openai.total_tokens"].value == meta["openai.prompt_tokens"].value + meta["openai.completion_tokens"].value
+    assert meta["preview"].value.startswith("**`002-6-identify_purpose.md`** · Markdown")
     assert "Purpose" in meta["preview"].value
     assert event.asset_materialization.partition == "e2e_plan"
+    from planexe_assets.versions import data_version
+
+    written = {n: (run_dir / n).read_text(encoding="utf-8") for n in ("002-5-identify_purpose_raw.json", "002-6-identify_purpose.md")}
+    assert event.asset_materialization.tags["dagster/data_version"] == data_version(written)
     premise = instance.get_latest_materialization_event(AssetKey("premise_attack")).asset_materialization.metadata
-    assert premise["llm_calls"].value == 5
+    assert premise["openai.calls"].value == 5 and premise["planexe.llm_attempts"].value == 5
+
+    # The report's materialization: its outline, its path and the plan's totals.
+    report = instance.get_latest_materialization_event(AssetKey("report")).asset_materialization.metadata
+    assert report["report_path"].value == str(run_dir / "029-report.html")
+    assert "Outline:" in report["preview"].value and "1. Executive Summary" in report["preview"].value
+    assert report["plan.llm_attempts"].value == len(interactions)
+    assert report["plan.openai.calls"].value == len(interactions)
+    assert report["plan.openai.total_tokens"].value == metrics.total_tokens_used
+    assert "openai.calls" not in report  # the report step itself makes no call
+
+    # The run carries the plan's prompt as a tag (one line, trimmed).
+    run = instance.get_run_by_id(outcome.run_id)
+    assert run.tags["planexe/prompt"] == " ".join(PROMPT.split())[:200].rstrip()
 
     # The benchmark's split of the run's time along its critical chain adds up to the time it took.
     from bench.critical_path import breakdown

@@ -32,12 +32,17 @@ def _run(plan_id: str | None) -> DagsterRun:
 
 
 @pytest.mark.parametrize("check", [check_run_plan, ensure_run_partition])
-def test_a_plan_row_without_a_partition_gets_one(db, tmp_path, check):
-    create_plan(db, PlanRequest(prompt=PROMPT, model="offline", plan_id="has_row"), runs_root=tmp_path)
+def test_a_plan_row_without_a_partition_gets_one_and_the_run_its_prompt_tag(db, tmp_path, check):
+    from dagster._core.test_utils import create_run_for_test
+
+    create_plan(db, PlanRequest(prompt=PROMPT + "\n  Vegan only.", model="offline", plan_id="has_row"), runs_root=tmp_path)
     instance = DagsterInstance.ephemeral()
-    assert check(instance, _run("has_row"), db) == "has_row"
+    run = create_run_for_test(instance, job_name="full_plan_job", tags={"dagster/partition": "has_row"})
+    assert check(instance, run, db) == "has_row"
     assert instance.get_dynamic_partitions("plans") == ["has_row"]
-    assert check(instance, _run("has_row"), db) == "has_row"  # idempotent
+    assert instance.get_run_by_id(run.run_id).tags["planexe/prompt"] == PROMPT + " Vegan only."
+    run = instance.get_run_by_id(run.run_id)
+    assert check(instance, run, db) == "has_row"  # idempotent
     assert instance.get_dynamic_partitions("plans") == ["has_row"]
 
 

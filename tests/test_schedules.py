@@ -137,7 +137,11 @@ def test_schedule_picks_failed_and_stranded_plans_and_only_their_broken_steps(
     assert set(by_plan) == {"failed_early", "rerun_failed", "stranded"}
     for plan_id, request in by_plan.items():
         assert request.run_key == f"{plan_id}@20260301T140000"
-        assert request.tags == {"planexe/plan_id": plan_id, LAUNCHED_BY_TAG: BACKFILL_SCHEDULE_NAME}
+        assert request.tags == {
+            "planexe/plan_id": plan_id,
+            LAUNCHED_BY_TAG: BACKFILL_SCHEDULE_NAME,
+            "planexe/prompt": app_db.get_plan(plan_id).prompt,
+        }
 
     early = selection(by_plan["failed_early"])
     assert early == missing_steps_with_downstream(app_db, "failed_early")

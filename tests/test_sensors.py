@@ -60,6 +60,12 @@ def evaluate_launch(instance, resources) -> SensorResult:
     return result
 
 
+def assert_skipped(result) -> None:
+    """A tick that launches nothing: a SensorResult with a skip reason and no requests."""
+    assert isinstance(result, SensorResult) and result.run_requests == []
+    assert result.skip_reason is not None and result.dynamic_partitions_requests == []
+
+
 def broken_step(name):
     def broken(ctx, inputs):
         raise StepError(f"{name}: every model failed (injected outage)")
@@ -143,15 +149,42 @@ def test_unusable_queued_rows_are_failed_with_the_reason(app_db, resources, inst
     assert reason in " ".join(plan.error_message.split())
     assert plan.completed_at is not None
     # Refused once: the next tick has nothing to do.
-    assert isinstance(
-        plan_launch_sensor(build_sensor_context(instance=instance, resources=resources)), SkipReason
-    )
+    assert_skipped(plan_launch_sensor(build_sensor_context(instance=instance, resources=resources)))
 
 
 def test_no_queued_plans_is_a_skip(app_db, resources, instance):
-    assert isinstance(
-        plan_launch_sensor(build_sensor_context(instance=instance, resources=resources)), SkipReason
+    assert_skipped(plan_launch_sensor(build_sensor_context(instance=instance, resources=resources)))
+
+
+def test_a_partition_without_a_plan_row_is_reported_then_removed(app_db, resources, instance):
+    """Added by hand in the UI (or left by a deleted plan): reported on the first tick, removed on the
+    second when no row appeared; a row that appears in between keeps it."""
+    create_plan(app_db, PlanRequest(prompt=PROMPT, model="offline", plan_id="real", claimed_by_run="r-1"))
+    instance.add_dynamic_partitions("plans", ["real", "by_hand", "row_comes_late"])
+    first = plan_launch_sensor(build_sensor_context(instance=instance, resources=resources))
+    assert first.dynamic_partitions_requests == []
+    assert "partition(s) without a plan row, removed next tick: by_hand, row_comes_late" in first.skip_reason.skip_message
+
+    create_plan(app_db, PlanRequest(prompt=PROMPT, model="offline", plan_id="row_comes_late", claimed_by_run="r-2"))
+    second = plan_launch_sensor(build_sensor_context(instance=instance, resources=resources, cursor=first.cursor))
+    [delete] = second.dynamic_partitions_requests
+    assert type(delete).__name__ == "DeleteDynamicPartitionsRequest"
+    assert delete.partitions_def_name == "plans" and list(delete.partition_keys) == ["by_hand"]
+    assert "removed partition(s) without a plan row: by_hand" in second.skip_reason.skip_message
+    instance.delete_dynamic_partition("plans", "by_hand")  # what the daemon does with the request
+    third = plan_launch_sensor(build_sensor_context(instance=instance, resources=resources, cursor=second.cursor))
+    assert_skipped(third)
+    assert sorted(instance.get_dynamic_partitions("plans")) == ["real", "row_comes_late"]
+
+
+def test_an_orphan_partition_with_a_run_in_flight_is_kept(app_db, resources, instance):
+    instance.add_dynamic_partitions("plans", ["by_hand"])
+    create_run_for_test(
+        instance, job_name="full_plan_job", status=DagsterRunStatus.STARTED, tags={"dagster/partition": "by_hand"}
     )
+    first = plan_launch_sensor(build_sensor_context(instance=instance, resources=resources))
+    second = plan_launch_sensor(build_sensor_context(instance=instance, resources=resources, cursor=first.cursor))
+    assert second.dynamic_partitions_requests == []  # its run fails at start, saying what to do
 
 
 def test_sensor_interval_setting(monkeypatch):
@@ -350,9 +383,7 @@ def test_a_plan_run_right_away_is_claimed_by_its_own_run_id(app_db, resources, i
             claimed_by_run="6d1f5c1e-0000-4000-8000-000000000001",
         ),
     )
-    assert isinstance(
-        plan_launch_sensor(build_sensor_context(instance=instance, resources=resources)), SkipReason
-    )
+    assert_skipped(plan_launch_sensor(build_sensor_context(instance=instance, resources=resources)))
     outcome = run_plan_in_process(
         "now",
         instance,

@@ -29,6 +29,7 @@ from planexe_assets.instance_config import (
     InstanceConfigError,
     install_instance_config,
     prepare_dagster_home,
+    show_llm_pool,
 )
 from planexe_assets.launch import ensure_dagster_home
 from planexe_assets.ui import DEFAULT_WORKSPACE, UIConfigError, dagster_dev_command
@@ -53,9 +54,22 @@ def test_local_config_is_a_sqlite_instance_with_a_run_queue_and_the_llm_pool(tmp
         config = instance.get_concurrency_config()
         assert config.run_queue_config.max_concurrent_runs == 2
         assert config.pool_config.pool_granularity.value == "op"
+        assert config.pool_config.default_pool_limit == 8
         assert instance.event_log_storage.supports_global_concurrency_limits
+        assert instance.event_log_storage.get_concurrency_keys() == set()
         assert not instance.telemetry_enabled
         assert instance.run_monitoring_enabled
+
+
+def test_the_llm_pool_is_listed_with_its_limit_before_any_run(tmp_path):
+    home = tmp_path / "dh"
+    install_instance_config(home)
+    assert show_llm_pool(home) == 8
+    assert show_llm_pool(home) == 8  # idempotent
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert instance.event_log_storage.get_concurrency_keys() == {"llm"}
+        instance.event_log_storage.set_concurrency_slots("llm", 3)  # `dagster instance concurrency set`
+    assert show_llm_pool(home) == 3  # an explicit limit is kept
 
 
 def test_postgres_config_reads_its_url_from_the_environment_and_caps_llm_steps(tmp_path, monkeypatch):
@@ -167,7 +181,10 @@ def _graphql(port: int, query: str) -> dict:
 
 UI_QUERY = """
 {
-  instance { daemonHealth { allDaemonStatuses { daemonType healthy required } } }
+  instance {
+    daemonHealth { allDaemonStatuses { daemonType healthy required } }
+    concurrencyLimits { concurrencyKey slotCount }
+  }
   repositoriesOrError {
     ... on RepositoryConnection {
       nodes {
@@ -302,6 +319,7 @@ def test_planexe_ui_serves_dagster_on_loopback(sqlite_url, isolated_home, no_dag
         "plan_run_failure_sensor": "RUNNING",
         "plan_run_canceled_sensor": "RUNNING",
         "plan_run_success_sensor": "RUNNING",
+        "plan_refresh_sensor": "RUNNING",
     }
     [schedule] = repo["schedules"]
     assert schedule == {
@@ -317,6 +335,8 @@ def test_planexe_ui_serves_dagster_on_loopback(sqlite_url, isolated_home, no_dag
     assert daemons.get("SENSOR") and daemons.get("SCHEDULER") and daemons.get("QUEUED_RUN_COORDINATOR"), (
         daemons
     )
+    # Deployment > Concurrency lists the llm pool with the local default limit before any run.
+    assert data["instance"]["concurrencyLimits"] == [{"concurrencyKey": "llm", "slotCount": 8}]
 
 
 def _outward_address() -> str | None:

@@ -200,6 +200,26 @@ class ModelEntry:
     def resolved_model(self) -> str:
         return self._expand(self.model)
 
+    def endpoint(self) -> str:
+        """``model NAME at HOST[:PORT]`` for messages: the base URL's host only (no user info, path or
+        query, so never a key); an unset variable is shown by its name."""
+        if self.is_offline:
+            return "the offline provider"
+        try:
+            model = self.resolved_model()
+        except MissingEnvironmentVariable:
+            model = self.model
+        try:
+            url = self.resolved_base_url()
+        except MissingEnvironmentVariable:
+            url = None
+        if url:
+            parts = urlsplit(url)
+            host = (parts.hostname or "?") + (f":{parts.port}" if parts.port else "")
+        else:
+            host = self.base_url or "the provider's default URL"
+        return f"model {model} at {host}"
+
     def resolved_headers(self) -> dict[str, str]:
         return {k: self._expand(v) for k, v in self.extra_headers.items()}
 

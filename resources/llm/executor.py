@@ -327,8 +327,9 @@ class _Call:
                 label=self.label,
             )
             return value, text, usage
+        endpoints = {entry.id: entry.endpoint() for entry in self.ex.models}
         tried = "; ".join(
-            f"{o.model_id} ({o.attempts} attempt{'s' if o.attempts != 1 else ''}, last error "
+            f"{o.model_id} ({endpoints[o.model_id]}; {o.attempts} attempt{'s' if o.attempts != 1 else ''}, last error "
             f"{o.last.code}: {_shorten(o.last.message, 300)})"
             for o in outcomes
         )
@@ -532,8 +533,8 @@ class _Call:
 
     def _log(self, entry: ModelEntry, model_attempt: int, failure: Failure, then: str) -> None:
         log.warning(
-            "%s: model %r attempt %d failed (%s): %s; %s",
-            self.where, entry.id, model_attempt, failure.code, _shorten(failure.message, 300), then,
+            "%s: model %r (%s) attempt %d failed (%s): %s; %s",
+            self.where, entry.id, entry.endpoint(), model_attempt, failure.code, _shorten(failure.message, 300), then,
         )
 
 

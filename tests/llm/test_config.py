@@ -240,3 +240,28 @@ def test_repr_never_shows_a_literal_key(monkeypatch):
         assert CANARY_KEY not in text and "hunter2" not in text
     assert "api_key='***'" in repr(literal)
     assert "${SOME_KEY}" in repr(ref)
+
+
+def test_endpoint_names_model_and_host_never_credentials(monkeypatch):
+    document = {
+        "proxy": {
+            "class": "OpenAILike",
+            "arguments": {
+                "model": "${PLANEXE_TEST_MODEL}",
+                "base_url": "https://user:s3cret@llm.example.org:8443/v1?key=abc",
+                "api_key": "${PLANEXE_TEST_KEY}",
+            },
+        },
+        "router": {"class": "OpenRouter", "arguments": {"model": "google/gemma-3-4b-it"}},
+        "unset": {"class": "OpenAILike", "arguments": {"model": "m", "base_url": "${PLANEXE_TEST_URL}", "api_key": "x"}},
+        "offline": {"class": "Offline", "arguments": {}},
+    }
+    config = parse_llm_config(json.dumps(document))
+    monkeypatch.setenv("PLANEXE_TEST_MODEL", "llama-3")
+    monkeypatch.delenv("PLANEXE_TEST_URL", raising=False)
+    endpoint = config["proxy"].endpoint()
+    assert endpoint == "model llama-3 at llm.example.org:8443"
+    assert "s3cret" not in endpoint and "user" not in endpoint and "key" not in endpoint
+    assert config["router"].endpoint() == "model google/gemma-3-4b-it at openrouter.ai"
+    assert config["unset"].endpoint() == "model m at ${PLANEXE_TEST_URL}"
+    assert config["offline"].endpoint() == "the offline provider"

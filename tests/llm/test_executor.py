@@ -356,9 +356,11 @@ def test_all_models_failing_raises_step_error_naming_each(stub, canary_env):
 
     message = str(caught.value)
     assert "make_assumptions" in message and "'assumptions'" in message and "plan_9" in message
-    assert "alpha (1 attempt, last error http_401: HTTP 401: bad key)" in message
-    assert "beta (2 attempts, last error http_503: HTTP 503: overloaded)" in message
-    assert "gamma (2 attempts, last error invalid_json" in message
+    host = stub.base_url.split("//", 1)[1].split("/", 1)[0]  # 127.0.0.1:PORT
+    assert f"alpha (model alpha at {host}; 1 attempt, last error http_401: HTTP 401: bad key)" in message
+    assert f"beta (model beta at {host}; 2 attempts, last error http_503: HTTP 503: overloaded)" in message
+    assert f"gamma (model gamma at {host}; 2 attempts, last error invalid_json" in message
+    assert canary_env not in message
     assert message.index("alpha") < message.index("beta") < message.index("gamma")
     assert caught.value.__cause__ is None and caught.value.__context__ is None
 
