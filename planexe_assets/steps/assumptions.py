@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult, StructuredReply
+from planexe_assets.steps.base import (
+    StepContext,
+    StepError,
+    StepInputs,
+    StepResult,
+    StructuredReply,
+    failure_kind_of_all,
+)
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,
@@ -498,7 +505,10 @@ def run_consolidate_assumptions_markdown(ctx: StepContext, inputs: StepInputs) -
             )
             short_parts.append(f"{heading}\n\n{note}\n\n{original}")
     if len(failed) == len(to_shorten):
-        raise StepError(f"every shortening call failed: {failed}")
+        raise StepError(
+            f"every shortening call failed: {failed}",
+            kind=failure_kind_of_all(o.error for o in outcomes.values() if o.error is not None),
+        )
 
     return StepResult(
         files={
