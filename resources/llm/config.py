@@ -17,6 +17,7 @@ The file is one JSON object keyed by model id::
           "max_retries": 3,                          # transient-error retries of this model (executor)
           "structured_output": "json_schema",        # json_schema (default) | json_object | prompt
           "max_in_flight": 4,                        # client-side limit on concurrent calls, per provider
+          "context_window": 8192,                    # tokens the model holds (prompt + reply); see below
           "extra_headers": {"X-Title": "..."}        # also default_headers, additional_kwargs.extra_headers
         },
         "cost": {"input": 0.10, "output": 0.40}     # optional, USD per million tokens
@@ -24,7 +25,18 @@ The file is one JSON object keyed by model id::
     }
 
 Arguments PlanExe passes to llama-index that mean nothing to an OpenAI-compatible client
-(``is_function_calling_model``, ``is_chat_model``, ``context_window``, ...) are accepted and ignored.
+(``is_function_calling_model``, ``is_chat_model``, ``num_output``, ...) are accepted and ignored.
+
+``context_window`` (optional, the key upstream PlanExe uses) is the model's context length in tokens,
+prompt and reply together, as the server is configured (llama.cpp ``--n_ctx``, Ollama ``num_ctx``,
+LM Studio's context length). With it the executor sizes each request's ``max_tokens`` to what is left
+after the prompt (``executor.py``), fails a call whose prompt alone does not fit as permanent, and
+never asks for more than the window. ``max_tokens``, when also set, stays the upper bound of a reply
+and must be smaller than the window.
+
+Which file: ``load_llm_config(path)``, else ``$PLANEXE_LLM_CONFIG``, else the packaged
+``llm_config.json``. ``PLANEXE_LLM_CONFIG`` may also name a packaged profile: ``local``
+(``resources/llm/local.json``: Ollama, LM Studio and llama.cpp server on their default ports).
 
 Model selection (``resolve_models``):
 
@@ -55,6 +67,10 @@ log = logging.getLogger("planexe.llm")
 
 CONFIG_ENV_VAR = "PLANEXE_LLM_CONFIG"
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("llm_config.json")
+# Packaged configurations selectable by name (PLANEXE_LLM_CONFIG=local).
+PROFILES = {"default": DEFAULT_CONFIG_PATH, "local": Path(__file__).with_name("local.json")}
+# The smallest context window accepted: below it no PlanExe prompt fits.
+MIN_CONTEXT_WINDOW = 512
 
 PROVIDER_CLASSES = ("OpenRouter", "OpenAI", "OpenAILike", "Ollama", "LMStudio", "Offline")
 STRUCTURED_MODES = ("json_schema", "json_object", "prompt")
@@ -74,7 +90,6 @@ _IGNORED_ARGUMENTS = frozenset(
     {
         "is_function_calling_model",
         "is_chat_model",
-        "context_window",
         "num_output",
         "thinking",
         "reasoning_effort",
@@ -101,6 +116,7 @@ _KNOWN_ARGUMENTS = frozenset(
         "max_retries",
         "structured_output",
         "max_in_flight",
+        "context_window",
         "extra_headers",
         "default_headers",
         "additional_kwargs",
@@ -158,6 +174,7 @@ class ModelEntry:
     max_retries: int | None = None
     structured_output: str = "json_schema"
     max_in_flight: int | None = None
+    context_window: int | None = None  # tokens, prompt + reply
     cost: Cost | None = None
     seed: int | None = None
     extra_headers: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -210,6 +227,13 @@ class ModelEntry:
         return _ENV_REF.sub(lambda m: os.environ[m.group(1)], text)
 
     @property
+    def endpoint_key(self) -> str:
+        """What the circuit breaker tracks: the base URL and the model name (one model of one server)."""
+        if self.is_offline:
+            return "offline"
+        return f"{(self.base_url or '').rstrip('/')}#{self.model}"
+
+    @property
     def provider_key(self) -> str:
         """Calls to the same endpoint share one in-flight limit: scheme://host:port of the base URL."""
         if self.is_offline:
@@ -230,7 +254,7 @@ class ModelEntry:
         return (
             f"ModelEntry(id={self.id!r}, class_name={self.class_name!r}, model={self.model!r}, "
             f"priority={self.priority!r}, base_url={safe_url(self.base_url)!r}, api_key={key}, "
-            f"structured_output={self.structured_output!r})"
+            f"structured_output={self.structured_output!r}, context_window={self.context_window!r})"
         )
 
     __str__ = __repr__
@@ -277,10 +301,13 @@ class LLMConfig:
 
 
 def load_llm_config(path: str | os.PathLike[str] | None = None) -> LLMConfig:
-    """Read a config file: ``path``, else ``$PLANEXE_LLM_CONFIG``, else the packaged default."""
+    """Read a config file: ``path``, else ``$PLANEXE_LLM_CONFIG``, else the packaged default.
+
+    A bare name without a directory or suffix (``local``) that is not an existing file names a
+    packaged profile (``PROFILES``)."""
     if path is None:
         path = os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH
-    path = Path(path)
+    path = config_path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -288,6 +315,19 @@ def load_llm_config(path: str | os.PathLike[str] | None = None) -> LLMConfig:
     except OSError as exc:
         raise LLMConfigError(f"LLM config file {path} cannot be read: {exc.strerror}") from None
     return parse_llm_config(text, source=str(path))
+
+
+def config_path(value: str | os.PathLike[str]) -> Path:
+    """The file a config reference names: a path, or the name of a packaged profile."""
+    path = Path(value)
+    if path.exists() or len(path.parts) != 1 or path.suffix:
+        return path
+    if path.name in PROFILES:
+        return PROFILES[path.name]
+    raise LLMConfigError(
+        f"LLM config {str(value)!r} is neither a file nor a packaged profile; profiles: "
+        f"{', '.join(PROFILES)} (or give a path to a JSON file)"
+    )
 
 
 def parse_llm_config(text: str, source: str = "<string>") -> LLMConfig:
@@ -432,6 +472,22 @@ def _parse_entry(model_id: str, raw: Any, problems: list[str]) -> ModelEntry | N
     max_tokens = int_arg("max_tokens", 1)
     max_retries = int_arg("max_retries", 0)
     max_in_flight = int_arg("max_in_flight", 1)
+    context_window = None
+    if "context_window" in args:
+        value = args["context_window"]
+        if not _is_int(value) or value < MIN_CONTEXT_WINDOW:
+            problems.append(
+                f"{where}: argument 'context_window' must be the model's context length in tokens, an "
+                f"integer >= {MIN_CONTEXT_WINDOW}, got {value!r}"
+            )
+        else:
+            context_window = value
+            if max_tokens is not None and max_tokens >= context_window:
+                problems.append(
+                    f"{where}: 'max_tokens' ({max_tokens}) must be smaller than 'context_window' "
+                    f"({context_window}), which holds the prompt as well as the reply; lower max_tokens "
+                    f"or leave it out (the reply then gets what the prompt leaves)"
+                )
     seed = None
     if "seed" in args:
         seed = args["seed"] if _is_int(args["seed"]) else None
@@ -489,6 +545,7 @@ def _parse_entry(model_id: str, raw: Any, problems: list[str]) -> ModelEntry | N
         max_retries=max_retries,
         structured_output=mode,
         max_in_flight=max_in_flight,
+        context_window=context_window,
         cost=cost,
         seed=seed,
         extra_headers=headers,
