@@ -24,6 +24,7 @@ from dagster import (
     asset,
 )
 
+from planexe_assets.failure_policy import retry_decision
 from planexe_assets.partitions import plans_partitions
 from planexe_assets.redline import GATE_PRIORITY, GATE_STEP, RedlineGateClosed
 from planexe_assets.runner import StepRunner, pipeline_steps
@@ -78,6 +79,8 @@ def _asset_for(step: Step) -> AssetsDefinition:
             raise Failure(description=f"{step.name}: stopped: {exc}", allow_retries=False) from exc
         except RedlineGateClosed as exc:  # refused, or not allowed yet: retrying cannot change that
             raise Failure(description=f"{step.name}: {exc}", allow_retries=False) from exc
+        except Exception as exc:  # classified: permanent never retried, content at most N times
+            raise classified_failure(step.name, exc, context.retry_number) from exc
         metadata = {
             "llm_calls": execution.llm_calls,
             "input_tokens": execution.input_tokens,
@@ -96,6 +99,17 @@ def _asset_for(step: Step) -> AssetsDefinition:
         return Output(execution.result, metadata=metadata)
 
     return _step_asset
+
+
+def classified_failure(step_name: str, exc: BaseException, retry_number: int) -> Failure:
+    """The step's error as a ``Failure`` carrying its ``FailureKind``; ``allow_retries`` says whether
+    the asset's retry policy may run the step again (``failure_policy.py``)."""
+    decision = retry_decision(exc, retry_number)
+    return Failure(
+        description=f"{step_name}: {type(exc).__name__}: {exc}",
+        metadata=decision.metadata(exc, retry_number),
+        allow_retries=decision.allow_retries,
+    )
 
 
 def _stop_flag(run_id: str):

@@ -212,11 +212,12 @@ def close_orphan_attempts(db, plan_id: str, end: RunEnd) -> int:
 
 def recompute_plan_metrics(db, plan_id: str) -> tuple[int, int, float]:
     """Set the plan's usage totals from its finished ``llm_interactions`` rows (one call per attempt,
-    as the LLM executor counts them); returns (calls, tokens, cost in USD)."""
+    as the LLM executor counts them; ``skipped`` rows record calls that were never sent and do not
+    count); returns (calls, tokens, cost in USD)."""
     with db.read_session() as s:
         rows = s.execute(
             select(LLMInteraction.total_tokens, LLMInteraction.response_metadata).where(
-                LLMInteraction.plan_id == plan_id, LLMInteraction.status != "pending"
+                LLMInteraction.plan_id == plan_id, LLMInteraction.status.not_in(("pending", "skipped"))
             )
         ).all()
     calls = len(rows)
