@@ -186,7 +186,9 @@ def test_fast_plan_against_a_real_local_model(llama_server, tmp_path, monkeypatc
                         "model": "gemma3-270m",
                         "base_url": llama_server,
                         "temperature": 0.3,
-                        "timeout": 300.0,
+                        # llama-cpp-python keeps generating for a client that gave up, so a timeout
+                        # only queues the retry behind it: generous, and max_tokens keeps calls short.
+                        "timeout": 600.0,
                         "max_tokens": MAX_TOKENS,
                         "max_retries": 1,
                         "structured_output": "json_schema",  # the server answers 500: downgraded

@@ -12,6 +12,7 @@ The file is one JSON object keyed by model id::
           "api_key": "${OPENROUTER_API_KEY}",        # ${VAR} is read from the environment at call time
           "base_url": "...",                         # or "api_base"; each class has a sensible default
           "temperature": 0.1,
+          "top_p": 0.9, "frequency_penalty": 0.3, "presence_penalty": 0.0,   # optional sampling settings
           "timeout": 60.0,                           # or "request_timeout"
           "max_tokens": 8192,
           "max_retries": 3,                          # transient-error retries of this model (executor)
@@ -110,6 +111,9 @@ _KNOWN_ARGUMENTS = frozenset(
         "base_url",
         "api_base",
         "temperature",
+        "top_p",
+        "frequency_penalty",
+        "presence_penalty",
         "timeout",
         "request_timeout",
         "max_tokens",
@@ -169,6 +173,9 @@ class ModelEntry:
     priority: int | None = None
     base_url: str | None = None
     temperature: float | None = None
+    top_p: float | None = None
+    frequency_penalty: float | None = None  # -2..2; a positive value discourages repeating tokens
+    presence_penalty: float | None = None
     timeout: float = _DEFAULT_TIMEOUT
     max_tokens: int | None = None
     max_retries: int | None = None
@@ -468,6 +475,16 @@ def _parse_entry(model_id: str, raw: Any, problems: list[str]) -> ModelEntry | N
         base_url = base_url.rstrip("/") + "/v1"
 
     temperature = number_arg("temperature")
+    top_p = number_arg("top_p", positive=True)
+    if top_p is not None and top_p > 1:
+        problems.append(f"{where}: argument 'top_p' must be in (0, 1], got {args['top_p']!r}")
+    penalties: dict[str, float | None] = {}
+    for name in ("frequency_penalty", "presence_penalty"):
+        value = args.get(name)
+        if value is not None and (not _is_number(value) or not -2 <= value <= 2):
+            problems.append(f"{where}: argument {name!r} must be a number from -2 to 2, got {value!r}")
+            value = None
+        penalties[name] = None if value is None else float(value)
     timeout = number_arg("timeout", "request_timeout", positive=True)
     max_tokens = int_arg("max_tokens", 1)
     max_retries = int_arg("max_retries", 0)
@@ -540,6 +557,9 @@ def _parse_entry(model_id: str, raw: Any, problems: list[str]) -> ModelEntry | N
         priority=priority,
         base_url=base_url,
         temperature=temperature,
+        top_p=top_p,
+        frequency_penalty=penalties["frequency_penalty"],
+        presence_penalty=penalties["presence_penalty"],
         timeout=timeout if timeout is not None else _DEFAULT_TIMEOUT,
         max_tokens=max_tokens,
         max_retries=max_retries,

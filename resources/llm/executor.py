@@ -492,11 +492,12 @@ class _Call:
                     if room is not None:
                         grown = min(grown, room)
                     if grown <= current:
-                        failure = replace(
-                            failure,
-                            message=f"{failure.message}; max_tokens={current} is already all that the "
-                            f"context window of {self.ex.context_window(entry)} tokens leaves after the prompt",
+                        limit = (
+                            f"all that the context window of {self.ex.context_window(entry)} tokens leaves after the prompt"
+                            if room is not None and room <= current
+                            else f"the largest allowed ({policy.max_tokens_cap})"
                         )
+                        failure = replace(failure, message=f"{failure.message}; max_tokens={current} is already {limit}")
                         self._log(entry, model_attempts, failure, "giving up on this model")
                         return _ModelOutcome(entry.id, model_attempts, failure)
                     repaired = failure.code

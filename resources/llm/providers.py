@@ -142,8 +142,10 @@ class OpenAICompatibleProvider:
 
     def complete(self, request: ProviderRequest) -> ProviderReply:
         kwargs: dict[str, Any] = {"model": self.entry.resolved_model(), "messages": list(request.messages)}
-        if self.entry.temperature is not None:
-            kwargs["temperature"] = self.entry.temperature
+        for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
+            value = getattr(self.entry, name)
+            if value is not None:
+                kwargs[name] = value
         if request.max_tokens is not None:
             kwargs["max_tokens"] = request.max_tokens
         if self.entry.seed is not None:

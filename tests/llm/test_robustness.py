@@ -210,6 +210,17 @@ def test_context_errors_are_read_from_what_servers_say(status, message, window, 
 # -- loops (item 3) ------------------------------------------------------------------------------
 
 
+def test_sampling_settings_against_loops_reach_the_server(stub, canary_env):
+    stub.script("local", Reply(VALID))
+    executor = stub_executor(stub, {"local": {"frequency_penalty": 0.5, "presence_penalty": -0.25, "top_p": 0.9}})
+    executor.for_step("p", "s").structured(SHORT, Purpose)
+    body = stub.seen("local")[0].body
+    assert (body["frequency_penalty"], body["presence_penalty"], body["top_p"]) == (0.5, -0.25, 0.9)
+    stub.script("plain", Reply(VALID))
+    stub_executor(stub, {"plain": {}}).for_step("p", "s").structured(SHORT, Purpose)
+    assert not {"frequency_penalty", "presence_penalty", "top_p"} & set(stub.seen("plain")[0].body)
+
+
 def test_a_reply_that_loops_to_max_tokens_is_a_content_failure_sent_once(stub, canary_env):
     loop = '{"purpose": "business", "topic": "' + "the bakery sells bread and " * 60
     stub.script("local", then=Reply(loop, finish_reason="length"))
