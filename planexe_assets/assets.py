@@ -35,6 +35,7 @@ from dagster import (
 )
 
 from planexe_assets import asset_metadata
+from planexe_assets.failure_policy import retry_decision
 from planexe_assets.partitions import plans_partitions
 from planexe_assets.redline import GATE_PRIORITY, GATE_STEP, RedlineGateClosed
 from planexe_assets.runner import StepExecution, StepRunner, pipeline_steps
@@ -91,12 +92,13 @@ def _asset_for(step: Step, version: StepVersion) -> AssetsDefinition:
         enabled = retries_enabled(context.run.run_config)
 
         def will_retry(exc: BaseException) -> bool:
-            return dagster_will_retry(_raised_for(step, exc), context.retry_number, retry_policy, enabled)
+            raised = _raised_for(step, exc, context.retry_number)
+            return dagster_will_retry(raised, context.retry_number, retry_policy, enabled)
 
         try:
             execution = runner.execute(plan_id, step.name, run_id=context.run.run_id, will_retry=will_retry)
         except Exception as exc:
-            raised = _raised_for(step, exc)
+            raised = _raised_for(step, exc, context.retry_number)
             if raised is exc:
                 raise
             raise raised from exc
@@ -110,14 +112,29 @@ def _asset_for(step: Step, version: StepVersion) -> AssetsDefinition:
     return _step_asset
 
 
-def _raised_for(step: Step, exc: BaseException) -> BaseException:
-    """What the asset raises for an error of its step: the error itself (Dagster's retry policy
-    applies), or a ``Failure`` that no retry policy applies to."""
+def _raised_for(step: Step, exc: BaseException, retry_number: int) -> BaseException:
+    """What the asset raises for an error of its step in attempt ``retry_number``: a ``Failure``
+    whose ``allow_retries`` says whether Dagster's retry policy may run the step again. A stop or a
+    closed redline gate is final; any other error is classified by ``failure_policy`` (permanent:
+    never retried; content: at most ``PLANEXE_LLM_STEP_CONTENT_RETRIES`` times; transient: the
+    policy's retries). ``dagster_will_retry`` reads the same object, so the plan row's
+    no-flicker prediction and Dagster's decision agree."""
     if isinstance(exc, PipelineStopRequested):  # a stop is final
         return Failure(description=f"{step.name}: stopped: {exc}", allow_retries=False)
     if isinstance(exc, RedlineGateClosed):  # refused, or not allowed yet: retrying cannot change that
         return Failure(description=f"{step.name}: {exc}", allow_retries=False)
-    return exc
+    return classified_failure(step.name, exc, retry_number)
+
+
+def classified_failure(step_name: str, exc: BaseException, retry_number: int) -> Failure:
+    """The step's error as a ``Failure`` carrying its ``FailureKind``; ``allow_retries`` says whether
+    the asset's retry policy may run the step again (``failure_policy.py``)."""
+    decision = retry_decision(exc, retry_number)
+    return Failure(
+        description=f"{step_name}: {type(exc).__name__}: {exc}",
+        metadata=decision.metadata(exc, retry_number),
+        allow_retries=decision.allow_retries,
+    )
 
 
 def _materialization_metadata(

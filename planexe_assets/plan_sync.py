@@ -24,7 +24,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from planexe_assets.runner import MAX_REASON_CHARS, RUNNING_AGAIN, pipeline_steps, stored_steps
-from resources.models import LLMInteraction, Plan, PlanStatus, utcnow
+from resources.models import NOT_SENT, LLMInteraction, Plan, PlanStatus, utcnow
 
 RUN_SUCCESS = "success"
 RUN_FAILURE = "failure"
@@ -240,11 +240,12 @@ def close_orphan_attempts(db, plan_id: str, end: RunEnd) -> int:
 def recompute_plan_metrics(db, plan_id: str) -> tuple[int, int, float]:
     """Set the plan's usage totals from its finished ``llm_interactions`` rows: ``total_llm_calls``
     counts attempts (as the LLM executor does), ``completed_llm_calls`` the attempts that succeeded;
-    returns (attempts, tokens, cost in USD)."""
+    ``skipped`` rows record calls the circuit breaker never sent and count in neither. Returns
+    (attempts, tokens, cost in USD)."""
     with db.read_session() as s:
         rows = s.execute(
             select(LLMInteraction.status, LLMInteraction.total_tokens, LLMInteraction.response_metadata).where(
-                LLMInteraction.plan_id == plan_id, LLMInteraction.status != "pending"
+                LLMInteraction.plan_id == plan_id, LLMInteraction.status.not_in(("pending", NOT_SENT))
             )
         ).all()
     calls = len(rows)

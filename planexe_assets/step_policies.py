@@ -7,7 +7,9 @@
   This policy is the slower second line for outages that outlast that: the whole step is retried
   with exponential backoff and jitter. ``PLANEXE_LLM_STEP_RETRIES`` (default 2) and
   ``PLANEXE_LLM_STEP_RETRY_DELAY`` (seconds before the first retry, default 30; doubled each time)
-  tune it when the definitions are loaded. A stop request is never retried.
+  tune it when the definitions are loaded. A stop request is never retried, nor is a permanent
+  failure, and a content failure at most ``PLANEXE_LLM_STEP_CONTENT_RETRIES`` times: the asset
+  decides per failure (``failure_policy.py``).
 - No flicker: ``dagster_will_retry`` tells the step runner, before an attempt's failure is recorded,
   whether Dagster will run the step again; only the attempt that ends the step marks the plan failed.
 """

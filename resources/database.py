@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from resources.config import ConfigError, database_url, redact_url
 from resources.models import (
+    NOT_SENT,
     LLMInteraction,
     Plan,
     PlanContent,
@@ -340,7 +341,8 @@ class DatabaseService:
             return list(s.scalars(query.order_by(LLMInteraction.id)))
 
     def usage_by_stage(self, plan_id: str) -> dict[str, dict[str, int]]:
-        """Per stage: attempts, completed and failed attempts, and tokens in/out, for progress displays."""
+        """Per stage: attempts, completed and failed attempts, and tokens in/out, for progress displays.
+        Calls the circuit breaker never sent (status ``skipped``) are not attempts."""
         with self.read_session() as s:
             rows = s.execute(
                 select(
@@ -350,7 +352,7 @@ class DatabaseService:
                     func.coalesce(func.sum(LLMInteraction.input_tokens), 0),
                     func.coalesce(func.sum(LLMInteraction.output_tokens), 0),
                 )
-                .where(LLMInteraction.plan_id == plan_id)
+                .where(LLMInteraction.plan_id == plan_id, LLMInteraction.status != NOT_SENT)
                 .group_by(LLMInteraction.stage, LLMInteraction.status)
             ).all()
         out: dict[str, dict[str, int]] = {}
@@ -365,14 +367,15 @@ class DatabaseService:
 
     def usage_totals(self, plan_id: str, stage: str | None = None, since: datetime | None = None) -> UsageTotals:
         """LLM usage of a plan (or one stage of it, or attempts started at or after ``since``): every
-        attempt, the completed and the failed ones, tokens, and the cost the providers reported."""
+        attempt, the completed and the failed ones, tokens, and the cost the providers reported.
+        Calls the circuit breaker never sent (status ``skipped``) are not attempts."""
         with self.read_session() as s:
             query = select(
                 LLMInteraction.status,
                 LLMInteraction.input_tokens,
                 LLMInteraction.output_tokens,
                 LLMInteraction.response_metadata,
-            ).where(LLMInteraction.plan_id == plan_id)
+            ).where(LLMInteraction.plan_id == plan_id, LLMInteraction.status != NOT_SENT)
             if stage is not None:
                 query = query.where(LLMInteraction.stage == stage)
             if since is not None:

@@ -25,6 +25,11 @@ class Base(DeclarativeBase):
     pass
 
 
+# llm_interactions.status of a call that was never sent (circuit breaker open, prompt over the
+# context window): kept on record, but not an attempt in any count.
+NOT_SENT = "skipped"
+
+
 class PlanStatus:
     PENDING = "pending"
     RUNNING = "running"

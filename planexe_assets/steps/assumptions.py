@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult, StructuredReply
+from planexe_assets.steps.base import (
+    StepContext,
+    StepError,
+    StepInputs,
+    StepResult,
+    StructuredReply,
+    failure_kind_of_all,
+)
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,
@@ -491,7 +498,10 @@ def run_consolidate_assumptions_markdown(ctx: StepContext, inputs: StepInputs) -
             calls.append({"section": section.title, "error": failed[section.title]})
             short_parts.append(f"{heading}\n\n{original}")
     if len(failed) == len(to_shorten):
-        raise StepError(f"every shortening call failed: {failed}")
+        raise StepError(
+            f"every shortening call failed: {failed}",
+            kind=failure_kind_of_all(o.error for o in outcomes.values() if o.error is not None),
+        )
 
     missing_notes = [("Documents missing", [f"{title}: {problem}" for title, problem in missing.items()])]
     short_notes = [

@@ -91,6 +91,22 @@ def failure_kind(exc: BaseException) -> FailureKind:
     return FailureKind.PERMANENT
 
 
+def combined_kind(kinds: Iterable[FailureKind | str]) -> FailureKind:
+    """The kind of a failure made of several (every model of a call, every item of a fan-out): any
+    transient -> transient (waiting may fix it); all permanent -> permanent; else content."""
+    found = [FailureKind(k) for k in kinds]
+    if any(k is FailureKind.TRANSIENT for k in found):
+        return FailureKind.TRANSIENT
+    if found and all(k is FailureKind.PERMANENT for k in found):
+        return FailureKind.PERMANENT
+    return FailureKind.CONTENT
+
+
+def failure_kind_of_all(errors: Iterable[BaseException]) -> FailureKind:
+    """``combined_kind`` of the errors' own kinds (``failure_kind``)."""
+    return combined_kind(failure_kind(e) for e in errors)
+
+
 class PipelineStopRequested(RuntimeError):
     """The run was stopped on purpose; never retried, never wrapped."""
 
@@ -211,19 +227,30 @@ class StepContext:
         """Run ``fn`` over ``items`` on threads; results in input order, one ``Outcome`` each.
 
         A ``PipelineStopRequested`` from any item is re-raised once all started items settle.
+        An item that fails as ``transient`` (its endpoint is down, rate limited or timing out, after
+        the LLM layer's own retries and circuit breaker) fails the whole fan-out: items not started
+        yet are not run, and once the started ones settle a transient ``StepError`` is raised, so
+        the orchestrator retries the step later instead of keeping a result with holes an outage
+        made. Items that fail otherwise (an unusable reply, a permanent error) are returned as
+        failed outcomes for the step to handle, as before.
         """
         items = list(items)
         if not items:
             return []
         outcomes: list[Outcome[R] | None] = [None] * len(items)
         lock = threading.Lock()
+        outage = threading.Event()
 
         def run_one(index: int) -> None:
+            if outage.is_set():
+                return  # an earlier item found the endpoint down: do not start this one
             try:
                 value = fn(items[index])
                 result: Outcome[R] = Outcome(index=index, value=value)
             except BaseException as exc:  # noqa: BLE001 - reported per item
                 result = Outcome(index=index, error=exc)
+                if failure_kind(exc) is FailureKind.TRANSIENT and not isinstance(exc, PipelineStopRequested):
+                    outage.set()
             with lock:
                 outcomes[index] = result
 
@@ -234,6 +261,15 @@ class StepContext:
         for o in done:
             if isinstance(o.error, PipelineStopRequested):
                 raise o.error
+        if outage.is_set():
+            transient = [o for o in done if o.error is not None and failure_kind(o.error) is FailureKind.TRANSIENT]
+            succeeded = sum(1 for o in done if o.ok)
+            raise StepError(
+                f"{self.step.name}: {len(transient)} of {len(items)} items failed transiently, "
+                f"{len(items) - len(done)} not started, {succeeded} succeeded; the step is to be retried "
+                f"as a whole. First error: {transient[0].error}",
+                kind=FailureKind.TRANSIENT,
+            ) from transient[0].error
         return done
 
 

@@ -19,7 +19,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult
+from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult, failure_kind_of_all
 from planexe_assets.steps.common import bundle, describe_error, dump_json, md_bullets, messages, raw_record
 from planexe_assets.steps.doc_notes import log_notes, notes_markdown
 from planexe_assets.steps.purpose import loose_enum
@@ -289,7 +289,10 @@ def run_premise_attack(ctx: StepContext, inputs: StepInputs) -> StepResult:
         log_notes(ctx.logger, "premise_attack", premise_attack_notes(results))
     if len(failed) == len(results):
         details = "; ".join(f"{r.lens.name}: {r.error}" for r in failed)
-        raise StepError(f"premise_attack: every lens failed on every model ({details})")
+        raise StepError(
+            f"premise_attack: every lens failed on every model ({details})",
+            kind=failure_kind_of_all(o.error for o in outcomes if o.error is not None),
+        )
 
     raw = {
         "response_list": [

@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult
+from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult, failure_kind_of_all
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,
@@ -557,7 +557,10 @@ def _run_draft(ctx: StepContext, inputs: StepInputs, kind: _Kind, filter_key: st
 
     if to_draft and len(failures) == len(to_draft):
         details = "; ".join(f"#{f['position']}: {f['error']}" for f in failures)
-        raise StepError(f"{step.name}: every document draft failed ({details})")
+        raise StepError(
+            f"{step.name}: every document draft failed ({details})",
+            kind=failure_kind_of_all(o.error for o in outcomes if o.error is not None),
+        )
 
     return StepResult(
         files={step.outputs[""]: dump_json(consolidated)},

@@ -23,7 +23,14 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult, StructuredReply
+from planexe_assets.steps.base import (
+    StepContext,
+    StepError,
+    StepInputs,
+    StepResult,
+    StructuredReply,
+    failure_kind_of_all,
+)
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,
@@ -318,7 +325,10 @@ def run_estimate_task_durations(ctx: StepContext, inputs: StepInputs) -> StepRes
         side_files[side_filename(template, index)] = dump_json(record)
     if len(failed) == len(jobs):
         errors = "; ".join(f"chunk {f['chunk']}: {f['error']}" for f in failed)
-        raise StepError(f"every task-duration chunk failed: {errors}")
+        raise StepError(
+            f"every task-duration chunk failed: {errors}",
+            kind=failure_kind_of_all(o.error for o in outcomes if o.error is not None),
+        )
     log_notes(ctx.logger, "estimate_task_durations", issues)
 
     skipped = [task_id for chunk in chunks[len(selected) :] for task_id in chunk]

@@ -24,7 +24,14 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from planexe_assets.steps import register
-from planexe_assets.steps.base import ChatMessage, StepContext, StepError, StepInputs, StepResult
+from planexe_assets.steps.base import (
+    ChatMessage,
+    StepContext,
+    StepError,
+    StepInputs,
+    StepResult,
+    failure_kind_of_all,
+)
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,
@@ -230,7 +237,10 @@ def run_expert_review(ctx: StepContext, inputs: StepInputs) -> StepResult:
     failed = [r for r in results if r.error is not None]
     if results and len(failed) == len(results):
         details = "; ".join(f"{r.expert['title']}: {r.error}" for r in failed)
-        raise StepError(f"every expert consultation failed ({details})")
+        raise StepError(
+            f"every expert consultation failed ({details})",
+            kind=failure_kind_of_all(o.error for o in outcomes if o.error is not None),
+        )
 
     log_notes(ctx.logger, "expert_review", expert_review_notes(results, finder_error))
     markdown = render_expert_review(experts, results, rounds=rounds, finder_error=finder_error)

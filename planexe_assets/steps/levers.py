@@ -30,7 +30,14 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 from planexe_assets.steps import register
-from planexe_assets.steps.base import ChatMessage, StepContext, StepError, StepInputs, StepResult
+from planexe_assets.steps.base import (
+    ChatMessage,
+    StepContext,
+    StepError,
+    StepInputs,
+    StepResult,
+    failure_kind_of_all,
+)
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,
@@ -478,7 +485,10 @@ def run_enrich_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
             batch_outcomes.append(BatchOutcome(levers=batch, error=describe_error(outcome.error)))
     if all(b.characterizations is None for b in batch_outcomes):
         details = "; ".join(f"batch {n}: {b.error}" for n, b in enumerate(batch_outcomes, start=1))
-        raise StepError(f"enrich_levers: every batch failed ({details})")
+        raise StepError(
+            f"enrich_levers: every batch failed ({details})",
+            kind=failure_kind_of_all(o.error for o in outcomes if o.error is not None),
+        )
 
     merged = merge_characterizations(batch_outcomes)
     raw = {

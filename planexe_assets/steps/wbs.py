@@ -23,7 +23,14 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, Field, StringConstraints, ValidationError, field_validator
 
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult, StructuredReply
+from planexe_assets.steps.base import (
+    StepContext,
+    StepError,
+    StepInputs,
+    StepResult,
+    StructuredReply,
+    failure_kind_of_all,
+)
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,
@@ -342,7 +349,10 @@ def run_wbs_level3(ctx: StepContext, inputs: StepInputs) -> StepResult:
         )
     if len(failed) == len(jobs):
         errors = "; ".join(f"{f['description']}: {f['error']}" for f in failed)
-        raise StepError(f"every level-3 decomposition failed: {errors}")
+        raise StepError(
+            f"every level-3 decomposition failed: {errors}",
+            kind=failure_kind_of_all(o.error for o in outcomes if o.error is not None),
+        )
     return StepResult(
         files={ctx.step.outputs[""]: dump_json(items)},
         side_files=side_files,

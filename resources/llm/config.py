@@ -12,11 +12,13 @@ The file is one JSON object keyed by model id::
           "api_key": "${OPENROUTER_API_KEY}",        # ${VAR} is read from the environment at call time
           "base_url": "...",                         # or "api_base"; each class has a sensible default
           "temperature": 0.1,
+          "top_p": 0.9, "frequency_penalty": 0.3, "presence_penalty": 0.0,   # optional sampling settings
           "timeout": 60.0,                           # or "request_timeout"
           "max_tokens": 8192,
           "max_retries": 3,                          # transient-error retries of this model (executor)
           "structured_output": "json_schema",        # json_schema (default) | json_object | prompt
           "max_in_flight": 4,                        # client-side limit on concurrent calls, per provider
+          "context_window": 8192,                    # tokens the model holds (prompt + reply); see below
           "extra_headers": {"X-Title": "..."}        # also default_headers, additional_kwargs.extra_headers
         },
         "cost": {"input": 0.10, "output": 0.40}     # optional, USD per million tokens
@@ -24,7 +26,18 @@ The file is one JSON object keyed by model id::
     }
 
 Arguments PlanExe passes to llama-index that mean nothing to an OpenAI-compatible client
-(``is_function_calling_model``, ``is_chat_model``, ``context_window``, ...) are accepted and ignored.
+(``is_function_calling_model``, ``is_chat_model``, ``num_output``, ...) are accepted and ignored.
+
+``context_window`` (optional, the key upstream PlanExe uses) is the model's context length in tokens,
+prompt and reply together, as the server is configured (llama.cpp ``--n_ctx``, Ollama ``num_ctx``,
+LM Studio's context length). With it the executor sizes each request's ``max_tokens`` to what is left
+after the prompt (``executor.py``), fails a call whose prompt alone does not fit as permanent, and
+never asks for more than the window. ``max_tokens``, when also set, stays the upper bound of a reply
+and must be smaller than the window.
+
+Which file: ``load_llm_config(path)``, else ``$PLANEXE_LLM_CONFIG``, else the packaged
+``llm_config.json``. ``PLANEXE_LLM_CONFIG`` may also name a packaged profile: ``local``
+(``resources/llm/local.json``: Ollama, LM Studio and llama.cpp server on their default ports).
 
 Model selection (``resolve_models``):
 
@@ -55,6 +68,10 @@ log = logging.getLogger("planexe.llm")
 
 CONFIG_ENV_VAR = "PLANEXE_LLM_CONFIG"
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("llm_config.json")
+# Packaged configurations selectable by name (PLANEXE_LLM_CONFIG=local).
+PROFILES = {"default": DEFAULT_CONFIG_PATH, "local": Path(__file__).with_name("local.json")}
+# The smallest context window accepted: below it no PlanExe prompt fits.
+MIN_CONTEXT_WINDOW = 512
 
 PROVIDER_CLASSES = ("OpenRouter", "OpenAI", "OpenAILike", "Ollama", "LMStudio", "Offline")
 STRUCTURED_MODES = ("json_schema", "json_object", "prompt")
@@ -74,7 +91,6 @@ _IGNORED_ARGUMENTS = frozenset(
     {
         "is_function_calling_model",
         "is_chat_model",
-        "context_window",
         "num_output",
         "thinking",
         "reasoning_effort",
@@ -95,12 +111,16 @@ _KNOWN_ARGUMENTS = frozenset(
         "base_url",
         "api_base",
         "temperature",
+        "top_p",
+        "frequency_penalty",
+        "presence_penalty",
         "timeout",
         "request_timeout",
         "max_tokens",
         "max_retries",
         "structured_output",
         "max_in_flight",
+        "context_window",
         "extra_headers",
         "default_headers",
         "additional_kwargs",
@@ -153,11 +173,15 @@ class ModelEntry:
     priority: int | None = None
     base_url: str | None = None
     temperature: float | None = None
+    top_p: float | None = None
+    frequency_penalty: float | None = None  # -2..2; a positive value discourages repeating tokens
+    presence_penalty: float | None = None
     timeout: float = _DEFAULT_TIMEOUT
     max_tokens: int | None = None
     max_retries: int | None = None
     structured_output: str = "json_schema"
     max_in_flight: int | None = None
+    context_window: int | None = None  # tokens, prompt + reply
     cost: Cost | None = None
     seed: int | None = None
     extra_headers: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -230,6 +254,13 @@ class ModelEntry:
         return _ENV_REF.sub(lambda m: os.environ[m.group(1)], text)
 
     @property
+    def endpoint_key(self) -> str:
+        """What the circuit breaker tracks: the base URL and the model name (one model of one server)."""
+        if self.is_offline:
+            return "offline"
+        return f"{(self.base_url or '').rstrip('/')}#{self.model}"
+
+    @property
     def provider_key(self) -> str:
         """Calls to the same endpoint share one in-flight limit: scheme://host:port of the base URL."""
         if self.is_offline:
@@ -250,7 +281,7 @@ class ModelEntry:
         return (
             f"ModelEntry(id={self.id!r}, class_name={self.class_name!r}, model={self.model!r}, "
             f"priority={self.priority!r}, base_url={safe_url(self.base_url)!r}, api_key={key}, "
-            f"structured_output={self.structured_output!r})"
+            f"structured_output={self.structured_output!r}, context_window={self.context_window!r})"
         )
 
     __str__ = __repr__
@@ -297,10 +328,13 @@ class LLMConfig:
 
 
 def load_llm_config(path: str | os.PathLike[str] | None = None) -> LLMConfig:
-    """Read a config file: ``path``, else ``$PLANEXE_LLM_CONFIG``, else the packaged default."""
+    """Read a config file: ``path``, else ``$PLANEXE_LLM_CONFIG``, else the packaged default.
+
+    A bare name without a directory or suffix (``local``) that is not an existing file names a
+    packaged profile (``PROFILES``)."""
     if path is None:
         path = os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH
-    path = Path(path)
+    path = config_path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -308,6 +342,19 @@ def load_llm_config(path: str | os.PathLike[str] | None = None) -> LLMConfig:
     except OSError as exc:
         raise LLMConfigError(f"LLM config file {path} cannot be read: {exc.strerror}") from None
     return parse_llm_config(text, source=str(path))
+
+
+def config_path(value: str | os.PathLike[str]) -> Path:
+    """The file a config reference names: a path, or the name of a packaged profile."""
+    path = Path(value)
+    if path.exists() or len(path.parts) != 1 or path.suffix:
+        return path
+    if path.name in PROFILES:
+        return PROFILES[path.name]
+    raise LLMConfigError(
+        f"LLM config {str(value)!r} is neither a file nor a packaged profile; profiles: "
+        f"{', '.join(PROFILES)} (or give a path to a JSON file)"
+    )
 
 
 def parse_llm_config(text: str, source: str = "<string>") -> LLMConfig:
@@ -448,10 +495,36 @@ def _parse_entry(model_id: str, raw: Any, problems: list[str]) -> ModelEntry | N
         base_url = base_url.rstrip("/") + "/v1"
 
     temperature = number_arg("temperature")
+    top_p = number_arg("top_p", positive=True)
+    if top_p is not None and top_p > 1:
+        problems.append(f"{where}: argument 'top_p' must be in (0, 1], got {args['top_p']!r}")
+    penalties: dict[str, float | None] = {}
+    for name in ("frequency_penalty", "presence_penalty"):
+        value = args.get(name)
+        if value is not None and (not _is_number(value) or not -2 <= value <= 2):
+            problems.append(f"{where}: argument {name!r} must be a number from -2 to 2, got {value!r}")
+            value = None
+        penalties[name] = None if value is None else float(value)
     timeout = number_arg("timeout", "request_timeout", positive=True)
     max_tokens = int_arg("max_tokens", 1)
     max_retries = int_arg("max_retries", 0)
     max_in_flight = int_arg("max_in_flight", 1)
+    context_window = None
+    if "context_window" in args:
+        value = args["context_window"]
+        if not _is_int(value) or value < MIN_CONTEXT_WINDOW:
+            problems.append(
+                f"{where}: argument 'context_window' must be the model's context length in tokens, an "
+                f"integer >= {MIN_CONTEXT_WINDOW}, got {value!r}"
+            )
+        else:
+            context_window = value
+            if max_tokens is not None and max_tokens >= context_window:
+                problems.append(
+                    f"{where}: 'max_tokens' ({max_tokens}) must be smaller than 'context_window' "
+                    f"({context_window}), which holds the prompt as well as the reply; lower max_tokens "
+                    f"or leave it out (the reply then gets what the prompt leaves)"
+                )
     seed = None
     if "seed" in args:
         seed = args["seed"] if _is_int(args["seed"]) else None
@@ -504,11 +577,15 @@ def _parse_entry(model_id: str, raw: Any, problems: list[str]) -> ModelEntry | N
         priority=priority,
         base_url=base_url,
         temperature=temperature,
+        top_p=top_p,
+        frequency_penalty=penalties["frequency_penalty"],
+        presence_penalty=penalties["presence_penalty"],
         timeout=timeout if timeout is not None else _DEFAULT_TIMEOUT,
         max_tokens=max_tokens,
         max_retries=max_retries,
         structured_output=mode,
         max_in_flight=max_in_flight,
+        context_window=context_window,
         cost=cost,
         seed=seed,
         extra_headers=headers,

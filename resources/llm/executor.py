@@ -2,14 +2,35 @@
 
 One logical call (``StepLLM.structured`` or ``StepLLM.text``) walks the models in order. For each:
 
+- the model's circuit breaker (``breaker.py``, one per base URL + model) is asked first: a model
+  that failed ``RetryPolicy.breaker_failures`` times in a row with connection or server errors is
+  not sent anything during its cool-down; the call is recorded as ``skipped`` (error code
+  ``circuit_open``) and the next model is tried;
+- with a ``context_window`` (from the config, or learned from the server, see below),
+  ``max_tokens`` is what the window leaves after the prompt (``budget.py`` estimates the prompt
+  without a tokenizer and corrects itself from the server's reported usage), capped by the model's
+  own ``max_tokens``. A prompt that leaves less than ``RetryPolicy.min_reply_tokens`` fails at once
+  as permanent (recorded ``skipped``, error code ``context_window``), naming the model, the window
+  and the estimated prompt size;
 - transient errors (429, 408, 409, 5xx, timeouts, connection errors, replies without choices) are
   retried with exponential backoff plus jitter, waiting at least the server's ``Retry-After``; after
-  the model's retry budget (its ``max_retries``, else ``RetryPolicy.transient_retries``), or when
-  ``Retry-After`` asks for longer than ``RetryPolicy.max_retry_after``, the next model is tried;
-- permanent errors (400, 401, 403, 404, 422, a missing key variable) go straight to the next model;
-- an unusable reply (not JSON, fails validation, empty, or cut off with ``finish_reason == "length"``)
-  is repaired once: the model sees its reply and the error and tries again, or, when it was cut off,
-  the same request is sent with a larger ``max_tokens``; a second unusable reply moves on;
+  the model's retry budget (its ``max_retries``, else ``RetryPolicy.transient_retries``), when
+  ``Retry-After`` asks for longer than ``RetryPolicy.max_retry_after``, or once the model's breaker
+  has opened, the next model is tried;
+- permanent errors (400, 401, 403, 404, 422, a missing key variable) go straight to the next model.
+  A refusal naming the context length (HTTP 400 "maximum context length is N tokens ...") is
+  permanent too, except once: when the server's figures show that the prompt fits and only
+  ``max_tokens`` was too large, the request is sent again with what the window leaves;
+- an unusable reply (not JSON, fails validation, empty) is repaired once: the model sees its reply
+  and the error and tries again; a second unusable reply moves on. JSON is read leniently: code
+  fences and prose around the object are dropped and raw control characters (newlines) inside
+  strings are accepted; the schema is always enforced;
+- a reply cut off at ``max_tokens`` (``finish_reason == "length"``) is sent again once with a larger
+  ``max_tokens``, never past the context window; it moves on at once when that cannot help: the
+  reply repeats itself (the model loops), the budget already is all the window leaves, or the server
+  stopped the reply before ``max_tokens`` because its own window was full (llama.cpp shrinks
+  ``max_tokens`` silently). In that last case, and from a context-length refusal naming the window,
+  the window is learned for the life of the executor;
 - a server that rejects the structured-output mode (llama.cpp answers ``json_schema`` with HTTP 500
   "should be 'text' or 'json_object'") is downgraded json_schema -> json_object -> prompt, once per
   model for the life of the executor, with a log line, and the request is sent again at once;
@@ -17,13 +38,22 @@ One logical call (``StepLLM.structured`` or ``StepLLM.text``) walks the models i
   stop is checked before every attempt and during backoff waits.
 
 When every model has failed the call raises ``StepError`` naming the step, every model tried and each
-one's last error. Every attempt is recorded (see ``recording.py``), API keys scrubbed first.
+one's last error, with a ``FailureKind``: ``transient`` if any model's last failure was transient
+(including a model skipped by its breaker), ``permanent`` if every one was permanent, else
+``content``. The orchestrators decide from it whether retrying the step can help.
+
+Recording: every attempt sent to a server is one ``llm_interactions`` row (status ``completed`` or
+``failed``; ``response_metadata.failure_kind`` holds the attempt's ``FailureKind`` and
+``error_code`` the precise cause), API keys scrubbed first. A call that was not sent (breaker open,
+prompt larger than the window) is a row with status ``skipped``: no duration, no tokens, and it is
+not counted in ``plan_metrics.total_llm_calls`` nor in ``CallUsage.attempts``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import re
 import threading
@@ -31,7 +61,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -45,8 +75,11 @@ from planexe_assets.steps.base import (
     StepError,
     StructuredReply,
     TextReply,
+    combined_kind,
 )
-from resources.llm.config import ModelEntry, load_llm_config, resolve_models, safe_url
+from resources.llm.breaker import BreakerBoard, BreakerState
+from resources.llm.budget import TokenEstimator, repeats_itself
+from resources.llm.config import MIN_CONTEXT_WINDOW, ModelEntry, load_llm_config, resolve_models, safe_url
 from resources.llm.providers import (
     Failure,
     Provider,
@@ -56,6 +89,7 @@ from resources.llm.providers import (
     make_provider,
 )
 from resources.llm.recording import InteractionRecorder, NullRecorder
+from resources.models import NOT_SENT
 
 T = TypeVar("T", bound=BaseModel)
 log = logging.getLogger("planexe.llm")
@@ -67,6 +101,28 @@ _MODE_REJECTION_STATUS = frozenset({400, 422, 500, 501})
 _BEARER = re.compile(r"(?i)\bbearer\s+[^\s\"',;]+")
 _SK_KEY = re.compile(r"\bsk-[A-Za-z0-9_\-]{12,}")
 _MAX_ERROR_CHARS = 2000
+BREAKER_FAILURES_ENV = "PLANEXE_LLM_BREAKER_FAILURES"
+BREAKER_COOLDOWN_ENV = "PLANEXE_LLM_BREAKER_COOLDOWN"
+# Attempt outcomes that count as a failure of the endpoint for its breaker (see breaker.py).
+_BREAKER_CODES = frozenset({"connection_error", "no_choices", "bad_response"})
+PER_REQUEST_MARGIN = 16  # tokens kept free when max_tokens is sized from the server's own prompt count
+
+
+def _env_int(name: str, default: int, low: int, high: int) -> int:
+    return int(_env_float(name, default, low, high, whole=True))
+
+
+def _env_float(name: str, default: float, low: float, high: float, whole: bool = False) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a {'whole ' if whole else ''}number") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name}={raw!r} is out of range; use {low:g} to {high:g}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -81,6 +137,14 @@ class RetryPolicy:
     truncation_growth: float = 2.0  # a cut-off reply is retried with max_tokens times this
     assumed_max_tokens: int = 4096  # the budget assumed when a cut-off model had no max_tokens set
     max_tokens_cap: int = 65536
+    # Context windows (budget.py): the smallest reply a budget may leave; a prompt leaving less fails.
+    min_reply_tokens: int = 256
+    chars_per_token: float = 3.5  # the estimate before the server reported any usage
+    prompt_margin: float = 0.1  # added to the estimate when sizing max_tokens
+    # Circuit breaker (breaker.py): consecutive connection/server errors that open it, and its cool-down.
+    breaker_failures: int = field(default_factory=lambda: _env_int(BREAKER_FAILURES_ENV, 5, 1, 1000))
+    breaker_cooldown: float = field(default_factory=lambda: _env_float(BREAKER_COOLDOWN_ENV, 30.0, 0.0, 3600.0))
+    breaker_max_cooldown: float = 300.0  # a probe that fails doubles the cool-down, up to this
 
     def backoff(self, retry_number: int, retry_after: float | None, rng: random.Random) -> float:
         delay = min(self.max_delay, self.base_delay * (2 ** max(0, retry_number - 1)))
@@ -155,6 +219,12 @@ class LLMExecutor:
         self._modes_lock = threading.Lock()
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
+        self.breakers = BreakerBoard(
+            self.retry.breaker_failures, self.retry.breaker_cooldown, self.retry.breaker_max_cooldown
+        )
+        self.tokens = TokenEstimator(self.retry.chars_per_token, self.retry.prompt_margin)
+        self._learned_windows: dict[str, int] = {}
+        self._warned: set[tuple[str, str]] = set()
 
     @classmethod
     def from_config(
@@ -196,6 +266,33 @@ class LLMExecutor:
         checked = _check_messages(messages)
         call = _Call(self, plan_id, stage, checked, response_model, label, should_stop)
         return call.run()
+
+    def context_window(self, entry: ModelEntry) -> int | None:
+        """The model's window: the smaller of its ``context_window`` and what its server revealed."""
+        with self._modes_lock:
+            learned = self._learned_windows.get(entry.id)
+        known = [w for w in (entry.context_window, learned) if w is not None]
+        return min(known) if known else None
+
+    def learn_window(self, entry: ModelEntry, window: int, how: str) -> None:
+        with self._modes_lock:
+            before = self._learned_windows.get(entry.id)
+            if before is not None and before <= window:
+                return
+            self._learned_windows[entry.id] = window
+        if entry.context_window is None or window < entry.context_window:
+            log.warning(
+                "model %r: %s, so its context window is taken to be %d tokens from now on; set "
+                "\"context_window\": %d in its llm_config.json entry to size requests from the start",
+                entry.id, how, window, window,
+            )
+
+    def warn_once(self, entry: ModelEntry, topic: str, message: str) -> None:
+        with self._modes_lock:
+            if (entry.id, topic) in self._warned:
+                return
+            self._warned.add((entry.id, topic))
+        log.warning("model %r: %s", entry.id, message)
 
     def _downgrade(self, entry: ModelEntry, rejected_mode: str, stage: str) -> str:
         with self._modes_lock:
@@ -278,6 +375,10 @@ class _ModelOutcome:
     last: Failure
 
 
+# Content failures that another attempt on the same model cannot fix.
+_HOPELESS_CODES = frozenset({"looping", "context_full"})
+
+
 class _Call:
     """State of one logical call across its attempts and models."""
 
@@ -333,30 +434,40 @@ class _Call:
             f"{o.last.code}: {_shorten(o.last.message, 300)})"
             for o in outcomes
         )
+        kind = combined_kind(o.last.kind for o in outcomes)
         what = f"call {self.label!r}" if self.label else "an LLM call"
-        raise StepError(f"step {self.stage}: every model failed for {what} (plan {self.plan_id}); tried {tried}")
+        raise StepError(
+            f"step {self.stage}: every model failed for {what} (plan {self.plan_id}; {kind.value}); tried {tried}",
+            kind=kind,
+        )
 
     def _try_model(self, entry: ModelEntry) -> tuple[Any, str] | _ModelOutcome:
         provider = self.ex._providers[entry.id]
-        budget = entry.max_retries if entry.max_retries is not None else self.ex.retry.transient_retries
+        policy = self.ex.retry
+        budget = entry.max_retries if entry.max_retries is not None else policy.transient_retries
         messages = self.messages
-        max_tokens = entry.max_tokens
+        max_tokens = entry.max_tokens  # the reply's upper bound; the window may lower it per request
         transient_retries = 0
         repaired: str | None = None  # why the single repair attempt was used
+        resized = False  # the single correction after a context-length refusal was used
         model_attempts = 0
         while True:
             self._check_stop()
             mode = self.ex.structured_mode(entry.id) if self.schema is not None else None
+            sent = _with_schema_instruction(messages, self.schema, mode)
+            sized = self._size(entry, sent, max_tokens)
+            if isinstance(sized, Failure):  # the prompt alone does not fit: nothing is sent
+                self._record_unsent(entry, sent, mode, sized)
+                self._log(entry, model_attempts + 1, sized, "not sent; giving up on this model")
+                return _ModelOutcome(entry.id, model_attempts, sized)
+            request = ProviderRequest(
+                messages=sent, schema=self.schema, schema_name=self.schema_name, mode=mode, max_tokens=sized,
+            )
+            outcome = self._attempt(entry, provider, request, model_attempts + 1, repaired)
+            if isinstance(outcome, Failure) and outcome.code == "circuit_open":  # not sent
+                return _ModelOutcome(entry.id, model_attempts, outcome)
             model_attempts += 1
             self.attempts += 1
-            request = ProviderRequest(
-                messages=_with_schema_instruction(messages, self.schema, mode),
-                schema=self.schema,
-                schema_name=self.schema_name,
-                mode=mode,
-                max_tokens=max_tokens,
-            )
-            outcome = self._attempt(entry, provider, request, model_attempts, repaired)
             if not isinstance(outcome, Failure):
                 return outcome
             failure = outcome
@@ -365,27 +476,108 @@ class _Call:
             if mode in _MODE_CHAIN and _is_mode_rejection(failure):
                 self.ex._downgrade(entry, mode, self.where)
                 continue
-            if failure.kind == "invalid" and repaired is None:
-                repaired = failure.code
+            if failure.code == "context_length":
+                retry_with = self._after_context_refusal(entry, sent, failure, resized)
+                if retry_with is not None:
+                    resized = True
+                    max_tokens = retry_with
+                    self._log(entry, model_attempts, failure, f"the prompt fits: retrying with max_tokens={retry_with}")
+                    continue
+                failure = replace(failure, message=f"{failure.message} [{self._fit_summary(entry, sent, failure)}]")
+                self._log(entry, model_attempts, failure, "the prompt does not fit this model; giving up on it")
+                return _ModelOutcome(entry.id, model_attempts, failure)
+            if failure.kind == "content" and repaired is None and failure.code not in _HOPELESS_CODES:
                 if failure.code == "truncated":
-                    current = max_tokens or self.ex.retry.assumed_max_tokens
-                    max_tokens = min(self.ex.retry.max_tokens_cap, int(current * self.ex.retry.truncation_growth))
-                    self._log(entry, model_attempts, failure, f"retrying with max_tokens={max_tokens}")
+                    current = sized or policy.assumed_max_tokens
+                    grown = min(policy.max_tokens_cap, int(current * policy.truncation_growth))
+                    room = self._room(entry, sent)
+                    if room is not None:
+                        grown = min(grown, room)
+                    if grown <= current:
+                        limit = (
+                            f"all that the context window of {self.ex.context_window(entry)} tokens leaves after the prompt"
+                            if room is not None and room <= current
+                            else f"the largest allowed ({policy.max_tokens_cap})"
+                        )
+                        failure = replace(failure, message=f"{failure.message}; max_tokens={current} is already {limit}")
+                        self._log(entry, model_attempts, failure, "giving up on this model")
+                        return _ModelOutcome(entry.id, model_attempts, failure)
+                    repaired = failure.code
+                    max_tokens = grown
+                    self._log(entry, model_attempts, failure, f"retrying with max_tokens={grown}")
                 else:
+                    repaired = failure.code
                     messages = _repair_messages(self.messages, failure, self.schema is not None)
                     self._log(entry, model_attempts, failure, "asking the model to correct its reply")
                 continue
             if failure.kind == "transient" and transient_retries < budget:
-                if failure.retry_after is not None and failure.retry_after > self.ex.retry.max_retry_after:
+                if self.ex.breakers.get(entry.endpoint_key).is_open:
+                    self._log(entry, model_attempts, failure, "its circuit breaker is open; next model")
+                    return _ModelOutcome(entry.id, model_attempts, failure)
+                if failure.retry_after is not None and failure.retry_after > policy.max_retry_after:
                     self._log(entry, model_attempts, failure, f"Retry-After {failure.retry_after:.0f}s is too long; next model")
                     return _ModelOutcome(entry.id, model_attempts, failure)
                 transient_retries += 1
-                delay = self.ex.retry.backoff(transient_retries, failure.retry_after, self.rng)
+                delay = policy.backoff(transient_retries, failure.retry_after, self.rng)
                 self._log(entry, model_attempts, failure, f"retrying in {delay:.2f}s")
                 self._sleep(delay)
                 continue
             self._log(entry, model_attempts, failure, "giving up on this model")
             return _ModelOutcome(entry.id, model_attempts, failure)
+
+    # -- context window ---------------------------------------------------------------------------
+
+    def _room(self, entry: ModelEntry, sent: list[ChatMessage]) -> int | None:
+        """Tokens the window leaves for the reply after the prompt (with the estimate's margin)."""
+        window = self.ex.context_window(entry)
+        if window is None:
+            return None
+        return window - self.ex.tokens.estimate(entry.id, sent).high
+
+    def _size(self, entry: ModelEntry, sent: list[ChatMessage], max_tokens: int | None) -> int | None | Failure:
+        """The request's max_tokens, or a permanent failure when the prompt leaves no room for a reply."""
+        window = self.ex.context_window(entry)
+        if window is None:
+            return max_tokens
+        floor = self.ex.retry.min_reply_tokens
+        estimate = self.ex.tokens.estimate(entry.id, sent)
+        if window - estimate.low < floor:
+            how = "measured against this model's reported usage" if estimate.measured else "estimated from its length"
+            return Failure(
+                "permanent",
+                "context_window",
+                f"the prompt (about {estimate.low} tokens, {how}) does not fit the context window of model "
+                f"{entry.id!r} ({window} tokens) with room for a reply of at least {floor} tokens; use a model "
+                f"with a larger window, or raise its context_window if its server allows it",
+            )
+        room = max(floor, window - estimate.high)
+        return min(max_tokens, room) if max_tokens is not None else room
+
+    def _after_context_refusal(
+        self, entry: ModelEntry, sent: list[ChatMessage], failure: Failure, resized: bool
+    ) -> int | None:
+        """After HTTP 400 "context length": learn what the server said; the max_tokens to retry with
+        when the prompt fits and only the reply's budget was too large, else None (permanent)."""
+        if failure.prompt_tokens is not None:
+            self.ex.tokens.observe(entry.id, sent, failure.prompt_tokens)
+        if failure.context_window is not None:
+            self.ex.learn_window(entry, failure.context_window, "its server refused a request as longer than its context")
+        window = self.ex.context_window(entry)
+        if resized or window is None or failure.prompt_tokens is None:
+            return None
+        room = window - failure.prompt_tokens - PER_REQUEST_MARGIN
+        return room if room >= self.ex.retry.min_reply_tokens else None
+
+    def _fit_summary(self, entry: ModelEntry, sent: list[ChatMessage], failure: Failure) -> str:
+        window = self.ex.context_window(entry)
+        if failure.prompt_tokens is not None:
+            prompt = f"{failure.prompt_tokens} tokens as the server counted them"
+        else:
+            prompt = f"about {self.ex.tokens.estimate(entry.id, sent).low} tokens, estimated"
+        where = f"{window} tokens" if window is not None else "not configured (set context_window)"
+        return f"model {entry.id!r}: context window {where}; prompt {prompt}"
+
+    # -- one attempt ------------------------------------------------------------------------------
 
     def _attempt(
         self,
@@ -395,6 +587,13 @@ class _Call:
         model_attempt: int,
         repaired: str | None,
     ) -> tuple[Any, str] | Failure:
+        """One request. When the endpoint's breaker is open nothing is sent: the call is recorded
+        ``skipped`` and the failure has code ``circuit_open``."""
+        breaker = self.ex.breakers.get(entry.endpoint_key)
+        blocked = breaker.peek()
+        if blocked is not None:
+            return self._record_skip(entry, request, blocked)
+        probe = False
         secrets = provider.secret_values()
         started_at = _utcnow()
         handle = self.ex.recorder.attempt_started(
@@ -413,14 +612,26 @@ class _Call:
         result: tuple[Any, str] | Failure
         try:
             with self.ex.limiter.slot(entry):
+                # Decided here, not before waiting for the slot: the endpoint may have gone down
+                # while this call queued behind others (a fan-out against a server that died).
+                admitted, state = breaker.admit()
+                if not admitted:
+                    unsent = {**self._prompt_metadata(entry, request, model_attempt, repaired), "attempt": None}
+                    return self._skip_pending(handle, state, unsent)
+                probe = state is not None
                 clock = time.perf_counter()
-                reply = provider.complete(request)
-            result = self._evaluate(reply)
+                try:
+                    reply = provider.complete(request)
+                except BaseException as exc:
+                    # Reported while the slot is held, so the next request queued for this endpoint
+                    # already sees the breaker this failure may have opened.
+                    self._report_health(entry, breaker, classify_error(exc), probe, request.mode)
+                    raise
+                breaker.success()  # a reply arrived, usable or not: the endpoint is up
+            result = self._evaluate(entry, request, reply)
         except BaseException as exc:  # noqa: BLE001 - classified, recorded, and re-raised if not ours
             failure = classify_error(exc)
-            result = Failure(
-                failure.kind, failure.code, _scrub(failure.message, secrets), failure.status, failure.retry_after
-            )
+            result = replace(failure, message=_scrub(failure.message, secrets) or "")
             if not isinstance(exc, Exception) or failure.kind == "cancelled":
                 # A stop (or an interrupt) is recorded, then passes through untouched.
                 self._finish(handle, entry, started_at, clock, reply, result, secrets)
@@ -428,10 +639,36 @@ class _Call:
         self._finish(handle, entry, started_at, clock, reply, result, secrets)
         return result
 
-    def _evaluate(self, reply: ProviderReply) -> tuple[Any, str] | Failure:
+    def _report_health(self, entry: ModelEntry, breaker: Any, result: Failure, probe: bool, mode: str | None) -> None:
+        """Tell the endpoint's breaker what a request that raised says about the endpoint."""
+        down = result.code in _BREAKER_CODES or (
+            result.status is not None and result.status >= 500 and not (mode in _MODE_CHAIN and _is_mode_rejection(result))
+        )
+        if down:
+            if breaker.failure(f"{result.code}: {_shorten(result.message, 120)}", probe=probe):
+                log.warning(
+                    "%s: model %r at %s: %d consecutive connection/server errors; its circuit breaker is "
+                    "open: calls skip it for the next %.0fs",
+                    self.where, entry.id, safe_url(entry.base_url), breaker.threshold, breaker._cooldown,
+                )
+        elif result.code in ("timeout", "http_429", "cancelled") or result.kind == "cancelled":
+            breaker.neutral(probe)
+        else:
+            breaker.success()  # the server answered (4xx, an unusable reply): it is up
+
+    def _evaluate(self, entry: ModelEntry, request: ProviderRequest, reply: ProviderReply) -> tuple[Any, str] | Failure:
+        if reply.input_tokens is not None and not self.ex.tokens.observe(entry.id, request.messages, reply.input_tokens):
+            self.ex.warn_once(
+                entry,
+                "prompt-dropped",
+                f"its server counted {reply.input_tokens} prompt tokens for a prompt of "
+                f"{self.ex.tokens.characters(request.messages)} characters: it most likely dropped part of "
+                f"the prompt to fit its context (Ollama does this silently); give the server a larger "
+                f"context and set context_window to match",
+            )
         try:
             if reply.finish_reason == "length":
-                raise _Unusable("truncated", "the reply was cut off at the max_tokens limit")
+                raise self._cut_off(entry, request, reply)
             if not reply.text.strip():
                 raise _Unusable("empty_reply", "the reply is empty")
             if self.response_model is None:
@@ -443,7 +680,79 @@ class _Call:
                 raise _Unusable("schema_validation", _summarize_validation(exc)) from None
             return value, json_text
         except _Unusable as bad:
-            return Failure("invalid", bad.code, bad.message, reply_text=reply.text)
+            return Failure("content", bad.code, bad.message, reply_text=reply.text)
+
+    def _cut_off(self, entry: ModelEntry, request: ProviderRequest, reply: ProviderReply) -> _Unusable:
+        """Why a reply ended with ``finish_reason == "length"``."""
+        asked, got, prompt = request.max_tokens, reply.output_tokens, reply.input_tokens
+        if (
+            asked is not None
+            and got is not None
+            and prompt is not None
+            and got < asked - max(16, asked // 10)
+            and prompt + got >= MIN_CONTEXT_WINDOW
+        ):
+            # The server stopped well before max_tokens: its context window was full (llama.cpp
+            # shrinks max_tokens to what its window leaves without saying so).
+            window = prompt + got
+            self.ex.learn_window(entry, window, f"its server cut a reply off after {got} of max_tokens={asked} tokens")
+            return _Unusable(
+                "context_full",
+                f"the reply was cut off after {got} tokens although max_tokens was {asked}: the server's "
+                f"context window (about {window} tokens) was full with the prompt ({prompt} tokens) and the reply",
+            )
+        budget = f"max_tokens={asked}" if asked is not None else "the server's default max_tokens"
+        if repeats_itself(reply.text):
+            return _Unusable("looping", f"the reply repeats itself until it was cut off at {budget} (the model looped)")
+        return _Unusable("truncated", f"the reply was cut off at {budget}")
+
+    # -- recording --------------------------------------------------------------------------------
+
+    def _record_skip(self, entry: ModelEntry, request: ProviderRequest, state: BreakerState | None) -> Failure:
+        message = state.describe() if state is not None else "not sent: the endpoint's circuit breaker is open"
+        failure = Failure("transient", "circuit_open", message)
+        self._record_unsent(entry, request.messages, request.mode, failure)
+        return failure
+
+    def _skip_pending(self, handle: Any, state: BreakerState | None, prompt_metadata: dict[str, Any]) -> Failure:
+        """The breaker opened while this attempt waited for its in-flight slot: its pending row
+        becomes a ``skipped`` one."""
+        message = state.describe() if state is not None else "not sent: the endpoint's circuit breaker is open"
+        failure = Failure("transient", "circuit_open", message)
+        self.ex.recorder.attempt_finished(
+            handle,
+            {
+                "status": NOT_SENT,
+                "completed_at": _utcnow(),
+                "response_metadata": {"failure_kind": failure.kind},
+                "error_message": message,
+                "error_code": failure.code,
+                "prompt_metadata": prompt_metadata,
+            },
+        )
+        return failure
+
+    def _record_unsent(self, entry: ModelEntry, sent: Sequence[ChatMessage], mode: str | None, failure: Failure) -> None:
+        """A row for a call that was not sent: status ``skipped``, no tokens, not counted as a call."""
+        now = _utcnow()
+        request = ProviderRequest(messages=sent, schema=self.schema, schema_name=self.schema_name, mode=mode)
+        metadata = self._prompt_metadata(entry, request, 0, None)
+        metadata["attempt"] = None
+        self.ex.recorder.attempt_started(
+            {
+                "plan_id": self.plan_id,
+                "llm_model": entry.id,
+                "stage": self.stage,
+                "prompt_text": _scrub(_render_prompt(sent), self.ex._providers[entry.id].secret_values()),
+                "prompt_metadata": metadata,
+                "response_metadata": {"failure_kind": failure.kind},
+                "status": NOT_SENT,
+                "started_at": now,
+                "completed_at": now,
+                "error_message": _shorten(failure.message, _MAX_ERROR_CHARS),
+                "error_code": failure.code,
+            }
+        )
 
     def _finish(
         self,
@@ -476,7 +785,11 @@ class _Call:
             "cost_usd": cost,
         }
         if failed:
-            response_metadata["error_kind"] = result.kind
+            response_metadata["failure_kind"] = result.kind
+            if result.context_window is not None:
+                response_metadata["context_window"] = result.context_window
+            if result.prompt_tokens is not None:
+                response_metadata["prompt_tokens"] = result.prompt_tokens
             if result.status is not None:
                 response_metadata["http_status"] = result.status
             if result.retry_after is not None:
@@ -506,7 +819,7 @@ class _Call:
             "kind": "structured" if self.response_model is not None else "text",
             "response_model": self.response_model.__name__ if self.response_model is not None else None,
             "structured_mode": request.mode,
-            "attempt": self.attempts,
+            "attempt": self.attempts + 1,  # counted once the attempt is sent
             "model_attempt": model_attempt,
             "call_id": self.call_id,
             "repair_of": repaired,
@@ -620,29 +933,54 @@ def _repair_messages(messages: list[ChatMessage], failure: Failure, structured: 
     return out
 
 
-_FENCE = re.compile(r"^```[A-Za-z0-9_-]*\s*\n?(.*?)\n?```\s*$", re.DOTALL)
+_FENCE = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\r?\n(.*?)\r?\n?[ \t]*```", re.DOTALL)
+_LENIENT = json.JSONDecoder(strict=False)  # raw newlines and tabs inside strings are accepted
+_MAX_OBJECT_STARTS = 50
 
 
 def _extract_json(text: str) -> tuple[Any, str]:
-    """The JSON object in a reply: the whole reply, a fenced block, or the outermost {...}."""
-    candidate = text.strip()
-    fenced = _FENCE.match(candidate)
-    if fenced:
-        candidate = fenced.group(1).strip()
-    try:
-        data = json.loads(candidate)
-    except json.JSONDecodeError as first_error:
-        start, end = candidate.find("{"), candidate.rfind("}")
-        if start == -1 or end <= start:
-            raise _Unusable("invalid_json", f"the reply is not JSON ({first_error.msg} at line {first_error.lineno} column {first_error.colno})") from None
-        candidate = candidate[start : end + 1]
+    """The JSON object in a reply: the whole reply, a fenced block, or the first complete {...} in it
+    (prose before or after it is dropped). Control characters inside strings (raw newlines, which
+    small local models emit) are accepted. Returns the object and its JSON text: the model's own
+    text when it is strict JSON, else the object re-serialized, so later readers need no leniency."""
+    stripped = text.strip()
+    candidates = [stripped, *(m.group(1).strip() for m in _FENCE.finditer(stripped))]
+    first_error: json.JSONDecodeError | None = None
+    for candidate in candidates:
         try:
-            data = json.loads(candidate)
+            found = _LENIENT.decode(candidate)
         except json.JSONDecodeError as exc:
-            raise _Unusable("invalid_json", f"the reply is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
-    if not isinstance(data, dict):
-        raise _Unusable("schema_validation", f"expected a JSON object, got {type(data).__name__}")
-    return data, candidate
+            first_error = first_error or exc
+            continue
+        if isinstance(found, dict):
+            return found, _strict_text(candidate, found)
+        raise _Unusable("schema_validation", f"expected a JSON object, got {type(found).__name__}")
+    # The first complete object anywhere in the reply.
+    start = stripped.find("{")
+    tried = 0
+    while start != -1 and tried < _MAX_OBJECT_STARTS:
+        tried += 1
+        try:
+            data, end = _LENIENT.raw_decode(stripped, start)
+        except json.JSONDecodeError:
+            start = stripped.find("{", start + 1)
+            continue
+        if isinstance(data, dict):
+            return data, _strict_text(stripped[start:end], data)
+        start = stripped.find("{", end)
+    assert first_error is not None
+    raise _Unusable(
+        "invalid_json",
+        f"the reply is not JSON ({first_error.msg} at line {first_error.lineno} column {first_error.colno})",
+    )
+
+
+def _strict_text(candidate: str, data: Any) -> str:
+    try:
+        json.loads(candidate)
+    except json.JSONDecodeError:
+        return json.dumps(data, ensure_ascii=False)
+    return candidate
 
 
 def _summarize_validation(exc: ValidationError, limit: int = 8) -> str:

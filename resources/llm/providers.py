@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import openai
 
 from planexe_assets.steps.base import PipelineStopRequested
+from resources.llm.budget import context_error
 from resources.llm.config import MissingEnvironmentVariable, ModelEntry, safe_url
 from resources.llm.offline import known_ids, offline_json, offline_markdown, request_seed
 
@@ -141,8 +142,10 @@ class OpenAICompatibleProvider:
 
     def complete(self, request: ProviderRequest) -> ProviderReply:
         kwargs: dict[str, Any] = {"model": self.entry.resolved_model(), "messages": list(request.messages)}
-        if self.entry.temperature is not None:
-            kwargs["temperature"] = self.entry.temperature
+        for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
+            value = getattr(self.entry, name)
+            if value is not None:
+                kwargs[name] = value
         if request.max_tokens is not None:
             kwargs["max_tokens"] = request.max_tokens
         if self.entry.seed is not None:
@@ -229,8 +232,11 @@ def make_provider(entry: ModelEntry) -> Provider:
 class Failure:
     """What went wrong in one attempt, in terms the executor acts on.
 
-    kind: ``transient`` (retry this model after a backoff), ``permanent`` (next model),
-    ``invalid`` (the reply was unusable: repair once, then next model) or ``cancelled``.
+    kind: a ``FailureKind`` value, ``transient`` (retry this model after a backoff), ``permanent``
+    (next model), ``content`` (the reply was unusable: repaired once, then next model), or
+    ``cancelled`` (a stop). A refusal because the request does not fit the model's context window is
+    ``permanent`` with code ``context_length`` and carries what the server said about the window and
+    the prompt's size.
     """
 
     kind: str
@@ -239,6 +245,8 @@ class Failure:
     status: int | None = None
     retry_after: float | None = None
     reply_text: str | None = None
+    context_window: int | None = None
+    prompt_tokens: int | None = None
 
 
 _TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
@@ -257,11 +265,22 @@ def classify_error(exc: BaseException) -> Failure:
         return Failure("transient", "connection_error", f"connection error{detail}")
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
+        detail = _status_detail(exc)
+        too_long = context_error(status, detail, exc.body)
+        if too_long is not None:
+            return Failure(
+                "permanent",
+                "context_length",
+                f"HTTP {status}: {detail}",
+                status=status,
+                context_window=too_long.window,
+                prompt_tokens=too_long.prompt_tokens,
+            )
         kind = "transient" if status in _TRANSIENT_STATUS or status >= 500 else "permanent"
         return Failure(
             kind,
             f"http_{status}",
-            f"HTTP {status}: {_status_detail(exc)}",
+            f"HTTP {status}: {detail}",
             status=status,
             retry_after=retry_after_seconds(exc.response.headers) if kind == "transient" else None,
         )
@@ -270,7 +289,7 @@ def classify_error(exc: BaseException) -> Failure:
     if isinstance(exc, BadResponse):
         return Failure("transient", "bad_response", str(exc))
     if isinstance(exc, openai.APIResponseValidationError):
-        return Failure("invalid", "bad_response", "the server's reply is not a chat completion")
+        return Failure("content", "bad_response", "the server's reply is not a chat completion")
     if isinstance(exc, openai.APIError):
         return Failure("permanent", "api_error", f"{type(exc).__name__}: {exc}")
     if isinstance(exc, ValueError | TypeError | KeyError):

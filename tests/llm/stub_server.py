@@ -28,6 +28,10 @@ class Reply:
     completion_tokens: int | None = 7
     delay: float = 0.0
     usage: bool = True
+    # A reply cut off with finish_reason "length" reports the request's max_tokens as its completion
+    # tokens, as real servers do; False keeps ``completion_tokens`` (a server whose own context window
+    # ended the reply first, as llama.cpp does when it shrinks max_tokens silently).
+    cut_at_max_tokens: bool = True
 
 
 @dataclass
@@ -91,6 +95,7 @@ class StubLLMServer:
         self.requests: list[Seen] = []
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.gone = False
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._server.block_on_close = False
@@ -107,6 +112,13 @@ class StubLLMServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def go_away(self) -> None:
+        """The server dies: new connections are refused and requests on kept-alive connections are
+        dropped unanswered (a bare ``stop`` leaves pooled connections served by their handlers)."""
+        with self._lock:
+            self.gone = True
+        threading.Thread(target=self.stop, name="stub-llm-stop", daemon=True).start()
 
     @property
     def base_url(self) -> str:
@@ -154,6 +166,10 @@ class StubLLMServer:
                 return
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                if stub.gone:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 try:
@@ -202,9 +218,12 @@ class StubLLMServer:
                         ],
                     }
                     if action.usage:
-                        usage = {"prompt_tokens": action.prompt_tokens, "completion_tokens": action.completion_tokens}
-                        if action.prompt_tokens is not None and action.completion_tokens is not None:
-                            usage["total_tokens"] = action.prompt_tokens + action.completion_tokens
+                        completion = action.completion_tokens
+                        if action.finish_reason == "length" and action.cut_at_max_tokens and body.get("max_tokens"):
+                            completion = body["max_tokens"]
+                        usage = {"prompt_tokens": action.prompt_tokens, "completion_tokens": completion}
+                        if action.prompt_tokens is not None and completion is not None:
+                            usage["total_tokens"] = action.prompt_tokens + completion
                         payload["usage"] = usage
                     self._send_json(200, payload)
                 elif isinstance(action, Status):

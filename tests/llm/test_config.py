@@ -68,6 +68,8 @@ def test_planexe_format_is_read_as_it_is():
     assert cfg["lmstudio-phi-4"].base_url == "http://localhost:1234/v1"
 
     vllm = cfg["vllm-box"]
+    assert vllm.context_window == 32768  # the key upstream PlanExe uses, now read
+    assert "context_window" not in vllm.ignored_arguments
     assert vllm.base_url == "http://10.0.0.5:8000/v1"  # api_base
     assert dict(vllm.extra_headers) == {"X-Team": "planning"}
     assert vllm.structured_output == "json_schema"
@@ -107,6 +109,32 @@ def test_default_path_and_environment_override(tmp_path, monkeypatch):
     monkeypatch.setenv("PLANEXE_LLM_CONFIG", str(custom))
     assert load_llm_config().ids() == ["only"]
     assert load_llm_config(PLANEXE_FORMAT).source == str(PLANEXE_FORMAT)  # an argument beats the variable
+
+
+def test_local_profile_by_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PLANEXE_LLM_CONFIG", "local")
+    cfg = load_llm_config()
+    assert cfg.source.endswith("resources/llm/local.json")
+    assert {e.class_name for e in cfg} == {"OpenAILike", "Ollama", "LMStudio"}
+    for model in cfg:
+        assert model.context_window and model.max_in_flight == 1 and model.timeout == 300.0
+        assert model.structured_output in ("json_object", "json_schema") and model.priority is not None
+        assert model.max_tokens < model.context_window and model.api_key is None
+    assert [e.id for e in resolve_models(cfg)] == [e.id for e in cfg.prioritized()]  # no key needed
+    (tmp_path / "local").write_text(json.dumps({"mine": entry()}))
+    assert load_llm_config().ids() == ["mine"]  # a file of that name wins over the profile
+    monkeypatch.setenv("PLANEXE_LLM_CONFIG", "remote")
+    with pytest.raises(LLMConfigError, match="'remote' is neither a file nor a packaged profile; profiles: default, local"):
+        load_llm_config()
+
+
+def test_local_entries_of_the_default_config():
+    cfg = load_llm_config(DEFAULT_CONFIG_PATH)
+    for model_id in ("ollama-llama3.1", "lmstudio-qwen2.5-7b-instruct", "llamacpp-local"):
+        model = cfg[model_id]
+        assert model.context_window == 32768 and model.max_in_flight == 1 and model.timeout == 300.0
+        assert model.priority is None  # never chosen by 'auto' over a configured remote model
 
 
 def test_offline_through_auto_never_happens_silently(monkeypatch):
@@ -196,6 +224,13 @@ def test_auto_without_priorities_is_an_error():
         ('{"a": {"class": "OpenAI", "arguments": {"model": "m"}}, "a": {"class": "OpenAI", "arguments": {"model": "n"}}}', "'a' appears twice"),
         ('{"a": {"provider": "openrouter", "model": "x/y"}}', "older PlanExe format"),
         ('{"a": {"class": "OpenAI", "prio": 1, "arguments": {"model": "m"}}}', r"unknown key\(s\) \['prio'\]"),
+        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "frequency_penalty": 3}}}', r"'frequency_penalty' must be a number from -2 to 2, got 3"),
+        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "presence_penalty": "high"}}}', r"'presence_penalty' must be a number from -2 to 2"),
+        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "top_p": 1.5}}}', r"'top_p' must be in \(0, 1\], got 1.5"),
+        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "context_window": "8k"}}}', r"'context_window' must be the model's context length in tokens, an integer >= 512, got '8k'"),
+        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "context_window": 100}}}', r"'context_window' .* >= 512, got 100"),
+        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "context_window": 8192.0}}}', r"'context_window' .* got 8192.0"),
+        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "context_window": 4096, "max_tokens": 4096}}}', r"'max_tokens' \(4096\) must be smaller than 'context_window' \(4096\)"),
     ],
 )
 def test_malformed_config_gives_a_clear_error(text, expected):

@@ -173,3 +173,34 @@ def test_a_recorder_failure_does_not_fail_the_plan(stub, canary_env, caplog):
     assert reply.value.topic == "bakery"
     assert recorder.failures == 2
     assert "disk full" in caplog.text
+
+
+def test_skipped_calls_are_rows_but_not_calls(stub, canary_env, db):
+    """A call the circuit breaker did not send is a ``skipped`` row, with its reason and the prompt, but
+    no duration and no tokens, and neither the live totals nor their recomputation count it."""
+    from dataclasses import replace
+
+    from planexe_assets.plan_sync import recompute_plan_metrics
+
+    stub.script("down", then=Status(502, "bad gateway"))
+    stub.script("up", then=Reply(VALID, prompt_tokens=20, completion_tokens=4))
+    executor = stub_executor(
+        stub, {"down": {"max_retries": 0}, "up": {}}, recorder=DatabaseRecorder(db),
+        retry=replace(FAST_RETRY, breaker_failures=2, breaker_cooldown=60),
+    )
+    llm = executor.for_step("plan_skip", "identify_purpose")
+    for _ in range(4):
+        llm.structured(MESSAGES, Purpose)
+
+    rows = db.get_plan_interactions("plan_skip")
+    assert [(r.llm_model, r.status) for r in rows] == [
+        ("down", "failed"), ("up", "completed"), ("down", "failed"), ("up", "completed"),
+        ("down", "skipped"), ("up", "completed"), ("down", "skipped"), ("up", "completed"),
+    ]
+    for row in (r for r in rows if r.status == "skipped"):
+        assert row.error_code == "circuit_open" and "failed 2 times in a row (last: http_502" in row.error_message
+        assert row.duration_seconds is None and row.total_tokens is None
+        assert row.response_metadata == {"failure_kind": "transient"}
+        assert row.prompt_metadata["attempt"] is None and row.prompt_text.startswith("[system]")
+    live = db.get_plan_metrics("plan_skip").total_llm_calls
+    assert live == 6 and recompute_plan_metrics(db, "plan_skip")[0] == 6
