@@ -625,7 +625,10 @@ class _Call:
                 except BaseException as exc:
                     # Reported while the slot is held, so the next request queued for this endpoint
                     # already sees the breaker this failure may have opened.
-                    self._report_health(entry, breaker, classify_error(exc), probe, request.mode)
+                    # Scrubbed first: the breaker quotes its last error in every call it skips.
+                    failure = classify_error(exc)
+                    failure = replace(failure, message=_scrub(failure.message, secrets) or "")
+                    self._report_health(entry, breaker, failure, probe, request.mode)
                     raise
                 breaker.success()  # a reply arrived, usable or not: the endpoint is up
             result = self._evaluate(entry, request, reply)
