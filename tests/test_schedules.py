@@ -34,7 +34,7 @@ from planexe_assets.schedules import (
 from planexe_assets.sensors import LAUNCHED_BY_TAG
 from planexe_assets.step_policies import llm_retry_policy, revive_plan_for_retry
 from planexe_assets.step_table import STEP_BY_NAME
-from planexe_assets.steps.base import PipelineStopRequested, StepError
+from planexe_assets.steps.base import FailureKind, PipelineStopRequested, StepError
 from resources.config import ConfigError
 
 PROMPT = "Open a vegan butcher shop in Copenhagen, selling plant-based sausages and deli meats."
@@ -205,7 +205,7 @@ def test_a_flaky_llm_step_is_retried_and_the_plan_is_not_left_failed(app_db, ins
     def flaky(ctx, inputs):
         calls.append(1)
         if len(calls) == 1:
-            raise StepError("identify_purpose: every model failed (injected, once)")
+            raise StepError("identify_purpose: every model failed (injected, once)", kind=FailureKind.TRANSIENT)
         return real(ctx, inputs)
 
     monkeypatch.setitem(registry, "identify_purpose", flaky)

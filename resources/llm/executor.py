@@ -622,8 +622,11 @@ class _Call:
                     reply = provider.complete(request)
                 except BaseException as exc:
                     # Reported while the slot is held, so the next request queued for this endpoint
-                    # already sees the breaker this failure may have opened.
-                    self._report_health(entry, breaker, classify_error(exc), probe, request.mode)
+                    # already sees the breaker this failure may have opened. The breaker keeps the
+                    # last error for the rows of skipped calls: scrubbed like everything recorded.
+                    seen = classify_error(exc)
+                    seen = replace(seen, message=_scrub(seen.message, secrets) or "")
+                    self._report_health(entry, breaker, seen, probe, request.mode)
                     raise
                 breaker.success()  # a reply arrived, usable or not: the endpoint is up
             result = self._evaluate(entry, request, reply)

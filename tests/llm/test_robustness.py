@@ -17,7 +17,7 @@ from resources.llm import RetryPolicy
 from resources.llm.breaker import CircuitBreaker
 from resources.llm.budget import TokenEstimator, context_error, repeats_itself
 from tests.llm.conftest import FAST_RETRY, stub_executor
-from tests.llm.stub_server import Drop, Reply, Status
+from tests.llm.stub_server import Drop, EchoAuth, Reply, Status
 
 # What llama-cpp-python's server answers when the prompt alone is longer than its --n_ctx (measured).
 LLAMACPP_TOO_LONG = (
@@ -417,3 +417,16 @@ def test_breaker_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("PLANEXE_LLM_BREAKER_FAILURES", "zero")
     with pytest.raises(ValueError, match="PLANEXE_LLM_BREAKER_FAILURES='zero' is not a whole number"):
         RetryPolicy()
+
+
+def test_a_skipped_calls_reason_never_holds_the_key(stub, canary_env):
+    """The breaker keeps the endpoint's last error for the rows of skipped calls; a server that quotes
+    the Authorization header back in its 500 must not put the key there."""
+    stub.script("leaky", then=EchoAuth(500))
+    stub.script("working", then=Reply(VALID))
+    executor = stub_executor(stub, {"leaky": {"max_retries": 0}, "working": {}}, retry=policy(breaker_failures=1))
+    llm = executor.for_step("p", "s")
+    for _ in range(2):
+        llm.structured(SHORT, Purpose)
+    [skipped] = [r for r in rows(executor) if r["status"] == "skipped"]
+    assert "[REDACTED]" in skipped["error_message"] and canary_env not in json.dumps(rows(executor), default=str)
