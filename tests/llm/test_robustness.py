@@ -189,22 +189,20 @@ def test_estimator_ignores_a_count_that_means_the_server_dropped_the_prompt():
 
 
 @pytest.mark.parametrize(
-    ("status", "message", "window", "prompt"),
+    ("status", "message", "expected"),
     [
-        (400, LLAMACPP_TOO_LONG, 8192, 9009),
-        (400, "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens.", 128000, 130512),
-        (400, "the request exceeds the available context size, try increasing it", None, None),
-        (400, "Trying to keep the first 5000 tokens when context the overflows. However, the model is loaded with context length of only 4096 tokens", 4096, None),
-        (400, "Invalid value for 'temperature'", None, None),
-        (500, "'response_format' type should be 'text' or 'json_object'", None, None),
+        (400, LLAMACPP_TOO_LONG, (8192, 9009)),
+        (400, "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens.", (128000, 130512)),
+        (400, "the request exceeds the available context size, try increasing it", (None, None)),
+        (400, "Trying to keep the first 5000 tokens when context the overflows. However, the model is loaded with context length of only 4096 tokens", (4096, None)),
+        (400, "Invalid value for 'temperature'", None),
+        (500, "'response_format' type should be 'text' or 'json_object'", None),
+        (500, "llama_decode failed while the context was being shifted", None),
     ],
 )
-def test_context_errors_are_read_from_what_servers_say(status, message, window, prompt):
+def test_context_errors_are_read_from_what_servers_say(status, message, expected):
     found = context_error(status, message)
-    if window is None and prompt is None and "context" not in message:
-        assert found is None
-    else:
-        assert found is not None and (found.window, found.prompt_tokens) == (window, prompt)
+    assert (None if found is None else (found.window, found.prompt_tokens)) == expected
 
 
 # -- loops (item 3) ------------------------------------------------------------------------------
