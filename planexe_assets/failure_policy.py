@@ -91,3 +91,10 @@ def retry_decision(exc: BaseException, retry_number: int) -> RetryDecision:
             )
         return RetryDecision(kind, True, f"content failure: step retry {retry_number + 1} of at most {allowed}")
     return RetryDecision(kind, True, "transient failure: retried with the policy's backoff")
+
+
+def retry_pending(exc: BaseException, retry_number: int, max_retries: int) -> bool:
+    """Whether Dagster will run the step again after this failure of attempt ``retry_number``, under
+    a retry policy of ``max_retries`` (0 when the asset has none): what the plan row needs to know
+    before it calls the plan failed."""
+    return retry_decision(exc, retry_number).allow_retries and retry_number < max_retries

@@ -133,3 +133,20 @@ def test_the_step_succeeds_once_the_failure_passes(app_db, stub, purpose_fault):
     assert outcome.success and sent["n"] == 2
     assert len(events[DagsterEventType.STEP_UP_FOR_RETRY]) == 1
     assert app_db.get_plan("second_time").status != "failed"
+
+
+def test_retry_pending_follows_the_decision(monkeypatch):
+    from planexe_assets.failure_policy import retry_pending
+    from planexe_assets.steps.base import FailureKind, StepError
+
+    monkeypatch.delenv("PLANEXE_LLM_STEP_CONTENT_RETRIES", raising=False)
+    transient = StepError("down", kind=FailureKind.TRANSIENT)
+    content = StepError("loops", kind=FailureKind.CONTENT)
+    permanent = StepError("too long", kind=FailureKind.PERMANENT)
+    assert [retry_pending(transient, n, 2) for n in range(3)] == [True, True, False]
+    assert [retry_pending(content, n, 2) for n in range(3)] == [True, False, False]
+    assert [retry_pending(permanent, n, 2) for n in range(3)] == [False, False, False]
+    assert retry_pending(transient, 0, 0) is False  # no retry policy
+    from sqlalchemy.exc import OperationalError
+
+    assert retry_pending(OperationalError("SELECT 1", {}, Exception("server closed the connection")), 0, 2)
