@@ -624,11 +624,11 @@ class _Call:
                     reply = provider.complete(request)
                 except BaseException as exc:
                     # Reported while the slot is held, so the next request queued for this endpoint
-                    # already sees the breaker this failure may have opened.
-                    # Scrubbed first: the breaker quotes its last error in every call it skips.
-                    failure = classify_error(exc)
-                    failure = replace(failure, message=_scrub(failure.message, secrets) or "")
-                    self._report_health(entry, breaker, failure, probe, request.mode)
+                    # already sees the breaker this failure may have opened. The breaker keeps the
+                    # last error for the rows of skipped calls: scrubbed like everything recorded.
+                    seen = classify_error(exc)
+                    seen = replace(seen, message=_scrub(seen.message, secrets) or "")
+                    self._report_health(entry, breaker, seen, probe, request.mode)
                     raise
                 breaker.success()  # a reply arrived, usable or not: the endpoint is up
             result = self._evaluate(entry, request, reply)

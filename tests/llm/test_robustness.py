@@ -17,7 +17,7 @@ from resources.llm import RetryPolicy
 from resources.llm.breaker import CircuitBreaker
 from resources.llm.budget import TokenEstimator, context_error, repeats_itself
 from tests.llm.conftest import FAST_RETRY, stub_executor
-from tests.llm.stub_server import Drop, Reply, Status
+from tests.llm.stub_server import Drop, EchoAuth, Reply, Status
 
 # What llama-cpp-python's server answers when the prompt alone is longer than its --n_ctx (measured).
 LLAMACPP_TOO_LONG = (
@@ -189,22 +189,20 @@ def test_estimator_ignores_a_count_that_means_the_server_dropped_the_prompt():
 
 
 @pytest.mark.parametrize(
-    ("status", "message", "window", "prompt"),
+    ("status", "message", "expected"),
     [
-        (400, LLAMACPP_TOO_LONG, 8192, 9009),
-        (400, "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens.", 128000, 130512),
-        (400, "the request exceeds the available context size, try increasing it", None, None),
-        (400, "Trying to keep the first 5000 tokens when context the overflows. However, the model is loaded with context length of only 4096 tokens", 4096, None),
-        (400, "Invalid value for 'temperature'", None, None),
-        (500, "'response_format' type should be 'text' or 'json_object'", None, None),
+        (400, LLAMACPP_TOO_LONG, (8192, 9009)),
+        (400, "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens.", (128000, 130512)),
+        (400, "the request exceeds the available context size, try increasing it", (None, None)),
+        (400, "Trying to keep the first 5000 tokens when context the overflows. However, the model is loaded with context length of only 4096 tokens", (4096, None)),
+        (400, "Invalid value for 'temperature'", None),
+        (500, "'response_format' type should be 'text' or 'json_object'", None),
+        (500, "llama_decode failed while the context was being shifted", None),
     ],
 )
-def test_context_errors_are_read_from_what_servers_say(status, message, window, prompt):
+def test_context_errors_are_read_from_what_servers_say(status, message, expected):
     found = context_error(status, message)
-    if window is None and prompt is None and "context" not in message:
-        assert found is None
-    else:
-        assert found is not None and (found.window, found.prompt_tokens) == (window, prompt)
+    assert (None if found is None else (found.window, found.prompt_tokens)) == expected
 
 
 # -- loops (item 3) ------------------------------------------------------------------------------
@@ -417,3 +415,16 @@ def test_breaker_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("PLANEXE_LLM_BREAKER_FAILURES", "zero")
     with pytest.raises(ValueError, match="PLANEXE_LLM_BREAKER_FAILURES='zero' is not a whole number"):
         RetryPolicy()
+
+
+def test_a_skipped_calls_reason_never_holds_the_key(stub, canary_env):
+    """The breaker keeps the endpoint's last error for the rows of skipped calls; a server that quotes
+    the Authorization header back in its 500 must not put the key there."""
+    stub.script("leaky", then=EchoAuth(500))
+    stub.script("working", then=Reply(VALID))
+    executor = stub_executor(stub, {"leaky": {"max_retries": 0}, "working": {}}, retry=policy(breaker_failures=1))
+    llm = executor.for_step("p", "s")
+    for _ in range(2):
+        llm.structured(SHORT, Purpose)
+    [skipped] = [r for r in rows(executor) if r["status"] == "skipped"]
+    assert "[REDACTED]" in skipped["error_message"] and canary_env not in json.dumps(rows(executor), default=str)

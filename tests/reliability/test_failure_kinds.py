@@ -133,3 +133,31 @@ def test_the_step_succeeds_once_the_failure_passes(app_db, stub, purpose_fault):
     assert outcome.success and sent["n"] == 2
     assert len(events[DagsterEventType.STEP_UP_FOR_RETRY]) == 1
     assert app_db.get_plan("second_time").status != "failed"
+
+
+def test_the_no_flicker_prediction_follows_the_retry_decision(monkeypatch):
+    """What the asset raises (``_raised_for``) is what both Dagster and the plan row's prediction
+    (``dagster_will_retry``) read, so they agree for every kind and attempt."""
+    from dagster import RetryPolicy
+    from sqlalchemy.exc import OperationalError
+
+    from planexe_assets.assets import _raised_for
+    from planexe_assets.step_policies import dagster_will_retry
+    from planexe_assets.step_table import STEP_BY_NAME
+    from planexe_assets.steps.base import FailureKind, StepError
+
+    monkeypatch.delenv("PLANEXE_LLM_STEP_CONTENT_RETRIES", raising=False)
+    step = STEP_BY_NAME["identify_purpose"]
+    policy = RetryPolicy(max_retries=2)
+
+    def pending(exc, n, p=policy):
+        return dagster_will_retry(_raised_for(step, exc, n), n, p)
+
+    transient = StepError("down", kind=FailureKind.TRANSIENT)
+    content = StepError("loops", kind=FailureKind.CONTENT)
+    permanent = StepError("too long", kind=FailureKind.PERMANENT)
+    assert [pending(transient, n) for n in range(3)] == [True, True, False]
+    assert [pending(content, n) for n in range(3)] == [True, False, False]
+    assert [pending(permanent, n) for n in range(3)] == [False, False, False]
+    assert pending(transient, 0, None) is False  # no retry policy
+    assert pending(OperationalError("SELECT 1", {}, Exception("server closed the connection")), 0)
