@@ -22,7 +22,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from planexe_assets.plans import PlanInputError, PlanRequest, create_plan
+    from planexe_assets.lifecycle.plans import PlanInputError, PlanRequest, create_plan
     from resources.config import ConfigError
     from resources.database import DatabaseUnavailable, get_database_service
     from resources.llm import LLMConfigError
@@ -104,7 +104,7 @@ def _build(db, plan, args, build_id: str, log_path: Path) -> int:
 
 
 def _gated(plan) -> bool:
-    from planexe_assets.redline import gate_enabled
+    from planexe_assets.lifecycle.redline import gate_enabled
     from resources.config import ConfigError
 
     try:
@@ -149,7 +149,7 @@ def _summary(plan, log_path: Path, luigi_verdict: str) -> str:
 def _log_path(plan_id: str, build_id: str) -> Path:
     from resources.config import planexe_home
 
-    # Beside the Dagster worker's logs of the same plan (planexe_assets.supervisor.log_path_for).
+    # Beside the Dagster worker's logs of the same plan (planexe_assets.cli.supervisor.log_path_for).
     folder = planexe_home() / "logs" / plan_id
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{build_id}.log"  # build ids read luigi-<hex>

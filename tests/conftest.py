@@ -53,7 +53,7 @@ def app_db(sqlite_url, monkeypatch):
 @pytest.fixture
 def resources(sqlite_url):
     """Dagster resources for sensor and schedule evaluations: the application database."""
-    from resources.dagster_resources import DatabaseResource
+    from planexe_assets.dagster_defs.resources import DatabaseResource
 
     return {"database": DatabaseResource(url=sqlite_url)}
 

@@ -7,8 +7,8 @@ from dagster import AssetKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planexe_assets import asset_metadata as am
-from planexe_assets.runner import pipeline_steps
+from planexe_assets.dagster_defs import asset_metadata as am
+from planexe_assets.lifecycle.runner import pipeline_steps
 from resources.config import ConfigError
 
 json_values = st.recursive(

@@ -21,7 +21,9 @@ from dagster import (
 )
 from sqlalchemy import update
 
-from planexe_assets.checks import (
+from planexe_assets.core.contract import _matches_template
+from planexe_assets.core.step_table import STEP_BY_NAME, STEPS
+from planexe_assets.dagster_defs.checks import (
     FILES_CHECK,
     JSON_CHECK,
     JSON_OUTPUT_SPECS,
@@ -37,14 +39,12 @@ from planexe_assets.checks import (
     verify_files,
     verify_json,
 )
-from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.runner import pipeline_steps
-from planexe_assets.step_table import STEP_BY_NAME, STEPS
-from planexe_assets.steps.base import _matches_template
+from planexe_assets.dagster_defs.io_manager import PlanContentIOManager
+from planexe_assets.dagster_defs.resources import DatabaseResource, LLMResource
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
+from planexe_assets.lifecycle.runner import pipeline_steps
 from resources import migrate
-from resources.dagster_resources import DatabaseResource, LLMResource
 from resources.database import DatabaseService, make_engine
-from resources.io_manager import PlanContentIOManager
 from resources.models import PlanContent
 from resources.plan_store import PlanStore
 
@@ -82,9 +82,9 @@ def test_specs_use_the_step_modules_models():
                 else:
                     assert isinstance(layout, Reader)
                     assert layout.read.__module__.startswith(
-                        ("planexe_assets.steps.", "planexe_assets.checks")
+                        ("planexe_assets.steps.", "planexe_assets.dagster_defs.checks")
                     )
-    local = {m.__name__ for m in models if m.__module__ == "planexe_assets.checks"}
+    local = {m.__name__ for m in models if m.__module__ == "planexe_assets.dagster_defs.checks"}
     assert local == {"ExpertRecord", "PitchMarkdownRecord"}
     assert all(m.__module__.startswith("planexe_assets.steps.") for m in models if m.__name__ not in local)
 

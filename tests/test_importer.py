@@ -18,7 +18,10 @@ import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 from typer.testing import CliRunner
 
-from planexe_assets.cli import app
+from planexe_assets.cli.app import app
+from planexe_assets.core.step_table import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME, STEPS, step_for_filename
+from planexe_assets.dagster_defs.launch import add_plan_partition
+from planexe_assets.dagster_defs.partitions import PLANS_PARTITIONS_NAME
 from planexe_assets.importer import (
     DETERMINISTIC_DOWNSTREAM,
     IMPORTED_STAGE,
@@ -30,9 +33,6 @@ from planexe_assets.importer import (
     scan_run,
     stage_for,
 )
-from planexe_assets.launch import add_plan_partition
-from planexe_assets.partitions import PLANS_PARTITIONS_NAME
-from planexe_assets.step_table import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME, STEPS, step_for_filename
 from resources.database import get_database_service, sha256_text
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

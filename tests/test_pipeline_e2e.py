@@ -10,10 +10,10 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 from typer.testing import CliRunner
 
-from planexe_assets.cli import app
-from planexe_assets.launch import run_plan_in_process
-from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.runner import pipeline_steps
+from planexe_assets.cli.app import app
+from planexe_assets.dagster_defs.launch import run_plan_in_process
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
+from planexe_assets.lifecycle.runner import pipeline_steps
 from resources.database import sha256_text
 
 PROMPT = "Open a vegan butcher shop in Copenhagen, selling plant-based sausages and deli meats."
@@ -72,7 +72,7 @@ def test_offline_plan_materialises_every_asset(app_db, isolated_home):
     assert meta["preview"].value.startswith("**`002-6-identify_purpose.md`** · Markdown")
     assert "Purpose" in meta["preview"].value
     assert event.asset_materialization.partition == "e2e_plan"
-    from planexe_assets.versions import data_version
+    from planexe_assets.lifecycle.versions import data_version
 
     written = {n: (run_dir / n).read_text(encoding="utf-8") for n in ("002-5-identify_purpose_raw.json", "002-6-identify_purpose.md")}
     assert event.asset_materialization.tags["dagster/data_version"] == data_version(written)
@@ -114,9 +114,9 @@ def test_offline_plan_materialises_every_asset(app_db, isolated_home):
 
 
 def test_failing_step_marks_plan_failed_and_resume_finishes(app_db, monkeypatch):
-    from planexe_assets.runner import missing_steps_with_downstream
+    from planexe_assets.core.contract import StepError
+    from planexe_assets.lifecycle.runner import missing_steps_with_downstream
     from planexe_assets.steps import implemented_steps
-    from planexe_assets.steps.base import StepError
 
     create_plan(app_db, PlanRequest(prompt=PROMPT, model="offline", plan_id="flaky"))
     registry = implemented_steps()

@@ -166,8 +166,8 @@ class StatusWatch:
 def test_fast_plan_against_a_real_local_model(llama_server, tmp_path, monkeypatch):
     from dagster import DagsterEventType, DagsterInstance
 
-    from planexe_assets.runner import pipeline_steps, stored_steps
-    from planexe_assets.step_table import STEP_BY_NAME
+    from planexe_assets.core.step_table import STEP_BY_NAME
+    from planexe_assets.lifecycle.runner import pipeline_steps, stored_steps
     from resources import migrate
     from resources.database import get_database_service
     from tests.reliability.support import assert_files_equal_rows

@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from planexe_assets.launch import run_plan_in_process
-from planexe_assets.plans import PlanRequest, create_plan
+from planexe_assets.dagster_defs.launch import run_plan_in_process
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 from planexe_assets.steps.report import SECTION_IDS
 from resources.database import get_database_service
 

@@ -10,11 +10,11 @@ from dagster import (
     in_process_executor,
 )
 
-from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.run_partitions import PlanNotRunnable, check_run_plan, ensure_run_partition
-from resources.dagster_resources import DatabaseResource, LLMResource
+from planexe_assets.dagster_defs.io_manager import PlanContentIOManager
+from planexe_assets.dagster_defs.resources import DatabaseResource, LLMResource
+from planexe_assets.dagster_defs.run_partitions import PlanNotRunnable, check_run_plan, ensure_run_partition
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 from resources.database import DatabaseService, make_engine
-from resources.io_manager import PlanContentIOManager
 
 PROMPT = "Open a vegan butcher shop in Copenhagen."
 
@@ -72,7 +72,7 @@ def test_our_executors_refuse_a_plan_without_a_row_once_before_resources(app_db,
     step starts; nothing is written, no partition is added."""
     from dagster import DagsterEventType
 
-    from planexe_assets.executor import execute_plan_run
+    from planexe_assets.dagster_defs.executor import execute_plan_run
 
     instance = DagsterInstance.ephemeral()
     result = execute_plan_run(instance, "ghost", executor_choice=executor)

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from planexe_assets.checks import FILES_CHECK, JSON_CHECK, step_has_json
-from planexe_assets.runner import pipeline_steps
+from planexe_assets.dagster_defs.checks import FILES_CHECK, JSON_CHECK, step_has_json
+from planexe_assets.lifecycle.runner import pipeline_steps
 from resources import migrate
 from resources.database import DatabaseService, make_engine
 
@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 # The `planexe` console script's entry point, run by this interpreter (in a development checkout the
 # script may live outside the virtualenv's bin directory).
-PLANEXE = [sys.executable, "-c", "from planexe_assets.cli import app; app(prog_name='planexe')"]
+PLANEXE = [sys.executable, "-c", "from planexe_assets.cli.app import app; app(prog_name='planexe')"]
 PLAN_ID = "web_plan"
 PROMPT = "Open a vegan butcher shop in Copenhagen, selling plant-based sausages and deli meats."
 CHROMIUM_FLAGS = [

@@ -11,8 +11,8 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 
-from planexe_assets.step_table import STEP_BY_NAME
-from planexe_assets.steps.base import StepFunction
+from planexe_assets.core.contract import StepFunction
+from planexe_assets.core.step_table import STEP_BY_NAME
 
 _REGISTRY: dict[str, StepFunction] = {}
 _NOT_STAGE_MODULES = {"base", "common"}

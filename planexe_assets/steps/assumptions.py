@@ -20,8 +20,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from planexe_assets.steps import register
-from planexe_assets.steps.base import (
+from planexe_assets.core.contract import (
     StepContext,
     StepError,
     StepInputs,
@@ -29,6 +28,7 @@ from planexe_assets.steps.base import (
     StructuredReply,
     failure_kind_of_all,
 )
+from planexe_assets.steps import register
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,

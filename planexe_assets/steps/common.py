@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from planexe_assets.steps.base import ChatMessage, StructuredReply
+from planexe_assets.core.contract import ChatMessage, StructuredReply
 
 _DROP_FROM_QUERY = ("metadata", "query", "user_prompt", "system_prompt")
 

@@ -14,8 +14,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, field_validator
 
+from planexe_assets.core.contract import StepContext, StepInputs, StepResult
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepInputs, StepResult
 from planexe_assets.steps.common import bundle, dump_json, md_bullets, messages, raw_record
 
 SYSTEM_PROMPT = """

@@ -18,8 +18,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from planexe_assets.core.contract import StepContext, StepError, StepInputs, StepResult, failure_kind_of_all
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult, failure_kind_of_all
 from planexe_assets.steps.common import bundle, describe_error, dump_json, md_bullets, messages, raw_record
 from planexe_assets.steps.doc_notes import log_notes, notes_markdown
 from planexe_assets.steps.purpose import loose_enum

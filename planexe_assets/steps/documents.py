@@ -31,8 +31,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from planexe_assets.core.contract import StepContext, StepError, StepInputs, StepResult, failure_kind_of_all
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult, failure_kind_of_all
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,

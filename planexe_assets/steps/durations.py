@@ -22,8 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from planexe_assets.steps import register
-from planexe_assets.steps.base import (
+from planexe_assets.core.contract import (
     StepContext,
     StepError,
     StepInputs,
@@ -31,6 +30,7 @@ from planexe_assets.steps.base import (
     StructuredReply,
     failure_kind_of_all,
 )
+from planexe_assets.steps import register
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,

@@ -23,8 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from planexe_assets.steps import register
-from planexe_assets.steps.base import (
+from planexe_assets.core.contract import (
     ChatMessage,
     StepContext,
     StepError,
@@ -32,6 +31,7 @@ from planexe_assets.steps.base import (
     StepResult,
     failure_kind_of_all,
 )
+from planexe_assets.steps import register
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,

@@ -29,8 +29,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from planexe_assets.steps import register
-from planexe_assets.steps.base import (
+from planexe_assets.core.contract import (
     ChatMessage,
     StepContext,
     StepError,
@@ -38,6 +37,7 @@ from planexe_assets.steps.base import (
     StepResult,
     failure_kind_of_all,
 )
+from planexe_assets.steps import register
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,

@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from planexe_assets.core.contract import StepContext, StepError, StepInputs, StepResult, StructuredReply
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult, StructuredReply
 from planexe_assets.steps.common import bundle, dump_json, md_bullets, messages, one_line, raw_record
 
 # --------------------------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ import re
 
 from pydantic import BaseModel, Field, ValidationError
 
+from planexe_assets.core.contract import StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,

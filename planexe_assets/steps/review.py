@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from planexe_assets.core.contract import ChatMessage, StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps import register
-from planexe_assets.steps.base import ChatMessage, StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps.common import bundle, dump_json, messages, raw_record
 from planexe_assets.steps.doc_notes import log_notes, notes_markdown
 

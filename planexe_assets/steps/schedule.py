@@ -53,8 +53,8 @@ from typing import Any
 from markupsafe import Markup, escape
 from pydantic import ValidationError
 
+from planexe_assets.core.contract import StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps.common import humanize_key, one_line
 from planexe_assets.steps.cpm import (
     Activity,

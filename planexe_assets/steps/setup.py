@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from datetime import UTC
 
+from planexe_assets.core.contract import StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult
 
 
 @register("start_time")

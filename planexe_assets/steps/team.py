@@ -26,8 +26,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from planexe_assets.core.contract import StepContext, StepError, StepInputs, StepResult, UpstreamFiles
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult, UpstreamFiles
 from planexe_assets.steps.common import bundle, compact_json_for_prompt, dump_json, messages, raw_record
 from planexe_assets.steps.doc_notes import notes_markdown
 

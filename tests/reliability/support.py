@@ -20,8 +20,8 @@ from typing import Any
 
 from sqlalchemy import MetaData, select
 
-from planexe_assets.step_table import STEP_BY_NAME, STEPS, Step
-from planexe_assets.steps.base import _matches_template
+from planexe_assets.core.contract import _matches_template
+from planexe_assets.core.step_table import STEP_BY_NAME, STEPS, Step
 from resources.llm.offline import known_ids, offline_json, offline_markdown, request_seed
 from resources.plan_store import PlanStore
 from tests.llm.stub_server import Reply, StubLLMServer

@@ -14,14 +14,14 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance
 from typer.testing import CliRunner
 
-from planexe_assets.cli import app
-from planexe_assets.launch import run_plan_in_process
-from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.runner import StepRunner, missing_steps_with_downstream
-from planexe_assets.step_policies import llm_retry_policy
-from planexe_assets.step_table import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME
+from planexe_assets.cli.app import app
+from planexe_assets.core.step_table import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME
+from planexe_assets.dagster_defs.launch import run_plan_in_process
+from planexe_assets.dagster_defs.resources import LLMResource
+from planexe_assets.dagster_defs.step_policies import llm_retry_policy
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
+from planexe_assets.lifecycle.runner import StepRunner, missing_steps_with_downstream
 from resources.config import runs_dir
-from resources.dagster_resources import LLMResource
 from resources.plan_store import PlanStore
 from tests.llm.stub_server import Drop, Hang, Raw, Reply, Status
 from tests.reliability.conftest import PROMPT

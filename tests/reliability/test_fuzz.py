@@ -35,8 +35,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 import planexe_assets.steps as steps_pkg
-from planexe_assets.step_table import STEP_BY_NAME, STEPS
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, UpstreamFiles
+from planexe_assets.core.contract import StepContext, StepError, StepInputs, UpstreamFiles
+from planexe_assets.core.step_table import STEP_BY_NAME, STEPS
 from tests.reliability.html_check import inspect_html
 from tests.reliability.model_strategies import instances
 
@@ -194,7 +194,7 @@ def model_answers(draw, ids: list[str]):
 
 @pytest.mark.slow
 def test_schedule_step_is_consistent_or_refuses_clearly(offline_template):
-    from planexe_assets.runner import NoLLM
+    from planexe_assets.lifecycle.runner import NoLLM
     from planexe_assets.steps.schedule import run_schedule
 
     step = STEP_BY_NAME["schedule"]

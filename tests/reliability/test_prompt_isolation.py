@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from planexe_assets.runner import pipeline_steps
+from planexe_assets.lifecycle.runner import pipeline_steps
 from tests.reliability.hostile import FAIL_MARKER, MARKER
 
 pytestmark = pytest.mark.slow

@@ -13,11 +13,11 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance
 from typer.testing import CliRunner
 
 from legacy_luigi.__main__ import main as luigi_main
-from planexe_assets.cli import app
-from planexe_assets.launch import default_instance, run_plan_in_process
-from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.redline import REFUSE_ENV
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.cli.app import app
+from planexe_assets.core.step_table import STEP_BY_NAME
+from planexe_assets.dagster_defs.launch import default_instance, run_plan_in_process
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
+from planexe_assets.lifecycle.redline import REFUSE_ENV
 from tests.llm.stub_server import Status
 from tests.reliability.conftest import PROMPT
 from tests.reliability.support import OfflineModel, schema_name

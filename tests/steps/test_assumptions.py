@@ -8,7 +8,8 @@ import threading
 import pytest
 from pydantic import BaseModel
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core.contract import PipelineStopRequested, StepError, StepInputs, UpstreamFiles
+from planexe_assets.core.step_table import STEP_BY_NAME
 from planexe_assets.steps.assumptions import (
     CONSOLIDATED_SECTIONS,
     AssumptionReview,
@@ -23,7 +24,6 @@ from planexe_assets.steps.assumptions import (
     run_make_assumptions,
     run_review_assumptions,
 )
-from planexe_assets.steps.base import PipelineStopRequested, StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.doc_notes import NOTES_MARKER, split_notes
 from tests.support.replay import (
     ReplayLLM,

@@ -8,9 +8,9 @@ import threading
 import pytest
 from pydantic import ValidationError
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core.contract import StepError
+from planexe_assets.core.step_table import STEP_BY_NAME
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError
 from planexe_assets.steps.diagnostics import (
     LENSES,
     REDLINE_SYSTEM_PROMPT,

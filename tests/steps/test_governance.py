@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core.contract import StepError, StepInputs, UpstreamFiles
+from planexe_assets.core.step_table import STEP_BY_NAME
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.common import compact_json_for_prompt
 from planexe_assets.steps.governance import (
     GOVERNANCE_SECTIONS,

@@ -7,8 +7,8 @@ import json
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from planexe_assets.step_table import STEP_BY_NAME
-from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
+from planexe_assets.core.contract import StepError, StepInputs, UpstreamFiles
+from planexe_assets.core.step_table import STEP_BY_NAME
 from planexe_assets.steps.locations import (
     CurrencyStrategy,
     IdentifiedRisks,

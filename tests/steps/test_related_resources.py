@@ -7,9 +7,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core.contract import StepError, StepInputs, UpstreamFiles
+from planexe_assets.core.step_table import STEP_BY_NAME
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.related_resources import DocumentDetails, render_related_resources
 from tests.support.replay import (
     ReplayLLM,

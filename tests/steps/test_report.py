@@ -9,9 +9,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core.contract import StepInputs, UpstreamFiles
+from planexe_assets.core.step_table import STEP_BY_NAME
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepInputs, UpstreamFiles
 from planexe_assets.steps.doc_notes import notes_markdown
 from planexe_assets.steps.durations import DependencyMapping
 from planexe_assets.steps.pages import frame_script, report_script

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from planexe_assets.core.contract import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.cpm import Timing
 from planexe_assets.steps.durations import DependencyMapping, TaskTimeEstimateDetail
 from planexe_assets.steps.pages import frame_script

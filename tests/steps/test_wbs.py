@@ -10,9 +10,9 @@ from collections import defaultdict
 import pytest
 from pydantic import ValidationError
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core.contract import StepError, StepInputs, UpstreamFiles
+from planexe_assets.core.step_table import STEP_BY_NAME
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.common import dump_json
 from planexe_assets.steps.wbs import (
     WBSLevel1,

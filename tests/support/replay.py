@@ -15,8 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from planexe_assets.step_table import STEP_BY_NAME, Step
-from planexe_assets.steps.base import (
+from planexe_assets.core.contract import (
     CallUsage,
     ChatMessage,
     StepContext,
@@ -25,6 +24,7 @@ from planexe_assets.steps.base import (
     TextReply,
     UpstreamFiles,
 )
+from planexe_assets.core.step_table import STEP_BY_NAME, Step
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "planexe_runs"
 
@@ -112,7 +112,7 @@ def inputs_from_run(step_name: str, run: str) -> StepInputs:
 def context_for(step_name: str, llm, *, fast: bool = False, prompt: str = "", run: str | None = None) -> StepContext:
     from datetime import UTC, datetime
 
-    from planexe_assets.steps.base import SpeedVsDetail
+    from planexe_assets.core.contract import SpeedVsDetail
 
     if run is not None and not prompt:
         prompt = load_run_file(run, "001-2-plan.txt")
