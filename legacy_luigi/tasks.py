@@ -16,8 +16,7 @@ from pathlib import Path
 
 import luigi
 
-from planexe_assets.core.contract import SpeedVsDetail
-from planexe_assets.core.step_table import FULL_PLAN_PIPELINE_REQUIRES, PIPELINE_COMPLETE_FILENAME, Step
+from planexe_assets.core import FULL_PLAN_PIPELINE_REQUIRES, PIPELINE_COMPLETE_FILENAME, SpeedVsDetail, Step
 from planexe_assets.lifecycle.runner import StepRunner, pipeline_steps
 from resources.database import get_database_service
 from resources.plan_store import PlanStore

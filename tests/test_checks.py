@@ -21,16 +21,10 @@ from dagster import (
 )
 from sqlalchemy import update
 
-from planexe_assets.core.contract import _matches_template
-from planexe_assets.core.step_table import STEP_BY_NAME, STEPS
+from planexe_assets.core import STEP_BY_NAME, STEPS, Fields, Items, OneOf, Reader, matches_template
 from planexe_assets.dagster_defs.checks import (
     FILES_CHECK,
     JSON_CHECK,
-    JSON_OUTPUT_SPECS,
-    Fields,
-    Items,
-    OneOf,
-    Reader,
     build_plan_checks,
     json_outputs_of_table,
     json_problems,
@@ -43,6 +37,8 @@ from planexe_assets.dagster_defs.io_manager import PlanContentIOManager
 from planexe_assets.dagster_defs.resources import DatabaseResource, LLMResource
 from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 from planexe_assets.lifecycle.runner import pipeline_steps
+from planexe_assets.steps import output_models, register
+from planexe_assets.steps.purpose import PlanPurposeInfo
 from resources import migrate
 from resources.database import DatabaseService, make_engine
 from resources.models import PlanContent
@@ -55,7 +51,7 @@ PLAN_ID = "checked_plan"
 
 def _owner(filename: str):
     for step in STEPS:
-        if any(_matches_template(filename, t) for t in (*step.filenames, *step.side_outputs)):
+        if any(matches_template(filename, t) for t in (*step.filenames, *step.side_outputs)):
             return step
     return None
 
@@ -63,17 +59,33 @@ def _owner(filename: str):
 # -- the mapping ------------------------------------------------------------------------------------
 
 
+def _declared_models() -> dict[str, tuple]:
+    """Every JSON output (file name or per-item template) -> the layouts its step registered."""
+    return {name: specs for s in STEPS for name, specs in output_models(s.name).items()}
+
+
 def test_every_json_output_of_the_step_table_has_a_spec():
     declared = json_outputs_of_table()
     assert len(declared) > 60
     assert [n for n in declared if spec_for(n) is None] == []
-    assert sorted(JSON_OUTPUT_SPECS) == sorted(declared), "specs for files no step writes"
+    assert sorted(_declared_models()) == sorted(declared), "specs for files no step writes"
+
+
+def test_register_refuses_a_json_output_without_a_model_and_unknown_keys():
+    with pytest.raises(ValueError, match="JSON files without a model"):
+        register("identify_purpose")
+    with pytest.raises(ValueError, match="no output or side file"):
+        register("identify_purpose", models={"raw": PlanPurposeInfo, "rwa": PlanPurposeInfo})
+    with pytest.raises(ValueError, match="not JSON"):
+        register("identify_purpose", models={"raw": PlanPurposeInfo, "markdown": PlanPurposeInfo})
+    with pytest.raises(KeyError, match="not a step of the step table"):
+        register("no_such_step")
 
 
 def test_specs_use_the_step_modules_models():
-    """Models come from the step modules; only the two derived formats without one live in checks."""
+    """Models and readers come from the step modules, declared where each step registers."""
     models = set()
-    for specs in JSON_OUTPUT_SPECS.values():
+    for specs in _declared_models().values():
         for spec in specs:
             layouts = spec.layouts if isinstance(spec, OneOf) else (spec,)
             for layout in layouts:
@@ -81,12 +93,8 @@ def test_specs_use_the_step_modules_models():
                     models.add(layout.model)
                 else:
                     assert isinstance(layout, Reader)
-                    assert layout.read.__module__.startswith(
-                        ("planexe_assets.steps.", "planexe_assets.dagster_defs.checks")
-                    )
-    local = {m.__name__ for m in models if m.__module__ == "planexe_assets.dagster_defs.checks"}
-    assert local == {"ExpertRecord", "PitchMarkdownRecord"}
-    assert all(m.__module__.startswith("planexe_assets.steps.") for m in models if m.__name__ not in local)
+                    assert layout.read.__module__.startswith("planexe_assets.steps.")
+    assert models and all(m.__module__.startswith("planexe_assets.steps.") for m in models)
 
 
 @pytest.mark.parametrize("run", sorted(p.name for p in FIXTURE_RUNS.iterdir() if p.is_dir()))
@@ -131,7 +139,7 @@ def test_json_problems_name_the_file_the_model_and_the_field():
 def test_per_item_files_match_their_template():
     assert (
         spec_for("016-1-7-expert_criticism_raw.json")
-        is JSON_OUTPUT_SPECS["016-1-{}-expert_criticism_raw.json"]
+        is output_models("expert_review")["016-1-{}-expert_criticism_raw.json"]
     )
     assert spec_for("016-1-x-expert_criticism_raw.json") is None
     assert json_problems(STEP_BY_NAME["setup"], "unknown.json", "{}")[0].endswith(

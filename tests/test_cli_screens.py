@@ -22,7 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from planexe_assets.cli.app import app
-from planexe_assets.core.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME
 from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 from resources.plan_store import PlanStore
 from tests.support.terminal import Terminal

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from planexe_assets.core.step_table import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME
+from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME
 from planexe_assets.dagster_defs.checks import verify_files, verify_json
 from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 from planexe_assets.lifecycle.runner import pipeline_steps

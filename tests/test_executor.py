@@ -290,8 +290,7 @@ def test_a_step_failing_beside_running_steps_leaves_the_plan_failed(app_db, monk
     the independent step's progress update must not turn the failed plan back into a completed one,
     even though every file of the earlier run is still stored."""
     import planexe_assets.steps as steps_pkg
-    from planexe_assets.core.contract import StepError
-    from planexe_assets.core.step_table import PIPELINE_COMPLETE_FILENAME
+    from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, StepError
     from planexe_assets.dagster_defs.launch import run_plan_in_process
     from planexe_assets.lifecycle.plans import PlanRequest, create_plan
     from planexe_assets.steps import implemented_steps
@@ -450,7 +449,7 @@ def test_fanout_concurrency_setting(monkeypatch, raw, expected):
 
 @pytest.mark.parametrize("raw", ["0", "-1", "lots"])
 def test_bad_fanout_concurrency_is_refused(monkeypatch, raw):
-    from planexe_assets.core.contract import StepError
+    from planexe_assets.core import StepError
     from planexe_assets.lifecycle.runner import FANOUT_ENV, fanout_concurrency
 
     monkeypatch.setenv(FANOUT_ENV, raw)

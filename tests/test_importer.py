@@ -19,7 +19,7 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 from typer.testing import CliRunner
 
 from planexe_assets.cli.app import app
-from planexe_assets.core.step_table import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME, STEPS, step_for_filename
+from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME, STEPS, step_for_filename
 from planexe_assets.dagster_defs.launch import add_plan_partition
 from planexe_assets.dagster_defs.partitions import PLANS_PARTITIONS_NAME
 from planexe_assets.importer import (

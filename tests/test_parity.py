@@ -11,7 +11,7 @@ import pytest
 from dagster import AssetKey
 
 from legacy_luigi.tasks import TASK_CLASSES, FullPlanPipeline
-from planexe_assets.core.step_table import (
+from planexe_assets.core import (
     FULL_PLAN_PIPELINE_REQUIRES,
     PIPELINE_COMPLETE_FILENAME,
     STEP_BY_NAME,

@@ -114,7 +114,7 @@ def test_offline_plan_materialises_every_asset(app_db, isolated_home):
 
 
 def test_failing_step_marks_plan_failed_and_resume_finishes(app_db, monkeypatch):
-    from planexe_assets.core.contract import StepError
+    from planexe_assets.core import StepError
     from planexe_assets.lifecycle.runner import missing_steps_with_downstream
     from planexe_assets.steps import implemented_steps
 

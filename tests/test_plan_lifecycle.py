@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 import planexe_assets.steps as steps_pkg
 from planexe_assets.cli.app import app
-from planexe_assets.core.contract import FailureKind, StepError
+from planexe_assets.core import FailureKind, StepError
 from planexe_assets.dagster_defs.instance_config import prepare_dagster_home
 from planexe_assets.dagster_defs.launch import run_plan_in_process
 from planexe_assets.lifecycle.plans import PlanRequest, create_plan

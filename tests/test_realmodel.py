@@ -166,7 +166,7 @@ class StatusWatch:
 def test_fast_plan_against_a_real_local_model(llama_server, tmp_path, monkeypatch):
     from dagster import DagsterEventType, DagsterInstance
 
-    from planexe_assets.core.step_table import STEP_BY_NAME
+    from planexe_assets.core import STEP_BY_NAME
     from planexe_assets.lifecycle.runner import pipeline_steps, stored_steps
     from resources import migrate
     from resources.database import get_database_service

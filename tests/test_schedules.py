@@ -20,8 +20,7 @@ from dagster import (
 from dagster._core.test_utils import create_run_for_test, instance_for_test
 
 import planexe_assets.steps as steps_pkg
-from planexe_assets.core.contract import FailureKind, PipelineStopRequested, StepError
-from planexe_assets.core.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, FailureKind, PipelineStopRequested, StepError
 from planexe_assets.dagster_defs.launch import run_plan_in_process
 from planexe_assets.dagster_defs.schedules import (
     BACKFILL_SCHEDULE_NAME,

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 import planexe_assets.steps as steps_pkg
 from planexe_assets.cli.app import app
-from planexe_assets.core.contract import StepError
+from planexe_assets.core import StepError
 from planexe_assets.dagster_defs.launch import run_plan_in_process
 from planexe_assets.dagster_defs.sensors import (
     LAUNCH_SENSOR_NAME,

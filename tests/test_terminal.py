@@ -30,7 +30,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from bench.latency_server import LatencyModel, LatencyServer
-from planexe_assets.core.step_table import PIPELINE_COMPLETE_FILENAME
+from planexe_assets.core import PIPELINE_COMPLETE_FILENAME
 from resources.database import DatabaseService, make_engine, sha256_text
 from resources.plan_store import TEMP_PREFIX
 from tests.support.terminal import Terminal, strip_ansi

@@ -9,7 +9,9 @@ dual writer (run directory + ``plan_content``).
   requires() returns a single task), then the upstream output key (``"raw"``, ``"markdown"``,
   ``"clean"``, ...; ``""`` for a single output).
 - ``StepResult.files`` must hold exactly the step's output() file names from the step table;
-  ``side_files`` holds per-item files named from the table's ``{}`` templates.
+  ``side_files`` holds the side files the table declares, named with ``ctx.step.side_file(key,
+  index)`` (per-item files fill the template's ``{}``).
+- A fan-out runs its items with ``ctx.map_concurrent`` (the failure policy is in ``core.fanout``).
 - LLM calls go through ``ctx.llm`` (see ``LLMCaller``), which records every attempt and keeps the
   usage of this step's calls so the orchestrator can report it.
 """
@@ -18,9 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -28,7 +28,9 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from planexe_assets.core.step_table import Step
+from planexe_assets.core.failures import StepError
+from planexe_assets.core.fanout import AllFailedMessage, Outcome, fan_out
+from planexe_assets.core.step_table import Step, matches_template
 
 T = TypeVar("T", bound=BaseModel)
 R = TypeVar("R")
@@ -37,78 +39,6 @@ R = TypeVar("R")
 class SpeedVsDetail(StrEnum):
     ALL_DETAILS_BUT_SLOW = "all_details_but_slow"
     FAST_BUT_SKIP_DETAILS = "fast_but_skip_details"
-
-
-class FailureKind(StrEnum):
-    """Whether trying a failed step again can help. Shared by the LLM layer, the orchestrators' retry
-    policies and the plan row's ``recoverable``.
-
-    - ``permanent``: the same request fails the same way (HTTP 400/401/403/404/422, a prompt longer
-      than the model's context window, a missing API key, bad upstream data). Never retried by the
-      orchestrator; resuming needs a change (another model, a config fix, a re-run upstream).
-    - ``transient``: the endpoint was unreachable, slow, overloaded or rate limited (connection
-      errors, timeouts, 408/409/429/5xx). Retrying later may succeed.
-    - ``content``: the model answered, but not usably (invalid JSON, fails the schema, cut off at
-      ``max_tokens``, empty). Another sample may succeed, at the full cost of the call.
-    """
-
-    PERMANENT = "permanent"
-    TRANSIENT = "transient"
-    CONTENT = "content"
-
-    @property
-    def recoverable(self) -> bool:
-        """Whether ``planexe resume`` may succeed without changing anything."""
-        return self is not FailureKind.PERMANENT
-
-
-class StepError(RuntimeError):
-    """A step cannot produce its outputs (bad upstream data, every model failed, ...).
-
-    ``kind`` says whether another attempt can help (see ``FailureKind``); a step's own checks of its
-    inputs are permanent, which is the default.
-    """
-
-    def __init__(self, message: str = "", kind: FailureKind | str = FailureKind.PERMANENT):
-        super().__init__(message)
-        self.kind = FailureKind(kind)
-
-    def __reduce__(self):  # keep ``kind`` through pickling (multiprocess and Celery executors)
-        return (type(self), (str(self), self.kind.value))
-
-
-def failure_kind(exc: BaseException) -> FailureKind:
-    """The ``FailureKind`` of any exception: its own ``kind`` if it carries one (``StepError`` and
-    the LLM layer's errors do), else ``transient`` for connection and timeout errors and
-    ``permanent`` for everything else (a bug or bad data does not fix itself)."""
-    kind = getattr(exc, "kind", None)
-    if isinstance(kind, FailureKind):
-        return kind
-    if isinstance(kind, str) and kind in FailureKind._value2member_map_:
-        return FailureKind(kind)
-    if isinstance(exc, (ConnectionError, TimeoutError)):
-        return FailureKind.TRANSIENT
-    return FailureKind.PERMANENT
-
-
-def combined_kind(kinds: Iterable[FailureKind | str]) -> FailureKind:
-    """The kind of a failure made of several (every model of a call, every item of a fan-out): any
-    transient -> transient (waiting may fix it); all permanent -> permanent; else content."""
-    found = [FailureKind(k) for k in kinds]
-    if any(k is FailureKind.TRANSIENT for k in found):
-        return FailureKind.TRANSIENT
-    if found and all(k is FailureKind.PERMANENT for k in found):
-        return FailureKind.PERMANENT
-    return FailureKind.CONTENT
-
-
-def failure_kind_of_all(errors: Iterable[BaseException]) -> FailureKind:
-    """``combined_kind`` of the errors' own kinds (``failure_kind``)."""
-    return combined_kind(failure_kind(e) for e in errors)
-
-
-class PipelineStopRequested(RuntimeError):
-    """The run was stopped on purpose; never retried, never wrapped."""
 
 
 ChatMessage = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
@@ -184,19 +114,6 @@ class LLMCaller(Protocol):
     def usage(self) -> list[CallUsage]: ...
 
 
-@dataclass(frozen=True)
-class Outcome(Generic[R]):
-    """Result of one item of a fan-out: a value or the error that item raised."""
-
-    index: int
-    value: R | None = None
-    error: BaseException | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
 @dataclass
 class StepContext:
     plan_id: str
@@ -223,54 +140,14 @@ class StepContext:
     def current_year(self) -> int:
         return self.plan_created_at.year
 
-    def map_concurrent(self, fn: Callable[[Any], R], items: Iterable[Any]) -> list[Outcome[R]]:
-        """Run ``fn`` over ``items`` on threads; results in input order, one ``Outcome`` each.
-
-        A ``PipelineStopRequested`` from any item is re-raised once all started items settle.
-        An item that fails as ``transient`` (its endpoint is down, rate limited or timing out, after
-        the LLM layer's own retries and circuit breaker) fails the whole fan-out: items not started
-        yet are not run, and once the started ones settle a transient ``StepError`` is raised, so
-        the orchestrator retries the step later instead of keeping a result with holes an outage
-        made. Items that fail otherwise (an unusable reply, a permanent error) are returned as
-        failed outcomes for the step to handle, as before.
-        """
-        items = list(items)
-        if not items:
-            return []
-        outcomes: list[Outcome[R] | None] = [None] * len(items)
-        lock = threading.Lock()
-        outage = threading.Event()
-
-        def run_one(index: int) -> None:
-            if outage.is_set():
-                return  # an earlier item found the endpoint down: do not start this one
-            try:
-                value = fn(items[index])
-                result: Outcome[R] = Outcome(index=index, value=value)
-            except BaseException as exc:  # noqa: BLE001 - reported per item
-                result = Outcome(index=index, error=exc)
-                if failure_kind(exc) is FailureKind.TRANSIENT and not isinstance(exc, PipelineStopRequested):
-                    outage.set()
-            with lock:
-                outcomes[index] = result
-
-        workers = max(1, min(self.max_concurrency, len(items)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{self.step.name}") as pool:
-            list(pool.map(run_one, range(len(items))))
-        done = [o for o in outcomes if o is not None]
-        for o in done:
-            if isinstance(o.error, PipelineStopRequested):
-                raise o.error
-        if outage.is_set():
-            transient = [o for o in done if o.error is not None and failure_kind(o.error) is FailureKind.TRANSIENT]
-            succeeded = sum(1 for o in done if o.ok)
-            raise StepError(
-                f"{self.step.name}: {len(transient)} of {len(items)} items failed transiently, "
-                f"{len(items) - len(done)} not started, {succeeded} succeeded; the step is to be retried "
-                f"as a whole. First error: {transient[0].error}",
-                kind=FailureKind.TRANSIENT,
-            ) from transient[0].error
-        return done
+    def map_concurrent(
+        self, fn: Callable[[Any], R], items: Iterable[Any], *, all_failed: AllFailedMessage | None = None
+    ) -> list[Outcome[R]]:
+        """Run ``fn`` over ``items`` on threads, within this step's ``max_concurrency``; one ``Outcome``
+        per item, in input order. The failure policy is ``planexe_assets.core.fanout``'s: a stop or a
+        transient item failure fails the fan-out at once, and when every item failed a ``StepError``
+        is raised with the message ``all_failed(failed outcomes)`` builds."""
+        return fan_out(fn, items, name=self.step.name, max_concurrency=self.max_concurrency, all_failed=all_failed)
 
 
 @dataclass(frozen=True)
@@ -342,16 +219,8 @@ class StepResult:
                 f"step {step.name} returned files {sorted(got)}, expected exactly {sorted(expected)}"
             )
         for name in self.side_files:
-            if not any(_matches_template(name, t) for t in step.side_outputs):
+            if not any(matches_template(name, t) for t in step.side_outputs):
                 raise StepError(f"step {step.name} returned side file {name} matching no template {step.side_outputs}")
-
-
-def _matches_template(name: str, template: str) -> bool:
-    if "{}" not in template:
-        return name == template
-    prefix, suffix = template.split("{}")
-    middle = name[len(prefix) : len(name) - len(suffix)]
-    return name.startswith(prefix) and name.endswith(suffix) and middle.isdigit()
 
 
 StepFunction = Callable[[StepContext, StepInputs], StepResult]

@@ -29,7 +29,7 @@ from typing import Any
 
 from dagster import BetaWarning, CodeReferencesMetadataValue, LocalFileCodeReference, MetadataValue
 
-from planexe_assets.core.step_table import Step
+from planexe_assets.core import Step
 from planexe_assets.lifecycle.versions import Fingerprint
 
 PREVIEW_LIMIT = 4000

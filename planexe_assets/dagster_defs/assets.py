@@ -34,8 +34,7 @@ from dagster import (
     asset,
 )
 
-from planexe_assets.core.contract import PipelineStopRequested
-from planexe_assets.core.step_table import Step
+from planexe_assets.core import PipelineStopRequested, Step
 from planexe_assets.dagster_defs import asset_metadata
 from planexe_assets.dagster_defs.io_manager import PlanContentIOManager
 from planexe_assets.dagster_defs.partitions import plans_partitions

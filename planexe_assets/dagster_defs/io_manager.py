@@ -17,8 +17,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from planexe_assets.core.contract import StepResult, UpstreamFiles
-from planexe_assets.core.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepResult, UpstreamFiles
 from planexe_assets.dagster_defs.resources import DatabaseResource
 from resources.config import runs_dir
 from resources.plan_store import PlanStore

@@ -47,7 +47,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from planexe_assets.core.step_table import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME, Step, step_for_filename
+from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME, Step, step_for_filename
 from planexe_assets.lifecycle.runner import pipeline_steps
 from resources.database import DatabaseService, sha256_text
 from resources.models import LLMInteraction, PlanStatus, utcnow
@@ -422,10 +422,8 @@ class ImportResult:
 
     def step_files(self, step: Step) -> list[str]:
         """The step's stored files: its outputs, then its per-item side files."""
-        from planexe_assets.core.contract import _matches_template
-
         side = sorted(
-            (n for n in self.files if any(_matches_template(n, t) for t in step.side_outputs)),
+            (n for n in self.files if step.owns(n)),
             key=_natural_key,
         )
         return [*step.filenames, *[n for n in side if n not in step.filenames]]

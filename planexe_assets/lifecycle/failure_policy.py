@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from planexe_assets.core.contract import FailureKind, failure_kind
+from planexe_assets.core import FailureKind, failure_kind
 from resources.config import ConfigError
 
 CONTENT_RETRIES_ENV = "PLANEXE_LLM_STEP_CONTENT_RETRIES"

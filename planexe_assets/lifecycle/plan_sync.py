@@ -38,7 +38,7 @@ ORPHAN_ERROR_CODE = "run_ended"
 # -- queued plans -----------------------------------------------------------------------------------
 def queued_plan_problem(plan: Plan) -> str | None:
     """None if the plan can be launched; else a message that says what is wrong with the row."""
-    from planexe_assets.core.contract import SpeedVsDetail
+    from planexe_assets.core import SpeedVsDetail
     from planexe_assets.lifecycle.plans import PlanInputError, validate_model_choice, validate_prompt
     from resources.config import ConfigError
     from resources.llm import LLMConfigError

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from planexe_assets.core.contract import SpeedVsDetail
+from planexe_assets.core import SpeedVsDetail
 from resources.config import runs_dir
 from resources.database import DatabaseService
 from resources.models import Plan, PlanStatus

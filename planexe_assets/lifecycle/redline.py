@@ -27,8 +27,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from planexe_assets.core.contract import FailureKind, StepError
-from planexe_assets.core.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, FailureKind, StepError
 from resources.config import ConfigError
 from resources.models import PlanStatus
 

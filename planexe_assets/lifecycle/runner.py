@@ -20,19 +20,23 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from planexe_assets.core.contract import (
+from planexe_assets.core import (
+    PIPELINE_COMPLETE_FILENAME,
+    STEP_BY_NAME,
+    STEPS,
     CallUsage,
     LLMCaller,
     PipelineStopRequested,
     SpeedVsDetail,
+    Step,
     StepContext,
     StepError,
     StepInputs,
     StepResult,
     UpstreamFiles,
     failure_kind,
+    matches_template,
 )
-from planexe_assets.core.step_table import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME, STEPS, Step
 from planexe_assets.lifecycle.redline import PlanRefused, RedlineGate, RedlineGateClosed, gate_enabled
 from planexe_assets.steps import implemented_steps, step_function
 from resources.models import PlanStatus, utcnow
@@ -190,14 +194,12 @@ class StepRunner:
         """Per-item files of an earlier run of this step that this run did not produce."""
         if not step.side_outputs:
             return []
-        from planexe_assets.core.contract import _matches_template
-
         existing = [row.filename for row in self.db.get_plan_files(plan_id)]
         templated = [t for t in step.side_outputs if "{}" in t]
         return [
             name
             for name in existing
-            if name not in result.side_files and any(_matches_template(name, t) for t in templated)
+            if name not in result.side_files and any(matches_template(name, t) for t in templated)
         ]
 
     # -- lifecycle --------------------------------------------------------------------------------

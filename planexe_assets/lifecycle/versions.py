@@ -44,7 +44,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, get_args
 
-from planexe_assets.core.step_table import STEP_BY_NAME, Step
+from planexe_assets.core import STEP_BY_NAME, Step
 
 STEPS_PACKAGE = "planexe_assets.steps"
 # Package data the steps read by file name (templates, inlined scripts).

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, field_validator
 
-from planexe_assets.core.contract import StepContext, StepInputs, StepResult
+from planexe_assets.core import StepContext, StepInputs, StepResult
 from planexe_assets.steps import register
 from planexe_assets.steps.common import bundle, dump_json, md_bullets, messages, raw_record
 
@@ -115,7 +115,7 @@ def project_documents(inputs: StepInputs) -> list[tuple[str, str]]:
     ]
 
 
-@register("data_collection")
+@register("data_collection", models={"raw": DataCollectionPlan})
 def run_data_collection(ctx: StepContext, inputs: StepInputs) -> StepResult:
     user_prompt = bundle(*project_documents(inputs))
     reply = ctx.llm.structured(

@@ -18,7 +18,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from planexe_assets.core.contract import StepContext, StepError, StepInputs, StepResult, failure_kind_of_all
+from planexe_assets.core import Items, StepContext, StepInputs, StepResult
 from planexe_assets.steps import register
 from planexe_assets.steps.common import bundle, describe_error, dump_json, md_bullets, messages, raw_record
 from planexe_assets.steps.doc_notes import log_notes, notes_markdown
@@ -116,7 +116,7 @@ class Decision(BaseModel):
     )
 
 
-@register("redline_gate")
+@register("redline_gate", models={"raw": Decision})
 def run_redline_gate(ctx: StepContext, inputs: StepInputs) -> StepResult:
     user_prompt = bundle(("plan.txt", inputs.single.text()))
     reply = ctx.llm.structured(messages(REDLINE_SYSTEM_PROMPT, user_prompt), Decision, label="redline_gate")
@@ -265,7 +265,7 @@ class LensResult:
     error: str | None = None
 
 
-@register("premise_attack")
+@register("premise_attack", models={"raw": Items(DocumentDetails, at="response_list")})
 def run_premise_attack(ctx: StepContext, inputs: StepInputs) -> StepResult:
     user_prompt = bundle(("plan.txt", inputs.single.text()))
 
@@ -274,7 +274,11 @@ def run_premise_attack(ctx: StepContext, inputs: StepInputs) -> StepResult:
             messages(lens.system_prompt, user_prompt), DocumentDetails, label=f"premise_attack:{lens.name}"
         )
 
-    outcomes = ctx.map_concurrent(attack, LENSES)
+    def every_lens_failed(failed_outcomes) -> str:
+        details = "; ".join(f"{LENSES[o.index].name}: {describe_error(o.error)}" for o in failed_outcomes)
+        return f"premise_attack: every lens failed on every model ({details})"
+
+    outcomes = ctx.map_concurrent(attack, LENSES, all_failed=every_lens_failed)
     results: list[LensResult] = []
     for lens, outcome in zip(LENSES, outcomes, strict=True):
         if outcome.ok:
@@ -287,12 +291,6 @@ def run_premise_attack(ctx: StepContext, inputs: StepInputs) -> StepResult:
     failed = [r for r in results if r.critique is None]
     if len(failed) < len(results):
         log_notes(ctx.logger, "premise_attack", premise_attack_notes(results))
-    if len(failed) == len(results):
-        details = "; ".join(f"{r.lens.name}: {r.error}" for r in failed)
-        raise StepError(
-            f"premise_attack: every lens failed on every model ({details})",
-            kind=failure_kind_of_all(o.error for o in outcomes if o.error is not None),
-        )
 
     raw = {
         "response_list": [

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
-from planexe_assets.core.contract import StepContext, StepError, StepInputs, StepResult, UpstreamFiles
+from planexe_assets.core import StepContext, StepError, StepInputs, StepResult, UpstreamFiles
 from planexe_assets.steps import register
 from planexe_assets.steps.common import (
     bundle,
@@ -173,7 +173,7 @@ def go_no_go_verdict(recommendation: str) -> str:
     return "unclear"
 
 
-@register("pre_project_assessment")
+@register("pre_project_assessment", models={"raw": ExpertDetails, "clean": PreProjectAssessment})
 def run_pre_project_assessment(ctx: StepContext, inputs: StepInputs) -> StepResult:
     system_prompt = pre_project_assessment_prompt(ctx.current_year)
     user_prompt = bundle(*plan_context_blocks(inputs))
@@ -283,7 +283,7 @@ class GoalDefinition(BaseModel):
     )
 
 
-@register("project_plan")
+@register("project_plan", models={"raw": GoalDefinition})
 def run_project_plan(ctx: StepContext, inputs: StepInputs) -> StepResult:
     assessment = read_model(inputs["preproject"], "clean", PreProjectAssessment)
     user_prompt = bundle(

@@ -16,9 +16,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from planexe_assets.core.contract import StepContext, StepInputs, StepResult
+from planexe_assets.core import Reader, StepContext, StepInputs, StepResult
 from planexe_assets.steps import register
 from planexe_assets.steps.common import bundle, dump_json, messages, raw_record
+from planexe_assets.steps.swot import read_purpose
 
 
 def loose_enum(enum_cls: type[Enum]) -> BeforeValidator:
@@ -85,7 +86,12 @@ class PlanPurposeInfo(BaseModel):
     )
 
 
-@register("identify_purpose")
+@register(
+    "identify_purpose",
+    models={
+        "raw": (PlanPurposeInfo, Reader(read_purpose, args=("identify_purpose raw",))),
+    },
+)
 def run_identify_purpose(ctx: StepContext, inputs: StepInputs) -> StepResult:
     user_prompt = bundle(("plan.txt", inputs.single.text()))
     reply = ctx.llm.structured(
@@ -153,7 +159,7 @@ class DocumentDetails(BaseModel):
     )
 
 
-@register("plan_type")
+@register("plan_type", models={"raw": DocumentDetails})
 def run_plan_type(ctx: StepContext, inputs: StepInputs) -> StepResult:
     user_prompt = bundle(
         ("plan.txt", inputs["setup"].text()),

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from planexe_assets.core.contract import ChatMessage, StepContext, StepError, StepInputs, StepResult
+from planexe_assets.core import ChatMessage, StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps import register
 from planexe_assets.steps.common import bundle, dump_json, md_table
 from planexe_assets.steps.doc_notes import log_notes, notes_context, notes_markdown
@@ -87,7 +87,7 @@ class QuestionsAndAnswers(BaseModel):
     summary: str = Field(description="What the pairs cover, in two or three sentences.")
 
 
-@register("questions_and_answers")
+@register("questions_and_answers", models={"raw": QuestionsAndAnswers})
 def run_questions_and_answers(ctx: StepContext, inputs: StepInputs) -> StepResult:
     """Two turns in one conversation; the pairs are merged and renumbered 1..n.
 
@@ -319,7 +319,7 @@ class PremortemMerge:
         )
 
 
-@register("premortem")
+@register("premortem", models={"raw": PremortemAnalysis})
 def run_premortem(ctx: StepContext, inputs: StepInputs) -> StepResult:
     """Up to three turns (one in fast mode); the first must succeed, a failed later turn is reported."""
     user_prompt = bundle(*read_plan_documents(inputs, extra=(REVIEW_DOCUMENT, QA_DOCUMENT)))

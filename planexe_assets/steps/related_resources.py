@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from planexe_assets.core.contract import StepContext, StepInputs, StepResult
+from planexe_assets.core import StepContext, StepInputs, StepResult
 from planexe_assets.steps import register
 from planexe_assets.steps.common import (
     bundle,
@@ -64,7 +64,7 @@ class DocumentDetails(BaseModel):
     summary: str = Field(description="What the precedents together suggest for the plan.")
 
 
-@register("related_resources")
+@register("related_resources", models={"raw": DocumentDetails})
 def run_related_resources(ctx: StepContext, inputs: StepInputs) -> StepResult:
     user_prompt = bundle(
         ("plan.txt", inputs["setup"].text()),

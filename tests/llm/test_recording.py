@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from pydantic import BaseModel
 
-from planexe_assets.core.contract import StepError
+from planexe_assets.core import StepError
 from resources.llm import DatabaseRecorder, LLMExecutor, MemoryRecorder
 from tests.llm.conftest import CANARY_KEY, FAST_RETRY, stub_entries, stub_executor
 from tests.llm.stub_server import EchoAuth, Reply, Status

@@ -17,8 +17,7 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance
 
 import planexe_assets.steps as steps_pkg
-from planexe_assets.core.contract import StepError
-from planexe_assets.core.step_table import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME
+from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME, StepError
 from planexe_assets.dagster_defs.launch import run_plan_in_process
 from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 from planexe_assets.lifecycle.runner import missing_steps_with_downstream, pipeline_steps

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from planexe_assets.cli.app import app
-from planexe_assets.core.step_table import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME
+from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME
 from planexe_assets.dagster_defs.launch import run_plan_in_process
 from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 from planexe_assets.lifecycle.runner import missing_steps_with_downstream, pipeline_steps

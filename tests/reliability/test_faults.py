@@ -15,7 +15,7 @@ from dagster import DagsterEventType, DagsterInstance
 from typer.testing import CliRunner
 
 from planexe_assets.cli.app import app
-from planexe_assets.core.step_table import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME
+from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME
 from planexe_assets.dagster_defs.launch import run_plan_in_process
 from planexe_assets.dagster_defs.resources import LLMResource
 from planexe_assets.dagster_defs.step_policies import llm_retry_policy

@@ -35,8 +35,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 import planexe_assets.steps as steps_pkg
-from planexe_assets.core.contract import StepContext, StepError, StepInputs, UpstreamFiles
-from planexe_assets.core.step_table import STEP_BY_NAME, STEPS
+from planexe_assets.core import STEP_BY_NAME, STEPS, StepContext, StepError, StepInputs, UpstreamFiles
 from tests.reliability.html_check import inspect_html
 from tests.reliability.model_strategies import instances
 

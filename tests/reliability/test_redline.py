@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from legacy_luigi.__main__ import main as luigi_main
 from planexe_assets.cli.app import app
-from planexe_assets.core.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME
 from planexe_assets.dagster_defs.launch import default_instance, run_plan_in_process
 from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 from planexe_assets.lifecycle.redline import REFUSE_ENV

@@ -8,8 +8,7 @@ import threading
 import pytest
 from pydantic import BaseModel
 
-from planexe_assets.core.contract import PipelineStopRequested, StepError, StepInputs, UpstreamFiles
-from planexe_assets.core.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, PipelineStopRequested, StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.assumptions import (
     CONSOLIDATED_SECTIONS,
     AssumptionReview,

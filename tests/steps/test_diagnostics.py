@@ -8,8 +8,7 @@ import threading
 import pytest
 from pydantic import ValidationError
 
-from planexe_assets.core.contract import StepError
-from planexe_assets.core.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepError
 from planexe_assets.steps import step_function
 from planexe_assets.steps.diagnostics import (
     LENSES,

@@ -8,8 +8,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from planexe_assets.core.contract import StepError, StepInputs, UpstreamFiles
-from planexe_assets.core.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps import step_function
 from planexe_assets.steps.doc_notes import split_notes
 from planexe_assets.steps.durations import (
@@ -210,10 +209,10 @@ def test_duration_step_replays_recorded_answers(run):
     mapped: list[int] = []
     original_map = ctx.map_concurrent
 
-    def spy(fn, items):
+    def spy(fn, items, **kwargs):
         items = list(items)
         mapped.append(len(items))
-        return original_map(fn, items)
+        return original_map(fn, items, **kwargs)
 
     ctx.map_concurrent = spy
     result = step_function("estimate_task_durations")(ctx, inputs_from_run("estimate_task_durations", run))

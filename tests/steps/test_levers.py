@@ -12,8 +12,7 @@ import uuid
 
 import pytest
 
-from planexe_assets.core.contract import StepError, StepInputs, UpstreamFiles
-from planexe_assets.core.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps import step_function
 from planexe_assets.steps.doc_notes import split_notes
 from planexe_assets.steps.levers import (

@@ -9,8 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from planexe_assets.core.contract import StepInputs, UpstreamFiles
-from planexe_assets.core.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepInputs, UpstreamFiles
 from planexe_assets.steps import step_function
 from planexe_assets.steps.doc_notes import notes_markdown
 from planexe_assets.steps.durations import DependencyMapping

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planexe_assets.core.contract import StepError, StepInputs, UpstreamFiles
+from planexe_assets.core import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps import step_function
 from planexe_assets.steps.cpm import Timing
 from planexe_assets.steps.durations import DependencyMapping, TaskTimeEstimateDetail

@@ -11,8 +11,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from planexe_assets.core.contract import StepError, StepInputs, UpstreamFiles
-from planexe_assets.core.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps import step_function
 from planexe_assets.steps.doc_notes import NOTES_MARKER, split_notes
 from planexe_assets.steps.team import (

@@ -10,8 +10,7 @@ from collections import defaultdict
 import pytest
 from pydantic import ValidationError
 
-from planexe_assets.core.contract import StepError, StepInputs, UpstreamFiles
-from planexe_assets.core.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps import step_function
 from planexe_assets.steps.common import dump_json
 from planexe_assets.steps.wbs import (
@@ -320,10 +319,10 @@ def test_level3_step_replays_recorded_answers_concurrently(run):
     mapped: list[int] = []
     original_map = ctx.map_concurrent
 
-    def spy(fn, items):
+    def spy(fn, items, **kwargs):
         items = list(items)
         mapped.append(len(items))
-        return original_map(fn, items)
+        return original_map(fn, items, **kwargs)
 
     ctx.map_concurrent = spy
     result = step_function("wbs_level3")(ctx, inputs_from_run("wbs_level3", run))
