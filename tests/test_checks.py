@@ -120,7 +120,7 @@ def test_json_problems_name_the_file_the_model_and_the_field():
     assert (
         len(missing) == 1
         and name in missing[0]
-        and "DocumentDetails" in missing[0]
+        and "PlanTypeAssessment" in missing[0]
         and "plan_type" in missing[0]
     )
 

@@ -241,7 +241,7 @@ Answer with these fields:
 """.strip()
 
 
-class ReviewItem(BaseModel):
+class AssumptionIssue(BaseModel):
     issue: str = Field(description="Short title of the problem.")
     explanation: str = Field(description="Why the problem matters for this plan.")
     recommendation: str = Field(description="Concrete steps that resolve the problem.")
@@ -255,7 +255,7 @@ class AssumptionReview(BaseModel):
     domain_specific_considerations: list[str] = Field(
         description="Factors from that field the review focuses on."
     )
-    issues: list[ReviewItem] = Field(
+    issues: list[AssumptionIssue] = Field(
         min_length=1, description="The most significant problems with the assumptions."
     )
     conclusion: str = Field(description="Short wrap-up of what has to be addressed first.")

@@ -55,7 +55,7 @@ class SensitivityScore(StrEnum):
     HIGH = "high"
 
 
-class AssumptionItem(BaseModel):
+class DataAssumption(BaseModel):
     item_index: int = Field(description="Position of the assumption within its data area, counting from 1.")
     assumption: str = Field(
         description="A belief the plan relies on that the collected data will confirm or refute."
@@ -83,7 +83,7 @@ class PlannedDataCollectionItem(BaseModel):
     )
     rationale: str = Field(description="Why the plan needs this data and what goes wrong without it.")
     responsible_parties: list[str] = Field(description="Roles that own collecting and validating this data.")
-    assumptions: list[AssumptionItem] = Field(
+    assumptions: list[DataAssumption] = Field(
         description="Assumptions this data area tests, each with its sensitivity."
     )
     smart_validation_objective: str = Field(
@@ -154,7 +154,7 @@ def render_data_collection(plan: DataCollectionPlan) -> str:
     return "\n\n\n".join(sections) + "\n"
 
 
-def _render_assumptions(assumptions: list[AssumptionItem]) -> str:
+def _render_assumptions(assumptions: list[DataAssumption]) -> str:
     if not assumptions:
         return "_None._"
     return "\n".join(

@@ -245,7 +245,7 @@ LENSES: tuple[Lens, ...] = (
 )
 
 
-class DocumentDetails(BaseModel):
+class PremiseCritique(BaseModel):
     core_thesis: str = Field(description="One sentence naming the deepest flaw of the idea itself.")
     reasons: list[str] = Field(description="Distinct, specific reasons to reject the premise.")
     second_order_effects: list[str] = Field(
@@ -260,18 +260,18 @@ class LensResult:
     """A lens and what it produced: a critique (with call metadata) or the error it ended with."""
 
     lens: Lens
-    critique: DocumentDetails | None = None
+    critique: PremiseCritique | None = None
     metadata: dict | None = None
     error: str | None = None
 
 
-@register("premise_attack", models={"raw": Items(DocumentDetails, at="response_list")})
+@register("premise_attack", models={"raw": Items(PremiseCritique, at="response_list")})
 def run_premise_attack(ctx: StepContext, inputs: StepInputs) -> StepResult:
     user_prompt = bundle(("plan.txt", inputs.single.text()))
 
     def attack(lens: Lens):
         return ctx.llm.structured(
-            messages(lens.system_prompt, user_prompt), DocumentDetails, label=f"premise_attack:{lens.name}"
+            messages(lens.system_prompt, user_prompt), PremiseCritique, label=f"premise_attack:{lens.name}"
         )
 
     def every_lens_failed(failed_outcomes) -> str:

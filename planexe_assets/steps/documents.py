@@ -44,6 +44,7 @@ from planexe_assets.steps.common import (
 )
 from planexe_assets.steps.data_collection import project_documents
 from planexe_assets.steps.doc_notes import notes_markdown
+from planexe_assets.steps.purpose import PlanPurpose
 
 PREFERRED_DOCUMENT_COUNT = 5
 FAST_MODE_DRAFT_COUNT = 2
@@ -52,12 +53,6 @@ FAST_MODE_DRAFT_COUNT = 2
 # --------------------------------------------------------------------------------------------------
 # Shared: the plan's purpose picks the prompt variant; the plan context every call reads.
 # --------------------------------------------------------------------------------------------------
-
-
-class PlanPurpose(StrEnum):
-    BUSINESS = "business"
-    PERSONAL = "personal"
-    OTHER = "other"
 
 
 def read_purpose(inputs: StepInputs) -> PlanPurpose:

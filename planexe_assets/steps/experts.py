@@ -93,7 +93,7 @@ Answer with:
 # ------------------------------------------------------------------------------------------------
 
 
-class Expert(BaseModel):
+class ProposedExpert(BaseModel):
     expert_title: str = Field(description="The expert's profession or role.")
     expert_knowledge: str = Field(description="Industries and specialisations the expert draws on.")
     expert_why: str = Field(description="Which weakness or open question makes this expert necessary.")
@@ -102,8 +102,8 @@ class Expert(BaseModel):
     expert_search_query: str = Field(description="Query that would find such a person on a professional network.")
 
 
-class ExpertDetails(BaseModel):
-    experts: list[Expert] = Field(description="The proposed experts, each from a different field.")
+class ProposedExperts(BaseModel):
+    experts: list[ProposedExpert] = Field(description="The proposed experts, each from a different field.")
 
 
 class NegativeFeedbackItem(BaseModel):
@@ -151,7 +151,7 @@ class ConsultationResult:
     error: str | None = None
 
 
-def clean_expert(expert: Expert) -> dict[str, Any]:
+def clean_expert(expert: ProposedExpert) -> dict[str, Any]:
     """The stored form of an expert, with an id of ours."""
     return {
         "id": str(uuid.uuid4()),
@@ -174,7 +174,7 @@ def expert_profile(expert: dict[str, Any]) -> str:
 @register(
     "expert_review",
     models={
-        "experts_raw": ExpertDetails,
+        "experts_raw": ProposedExperts,
         "experts": Items(ExpertRecord),
         "criticism_raw": ExpertConsultation,
     },
@@ -191,7 +191,7 @@ def run_expert_review(ctx: StepContext, inputs: StepInputs) -> StepResult:
 
     # Phase 1: the finder conversation.
     first_turn = messages(FINDER_PROMPT, query)
-    first = ctx.llm.structured(first_turn, ExpertDetails, label="expert_finder_1")
+    first = ctx.llm.structured(first_turn, ProposedExperts, label="expert_finder_1")
     second_turn: list[ChatMessage] = [
         *first_turn,
         {"role": "assistant", "content": first.text},
@@ -202,7 +202,7 @@ def run_expert_review(ctx: StepContext, inputs: StepInputs) -> StepResult:
     rounds = [len(first.value.experts)]
     finder_error: str | None = None
     try:
-        second = ctx.llm.structured(second_turn, ExpertDetails, label="expert_finder_2")
+        second = ctx.llm.structured(second_turn, ProposedExperts, label="expert_finder_2")
     except StepError as exc:
         # The first round's experts are still worth consulting; the gap is reported below.
         finder_error = str(exc)

@@ -139,7 +139,7 @@ class Lever(BaseModel):
     )
 
 
-class DocumentDetails(BaseModel):
+class LeverProposals(BaseModel):
     strategic_rationale: str = Field(description="The plan's central tensions that these levers address.")
     levers: list[Lever] = Field(min_length=1, description=f"Exactly {LEVERS_PER_TURN} levers.")
     summary: str = Field(description="What this set of levers covers well and what it still misses.")
@@ -148,7 +148,7 @@ class DocumentDetails(BaseModel):
 @register(
     "potential_levers",
     models={
-        "raw": Items(DocumentDetails, at="responses"),
+        "raw": Items(LeverProposals, at="responses"),
         "clean": Reader(read_lever_list, args=("potential levers",)),
     },
 )
@@ -166,7 +166,7 @@ def run_potential_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
         # Any failed turn fails the step: later turns only make sense after the earlier answers.
         replies.append(
             ctx.llm.structured(
-                conversation, DocumentDetails, label=f"potential_levers:turn {turn}/{turn_count}"
+                conversation, LeverProposals, label=f"potential_levers:turn {turn}/{turn_count}"
             )
         )
 
@@ -190,7 +190,7 @@ def run_potential_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
     )
 
 
-def flatten_levers(answers: Iterable[DocumentDetails]) -> list[dict[str, Any]]:
+def flatten_levers(answers: Iterable[LeverProposals]) -> list[dict[str, Any]]:
     """All levers of all turns in order, each with a fresh uuid4 id; ``review_lever`` becomes ``review``."""
     return [
         {

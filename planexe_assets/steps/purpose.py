@@ -152,21 +152,21 @@ class PlanType(StrEnum):
     PHYSICAL = "physical"
 
 
-class DocumentDetails(BaseModel):
+class PlanTypeAssessment(BaseModel):
     explanation: str = Field(description="Why the plan does or does not need the physical world.")
     plan_type: Annotated[PlanType, loose_enum(PlanType)] = Field(
         description="physical if any part needs a real place or physical action, otherwise digital."
     )
 
 
-@register("plan_type", models={"raw": DocumentDetails})
+@register("plan_type", models={"raw": PlanTypeAssessment})
 def run_plan_type(ctx: StepContext, inputs: StepInputs) -> StepResult:
     user_prompt = bundle(
         ("plan.txt", inputs["setup"].text()),
         ("purpose.md", inputs["identify_purpose"].text("markdown")),
     )
     reply = ctx.llm.structured(
-        messages(PLAN_TYPE_SYSTEM_PROMPT, user_prompt), DocumentDetails, label="plan_type"
+        messages(PLAN_TYPE_SYSTEM_PROMPT, user_prompt), PlanTypeAssessment, label="plan_type"
     )
     step = ctx.step
     return StepResult(
@@ -190,5 +190,5 @@ _PLAN_TYPE_SENTENCE: dict[PlanType, str] = {
 }
 
 
-def render_plan_type(details: DocumentDetails) -> str:
+def render_plan_type(details: PlanTypeAssessment) -> str:
     return f"{_PLAN_TYPE_SENTENCE[details.plan_type]}\n\n**Explanation:** {details.explanation.strip()}\n"

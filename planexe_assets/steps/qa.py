@@ -217,7 +217,7 @@ Be specific to this plan; every item must be different from those you gave befor
 """
 
 
-class AssumptionItem(BaseModel):
+class PremortemAssumption(BaseModel):
     assumption_id: str = Field(description="Label of the assumption, A1, A2, ... as instructed.")
     statement: str = Field(description="A belief the plan relies on; if it is false the project fails.")
     test_now: str = Field(description="A quick test that can be run right away.")
@@ -246,7 +246,7 @@ class FailureModeItem(BaseModel):
 
 
 class PremortemAnalysis(BaseModel):
-    assumptions_to_kill: list[AssumptionItem] = Field(
+    assumptions_to_kill: list[PremortemAssumption] = Field(
         min_length=1, description="Three assumptions that would sink the project if false."
     )
     failure_modes: list[FailureModeItem] = Field(
@@ -276,7 +276,7 @@ class PremortemMerge:
     """
 
     def __init__(self) -> None:
-        self.assumptions: list[AssumptionItem] = []
+        self.assumptions: list[PremortemAssumption] = []
         self.failure_modes: list[FailureModeItem] = []
         self.relabelled: list[str] = []
         self.unknown_root_causes: list[str] = []

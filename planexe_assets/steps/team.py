@@ -174,15 +174,15 @@ class EnvironmentDetails(BaseModel):
     team_members: list[EnvironmentNeeds] = Field(min_length=1, description="One entry per role.")
 
 
-class ReviewItem(BaseModel):
+class TeamIssue(BaseModel):
     issue: str = Field(description="Short title of the gap or improvement.")
     explanation: str = Field(description="Why it matters for this plan.")
     recommendation: str = Field(description="A concrete, affordable change.")
 
 
 class TeamReview(BaseModel):
-    omissions: list[ReviewItem] = Field(description="Roles, skills or responsibilities no role covers.")
-    potential_improvements: list[ReviewItem] = Field(description="Changes that would improve the existing roles.")
+    omissions: list[TeamIssue] = Field(description="Roles, skills or responsibilities no role covers.")
+    potential_improvements: list[TeamIssue] = Field(description="Changes that would improve the existing roles.")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -483,7 +483,7 @@ def render_roles(roles: Sequence[dict[str, Any]]) -> str:
     return "\n\n".join(sections) + "\n"
 
 
-def _render_review_items(items: Sequence[ReviewItem]) -> str:
+def _render_review_items(items: Sequence[TeamIssue]) -> str:
     if not items:
         return "_None named._"
     blocks = []

@@ -14,8 +14,8 @@ from planexe_assets.steps.diagnostics import (
     LENSES,
     REDLINE_SYSTEM_PROMPT,
     Decision,
-    DocumentDetails,
     LensResult,
+    PremiseCritique,
     Verdict,
     ViolationCategory,
     render_premise_attack,
@@ -121,7 +121,7 @@ def _recorded_by_lens(run: str) -> dict[str, dict]:
 @pytest.mark.parametrize("run", RUNS)
 def test_premise_model_parses_every_recorded_lens(run):
     for name, answer in _recorded_by_lens(run).items():
-        critique = DocumentDetails.model_validate(answer)
+        critique = PremiseCritique.model_validate(answer)
         assert critique.reasons and critique.second_order_effects and critique.evidence, name
         assert critique.bottom_line == answer["bottom_line"]
 
@@ -130,7 +130,7 @@ def test_premise_model_parses_every_recorded_lens(run):
 def test_premise_renderer_keeps_every_string(run):
     recorded = _recorded_by_lens(run)
     results = [
-        LensResult(lens=lens, critique=DocumentDetails.model_validate(recorded[lens.name])) for lens in LENSES
+        LensResult(lens=lens, critique=PremiseCritique.model_validate(recorded[lens.name])) for lens in LENSES
     ]
     markdown = render_premise_attack(results)
     strings = [s for r in results for s in all_strings(r.critique.model_dump(mode="json"))]

@@ -23,7 +23,7 @@ from planexe_assets.steps.experts import (
     MAX_EXPERTS_CONSULTED,
     ConsultationResult,
     ExpertConsultation,
-    ExpertDetails,
+    ProposedExperts,
     render_expert_review,
 )
 from tests.support.replay import (
@@ -86,7 +86,7 @@ def _rendered_from_recorded(run: str) -> tuple[str, list[str]]:
     results = [ConsultationResult(expert=e, consultation=c) for e, c in zip(experts, consultations, strict=False)]
     rounds = [experts_raw["metadata"]["result1"]["expert_count"], experts_raw["metadata"]["result2"]["expert_count"]]
     markdown = render_expert_review(experts, results, rounds=rounds)
-    strings = all_strings(ExpertDetails.model_validate(experts_raw).model_dump(mode="json"))
+    strings = all_strings(ProposedExperts.model_validate(experts_raw).model_dump(mode="json"))
     strings += all_strings([c.model_dump(mode="json") for c in consultations])
     return markdown, strings
 
@@ -96,7 +96,7 @@ def _rendered_from_recorded(run: str) -> tuple[str, list[str]]:
 
 @pytest.mark.parametrize("run", RUNS)
 def test_models_parse_recorded_outputs(run):
-    experts = ExpertDetails.model_validate(load_run_json(run, EXPERTS_RAW))
+    experts = ProposedExperts.model_validate(load_run_json(run, EXPERTS_RAW))
     assert len(experts.experts) == 8
     for n in (1, 2):
         consultation = ExpertConsultation.model_validate(load_run_json(run, CRITICISM.format(n)))

@@ -19,8 +19,8 @@ from planexe_assets.steps.levers import (
     FOLLOW_UP_PROMPTS,
     BatchCharacterizationResult,
     DeduplicationAnalysis,
-    DocumentDetails,
     LeverAssessment,
+    LeverProposals,
     VitalLeversAssessmentResult,
     render_strategic_decisions,
     select_vital_levers,
@@ -76,7 +76,7 @@ def test_potential_levers_model_parses_every_recorded_turn(run):
     raw = load_run_json(run, POTENTIAL_RAW)
     assert len(raw["responses"]) == 3
     for answer in raw["responses"]:
-        details = DocumentDetails.model_validate(answer)
+        details = LeverProposals.model_validate(answer)
         assert len(details.levers) == 5
         assert all(len(lever.options) == 3 for lever in details.levers)
 

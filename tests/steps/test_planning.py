@@ -12,9 +12,9 @@ from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFil
 from planexe_assets.steps import step_function
 from planexe_assets.steps.common import compact_json_for_prompt
 from planexe_assets.steps.planning import (
-    ExpertDetails,
     GoalDefinition,
     PreProjectAssessment,
+    PreProjectReviews,
     clean_assessment,
     go_no_go_verdict,
     render_project_plan,
@@ -61,7 +61,7 @@ def _run(step_name: str, run: str, answers: list, *, fast: bool = False, inputs:
 @pytest.mark.parametrize("run", RUNS)
 def test_expert_details_parse_recorded_output(run):
     raw = load_run_json(run, PRE_RAW)
-    details = ExpertDetails.model_validate(raw)
+    details = PreProjectReviews.model_validate(raw)
     assert len(details.expert1.feedback_item_list) == len(raw["expert1"]["feedback_item_list"]) >= 1
     assert details.expert2.expert_full_name == raw["expert2"]["expert_full_name"]
     assert details.go_no_go_recommendation == raw["go_no_go_recommendation"]
@@ -71,13 +71,13 @@ def test_expert_needs_at_least_one_feedback_item():
     raw = load_run_json(RUNS[0], PRE_RAW)
     raw["expert2"]["feedback_item_list"] = []
     with pytest.raises(ValidationError):
-        ExpertDetails.model_validate(raw)
+        PreProjectReviews.model_validate(raw)
 
 
 @pytest.mark.parametrize("run", RUNS)
 def test_clean_assessment_matches_recorded_clean_file(run):
     """Our flattening gives exactly PlanExe's clean JSON: both experts' items, expert1 first."""
-    details = ExpertDetails.model_validate(load_run_json(run, PRE_RAW))
+    details = PreProjectReviews.model_validate(load_run_json(run, PRE_RAW))
     assert clean_assessment(details).model_dump(mode="json") == load_run_json(run, PRE_CLEAN)
 
 
@@ -86,11 +86,11 @@ def test_pre_project_assessment_step_replays_recorded_answer(run):
     result, llm = _run("pre_project_assessment", run, [load_run_json(run, PRE_RAW)])
 
     assert set(result.files) == {PRE_RAW, PRE_CLEAN}
-    assert len(llm.calls) == 1 and llm.calls[0]["response_model"] is ExpertDetails
+    assert len(llm.calls) == 1 and llm.calls[0]["response_model"] is PreProjectReviews
     assert llm.calls[0]["label"] == "pre_project_assessment"
 
     raw = json.loads(result.files[PRE_RAW])
-    assert ExpertDetails.model_validate(raw) == ExpertDetails.model_validate(load_run_json(run, PRE_RAW))
+    assert PreProjectReviews.model_validate(raw) == PreProjectReviews.model_validate(load_run_json(run, PRE_RAW))
     assert {"metadata", "system_prompt", "user_prompt"} <= set(raw)
     assert raw["metadata"]["llm_model"] == "replay"
     assert json.loads(result.files[PRE_CLEAN]) == load_run_json(run, PRE_CLEAN)

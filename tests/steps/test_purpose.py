@@ -10,10 +10,10 @@ from pydantic import ValidationError
 from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps import step_function
 from planexe_assets.steps.purpose import (
-    DocumentDetails,
     PlanPurpose,
     PlanPurposeInfo,
     PlanType,
+    PlanTypeAssessment,
     render_identify_purpose,
     render_plan_type,
 )
@@ -102,17 +102,17 @@ def test_purpose_step_replays_recorded_answer(run):
 @pytest.mark.parametrize("run", RUNS)
 def test_plan_type_model_parses_recorded_output(run):
     raw = load_run_json(run, TYPE_RAW)
-    details = DocumentDetails.model_validate(raw)
+    details = PlanTypeAssessment.model_validate(raw)
     assert details.plan_type == PlanType.PHYSICAL
     assert details.explanation == raw["explanation"]
 
 
 @pytest.mark.parametrize("run", RUNS)
 def test_plan_type_renderer_keeps_every_string(run):
-    details = DocumentDetails.model_validate(load_run_json(run, TYPE_RAW))
+    details = PlanTypeAssessment.model_validate(load_run_json(run, TYPE_RAW))
     markdown = render_plan_type(details)
     assert not _missing(all_strings(details.model_dump(mode="json")), markdown)
-    digital = render_plan_type(DocumentDetails(explanation="x", plan_type="digital"))
+    digital = render_plan_type(PlanTypeAssessment(explanation="x", plan_type="digital"))
     assert "digital" in digital and digital != markdown
 
 

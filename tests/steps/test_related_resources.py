@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps import step_function
-from planexe_assets.steps.related_resources import DocumentDetails, render_related_resources
+from planexe_assets.steps.related_resources import RelatedProjects, render_related_resources
 from tests.support.replay import (
     ReplayLLM,
     all_strings,
@@ -31,7 +31,7 @@ STEP = "related_resources"
 @pytest.mark.parametrize("run", RUNS)
 def test_model_parses_recorded_output(run):
     raw = load_run_json(run, RAW)
-    details = DocumentDetails.model_validate(raw)
+    details = RelatedProjects.model_validate(raw)
     assert len(details.suggestion_list) == len(raw["suggestion_list"]) >= 3
     assert details.suggestion_list[0].project_name == raw["suggestion_list"][0]["project_name"]
     assert details.summary == raw["summary"]
@@ -41,12 +41,12 @@ def test_model_rejects_a_suggestion_without_its_lists():
     raw = load_run_json(RUNS[0], RAW)
     del raw["suggestion_list"][0]["success_metrics"]
     with pytest.raises(ValidationError):
-        DocumentDetails.model_validate(raw)
+        RelatedProjects.model_validate(raw)
 
 
 @pytest.mark.parametrize("run", RUNS)
 def test_renderer_keeps_every_string(run):
-    details = DocumentDetails.model_validate(load_run_json(run, RAW))
+    details = RelatedProjects.model_validate(load_run_json(run, RAW))
     markdown = render_related_resources(details)
     normalised = _norm(markdown)
     strings = all_strings(details.model_dump(mode="json"))
@@ -61,7 +61,7 @@ def test_renderer_keeps_every_string(run):
 def test_renderer_shows_a_model_numbering_that_disagrees_with_the_order():
     raw = load_run_json(RUNS[0], RAW)
     raw["suggestion_list"][0]["item_index"] = 7
-    markdown = render_related_resources(DocumentDetails.model_validate(raw))
+    markdown = render_related_resources(RelatedProjects.model_validate(raw))
     assert "(the model's number 7)" in markdown
 
 
@@ -98,7 +98,7 @@ def test_step_replays_recorded_answer(run):
     assert json.dumps(project_plan["goal_statement"], ensure_ascii=False) in user["content"]
     assert '"metadata"' not in user["content"].split("File 'project-plan.json':")[1]
 
-    assert result.files[MARKDOWN] == render_related_resources(DocumentDetails.model_validate(raw))
+    assert result.files[MARKDOWN] == render_related_resources(RelatedProjects.model_validate(raw))
     assert result.notes["suggestion_count"] == len(raw["suggestion_list"])
 
 
