@@ -20,7 +20,7 @@ from resources.database import DatabaseService, make_engine
 POSTGRES_ENV = "PLANEXE_TEST_POSTGRES_URL"
 
 # LLM-calling assets keep their Dagster retry policy in tests, without its backoff wait (read when
-# the definitions are built; see planexe_assets/step_policies.py).
+# the definitions are built; see planexe_assets/dagster_defs/step_policies.py).
 os.environ.setdefault("PLANEXE_LLM_STEP_RETRY_DELAY", "0")
 
 

@@ -1,4 +1,4 @@
-"""What the Dagster UI shows about a step (planexe_assets/asset_metadata.py): previews, tags, owners."""
+"""What the Dagster UI shows about a step (planexe_assets/dagster_defs/asset_metadata.py): previews, tags, owners."""
 
 import json
 

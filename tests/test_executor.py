@@ -1,4 +1,4 @@
-"""The thread executor of ``full_plan_job`` (planexe_assets/executor.py).
+"""The thread executor of ``full_plan_job`` (planexe_assets/dagster_defs/executor.py).
 
 Small jobs of plain assets show the executor's contract: independent steps really run at the same
 time, ``max_concurrent`` bounds them, a failed step's downstream steps never start while independent
@@ -33,9 +33,9 @@ from planexe_assets.dagster_defs.executor import (
     MAX_CONCURRENT_ENV,
     ThreadedStepExecutor,
     default_max_concurrent,
-    execution_run_config,
     planexe_executor,
 )
+from planexe_assets.dagster_defs.launch import execution_run_config
 
 # -- a small job ----------------------------------------------------------------------------------
 

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 
 from planexe_assets.cli.app import app
 from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME, STEPS, step_for_filename
-from planexe_assets.dagster_defs.launch import add_plan_partition
 from planexe_assets.dagster_defs.partitions import PLANS_PARTITIONS_NAME
+from planexe_assets.dagster_defs.runs import add_plan_partition
 from planexe_assets.importer import (
     DETERMINISTIC_DOWNSTREAM,
     IMPORTED_STAGE,
@@ -495,7 +495,7 @@ def test_running_plan_is_not_replaced(sqlite_db, tmp_path):
 
 
 def test_failure_while_writing_removes_the_partial_import(sqlite_db, isolated_home, tmp_path, monkeypatch):
-    import planexe_assets.importer as importer
+    import planexe_assets.importer.write as importer
 
     def broken(db, run):
         raise RuntimeError("database went away")

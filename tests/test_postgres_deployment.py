@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 
 from planexe_assets.cli.app import app
 from planexe_assets.dagster_defs.instance_config import DAGSTER_POSTGRES_URL_ENV, install_instance_config
-from planexe_assets.dagster_defs.sensors import LAUNCH_SENSOR_NAME, LAUNCHED_BY_TAG
+from planexe_assets.dagster_defs.runs import LAUNCHED_BY_TAG
+from planexe_assets.dagster_defs.sensors import LAUNCH_SENSOR_NAME
 from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 from planexe_assets.lifecycle.runner import pipeline_steps
 from resources import migrate

@@ -72,7 +72,7 @@ def test_our_executors_refuse_a_plan_without_a_row_once_before_resources(app_db,
     step starts; nothing is written, no partition is added."""
     from dagster import DagsterEventType
 
-    from planexe_assets.dagster_defs.executor import execute_plan_run
+    from planexe_assets.dagster_defs.launch import execute_plan_run
 
     instance = DagsterInstance.ephemeral()
     result = execute_plan_run(instance, "ghost", executor_choice=executor)

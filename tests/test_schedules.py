@@ -22,16 +22,16 @@ from dagster._core.test_utils import create_run_for_test, instance_for_test
 import planexe_assets.steps as steps_pkg
 from planexe_assets.core import STEP_BY_NAME, FailureKind, PipelineStopRequested, StepError
 from planexe_assets.dagster_defs.launch import run_plan_in_process
+from planexe_assets.dagster_defs.runs import LAUNCHED_BY_TAG
 from planexe_assets.dagster_defs.schedules import (
     BACKFILL_SCHEDULE_NAME,
     MAX_SCHEDULED_ATTEMPTS,
     backfill_requests,
     plan_backfill_schedule,
 )
-from planexe_assets.dagster_defs.sensors import LAUNCHED_BY_TAG
-from planexe_assets.dagster_defs.step_policies import llm_retry_policy, revive_plan_for_retry
+from planexe_assets.dagster_defs.step_policies import llm_retry_policy
 from planexe_assets.definitions import defs
-from planexe_assets.lifecycle.plan_sync import steps_to_redo
+from planexe_assets.lifecycle.plan_sync import revive_plan_for_retry, steps_to_redo
 from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 from planexe_assets.lifecycle.runner import missing_steps_with_downstream, pipeline_steps
 from resources.config import ConfigError

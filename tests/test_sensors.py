@@ -23,9 +23,9 @@ import planexe_assets.steps as steps_pkg
 from planexe_assets.cli.app import app
 from planexe_assets.core import StepError
 from planexe_assets.dagster_defs.launch import run_plan_in_process
+from planexe_assets.dagster_defs.runs import LAUNCHED_BY_TAG
 from planexe_assets.dagster_defs.sensors import (
     LAUNCH_SENSOR_NAME,
-    LAUNCHED_BY_TAG,
     plan_launch_sensor,
     plan_run_canceled_sensor,
     plan_run_failure_sensor,

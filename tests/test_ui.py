@@ -32,7 +32,7 @@ from planexe_assets.dagster_defs.instance_config import (
     prepare_dagster_home,
     show_llm_pool,
 )
-from planexe_assets.dagster_defs.launch import ensure_dagster_home
+from planexe_assets.dagster_defs.runs import ensure_dagster_home
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""Code versions and data versions (planexe_assets/versions.py) and Dagster's staleness built on them.
+"""Code versions and data versions (planexe_assets/lifecycle/versions.py) and Dagster's staleness built on them.
 
 The pure part: a step's code version changes when its prompt, response model, renderer or template
 changes, and so do the versions of the steps downstream of it, nothing else; versions are the same in

@@ -1,13 +1,25 @@
-"""The ``planexe`` command line."""
+"""The ``planexe`` command line.
+
+Each command imports what it uses inside its body: ``planexe --help`` and ``planexe list`` then start
+without Dagster (about a second to import), Alembic or the openai client. Only light modules are
+imported here.
+"""
 
 from __future__ import annotations
 
+import logging
 import sys
+import uuid
+from pathlib import Path
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from resources.config import ConfigError, database_url, redact_url
+from resources.plan_ids import InvalidPlanId, validate_plan_id
 
 app = typer.Typer(
     help="planexe-dagster: turn a plain-English goal into a full plan, one Dagster partition per plan.",
@@ -116,7 +128,7 @@ def _open_database():
 
 def _instance():
     from planexe_assets.dagster_defs.instance_config import InstanceConfigError
-    from planexe_assets.dagster_defs.launch import default_instance
+    from planexe_assets.dagster_defs.runs import default_instance
 
     try:
         return default_instance()
@@ -153,13 +165,10 @@ def plan_command(
     SIGTERM) stops it: the steps in flight get a short grace period, the plan is marked stopped and
     `planexe resume PLAN` continues it later; a second Ctrl-C stops at once.
     """
-    import uuid
-    from pathlib import Path
 
     from planexe_assets.cli.supervisor import check_log_directory
     from planexe_assets.lifecycle.plans import PlanInputError, PlanRequest, create_plan, read_prompt_file
     from resources.llm import LLMConfigError
-    from resources.plan_ids import InvalidPlanId
 
     if (prompt is None) == (prompt_file is None):
         fail("give the prompt as an argument or with --prompt-file (one of them)", code=2)
@@ -197,11 +206,9 @@ def resume_command(
 
     Progress, logs and Ctrl-C work as in `planexe plan`.
     """
-    import uuid
 
     from planexe_assets.cli.supervisor import check_log_directory
     from planexe_assets.lifecycle.runner import missing_steps_with_downstream
-    from resources.plan_ids import InvalidPlanId, validate_plan_id
 
     try:
         validate_plan_id(plan_id)
@@ -240,6 +247,7 @@ def _progress_view(quiet: bool):
 
 def _run_and_report(db, plan_id: str, steps, quiet: bool, run_id: str, command: str) -> None:
     from planexe_assets.cli.supervisor import Supervised, SupervisorError, supervise
+    from planexe_assets.core import step_file
     from resources.database import DatabaseUnavailable
     from resources.models import PlanStatus
 
@@ -266,9 +274,8 @@ def _run_and_report(db, plan_id: str, steps, quiet: bool, run_id: str, command: 
                 console.print(f"plan {plan_id} stopped; resume it with: planexe resume {plan_id}", highlight=False)
             raise typer.Exit(outcome.exit_code_for_stop)
     console.print(f"run directory: {plan.output_dir}", highlight=False)
-    from pathlib import Path
 
-    report = Path(plan.output_dir) / "029-report.html"
+    report = Path(plan.output_dir) / step_file("report")
     if report.exists():
         console.print(f"report: {report}", highlight=False)
     if plan.status == PlanStatus.COMPLETED:
@@ -302,7 +309,6 @@ def _report_failure(plan, outcome) -> None:
 
 
 def _quiet_dagster_logs() -> None:
-    import logging
 
     for name in ("dagster", "dagster.builtin"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -351,8 +357,6 @@ def list_command(limit: int = typer.Option(50, help="How many plans, newest firs
 
 def plans_table(plans, width: int):
     """The plan list, fitted to ``width`` columns without ever cutting a plan id."""
-    from rich import box
-    from rich.table import Table
 
     def failure(plan) -> str:
         if plan.status not in ("failed", "stopped", "refused") or not (plan.failed_step or plan.recoverable is not None):
@@ -428,9 +432,6 @@ def status_command(plan_id: str = typer.Argument(..., help="The plan.")) -> None
 def files_table(rows, width: int):
     """The plan's files, grouped under the step (stage) that wrote them: stage names and byte counts
     stay whole at 80 columns; the sha256 prefix shrinks first on a narrow terminal."""
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
 
     digest = 12 if width >= 100 else 8
     table = Table(title="files", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
@@ -471,6 +472,7 @@ def import_run_command(
     ),
 ) -> None:
     """Import a PlanExe run: plan row, every file into plan_content, usage, Dagster materializations."""
+    from planexe_assets.core import step_file
     from planexe_assets.importer import (
         RunImportError,
         import_run,
@@ -478,6 +480,7 @@ def import_run_command(
         rematerialize_plan,
         scan_run,
     )
+
     try:
         run = scan_run(directory, plan_id)
     except RunImportError as exc:
@@ -516,8 +519,7 @@ def import_run_command(
         console.print(f"re-materialized {len(outcome.steps)} step(s): {', '.join(outcome.steps)} (Dagster run {outcome.run_id})")
     plan = db.get_plan(result.plan_id)
     console.print(f"plan {plan.plan_id} {plan.status} ({plan.progress_message})", highlight=False)
-    from pathlib import Path
 
-    report = Path(plan.output_dir) / "029-report.html"
+    report = Path(plan.output_dir) / step_file("report")
     if report.exists():
         console.print(f"report: {report}", highlight=False)

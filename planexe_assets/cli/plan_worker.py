@@ -51,6 +51,10 @@ _RUN_STATUS_EVERY = 4  # watcher ticks between looks at the run's status in Dags
 
 log = logging.getLogger("planexe.worker")
 
+# This module imports only the standard library at its top. Everything else (Dagster, the
+# definitions, the database layer: a second or more) is imported inside the functions that use it,
+# after ``main`` has installed the signal handlers, so a stop that arrives while they load is kept.
+
 
 def stop_grace_seconds() -> float:
     """``PLANEXE_STOP_GRACE_SECONDS``: how long a stopped run waits for its steps in flight (0-3600)."""
@@ -187,8 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     log.info("plan %s, run %s, pid %d, steps: %s", args.plan_id, args.run_id, os.getpid(), ", ".join(args.steps or ["all"]))
 
     from planexe_assets.dagster_defs.executor import cancel_on_interrupt
-    from planexe_assets.dagster_defs.launch import default_instance, run_plan_in_process
+    from planexe_assets.dagster_defs.launch import run_plan_in_process
     from planexe_assets.dagster_defs.run_end import settle_run
+    from planexe_assets.dagster_defs.runs import default_instance
     from resources.database import get_database_service
     from resources.models import PlanStatus
 

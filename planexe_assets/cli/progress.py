@@ -24,6 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from dagster import DagsterEventType
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
@@ -31,6 +32,7 @@ from rich.table import Table
 from rich.text import Text
 
 from planexe_assets.lifecycle.runner import pipeline_steps, stored_steps
+from resources.database import DatabaseUnavailable
 
 # Dagster step event -> the state shown for the step.
 RUNNING = "running"
@@ -135,8 +137,6 @@ class RunProgress:
         self._last: Snapshot | None = None
 
     def poll(self) -> Snapshot:
-        from resources.database import DatabaseUnavailable
-
         self._read_events()
         error = None
         try:
@@ -164,8 +164,6 @@ class RunProgress:
         return snapshot
 
     def _read_events(self) -> None:
-        from dagster import DagsterEventType
-
         kinds = {
             DagsterEventType.STEP_START: RUNNING,
             DagsterEventType.STEP_RESTARTED: RUNNING,

@@ -27,6 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from planexe_assets.cli.plan_worker import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, stop_grace_seconds
+from planexe_assets.cli.progress import RunProgress
+from planexe_assets.dagster_defs.run_end import settle_run
 from resources.config import ConfigError, planexe_home
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -116,9 +119,6 @@ def supervise(db, instance, plan_id: str, run_id: str, steps: Sequence[str] | No
 
     ``command`` names this command in the reason a stop records ("Ctrl-C in planexe plan").
     """
-    from planexe_assets.cli.plan_worker import stop_grace_seconds
-    from planexe_assets.cli.progress import RunProgress
-
     grace = stop_grace_seconds()
     path = log_path_for(plan_id, run_id)
     log = _open_log(path)
@@ -210,9 +210,6 @@ def _wait(child: subprocess.Popen, seconds: float) -> None:
 
 def _settle_if_needed(db, instance, plan_id, run_id, returncode, stop_signal, forced, command) -> str | None:
     """Record the run's end when the child could not (killed, crashed); None, or why recording failed."""
-    from planexe_assets.cli.plan_worker import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
-    from planexe_assets.dagster_defs.run_end import settle_run
-
     if not forced and returncode in (EXIT_OK, EXIT_FAILED, EXIT_STOPPED):
         return None  # the child recorded the end (EXIT_WORKER_ERROR: it tried and could not)
     if returncode is not None and returncode < 0:

@@ -8,7 +8,11 @@ so exposing it is a deliberate act (``--host``), never a default.
 from __future__ import annotations
 
 import os
+import signal as signals
+import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +91,6 @@ class DevResult:
     escalation: str | None = None  # what had to be done instead ("terminated", "killed")
 
     def describe(self) -> str:
-        import signal as signals
-
         name = signals.Signals(self.signal).name if self.signal is not None else "exit"
         how = "it shut down cleanly" if self.clean else f"its processes had to be {self.escalation or 'killed'}"
         return f"{name}: {how}"
@@ -102,11 +104,6 @@ def run_dagster_dev(command: DevCommand, stop_timeout: float = STOP_TIMEOUT_SECO
     The group is its own (a new session), so a Ctrl-C in the terminal reaches this process only, and
     this process decides how ``dagster dev`` is stopped, whichever signal came in.
     """
-    import signal as signals
-    import subprocess
-    import threading
-    import time
-
     def default_signals() -> None:  # in the child: a shell may have started us with SIGINT ignored
         signals.signal(signals.SIGINT, signals.SIG_DFL)
         signals.signal(signals.SIGTERM, signals.SIG_DFL)
@@ -158,9 +155,6 @@ def run_dagster_dev(command: DevCommand, stop_timeout: float = STOP_TIMEOUT_SECO
 
 def _wait_for(child, seconds: float, give_up) -> bool:
     """Wait until ``child`` exits (True) or ``seconds`` pass / ``give_up()`` (False)."""
-    import subprocess
-    import time
-
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and not give_up():
         try:

@@ -125,7 +125,7 @@ class StepContext:
     # so a re-run of an old plan reproduces the same prompts.
     plan_created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     plan_prompt: str = ""
-    # The plan is gated (planexe_assets/redline.py): a REFUSE verdict of the redline gate stops it.
+    # The plan is gated (planexe_assets/lifecycle/redline.py): a REFUSE verdict of the redline gate stops it.
     refuse_on_redline: bool = False
     # Upper bound on one fan-out's threads. It is deliberately wider than any fan-out of a plan (WBS
     # level 3 is 25-50 calls): the binding limit is the LLM executor's per-endpoint in-flight limit

@@ -18,6 +18,7 @@ Nothing here imports the step modules' internals; previews work on the files a s
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -27,10 +28,19 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from dagster import BetaWarning, CodeReferencesMetadataValue, LocalFileCodeReference, MetadataValue
+from dagster import (
+    AnchorBasedFilePathMapping,
+    BetaWarning,
+    CodeReferencesMetadataValue,
+    LocalFileCodeReference,
+    MetadataValue,
+    link_code_references_to_git,
+)
 
-from planexe_assets.core import Step
+from planexe_assets.core import Step, step_table
 from planexe_assets.lifecycle.versions import Fingerprint
+from planexe_assets.steps import step_function
+from resources.config import ConfigError
 
 PREVIEW_LIMIT = 4000
 PROMPT_TAG = "planexe/prompt"
@@ -50,8 +60,6 @@ def asset_owners() -> list[str]:
     owners = [o.strip() for o in raw.split(",") if o.strip()] if raw else list(DEFAULT_OWNERS)
     for owner in owners:
         if not (owner.startswith("team:") and len(owner) > 5) and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", owner):
-            from resources.config import ConfigError
-
             raise ConfigError(f"{OWNERS_ENV}: {owner!r} is neither an e-mail address nor team:NAME")
     return owners
 
@@ -59,11 +67,6 @@ def asset_owners() -> list[str]:
 def code_references(step: Step) -> CodeReferencesMetadataValue:
     """Links to the step function and to the step's row in the step table (local files; with
     ``PLANEXE_GIT_URL`` set, ``definitions`` turns them into links to the repository)."""
-    import inspect
-
-    from planexe_assets.core import step_table
-    from planexe_assets.steps import step_function
-
     fn = step_function(step.name)
     with warnings.catch_warnings():  # code references are a beta API of Dagster 1.13
         warnings.simplefilter("ignore", BetaWarning)
@@ -82,8 +85,6 @@ def _code_references(step: Step, fn: Any, table: str | None) -> CodeReferencesMe
 
 
 def _table_line(name: str) -> int | None:
-    from planexe_assets.core import step_table
-
     return _table_lines(step_table.__file__).get(name)
 
 
@@ -116,8 +117,6 @@ def link_to_git(assets: Sequence[Any]) -> Sequence[Any]:
 
 
 def _link(assets: Sequence[Any], url: str) -> Sequence[Any]:
-    from dagster import AnchorBasedFilePathMapping, link_code_references_to_git
-
     return link_code_references_to_git(
         assets,
         git_url=url,

@@ -12,11 +12,11 @@ skips Dagster's per-input loading (two events and one read per upstream step, ab
 which the benchmark measured on the critical path. ``PlanContentIOManager.load_input`` still
 serves ``load_asset_value`` and other readers.
 
-Versions (``planexe_assets/versions.py``): each asset's ``code_version`` hashes the code that produced
+Versions (``planexe_assets/lifecycle/versions.py``): each asset's ``code_version`` hashes the code that produced
 it (its step's prompts, response models, renderers and helpers, and its upstream steps' versions),
 and each materialization records a ``DataVersion``, the sha256 of the files it wrote; Dagster's
 "Unsynced" status and "Materialize stale" follow from both. Descriptions, owners, code references,
-previews and usage metadata come from ``planexe_assets/asset_metadata.py``.
+previews and usage metadata come from ``planexe_assets/dagster_defs/asset_metadata.py``.
 """
 
 
@@ -36,6 +36,7 @@ from dagster import (
 
 from planexe_assets.core import PipelineStopRequested, Step
 from planexe_assets.dagster_defs import asset_metadata
+from planexe_assets.dagster_defs.executor import stop_requested
 from planexe_assets.dagster_defs.io_manager import PlanContentIOManager
 from planexe_assets.dagster_defs.partitions import plans_partitions
 from planexe_assets.dagster_defs.resources import DatabaseResource, LLMResource
@@ -44,9 +45,9 @@ from planexe_assets.dagster_defs.step_policies import (
     dagster_will_retry,
     llm_retry_policy,
     retries_enabled,
-    revive_plan_for_retry,
 )
 from planexe_assets.lifecycle.failure_policy import retry_decision
+from planexe_assets.lifecycle.plan_sync import revive_plan_for_retry
 from planexe_assets.lifecycle.redline import GATE_PRIORITY, GATE_STEP, RedlineGateClosed
 from planexe_assets.lifecycle.runner import StepExecution, StepRunner, pipeline_steps
 from planexe_assets.lifecycle.versions import StepVersion, data_version, step_versions
@@ -168,15 +169,20 @@ def _materialization_metadata(
 
 
 def _stop_flag(run_id: str):
-    """True once the thread executor was asked to stop this run (planexe_assets/executor.py)."""
-    from planexe_assets.dagster_defs.executor import stop_requested
-
+    """True once the thread executor was asked to stop this run (``executor.stop_requested``)."""
     return lambda: stop_requested(run_id)
 
 
 def io_store(context: AssetExecutionContext):
     io_manager: PlanContentIOManager = getattr(context.resources, IO_MANAGER_KEY)
     return io_manager.store()
+
+
+def plan_resources() -> dict:
+    """The resources the plan assets need: the application database, the LLM layer and the IO
+    manager of the dual writer (which shares the database resource)."""
+    database = DatabaseResource()
+    return {"database": database, "llm": LLMResource(), IO_MANAGER_KEY: PlanContentIOManager(database=database)}
 
 
 def build_step_assets() -> list[AssetsDefinition]:

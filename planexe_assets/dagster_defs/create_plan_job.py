@@ -38,9 +38,9 @@ from dagster import (
 from pydantic import Field
 
 from planexe_assets.dagster_defs.asset_metadata import PROMPT_TAG, prompt_tag
-from planexe_assets.dagster_defs.launch import add_plan_partition
 from planexe_assets.dagster_defs.resources import DatabaseResource
-from planexe_assets.dagster_defs.sensors import LAUNCH_SENSOR_NAME, PLAN_ID_TAG, sensor_interval_seconds
+from planexe_assets.dagster_defs.runs import PLAN_ID_TAG, add_plan_partition
+from planexe_assets.dagster_defs.sensors import LAUNCH_SENSOR_NAME, sensor_interval_seconds
 from planexe_assets.lifecycle.plans import MAX_PROMPT_BYTES, PlanInputError, PlanRequest, create_plan
 from resources.config import ConfigError
 from resources.plan_ids import InvalidPlanId
@@ -93,7 +93,9 @@ def create_plan_op(context: OpExecutionContext, config: CreatePlanConfig, databa
         plan_id=config.plan_id.strip() or None,
         refuse_on_redline=config.refuse_on_redline,
     )
-    from resources.llm import LLMConfigError  # imports the openai client: not at definition load
+    from resources.llm import (
+        LLMConfigError,  # deferred: resources.llm loads the openai client, which loading the definitions does not need
+    )
 
     db = database.get_database_service()
     try:

@@ -2,21 +2,18 @@
 
 from dagster import Definitions
 
-from planexe_assets.dagster_defs.assets import IO_MANAGER_KEY, build_step_assets
+from planexe_assets.dagster_defs.assets import build_step_assets, plan_resources
 from planexe_assets.dagster_defs.checks import build_plan_checks
 from planexe_assets.dagster_defs.create_plan_job import create_plan_job
 from planexe_assets.dagster_defs.executor import planexe_executor
-from planexe_assets.dagster_defs.io_manager import PlanContentIOManager
 from planexe_assets.dagster_defs.jobs import full_plan_job
 from planexe_assets.dagster_defs.refresh import plan_refresh_sensor, refresh_plan_job
-from planexe_assets.dagster_defs.resources import DatabaseResource, LLMResource
 from planexe_assets.dagster_defs.schedules import plan_schedules
 from planexe_assets.dagster_defs.sensors import plan_sensors
 
 
 def build_definitions() -> Definitions:
     """The definitions, built from the code as it is now (asset code versions included)."""
-    database = DatabaseResource()
     return Definitions(
         assets=build_step_assets(),
         asset_checks=build_plan_checks(),
@@ -26,11 +23,7 @@ def build_definitions() -> Definitions:
         jobs=[full_plan_job, create_plan_job, refresh_plan_job],
         sensors=[*plan_sensors, plan_refresh_sensor],
         schedules=plan_schedules,
-        resources={
-            "database": database,
-            "llm": LLMResource(),
-            IO_MANAGER_KEY: PlanContentIOManager(database=database),
-        },
+        resources=plan_resources(),
     )
 
 

@@ -48,39 +48,48 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from dagster import Field, Selector, executor
-from dagster import _check as check
-from dagster._core.definitions.executor_definition import IN_PROC_CONFIG, _core_in_process_executor_creation
-from dagster._core.errors import DagsterExecutionInterruptedError
-from dagster._core.events import DagsterEvent, EngineEventData
-from dagster._core.execution.api import ExecuteRunWithPlanIterable
-from dagster._core.execution.compute_logs import create_compute_log_file_key
-from dagster._core.execution.context.system import (
-    PlanExecutionContext,
-    PlanOrchestrationContext,
+from dagster import (
+    DagsterEvent,
+    DagsterExecutionInterruptedError,
+    DagsterRunStatus,
+    Executor,
+    Field,
+    Selector,
     StepExecutionContext,
+    executor,
 )
-from dagster._core.execution.context_creation_job import PlanExecutionContextManager
-from dagster._core.execution.plan.execute_plan import (
-    _handle_compute_log_setup_error,
-    _handle_compute_log_teardown_error,
-    _trigger_hook,
-    dagster_event_sequence_for_step,
-)
-from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
-from dagster._core.execution.plan.objects import step_failure_event_from_exc_info
-from dagster._core.execution.plan.plan import ExecutionPlan
-from dagster._core.execution.retries import RetryMode, get_retries_config
-from dagster._core.execution.step_dependency_config import (
+
+from planexe_assets.dagster_defs._internals import (
+    IN_PROC_CONFIG,
+    PARTITION_NAME_TAG,
+    PRIORITY_TAG,
+    EngineEventData,
+    ExecuteRunWithPlanIterable,
+    ExecutionPlan,
+    InProcessExecutor,
+    InstanceConcurrencyContext,
+    PlanExecutionContext,
+    PlanExecutionContextManager,
+    PlanOrchestrationContext,
+    RetryMode,
     StepDependencyConfig,
+    check,
+    core_in_process_executor_creation,
+    create_compute_log_file_key,
+    dagster_event_sequence_for_step,
+    format_duration,
+    get_retries_config,
     get_step_dependency_config_field,
+    get_tag_concurrency_limits_config,
+    handle_compute_log_setup_error,
+    handle_compute_log_teardown_error,
+    step_failure_event_from_exc_info,
+    time_execution_scope,
+    trigger_hook,
 )
-from dagster._core.execution.tags import get_tag_concurrency_limits_config
-from dagster._core.executor.base import Executor
-from dagster._core.executor.in_process import InProcessExecutor
-from dagster._core.storage.tags import PARTITION_NAME_TAG, PRIORITY_TAG
-from dagster._utils.timing import time_execution_scope
-from dagster_shared.utils.timing import format_duration
+from planexe_assets.dagster_defs.run_partitions import check_run_plan, database_for_run
+from planexe_assets.lifecycle.redline import GATE_PRIORITY, env_refuse_on_redline, gate_enabled
+from resources.config import ConfigError
 
 DEFAULT_MAX_CONCURRENT = 8
 MAX_CONCURRENT_ENV = "PLANEXE_MAX_CONCURRENT_STEPS"
@@ -129,8 +138,6 @@ def _record_stop_request(job_context: PlanExecutionContext) -> None:
         wanted = job_context.run_id in _cancel_on_interrupt
     if not wanted:
         return
-    from dagster import DagsterRunStatus
-
     instance = job_context.instance
     run = instance.get_run_by_id(job_context.run_id)
     if run is not None and not run.is_finished and run.status not in (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED):
@@ -255,7 +262,7 @@ class ThreadedStepExecutor(Executor):
                 log_context = capture_stack.enter_context(compute_log_manager.capture_logs(log_key))
                 yield DagsterEvent.capture_logs(job_context, step_keys, log_key, log_context)
             except Exception:
-                yield from _handle_compute_log_setup_error(job_context, sys.exc_info())
+                yield from handle_compute_log_setup_error(job_context, sys.exc_info())
 
             pool = stack.enter_context(
                 ThreadPoolExecutor(max_workers=self._max_concurrent, thread_name_prefix="planexe-step")
@@ -333,7 +340,7 @@ class ThreadedStepExecutor(Executor):
             try:
                 capture_stack.close()
             except Exception:
-                yield from _handle_compute_log_teardown_error(job_context, sys.exc_info())
+                yield from handle_compute_log_teardown_error(job_context, sys.exc_info())
 
 
 class _GateBarrier:
@@ -351,8 +358,6 @@ class _GateBarrier:
 
     @classmethod
     def for_run(cls, job_context: PlanExecutionContext, execution_plan: ExecutionPlan) -> "_GateBarrier | None":
-        from planexe_assets.lifecycle.redline import GATE_PRIORITY
-
         keys = set()
         for step in execution_plan.get_steps_to_execute_in_topo_order():
             try:
@@ -382,8 +387,6 @@ class _GateBarrier:
 def _check_run_plan(plan_context: PlanOrchestrationContext) -> None:
     """Before resources and steps: the run's partition names a plan (``run_partitions``); raises
     ``PlanNotRunnable``, which fails the run once, with that message."""
-    from planexe_assets.dagster_defs.run_partitions import check_run_plan, database_for_run
-
     check_run_plan(plan_context.instance, plan_context.dagster_run, database_for_run(plan_context.run_config))
 
 
@@ -397,9 +400,6 @@ class _CheckedInProcessExecutor(InProcessExecutor):
 
 def _plan_is_gated(job_context: PlanExecutionContext) -> bool:
     """Whether the run's plan is gated; unknown (no database resource, no row) counts as gated."""
-    from planexe_assets.lifecycle.redline import env_refuse_on_redline, gate_enabled
-    from resources.config import ConfigError
-
     try:
         if env_refuse_on_redline():
             return True
@@ -467,7 +467,7 @@ def _run_step(step_context: StepExecutionContext, events: "queue.Queue[DagsterEv
             step_events.append(event)
             failed = failed or event.is_step_failure
             events.put(event)
-        for event in _trigger_hook(step_context, step_events):
+        for event in trigger_hook(step_context, step_events):
             events.put(event)
     except BaseException as exc:  # noqa: BLE001 - reported as the step's failure, never lost
         if step_context.raise_on_error and failed:
@@ -538,73 +538,10 @@ def planexe_executor(init_context) -> Executor:
     """
     config = init_context.executor_config
     if "in_process" in config:
-        core = _core_in_process_executor_creation(check.dict_elem(config, "in_process"))
+        core = core_in_process_executor_creation(check.dict_elem(config, "in_process"))
         return _CheckedInProcessExecutor(
             retries=core.retries,
             marker_to_close=core.marker_to_close,
             step_dependency_config=core.step_dependency_config,
         )
     return _create_thread_executor(check.dict_elem(config, "threads"))
-
-
-# -- running the plan job from Python with this executor --------------------------------------------
-
-EXECUTOR_CHOICES = ("threads", "in_process")
-
-
-def full_plan_job_definition():
-    """The ``full_plan_job`` of ``defs`` (the target of ``reconstructable`` in ``execute_plan_run``)."""
-    from planexe_assets.dagster_defs.definitions import defs
-    from planexe_assets.dagster_defs.jobs import FULL_PLAN_JOB_NAME
-
-    return defs.resolve_job_def(FULL_PLAN_JOB_NAME)
-
-
-def execution_run_config(executor_choice: str = "threads", max_concurrent: int | None = None) -> dict:
-    """The ``execution`` block of a ``full_plan_job`` run config."""
-    if executor_choice not in EXECUTOR_CHOICES:
-        raise ValueError(f"unknown executor {executor_choice!r}; choose one of {', '.join(EXECUTOR_CHOICES)}")
-    if executor_choice == "in_process":
-        return {"config": {"in_process": {}}}
-    if max_concurrent is not None and max_concurrent < 1:
-        raise ValueError(f"max_concurrent must be at least 1, got {max_concurrent}")
-    return {"config": {"threads": {"max_concurrent": max_concurrent or 0}}}
-
-
-def execute_plan_run(
-    instance,
-    plan_id: str,
-    *,
-    asset_selection=None,
-    run_config: Mapping[str, Any] | None = None,
-    tags: Mapping[str, str] | None = None,
-    run_id: str | None = None,
-    executor_choice: str = "threads",
-    max_concurrent: int | None = None,
-):
-    """Run ``full_plan_job`` for one plan partition in this process with the job's own executor.
-
-    ``JobDefinition.execute_in_process`` always swaps in the in-process executor, so this creates the
-    run (with ``run_id`` if given, the partition tag, the job's tags) and executes it with
-    ``execute_run`` on a reconstructable pointer to the job: the executor configured by
-    ``execution_run_config`` is the one that runs. Returns Dagster's ``JobExecutionResult``; step
-    failures do not raise.
-    """
-    from dagster import reconstructable
-    from dagster._core.execution.api import execute_run
-    from dagster._core.storage.tags import PARTITION_NAME_TAG
-
-    recon = reconstructable(full_plan_job_definition)
-    job_def = recon.get_definition()
-    config = dict(run_config or {})
-    config["execution"] = execution_run_config(executor_choice, max_concurrent)
-    run_tags = {**job_def.run_tags, **(tags or {}), PARTITION_NAME_TAG: plan_id}
-    dagster_run = instance.create_run_for_job(
-        job_def=job_def,
-        run_id=run_id,
-        run_config=config,
-        tags=run_tags,
-        job_code_origin=recon.get_python_origin(),
-        asset_selection=frozenset(asset_selection) if asset_selection else None,
-    )
-    return execute_run(recon, dagster_run, instance, raise_on_error=False)

@@ -17,6 +17,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from resources.config import dagster_home
+
 DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy"
 LOCAL_CONFIG = DEPLOY_DIR / "dagster.local.yaml"
 POSTGRES_CONFIG = DEPLOY_DIR / "dagster.postgres.yaml"
@@ -77,8 +79,6 @@ def prepare_dagster_home() -> Path:
     Dagster call and child process agrees). Created if missing; given ``deploy/dagster.local.yaml``
     as its ``dagster.yaml`` if it has none. Dagster requires an absolute path.
     """
-    from resources.config import dagster_home
-
     configured = os.environ.get("DAGSTER_HOME")
     home = Path(configured).expanduser().resolve() if configured else dagster_home()
     os.environ["DAGSTER_HOME"] = str(home)
@@ -96,7 +96,7 @@ def show_llm_pool(home: Path) -> int | None:
     would create it). Uses Dagster's own ``initialize_concurrency_limit_to_default``; a limit set
     with ``dagster instance concurrency set`` is kept. Returns the pool's slot count, or None when
     the instance has no default pool limit or no pool support."""
-    from dagster import DagsterInstance
+    from dagster import DagsterInstance  # deferred: see the module docstring
 
     with DagsterInstance.from_config(str(home)) as instance:
         storage = instance.event_log_storage

@@ -43,29 +43,34 @@ from typing import Any
 
 import sqlalchemy
 import yaml
-from dagster import _check as check
-from dagster._config import Field, IntSource, StringSource
-from dagster._core.events.log import EventLogEntry
-from dagster._core.instance.types import MayHaveInstanceWeakref
-from dagster._core.storage.config import pg_config
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
-from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
-from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import SqliteScheduleStorage
-from dagster._core.storage.sql import create_engine
-from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
-from dagster._core.storage.sqlite_storage import (
-    DagsterSqliteStorage,
-    _event_logs_directory,
-    _runs_directory,
-    _schedule_directory,
+from dagster import EventLogEntry, Field, IntSource, StringSource
+from dagster_postgres import (
+    DagsterPostgresStorage,
+    PostgresEventLogStorage,
+    PostgresRunStorage,
+    PostgresScheduleStorage,
 )
-from dagster._serdes import ConfigurableClassData
-from dagster._utils import mkdir_p
-from dagster_postgres.event_log import PostgresEventLogStorage
-from dagster_postgres.run_storage import PostgresRunStorage
-from dagster_postgres.schedule_storage import PostgresScheduleStorage
-from dagster_postgres.storage import DagsterPostgresStorage
-from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
+
+from planexe_assets.dagster_defs._internals import (
+    INDEX_SHARD_NAME,
+    SQLITE_BUSY_TIMEOUT_SECONDS,
+    ConfigurableClassData,
+    DagsterSqliteStorage,
+    MayHaveInstanceWeakref,
+    SqliteEventLogStorage,
+    SqliteRunStorage,
+    SqliteScheduleStorage,
+    check,
+    create_engine,
+    create_pg_engine,
+    event_logs_directory,
+    get_token_provider_from_config,
+    mkdir_p,
+    pg_config,
+    pg_url_from_config,
+    runs_directory,
+    schedule_directory,
+)
 
 DEFAULT_PARTITION_CACHE_SECONDS = 30.0
 SQLITE_ENGINE_CACHE = 16  # per-run event-log shards whose engines stay open
@@ -344,17 +349,17 @@ class PlanexeSqliteStorage(DagsterSqliteStorage):
         self.partition_cache_seconds = partition_cache_seconds
         if base_dir is not None:
             mkdir_p(base_dir)
-            self._run_storage = PooledSqliteRunStorage.from_local(_runs_directory(base_dir))
+            self._run_storage = PooledSqliteRunStorage.from_local(runs_directory(base_dir))
             self._event_log_storage = PooledSqliteEventLogStorage(
-                _event_logs_directory(base_dir), partition_cache_seconds=partition_cache_seconds
+                event_logs_directory(base_dir), partition_cache_seconds=partition_cache_seconds
             )
-            self._schedule_storage = PooledSqliteScheduleStorage.from_local(_schedule_directory(base_dir))
+            self._schedule_storage = PooledSqliteScheduleStorage.from_local(schedule_directory(base_dir))
         else:
-            self._run_storage = PooledSqliteRunStorage.deferred(_runs_directory)
+            self._run_storage = PooledSqliteRunStorage.deferred(runs_directory)
             self._event_log_storage = PooledSqliteEventLogStorage(
-                None, partition_cache_seconds=partition_cache_seconds, dir_for_root=_event_logs_directory
+                None, partition_cache_seconds=partition_cache_seconds, dir_for_root=event_logs_directory
             )
-            self._schedule_storage = PooledSqliteScheduleStorage.deferred(_schedule_directory)
+            self._schedule_storage = PooledSqliteScheduleStorage.deferred(schedule_directory)
         for storage in (self._run_storage, self._event_log_storage, self._schedule_storage):
             storage.synchronous = synchronous
         self._event_log_storage._dispose_engines()  # any made during set-up used the default

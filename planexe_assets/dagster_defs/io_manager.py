@@ -7,6 +7,7 @@ behind, and updates the plan's progress. ``load_input`` reads an upstream step's
 ``plan_content``, each checked against its sha256, as ``UpstreamFiles``.
 """
 
+from pathlib import Path
 
 from dagster import (
     ConfigurableIOManager,
@@ -19,6 +20,8 @@ from pydantic import Field
 
 from planexe_assets.core import STEP_BY_NAME, StepResult, UpstreamFiles
 from planexe_assets.dagster_defs.resources import DatabaseResource
+from planexe_assets.dagster_defs.run_partitions import ensure_run_partition
+from planexe_assets.lifecycle.runner import StepRunner
 from resources.config import runs_dir
 from resources.plan_store import PlanStore
 
@@ -28,21 +31,15 @@ class PlanContentIOManager(ConfigurableIOManager):
     runs_root: str | None = Field(default=None, description="Run directories' parent; empty means $PLANEXE_HOME/runs.")
 
     def store(self) -> PlanStore:
-        from pathlib import Path
-
         root = Path(self.runs_root) if self.runs_root else runs_dir()
         return PlanStore(self.database.get_database_service(), root)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         """Before any step of a run: a plan with a row has its partition (``run_partitions``; the
         ``planexe_threads`` executor has already refused a run whose partition names no plan)."""
-        from planexe_assets.dagster_defs.run_partitions import ensure_run_partition
-
         ensure_run_partition(context.instance, context.run, self.database.get_database_service())
 
     def handle_output(self, context: OutputContext, obj: StepResult) -> None:
-        from planexe_assets.lifecycle.runner import StepRunner
-
         if not isinstance(obj, StepResult):
             raise TypeError(f"{context.asset_key.to_user_string()} returned {type(obj).__name__}, expected StepResult")
         step_name = context.asset_key.path[-1]

@@ -1,35 +1,23 @@
-"""Launching plan runs from Python (the CLI and tests): partition registration and in-process runs."""
+"""Running a plan from Python (the CLI's plan worker, the importer, tests, the benchmark).
+
+``run_plan_in_process`` materialises a plan's assets (all, or some) in this process with
+``full_plan_job``'s own executor (``planexe_threads``: the ready steps on threads; or Dagster's
+in-process executor), registering the plan's partition first and freeing its ``llm`` pool slots
+after. It is the top of the Dagster adapter: it runs the job of the composed definitions.
+"""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetKey, DagsterInstance, reconstructable
 
-from planexe_assets.dagster_defs.partitions import PLANS_PARTITIONS_NAME
-
-
-def ensure_dagster_home() -> str:
-    """Use ``DAGSTER_HOME`` if set, else ``$PLANEXE_HOME/dagster`` (created on first use).
-
-    A home without ``dagster.yaml`` gets ``deploy/dagster.local.yaml`` (as ``planexe ui`` does), so
-    the CLI's in-process runs and the UI's daemon share one instance and one ``llm`` pool.
-    """
-    from planexe_assets.dagster_defs.instance_config import prepare_dagster_home
-
-    return str(prepare_dagster_home())
-
-
-def default_instance() -> DagsterInstance:
-    ensure_dagster_home()
-    return DagsterInstance.get()
-
-
-def add_plan_partition(instance: DagsterInstance, plan_id: str) -> None:
-    if not instance.has_dynamic_partition(PLANS_PARTITIONS_NAME, plan_id):
-        instance.add_dynamic_partitions(PLANS_PARTITIONS_NAME, [plan_id])
+from planexe_assets.dagster_defs._internals import PARTITION_NAME_TAG, execute_run
+from planexe_assets.dagster_defs.definitions import defs
+from planexe_assets.dagster_defs.jobs import FULL_PLAN_JOB_NAME
+from planexe_assets.dagster_defs.runs import add_plan_partition, new_run_id, release_pool_slots
 
 
 @dataclass
@@ -61,8 +49,6 @@ def run_plan_in_process(
     selection = [AssetKey(s) for s in steps] if steps is not None else None
     run_id = run_id or new_run_id()
     try:
-        from planexe_assets.dagster_defs.executor import execute_plan_run
-
         result = execute_plan_run(
             instance,
             plan_id,
@@ -85,13 +71,55 @@ def run_plan_in_process(
     return RunOutcome(success=result.success, run_id=result.run_id, failed_steps=failed)
 
 
-def new_run_id() -> str:
-    """A Dagster run id (Dagster's own form: a random UUID)."""
-    return str(uuid.uuid4())
+EXECUTOR_CHOICES = ("threads", "in_process")
 
 
-def release_pool_slots(instance: DagsterInstance, run_id: str) -> None:
-    """Free the concurrency-pool slots (and pending claims) a finished or dead run still holds."""
-    storage = instance.event_log_storage
-    if storage.supports_global_concurrency_limits:
-        storage.free_concurrency_slots_for_run(run_id)
+def full_plan_job_definition():
+    """The ``full_plan_job`` of ``defs`` (the target of ``reconstructable`` in ``execute_plan_run``)."""
+    return defs.resolve_job_def(FULL_PLAN_JOB_NAME)
+
+
+def execution_run_config(executor_choice: str = "threads", max_concurrent: int | None = None) -> dict:
+    """The ``execution`` block of a ``full_plan_job`` run config."""
+    if executor_choice not in EXECUTOR_CHOICES:
+        raise ValueError(f"unknown executor {executor_choice!r}; choose one of {', '.join(EXECUTOR_CHOICES)}")
+    if executor_choice == "in_process":
+        return {"config": {"in_process": {}}}
+    if max_concurrent is not None and max_concurrent < 1:
+        raise ValueError(f"max_concurrent must be at least 1, got {max_concurrent}")
+    return {"config": {"threads": {"max_concurrent": max_concurrent or 0}}}
+
+
+def execute_plan_run(
+    instance,
+    plan_id: str,
+    *,
+    asset_selection=None,
+    run_config: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    run_id: str | None = None,
+    executor_choice: str = "threads",
+    max_concurrent: int | None = None,
+):
+    """Run ``full_plan_job`` for one plan partition in this process with the job's own executor.
+
+    ``JobDefinition.execute_in_process`` always swaps in the in-process executor, so this creates the
+    run (with ``run_id`` if given, the partition tag, the job's tags) and executes it with
+    ``execute_run`` on a reconstructable pointer to the job: the executor configured by
+    ``execution_run_config`` is the one that runs. Returns Dagster's ``JobExecutionResult``; step
+    failures do not raise.
+    """
+    recon = reconstructable(full_plan_job_definition)
+    job_def = recon.get_definition()
+    config = dict(run_config or {})
+    config["execution"] = execution_run_config(executor_choice, max_concurrent)
+    run_tags = {**job_def.run_tags, **(tags or {}), PARTITION_NAME_TAG: plan_id}
+    dagster_run = instance.create_run_for_job(
+        job_def=job_def,
+        run_id=run_id,
+        run_config=config,
+        tags=run_tags,
+        job_code_origin=recon.get_python_origin(),
+        asset_selection=frozenset(asset_selection) if asset_selection else None,
+    )
+    return execute_run(recon, dagster_run, instance, raise_on_error=False)

@@ -1,7 +1,7 @@
 """Re-materialize what is out of date in one plan: the ``refresh_plan`` job and ``plan_refresh_sensor``.
 
 Dagster marks a plan's asset "Unsynced" (stale) when its code version changed since it was made (an
-edited prompt, response model or renderer: ``planexe_assets/versions.py``) or an upstream asset has
+edited prompt, response model or renderer: ``planexe_assets/lifecycle/versions.py``) or an upstream asset has
 a new data version. The UI shows it on the plan's partition of each asset, but its "Materialize
 unsynced" action only looks at unpartitioned assets (Dagster 1.13 answers "All assets are up to
 date" for partitioned ones), so this is the plan-level equivalent:
@@ -25,6 +25,7 @@ from dagster import (
     DagsterInstance,
     DagsterRunStatus,
     DefaultSensorStatus,
+    Definitions,
     Failure,
     MetadataValue,
     OpExecutionContext,
@@ -37,15 +38,21 @@ from dagster import (
     op,
     run_status_sensor,
 )
-from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
-from dagster._core.loader import LoadingContext
 from pydantic import Field
 
+from planexe_assets.dagster_defs._internals import (
+    CachingStaleStatusResolver,
+    CheckError,
+    LoadingContext,
+    StaleStatus,
+)
 from planexe_assets.dagster_defs.asset_metadata import PROMPT_TAG, prompt_tag
+from planexe_assets.dagster_defs.assets import build_step_assets, plan_resources
 from planexe_assets.dagster_defs.jobs import full_plan_job
 from planexe_assets.dagster_defs.partitions import PLANS_PARTITIONS_NAME
 from planexe_assets.dagster_defs.resources import DatabaseResource
-from planexe_assets.dagster_defs.sensors import LAUNCHED_BY_TAG, PLAN_ID_TAG, unfinished_runs
+from planexe_assets.dagster_defs.runs import LAUNCHED_BY_TAG, PLAN_ID_TAG, unfinished_runs
+from planexe_assets.lifecycle.runner import pipeline_steps
 from resources.plan_ids import InvalidPlanId, validate_plan_id
 
 REFRESH_JOB_NAME = "refresh_plan"
@@ -77,8 +84,6 @@ class StaleStep:
 
 def stale_steps(instance: DagsterInstance, asset_graph, plan_id: str) -> list[StaleStep]:
     """The plan's stale assets in pipeline (topological) order, with Dagster's root causes."""
-    from planexe_assets.lifecycle.runner import pipeline_steps
-
     resolver = CachingStaleStatusResolver(instance, asset_graph, loading_context=_Loading(instance))
     found: list[StaleStep] = []
     for step in pipeline_steps():
@@ -137,15 +142,11 @@ def refresh_request_op(context: OpExecutionContext, config: RefreshPlanConfig, d
 
 def _asset_graph(context: OpExecutionContext):
     """The code location's asset graph; a job executed in process (tests) has no repository, so the
-    definitions of this process's code stand in."""
-    from dagster._check import CheckError
-
+    assets of this process's code stand in."""
     try:
         return context.repository_def.asset_graph
     except CheckError:
-        from planexe_assets.dagster_defs.definitions import build_definitions
-
-        return build_definitions().resolve_asset_graph()
+        return Definitions(assets=build_step_assets(), resources=plan_resources()).resolve_asset_graph()
 
 
 @job(

@@ -41,7 +41,9 @@ class LLMResource(ConfigurableResource):
 
     def caller_factory(self, db: DatabaseService, should_stop=None):
         """``should_stop``: polled before every LLM attempt (a stop raises ``PipelineStopRequested``)."""
-        from resources.llm_access import llm_access
+        from resources.llm_access import (
+            llm_access,  # deferred: resources.llm loads the openai client, which loading the definitions does not need
+        )
 
         access = llm_access(self.config_path, db)
         return lambda plan_id, stage, plan_model: access.caller(plan_id, stage, plan_model or self.model, should_stop)

@@ -20,17 +20,16 @@ from dataclasses import dataclass
 
 from dagster import DagsterInstance, DagsterRunStatus
 
-from planexe_assets.dagster_defs.launch import release_pool_slots
+from planexe_assets.dagster_defs.runs import latest_run_id, release_pool_slots, step_outcomes
 from planexe_assets.lifecycle.plan_sync import (
     RUN_CANCELED,
     RUN_FAILURE,
     RUN_SUCCESS,
     RunEnd,
     reconcile_after_run,
+    settle_runless,
     utc_naive_from_timestamp,
 )
-from planexe_assets.lifecycle.runner import MAX_REASON_CHARS
-from resources.models import PlanStatus, utcnow
 
 _OUTCOME = {
     DagsterRunStatus.SUCCESS: RUN_SUCCESS,
@@ -57,7 +56,7 @@ def settle_run(
     """End ``run_id`` in Dagster if it has not ended, free its pool slots, and bring the plan row in line."""
     run = instance.get_run_by_id(run_id)
     if run is None:
-        return Settled(None, _settle_runless(db, plan_id, run_id, stopped_by, died))
+        return Settled(None, settle_runless(db, plan_id, run_id, stopped_by, died))
     if not run.is_finished:
         if stopped_by is not None:
             if run.status != DagsterRunStatus.CANCELING:
@@ -76,8 +75,6 @@ def settle_run(
         return Settled(status, None)
     if not _is_latest_run(instance, plan_id, run_id):
         return Settled(status, plan.status)  # a newer run owns the plan row now
-    from planexe_assets.dagster_defs.sensors import step_outcomes
-
     failed, interrupted = step_outcomes(instance, run_id)
     outcome = _OUTCOME.get(status, RUN_FAILURE)
     if stopped_by is not None and outcome == RUN_FAILURE and not failed:
@@ -97,35 +94,5 @@ def settle_run(
 
 
 def _is_latest_run(instance: DagsterInstance, plan_id: str, run_id: str) -> bool:
-    from planexe_assets.dagster_defs.sensors import latest_run_id
-
     latest = latest_run_id(instance, plan_id)
     return latest is None or latest == run_id
-
-
-def _settle_runless(db, plan_id: str, run_id: str, stopped_by: str | None, died: str | None) -> str | None:
-    plan = db.get_plan(plan_id)
-    if plan is None:
-        return None
-    if plan.status in (PlanStatus.COMPLETED, PlanStatus.REFUSED) or (
-        plan.status in (PlanStatus.FAILED, PlanStatus.STOPPED) and plan.last_run_id not in (None, run_id)
-    ):
-        return plan.status  # nothing of this run's doing to record
-    if stopped_by is not None:
-        reason = f"stopped ({stopped_by}) before its run started"
-        status = PlanStatus.STOPPED
-    else:
-        reason = f"the run could not start: {died or 'unknown cause'}"
-        status = PlanStatus.FAILED
-    updated = db.update_plan(
-        plan_id,
-        {
-            "status": status,
-            "error_message": reason[:4000],
-            "completed_at": utcnow(),
-            "failure_reason": reason[:MAX_REASON_CHARS],
-            "failed_step": None,
-            "recoverable": True,
-        },
-    )
-    return updated.status if updated is not None else None

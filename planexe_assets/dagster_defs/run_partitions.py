@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from dagster import DagsterInstance, DagsterRun
-from dagster._core.storage.tags import PARTITION_NAME_TAG
 
+from planexe_assets.dagster_defs._internals import PARTITION_NAME_TAG
 from planexe_assets.dagster_defs.asset_metadata import PROMPT_TAG, prompt_tag
 from planexe_assets.dagster_defs.partitions import PLANS_PARTITIONS_NAME
 from resources.database import DatabaseService, get_database_service

@@ -32,13 +32,12 @@ from dagster import (
     SkipReason,
     schedule,
 )
-from dagster._core.storage.dagster_run import FINISHED_STATUSES
-from dagster._core.storage.tags import PARTITION_NAME_TAG
 
+from planexe_assets.dagster_defs._internals import FINISHED_STATUSES, PARTITION_NAME_TAG
 from planexe_assets.dagster_defs.asset_metadata import PROMPT_TAG, prompt_tag
 from planexe_assets.dagster_defs.jobs import full_plan_job
 from planexe_assets.dagster_defs.resources import DatabaseResource
-from planexe_assets.dagster_defs.sensors import LAUNCHED_BY_TAG, PLAN_ID_TAG, step_outcomes, unfinished_runs
+from planexe_assets.dagster_defs.runs import LAUNCHED_BY_TAG, PLAN_ID_TAG, step_outcomes, unfinished_runs
 from planexe_assets.lifecycle.plan_sync import steps_to_redo
 from resources.models import Plan, PlanStatus
 

@@ -35,13 +35,10 @@ import json
 import os
 
 from dagster import (
-    DagsterEventType,
-    DagsterInstance,
     DagsterRunStatus,
     DefaultSensorStatus,
     RunFailureSensorContext,
     RunRequest,
-    RunsFilter,
     RunStatusSensorContext,
     SensorEvaluationContext,
     SensorResult,
@@ -50,14 +47,20 @@ from dagster import (
     run_status_sensor,
     sensor,
 )
-from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
-from dagster._core.storage.tags import PARTITION_NAME_TAG
 
+from planexe_assets.dagster_defs._internals import PARTITION_NAME_TAG
 from planexe_assets.dagster_defs.asset_metadata import PROMPT_TAG, prompt_tag
 from planexe_assets.dagster_defs.jobs import full_plan_job
-from planexe_assets.dagster_defs.launch import release_pool_slots
 from planexe_assets.dagster_defs.partitions import PLANS_PARTITIONS_NAME, plans_partitions
 from planexe_assets.dagster_defs.resources import DatabaseResource
+from planexe_assets.dagster_defs.runs import (
+    LAUNCHED_BY_TAG,
+    PLAN_ID_TAG,
+    latest_run_id,
+    release_pool_slots,
+    step_outcomes,
+    unfinished_runs,
+)
 from planexe_assets.lifecycle.plan_sync import (
     RUN_CANCELED,
     RUN_FAILURE,
@@ -72,14 +75,11 @@ from resources.config import ConfigError, runs_dir
 from resources.models import PlanStatus
 from resources.plan_ids import run_dir_for
 
-PLAN_ID_TAG = "planexe/plan_id"
-LAUNCHED_BY_TAG = "planexe/launched_by"
 LAUNCH_SENSOR_NAME = "plan_launch_sensor"
 INTERVAL_ENV = "PLANEXE_PLAN_SENSOR_INTERVAL"
 DEFAULT_INTERVAL_SECONDS = 30
 # Run requests per tick; the rest wait for the next tick (the run queue caps what runs at once).
 MAX_LAUNCHES_PER_TICK = 25
-MAX_ERROR_MESSAGE_CHARS = 600
 
 
 def sensor_interval_seconds() -> int:
@@ -93,60 +93,6 @@ def sensor_interval_seconds() -> int:
     if not 1 <= value <= 86400:
         raise ConfigError(f"{INTERVAL_ENV}={raw!r} is out of range; use 1 to 86400 seconds")
     return value
-
-
-# -- Dagster-side facts about a plan's runs -----------------------------------------------------------
-def unfinished_runs(instance: DagsterInstance, plan_id: str) -> int:
-    """Runs of the plan's partition that are queued, starting, running or being cancelled."""
-    return instance.get_runs_count(
-        RunsFilter(tags={PARTITION_NAME_TAG: plan_id}, statuses=NOT_FINISHED_STATUSES)
-    )
-
-
-def latest_run_id(instance: DagsterInstance, plan_id: str) -> str | None:
-    runs = instance.get_run_records(RunsFilter(tags={PARTITION_NAME_TAG: plan_id}), limit=1)
-    return runs[0].dagster_run.run_id if runs else None
-
-
-def _root_message(error) -> str:
-    """The innermost cause of a serialized error: the step's own exception, not Dagster's wrapper."""
-    while error is not None and getattr(error, "cause", None) is not None:
-        error = error.cause
-    if error is None:
-        return "unknown error"
-    text = (error.message or "").strip()
-    # "package.module.StepError: text" -> "StepError: text", the runner's own form
-    qualified, sep, rest = text.partition(": ")
-    if sep and error.cls_name and qualified.endswith(error.cls_name) and " " not in qualified:
-        text = f"{error.cls_name}: {rest}"
-    return text if len(text) <= MAX_ERROR_MESSAGE_CHARS else text[:MAX_ERROR_MESSAGE_CHARS] + "…"
-
-
-def step_outcomes(instance: DagsterInstance, run_id: str) -> tuple[dict[str, str], list[str]]:
-    """(failed step -> error message, steps that started and never finished) of a run."""
-    records = instance.get_records_for_run(
-        run_id,
-        of_type={
-            DagsterEventType.STEP_START,
-            DagsterEventType.STEP_SUCCESS,
-            DagsterEventType.STEP_FAILURE,
-            DagsterEventType.STEP_SKIPPED,
-            DagsterEventType.STEP_UP_FOR_RETRY,
-        },
-    ).records
-    failed: dict[str, str] = {}
-    open_steps: dict[str, None] = {}
-    for record in records:
-        event = record.event_log_entry.dagster_event
-        if event is None or event.step_key is None:
-            continue
-        if event.event_type == DagsterEventType.STEP_START:
-            open_steps[event.step_key] = None
-        else:
-            open_steps.pop(event.step_key, None)
-            if event.event_type == DagsterEventType.STEP_FAILURE:
-                failed[event.step_key] = _root_message(event.step_failure_data.error)
-    return failed, list(open_steps)
 
 
 # -- queued plans -> runs -------------------------------------------------------------------------------

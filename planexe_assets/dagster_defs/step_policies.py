@@ -11,7 +11,8 @@
   failure, and a content failure at most ``PLANEXE_LLM_STEP_CONTENT_RETRIES`` times: the asset
   decides per failure (``failure_policy.py``).
 - No flicker: ``dagster_will_retry`` tells the step runner, before an attempt's failure is recorded,
-  whether Dagster will run the step again; only the attempt that ends the step marks the plan failed.
+  whether Dagster will run the step again; only the attempt that ends the step marks the plan failed
+  (``plan_sync.revive_plan_for_retry`` undoes a failure an earlier attempt recorded anyway).
 """
 
 import os
@@ -22,7 +23,6 @@ from dagster import Backoff, DagsterError, Failure, Jitter, RetryPolicy
 
 from planexe_assets.dagster_defs.instance_config import LLM_POOL
 from resources.config import ConfigError
-from resources.models import PlanStatus
 
 RETRIES_ENV = "PLANEXE_LLM_STEP_RETRIES"
 DELAY_ENV = "PLANEXE_LLM_STEP_RETRY_DELAY"
@@ -30,7 +30,7 @@ DEFAULT_RETRIES = 2
 DEFAULT_DELAY_SECONDS = 30.0
 MAX_RETRIES = 10
 
-__all__ = ["LLM_POOL", "dagster_will_retry", "llm_retry_policy", "retries_enabled", "revive_plan_for_retry"]
+__all__ = ["LLM_POOL", "dagster_will_retry", "llm_retry_policy", "retries_enabled"]
 
 
 def _env_number(name: str, default: float, kind: type, low: float, high: float) -> float:
@@ -80,24 +80,3 @@ def dagster_will_retry(raised: BaseException, retry_number: int, policy: RetryPo
     if isinstance(raised, DagsterError):
         return False
     return retry_number < policy.max_retries
-
-
-def revive_plan_for_retry(db, plan_id: str, step_name: str, run_id: str) -> bool:
-    """Before a retry of ``step_name``: if its own earlier attempt in this run marked the plan failed,
-    the plan is running again (the retry may still succeed). A failure recorded by another step, or
-    by another run, stays. True if the plan row was changed.
-
-    ``dagster_will_retry`` keeps a retried attempt from marking the plan failed in the first place;
-    this undoes a failure recorded by a worker that predicted otherwise (e.g. an older version).
-    """
-    plan = db.get_plan(plan_id)
-    if plan is None or plan.last_run_id != run_id or plan.status != PlanStatus.FAILED:
-        return False
-    if not (plan.error_message or "").startswith(f"{step_name}:"):
-        return False
-    db.update_plan(
-        plan_id,
-        {"status": PlanStatus.RUNNING, "error_message": None, "completed_at": None,
-         "failure_reason": None, "failed_step": None, "recoverable": None},
-    )
-    return True

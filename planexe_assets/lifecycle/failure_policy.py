@@ -29,6 +29,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from sqlalchemy import exc as sa_exc
+
 from planexe_assets.core import FailureKind, failure_kind
 from resources.config import ConfigError
 
@@ -54,8 +56,6 @@ def step_failure_kind(exc: BaseException) -> FailureKind:
 
 
 def _lost_database(exc: BaseException) -> bool:
-    from sqlalchemy import exc as sa_exc
-
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
         return True
     return isinstance(exc, sa_exc.DBAPIError) and bool(exc.connection_invalidated)

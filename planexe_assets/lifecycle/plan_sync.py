@@ -1,7 +1,7 @@
 """Keeping the ``plans`` table true about runs that ended outside the CLI, and choosing what to redo.
 
-Used by the Dagster sensors (``planexe_assets/sensors.py``) and the backfill schedule
-(``planexe_assets/schedules.py``), which supply what only Dagster knows (how a run ended, which steps
+Used by the Dagster sensors (``dagster_defs/sensors.py``), the backfill schedule
+(``dagster_defs/schedules.py``) and the end of a CLI run (``dagster_defs/run_end.py``), which supply what only Dagster knows (how a run ended, which steps
 failed); everything here reads and writes the application database only. No Dagster import.
 
 - ``queued_plan_problem``: why a plan inserted with status ``pending`` by some client cannot be
@@ -11,6 +11,8 @@ failed); everything here reads and writes the application database only. No Dags
   attempts left ``pending`` by a killed run are closed, the per-plan usage totals are recomputed from
   ``llm_interactions``, the status follows the run's outcome (a canceled run leaves the plan
   ``stopped``). The CLI's plan worker applies it to its own run, the sensors to the others.
+  ``settle_runless`` does the same for a run that was never created.
+- ``revive_plan_for_retry``: before a step's retry, undo the failure its own earlier attempt recorded.
 - ``steps_to_redo``: the steps whose outputs are missing, plus given failed steps, plus everything
   downstream of them (what a backfill re-materializes).
 """
@@ -19,12 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 
+from planexe_assets.core import SpeedVsDetail
+from planexe_assets.lifecycle.plans import PlanInputError, validate_model_choice, validate_prompt
 from planexe_assets.lifecycle.runner import MAX_REASON_CHARS, RUNNING_AGAIN, pipeline_steps, stored_steps
+from resources.config import ConfigError
 from resources.models import NOT_SENT, LLMInteraction, Plan, PlanStatus, utcnow
+from resources.plan_ids import InvalidPlanId, validate_plan_id
 
 RUN_SUCCESS = "success"
 RUN_FAILURE = "failure"
@@ -38,11 +44,9 @@ ORPHAN_ERROR_CODE = "run_ended"
 # -- queued plans -----------------------------------------------------------------------------------
 def queued_plan_problem(plan: Plan) -> str | None:
     """None if the plan can be launched; else a message that says what is wrong with the row."""
-    from planexe_assets.core import SpeedVsDetail
-    from planexe_assets.lifecycle.plans import PlanInputError, validate_model_choice, validate_prompt
-    from resources.config import ConfigError
-    from resources.llm import LLMConfigError
-    from resources.plan_ids import InvalidPlanId, validate_plan_id
+    from resources.llm import (
+        LLMConfigError,  # deferred: resources.llm loads the openai client, which loading the definitions does not need
+    )
 
     try:
         validate_plan_id(plan.plan_id)
@@ -269,6 +273,57 @@ def recompute_plan_metrics(db, plan_id: str) -> tuple[int, int, float]:
     return calls, tokens, cost
 
 
+def settle_runless(db, plan_id: str, run_id: str, stopped_by: str | None, died: str | None) -> str | None:
+    """The end of a run that was never created (stopped or dead before it started): the plan is
+    ``stopped`` or ``failed``, recoverable, unless something else already ended it. Returns its status."""
+    plan = db.get_plan(plan_id)
+    if plan is None:
+        return None
+    if plan.status in (PlanStatus.COMPLETED, PlanStatus.REFUSED) or (
+        plan.status in (PlanStatus.FAILED, PlanStatus.STOPPED) and plan.last_run_id not in (None, run_id)
+    ):
+        return plan.status  # nothing of this run's doing to record
+    if stopped_by is not None:
+        reason = f"stopped ({stopped_by}) before its run started"
+        status = PlanStatus.STOPPED
+    else:
+        reason = f"the run could not start: {died or 'unknown cause'}"
+        status = PlanStatus.FAILED
+    updated = db.update_plan(
+        plan_id,
+        {
+            "status": status,
+            "error_message": reason[:4000],
+            "completed_at": utcnow(),
+            "failure_reason": reason[:MAX_REASON_CHARS],
+            "failed_step": None,
+            "recoverable": True,
+        },
+    )
+    return updated.status if updated is not None else None
+
+
+def revive_plan_for_retry(db, plan_id: str, step_name: str, run_id: str) -> bool:
+    """Before a retry of ``step_name``: if its own earlier attempt in this run marked the plan failed,
+    the plan is running again (the retry may still succeed). A failure recorded by another step, or
+    by another run, stays. True if the plan row was changed.
+
+    ``dagster_will_retry`` keeps a retried attempt from marking the plan failed in the first place;
+    this undoes a failure recorded by a worker that predicted otherwise (e.g. an older version).
+    """
+    plan = db.get_plan(plan_id)
+    if plan is None or plan.last_run_id != run_id or plan.status != PlanStatus.FAILED:
+        return False
+    if not (plan.error_message or "").startswith(f"{step_name}:"):
+        return False
+    db.update_plan(
+        plan_id,
+        {"status": PlanStatus.RUNNING, "error_message": None, "completed_at": None,
+         "failure_reason": None, "failed_step": None, "recoverable": None},
+    )
+    return True
+
+
 # -- what to redo -------------------------------------------------------------------------------------
 def _missing_steps(db, plan_id: str):
     steps = pipeline_steps()
@@ -294,8 +349,6 @@ def steps_to_redo(db, plan_id: str, failed: Iterable[str] = ()) -> list[str]:
 
 
 def utc_naive_from_timestamp(timestamp: float | None) -> datetime:
-    from datetime import UTC
-
     if timestamp is None:
         return utcnow()
     return datetime.fromtimestamp(timestamp, UTC).replace(tzinfo=None)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from planexe_assets.core import SpeedVsDetail
+from planexe_assets.lifecycle.redline import env_refuse_on_redline
 from resources.config import runs_dir
 from resources.database import DatabaseService
 from resources.models import Plan, PlanStatus
@@ -36,7 +37,7 @@ class PlanRequest:
     # same INSERT, so the plan sensor never launches a second run for it; leave it None to queue the
     # plan for the sensor (``planexe plan --queue``).
     claimed_by_run: str | None = None
-    # Stop the plan on a REFUSE verdict of the redline gate (planexe_assets/redline.py); None means
+    # Stop the plan on a REFUSE verdict of the redline gate (planexe_assets/lifecycle/redline.py); None means
     # the PLANEXE_REFUSE_ON_REDLINE environment variable decides (default: advisory only).
     refuse_on_redline: bool | None = None
 
@@ -70,7 +71,10 @@ def read_prompt_file(path: Path) -> str:
 
 def validate_model_choice(model: str) -> None:
     """Fail before any plan work if the model id is unknown or its API key variable is missing."""
-    from resources.llm.config import load_llm_config, resolve_models
+    from resources.llm.config import (  # deferred: resources.llm loads the openai client, which loading the definitions does not need
+        load_llm_config,
+        resolve_models,
+    )
 
     resolve_models(load_llm_config(), model)
 
@@ -81,8 +85,6 @@ def create_plan(db: DatabaseService, request: PlanRequest, runs_root: Path | Non
     validate_model_choice(request.model)
     refuse_on_redline = request.refuse_on_redline
     if refuse_on_redline is None:
-        from planexe_assets.lifecycle.redline import env_refuse_on_redline
-
         refuse_on_redline = env_refuse_on_redline()
     root = runs_root or runs_dir()
     run_dir = run_dir_for(plan_id, root)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from planexe_assets.core import STEP_BY_NAME, FailureKind, StepError
 from resources.config import ConfigError
-from resources.models import PlanStatus
+from resources.models import PlanStatus, utcnow
 
 REFUSE_ENV = "PLANEXE_REFUSE_ON_REDLINE"
 GATE_STEP = "redline_gate"
@@ -147,8 +147,6 @@ class RedlineGate:
         return verdict
 
     def mark_refused(self, plan_id: str, verdict: RedlineVerdict) -> None:
-        from resources.models import utcnow
-
         reason = verdict.reason()
         self.db.update_plan(
             plan_id,

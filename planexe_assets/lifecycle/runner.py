@@ -14,6 +14,7 @@ No Dagster or Luigi import here.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -345,8 +346,6 @@ def fanout_concurrency() -> int:
     (``max_in_flight``) is what bounds a fan-out's calls; 1 runs a fan-out's items one after another,
     as PlanExe does (the benchmark's "PlanExe mode" Luigi runs).
     """
-    import os
-
     raw = os.environ.get(FANOUT_ENV, "").strip()
     if not raw:
         return StepContext.__dataclass_fields__["max_concurrency"].default

@@ -32,19 +32,25 @@ sorted keys, never ``id()``-based reprs), so every process of a deployment compu
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import enum
 import hashlib
 import inspect
 import json
 import re
+import sys
 import types
+import typing
 from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources
 from typing import Any, get_args
 
+from pydantic import BaseModel
+
 from planexe_assets.core import STEP_BY_NAME, Step
+from planexe_assets.steps import step_function
 
 STEPS_PACKAGE = "planexe_assets.steps"
 # Package data the steps read by file name (templates, inlined scripts).
@@ -140,9 +146,6 @@ def _source(obj: Any) -> str | None:
 def _definition_sources(module_name: str) -> dict[str, str]:
     """Source of every class and function of a module by qualified name (decorators included), from
     one parse of the module (``inspect.getsource`` re-parses the whole module for each class)."""
-    import ast
-    import sys
-
     module = sys.modules.get(module_name)
     try:
         text = inspect.getsource(module) if module is not None else None
@@ -368,10 +371,6 @@ def _data_file_names(text: str) -> list[str]:
 
 
 def _pydantic_schema(cls: type) -> str | None:
-    try:
-        from pydantic import BaseModel
-    except ImportError:  # pragma: no cover - pydantic is a dependency
-        return None
     if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
         return None
     try:
@@ -388,8 +387,6 @@ def _annotation_classes(cls: type) -> Iterable[type]:
         annotations.extend(f.annotation for f in fields.values())
     elif dataclasses.is_dataclass(cls):
         try:
-            import typing
-
             hints = typing.get_type_hints(cls)
         except Exception:  # noqa: BLE001 - unresolvable forward references: the source still counts
             hints = {}
@@ -425,8 +422,6 @@ def step_versions(step_names: Iterable[str]) -> dict[str, StepVersion]:
 
     The code is read afresh on every call (nothing is cached between calls), so a changed prompt
     shows in the next call."""
-    from planexe_assets.steps import step_function
-
     walker = _Walker()
     versions: dict[str, StepVersion] = {}
     for name in step_names:

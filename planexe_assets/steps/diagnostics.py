@@ -2,7 +2,7 @@
 
 - ``redline_gate``: one structured call that screens the request for serious harm. The verdict is
   advice, shown in the report's "initial prompt vetted" section, unless the plan runs with
-  refuse-on-redline: then the runner stops it on a REFUSE verdict (``planexe_assets/redline.py``).
+  refuse-on-redline: then the runner stops it on a REFUSE verdict (``planexe_assets/lifecycle/redline.py``).
 - ``premise_attack``: five fixed critique lenses, one independent call each, run concurrently. Each
   lens argues that the idea itself should not go ahead. A lens that fails on every model is written
   into both files as failed (with the error) instead of vanishing; the step fails only when no lens

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from planexe_assets.cli.app import app
 from planexe_assets.core import PIPELINE_COMPLETE_FILENAME
-from planexe_assets.dagster_defs.launch import default_instance
+from planexe_assets.dagster_defs.runs import default_instance
 from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 from planexe_assets.lifecycle.runner import missing_steps_with_downstream, pipeline_steps
 from resources.config import runs_dir
