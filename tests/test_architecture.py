@@ -9,6 +9,7 @@ import ast
 import shutil
 import subprocess
 import sys
+import tokenize
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,3 +95,23 @@ def test_only_the_internals_module_imports_dagster_private_names():
         "tests/test_dagster_internals.py checks on an upgrade):\n" + "\n".join(offenders)
     )
     assert len(_private_dagster_imports(INTERNALS)) > 20
+
+
+def test_tests_name_step_files_through_the_step_table():
+    """Tests name a step's files with ``step_file(step, key)``, so a step's file names live in one
+    place; only the parity test, which checks the table against the reference, spells them out."""
+    from planexe_assets.core import STEPS, matches_template
+
+    names = [n for s in STEPS for n in (*s.filenames, *s.side_outputs)]
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        if "fixtures" in path.parts or path.name == "test_parity.py":
+            continue
+        with path.open(encoding="utf-8") as handle:
+            for token in tokenize.generate_tokens(handle.readline):
+                if token.type != tokenize.STRING or token.string[:1] not in "\"'":
+                    continue
+                value = ast.literal_eval(token.string)
+                if isinstance(value, str) and any(value == n or matches_template(value, n) for n in names):
+                    offenders.append(f"{path.relative_to(ROOT)}:{token.start[0]}: {value}")
+    assert offenders == [], "use step_file(step, key[, index]) instead of:\n" + "\n".join(offenders)

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME
+from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME, step_file
 from planexe_assets.dagster_defs.checks import verify_files, verify_json
 from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 from planexe_assets.lifecycle.runner import pipeline_steps
@@ -158,7 +158,7 @@ def test_job_execute_runs_the_whole_plan(cli, executed):
     assert plan.status == "completed" and plan.progress_percentage == 100
     assert plan.last_run_id == run.run_id
     cli.assert_files_match_rows("cli_job")
-    assert (cli.store.run_dir("cli_job") / "029-report.html").stat().st_size > 10_000
+    assert (cli.store.run_dir("cli_job") / step_file("report")).stat().st_size > 10_000
     # Materialised per plan: the partition, not the whole asset, is what the instance records.
     event = cli.instance.get_latest_materialization_event(AssetKey("report"))
     assert event.asset_materialization.partition == "cli_job"

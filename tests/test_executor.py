@@ -28,6 +28,7 @@ from dagster import (
 from dagster._core.execution.api import execute_run
 from dagster._core.execution.retries import RetryMode
 
+from planexe_assets.core import step_file
 from planexe_assets.dagster_defs.executor import (
     DEFAULT_MAX_CONCURRENT,
     MAX_CONCURRENT_ENV,
@@ -326,7 +327,7 @@ _UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 _DURATION = re.compile(r'("duration[A-Za-z_]*"\s*:\s*)[0-9.eE+-]+')
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?: UTC|Z)?")
 # Files that record when or how fast the run went (the same facts, other values).
-_TIMING_FILES = {"001-1-start_time.json"}
+_TIMING_FILES = {step_file("start_time")}
 
 
 def _normalised(text: str) -> str:

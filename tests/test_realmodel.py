@@ -43,6 +43,8 @@ from pathlib import Path
 
 import pytest
 
+from planexe_assets.core import step_file
+
 REPO = Path(__file__).resolve().parents[1]
 N_CTX = 4096
 MAX_TOKENS = 256
@@ -254,8 +256,8 @@ def test_fast_plan_against_a_real_local_model(llama_server, tmp_path, monkeypatc
         not_run.add(step.name)
     if plan.status == "completed":
         assert done == {s.name for s in steps} and not failures
-        report = home / "runs" / plan_id / "029-report.html"
-        assert report.is_file() and db.get_plan_content_by_filename(plan_id, "029-report.html") is not None
+        report = home / "runs" / plan_id / step_file("report")
+        assert report.is_file() and db.get_plan_content_by_filename(plan_id, step_file("report")) is not None
     else:
         assert failures, "a failed plan names at least one failed step"
 

@@ -10,6 +10,7 @@ from dagster import (
     in_process_executor,
 )
 
+from planexe_assets.core import step_file
 from planexe_assets.dagster_defs.io_manager import PlanContentIOManager
 from planexe_assets.dagster_defs.resources import DatabaseResource, LLMResource
 from planexe_assets.dagster_defs.run_partitions import PlanNotRunnable, check_run_plan, ensure_run_partition
@@ -117,7 +118,7 @@ def test_a_run_tagged_with_an_unregistered_plan_runs(sqlite_url, tmp_path):
     )
     assert result.success
     assert instance.has_dynamic_partition("plans", "late_partition")
-    assert (tmp_path / "late_partition" / "001-2-plan.txt").read_text(encoding="utf-8") == PROMPT
+    assert (tmp_path / "late_partition" / step_file("setup")).read_text(encoding="utf-8") == PROMPT
 
     refused = scoped.resolve_job_def("setup_only").execute_in_process(
         instance=instance, tags={"dagster/partition": "nobody"}, raise_on_error=False

@@ -20,7 +20,7 @@ from dagster import (
 from dagster._core.test_utils import create_run_for_test, instance_for_test
 
 import planexe_assets.steps as steps_pkg
-from planexe_assets.core import STEP_BY_NAME, FailureKind, PipelineStopRequested, StepError
+from planexe_assets.core import STEP_BY_NAME, FailureKind, PipelineStopRequested, StepError, step_file
 from planexe_assets.dagster_defs.launch import run_plan_in_process
 from planexe_assets.dagster_defs.runs import LAUNCHED_BY_TAG
 from planexe_assets.dagster_defs.schedules import (
@@ -249,7 +249,7 @@ def test_a_flaky_llm_step_is_retried_and_the_plan_is_never_failed(app_db, instan
     plan = app_db.get_plan("flaky")
     assert plan.status == "running" and plan.error_message is None  # 3 of 61 steps, no failure left
     assert plan.failure_reason is None and plan.recoverable is None
-    assert app_db.get_plan_content_by_filename("flaky", "002-6-identify_purpose.md") is not None
+    assert app_db.get_plan_content_by_filename("flaky", step_file("identify_purpose", "markdown")) is not None
 
 
 def test_only_the_last_attempt_of_a_failing_step_fails_the_plan(app_db, instance, registry, monkeypatch, plan_statuses):

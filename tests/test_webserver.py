@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from planexe_assets.core import step_file
 from planexe_assets.dagster_defs.checks import FILES_CHECK, JSON_CHECK, step_has_json
 from planexe_assets.lifecycle.runner import pipeline_steps
 from resources import migrate
@@ -267,8 +268,8 @@ def test_browser_shows_the_asset_graph_and_the_plans_partition(ui, tmp_path):
     for expected in (
         PLAN_ID,
         "Materialized",
-        "002-7-plan_type_raw.json",
-        "002-8-plan_type.md",
+        step_file("plan_type", "raw"),
+        step_file("plan_type", "markdown"),
         ui["run_id"][:8],
     ):
         assert expected in partition_dom, expected

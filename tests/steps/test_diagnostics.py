@@ -8,7 +8,7 @@ import threading
 import pytest
 from pydantic import ValidationError
 
-from planexe_assets.core import STEP_BY_NAME, StepError
+from planexe_assets.core import STEP_BY_NAME, StepError, step_file
 from planexe_assets.steps import step_function
 from planexe_assets.steps.diagnostics import (
     LENSES,
@@ -35,10 +35,10 @@ from tests.support.replay import (
 )
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
-REDLINE_RAW = "002-1-redline_gate.json"
-REDLINE_MD = "002-2-redline_gate.md"
-PREMISE_RAW = "002-3-premise_attack.json"
-PREMISE_MD = "002-4-premise_attack.md"
+REDLINE_RAW = step_file("redline_gate", "raw")
+REDLINE_MD = step_file("redline_gate", "markdown")
+PREMISE_RAW = step_file("premise_attack", "raw")
+PREMISE_MD = step_file("premise_attack", "markdown")
 
 
 # --- redline_gate ----------------------------------------------------------------------------------
@@ -100,7 +100,7 @@ def test_redline_step_replays_recorded_answer(run):
     assert written["verdict"] == raw["verdict"]
     assert written["metadata"]["llm_model"] == "replay"
     assert written["system_prompt"] == REDLINE_SYSTEM_PROMPT.strip()
-    plan = load_run_file(run, "001-2-plan.txt").strip()
+    plan = load_run_file(run, step_file("setup")).strip()
     sent = llm.calls[0]["messages"]
     assert sent[0]["role"] == "system" and plan not in sent[0]["content"]
     assert sent[1]["role"] == "user" and plan in sent[1]["content"]

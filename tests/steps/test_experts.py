@@ -13,7 +13,7 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
-from planexe_assets.core import STEP_BY_NAME, StepError
+from planexe_assets.core import STEP_BY_NAME, StepError, step_file
 from planexe_assets.steps import step_function
 from planexe_assets.steps.doc_notes import split_notes
 from planexe_assets.steps.experts import (
@@ -40,9 +40,9 @@ from tests.support.replay import (
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 STEP = "expert_review"
-MARKDOWN = "016-2-expert_criticism.md"
-EXPERTS_RAW, EXPERTS_CLEAN = "015-1-experts_raw.json", "015-2-experts.json"
-CRITICISM = "016-1-{}-expert_criticism_raw.json"
+MARKDOWN = step_file("expert_review")
+EXPERTS_RAW, EXPERTS_CLEAN = step_file("expert_review", "experts_raw"), step_file("expert_review", "experts")
+CRITICISM = step_file("expert_review", "criticism_raw")
 
 
 def _finder_rounds(run: str) -> list[dict]:
@@ -153,7 +153,7 @@ def test_step_replays_recorded_answers(run):
     assert json.loads(second[2]["content"]) == _finder_rounds(run)[0]
     assert second[3]["content"] == FINDER_FOLLOW_UP.strip()
     assert first[0]["content"] == FINDER_PROMPT.strip()
-    assert load_run_file(run, "014-2-swot_analysis.md").strip() in first[1]["content"]
+    assert load_run_file(run, step_file("swot_analysis", "markdown")).strip() in first[1]["content"]
 
     recorded = load_run_json(run, EXPERTS_RAW)
     experts_raw = json.loads(result.side_files[EXPERTS_RAW])

@@ -7,7 +7,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles
+from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles, step_file
 from planexe_assets.steps import step_function
 from planexe_assets.steps.purpose import (
     PlanPurpose,
@@ -30,10 +30,10 @@ from tests.support.replay import (
 )
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
-PURPOSE_RAW = "002-5-identify_purpose_raw.json"
-PURPOSE_MD = "002-6-identify_purpose.md"
-TYPE_RAW = "002-7-plan_type_raw.json"
-TYPE_MD = "002-8-plan_type.md"
+PURPOSE_RAW = step_file("identify_purpose", "raw")
+PURPOSE_MD = step_file("identify_purpose", "markdown")
+TYPE_RAW = step_file("plan_type", "raw")
+TYPE_MD = step_file("plan_type", "markdown")
 
 
 # --- identify_purpose ------------------------------------------------------------------------------
@@ -92,7 +92,7 @@ def test_purpose_step_replays_recorded_answer(run):
         "system_prompt",
         "user_prompt",
     }
-    assert load_run_file(run, "001-2-plan.txt").strip() in llm.calls[0]["messages"][1]["content"]
+    assert load_run_file(run, step_file("setup")).strip() in llm.calls[0]["messages"][1]["content"]
     assert result.notes == {"purpose": "business"}
 
 

@@ -25,6 +25,7 @@ from planexe_assets.core import (
     StructuredReply,
     TextReply,
     UpstreamFiles,
+    step_file,
 )
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "planexe_runs"
@@ -116,7 +117,7 @@ def context_for(step_name: str, llm, *, fast: bool = False, prompt: str = "", ru
     from planexe_assets.core import SpeedVsDetail
 
     if run is not None and not prompt:
-        prompt = load_run_file(run, "001-2-plan.txt")
+        prompt = load_run_file(run, step_file("setup"))
     return StepContext(
         plan_id="test_plan",
         step=STEP_BY_NAME[step_name],
