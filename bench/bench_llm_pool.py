@@ -31,9 +31,9 @@ def main() -> None:
 
     from dagster import DagsterInstance
 
-    from planexe_assets.instance_config import LOCAL_CONFIG
-    from planexe_assets.launch import run_plan_in_process
-    from planexe_assets.plans import PlanRequest, create_plan
+    from planexe_assets.dagster_defs.instance_config import LOCAL_CONFIG
+    from planexe_assets.dagster_defs.launch import run_plan_in_process
+    from planexe_assets.lifecycle.plans import PlanRequest, create_plan
     from resources import migrate
     from resources.database import get_database_service
 

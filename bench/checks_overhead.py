@@ -32,9 +32,9 @@ def main() -> None:
     from dagster import AssetSelection, DagsterInstance, Definitions, define_asset_job, in_process_executor
 
     from planexe_assets import definitions
-    from planexe_assets.checks import verify_files, verify_json
-    from planexe_assets.plans import PlanRequest, create_plan
-    from planexe_assets.runner import pipeline_steps
+    from planexe_assets.dagster_defs.checks import verify_files, verify_json
+    from planexe_assets.lifecycle.plans import PlanRequest, create_plan
+    from planexe_assets.lifecycle.runner import pipeline_steps
     from resources import migrate
     from resources.config import runs_dir
     from resources.database import get_database_service

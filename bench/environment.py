@@ -245,14 +245,14 @@ def dagster_yaml(
 ) -> str:
     """The instance config of a benchmark home: a run queue, the storage choice.
 
-    ``pooled``: the project's storage classes (``planexe_assets/instance_storage.py``); else Dagster's
+    ``pooled``: the project's storage classes (``planexe_assets/dagster_defs/instance_storage.py``); else Dagster's
     stock SQLite or dagster-postgres storage.
     """
     lines = ["# planexe-dagster benchmark instance (bench/environment.py)", "telemetry:", "  enabled: false"]
     if storage == "postgres" and not postgres_url:
         raise BenchSetupError("a PostgreSQL instance needs its URL")
     if pooled:
-        from planexe_assets.instance_storage import storage_config_yaml
+        from planexe_assets.dagster_defs.instance_storage import storage_config_yaml
 
         base_dir = str(home / "storage") if home is not None and storage == "sqlite" else None
         lines += storage_config_yaml(storage, postgres_url, base_dir).rstrip("\n").splitlines()
@@ -318,7 +318,7 @@ def make_home(
 
 def create_bench_plan(home: BenchHome, plan_id: str, prompt: str) -> None:
     """The plan row (model: the latency server), created in the home's application database."""
-    from planexe_assets.plans import PlanRequest, create_plan
+    from planexe_assets.lifecycle.plans import PlanRequest, create_plan
     from resources.database import get_database_service
 
     with home.activated():

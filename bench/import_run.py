@@ -55,7 +55,7 @@ def main() -> None:
 
         started = time.perf_counter()
         if args.persistent:
-            from planexe_assets.launch import default_instance
+            from planexe_assets.dagster_defs.runs import default_instance
 
             instance = default_instance()
         else:

@@ -89,7 +89,7 @@ def step_chain_seconds(attempts: list[Attempt]) -> float:
 def compute_lower_bound(rows, steps=None) -> LowerBound:
     """The bound for one plan: ``rows`` are its ``llm_interactions``; ``steps`` the asset graph
     (default: the pipeline's steps)."""
-    from planexe_assets.runner import fanout_concurrency, pipeline_steps
+    from planexe_assets.lifecycle.runner import fanout_concurrency, pipeline_steps
 
     if steps is None:
         steps = pipeline_steps()

@@ -19,7 +19,7 @@ import time
 def run_dagster(plan_id: str, executor: str, max_concurrent: int | None) -> dict:
     from dagster import DagsterInstance
 
-    from planexe_assets.launch import run_plan_in_process
+    from planexe_assets.dagster_defs.launch import run_plan_in_process
 
     instance = DagsterInstance.get()
     started = time.perf_counter()
@@ -37,7 +37,7 @@ def run_dagster(plan_id: str, executor: str, max_concurrent: int | None) -> dict
 def run_direct(plan_id: str) -> dict:
     import uuid
 
-    from planexe_assets.runner import StepRunner, pipeline_steps
+    from planexe_assets.lifecycle.runner import StepRunner, pipeline_steps
     from resources.config import runs_dir
     from resources.database import get_database_service
     from resources.llm_access import llm_access

@@ -18,16 +18,20 @@ from pathlib import Path
 
 import luigi
 
+from legacy_luigi.tasks import TASK_CLASSES, FullPlanPipeline, SpeedVsDetailEnum
+from planexe_assets.core import step_file
+from planexe_assets.lifecycle.plans import PlanInputError, PlanRequest, create_plan
+from planexe_assets.lifecycle.redline import gate_enabled
+from resources import migrate
+from resources.config import ConfigError, database_url, planexe_home, redact_url, runs_dir
+from resources.database import DatabaseUnavailable, get_database_service
+from resources.llm import LLMConfigError
+from resources.plan_ids import InvalidPlanId, run_dir_for, validate_plan_id
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from planexe_assets.plans import PlanInputError, PlanRequest, create_plan
-    from resources.config import ConfigError
-    from resources.database import DatabaseUnavailable, get_database_service
-    from resources.llm import LLMConfigError
-    from resources.plan_ids import InvalidPlanId, validate_plan_id
-
     parser = argparse.ArgumentParser(
         prog="python -m legacy_luigi", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -78,17 +82,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build(db, plan, args, build_id: str, log_path: Path) -> int:
-    from legacy_luigi.tasks import TASK_CLASSES, FullPlanPipeline, SpeedVsDetailEnum
-    from resources.config import runs_dir
-    from resources.plan_ids import run_dir_for
-
     plan_id = plan.plan_id
     speed = SpeedVsDetailEnum.FAST_BUT_SKIP_DETAILS if args.fast else SpeedVsDetailEnum(plan.speed_vs_detail)
     models = [args.model or plan.llm_model or "auto"]
     task = FullPlanPipeline(run_id_dir=run_dir_for(plan_id, runs_dir()), speedvsdetail=speed, llm_models=models)
     logging.getLogger("planexe.luigi").info("build %s of plan %s: %s, models %s", build_id, plan_id, speed.value, models)
     if _gated(plan):
-        # A gated plan (planexe_assets/redline.py) runs nothing past the gate before its verdict: build
+        # A gated plan (planexe_assets/lifecycle/redline.py) runs nothing past the gate before its verdict: build
         # the gate alone first, so no worker starts another step beside it.
         gate = TASK_CLASSES["redline_gate"](run_id_dir=task.run_id_dir, speedvsdetail=speed, llm_models=models)
         luigi.build([gate], local_scheduler=True, workers=1)
@@ -104,9 +104,6 @@ def _build(db, plan, args, build_id: str, log_path: Path) -> int:
 
 
 def _gated(plan) -> bool:
-    from planexe_assets.redline import gate_enabled
-    from resources.config import ConfigError
-
     try:
         return gate_enabled(plan)
     except ConfigError as exc:
@@ -116,9 +113,6 @@ def _gated(plan) -> bool:
 
 def _schema_problem() -> str | None:
     """Why the application database cannot hold a plan yet (not migrated), or None."""
-    from resources import migrate
-    from resources.config import database_url, redact_url
-
     url = database_url()
     try:
         current = migrate.current_revision(url)
@@ -135,7 +129,7 @@ def _summary(plan, log_path: Path, luigi_verdict: str) -> str:
     if plan.status != "completed" and plan.error_message:
         lines.append(f"error: {' '.join(plan.error_message.split())[:500]}")
     run_dir = Path(plan.output_dir)
-    report = run_dir / "029-report.html"
+    report = run_dir / step_file("report")
     if report.exists():
         lines.append(f"report: {report}")
     lines.append(f"run directory: {run_dir}")
@@ -147,9 +141,7 @@ def _summary(plan, log_path: Path, luigi_verdict: str) -> str:
 
 
 def _log_path(plan_id: str, build_id: str) -> Path:
-    from resources.config import planexe_home
-
-    # Beside the Dagster worker's logs of the same plan (planexe_assets.supervisor.log_path_for).
+    # Beside the Dagster worker's logs of the same plan (planexe_assets.cli.supervisor.log_path_for).
     folder = planexe_home() / "logs" / plan_id
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{build_id}.log"  # build ids read luigi-<hex>

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import luigi
 
-from planexe_assets.runner import StepRunner, pipeline_steps
-from planexe_assets.step_table import FULL_PLAN_PIPELINE_REQUIRES, PIPELINE_COMPLETE_FILENAME, Step
-from planexe_assets.steps.base import SpeedVsDetail
+from planexe_assets.core import FULL_PLAN_PIPELINE_REQUIRES, PIPELINE_COMPLETE_FILENAME, SpeedVsDetail, Step
+from planexe_assets.lifecycle.runner import COMPLETION_TEXT, StepRunner, pipeline_steps
 from resources.database import get_database_service
+from resources.llm_access import llm_access
 from resources.plan_store import PlanStore
 
 log = logging.getLogger("planexe.luigi")
@@ -63,8 +63,6 @@ class PlanTask(luigi.Task):
         return targets
 
     def run(self):
-        from resources.llm_access import llm_access
-
         store = self.store()
         access = llm_access(os.environ.get("PLANEXE_LLM_CONFIG") or None, store.db)
         models = list(self.llm_models)
@@ -99,6 +97,4 @@ class FullPlanPipeline(PlanTask):
     def run(self):
         # Every requirement is complete, so the runner has written the marker with the last step;
         # writing it here too covers a pipeline whose steps were all complete before this build.
-        from planexe_assets.runner import COMPLETION_TEXT
-
         self.store().write(self.plan_id, "full_plan_pipeline", {PIPELINE_COMPLETE_FILENAME: COMPLETION_TEXT}, run_id=luigi_build_id())

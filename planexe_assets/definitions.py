@@ -1,37 +1,6 @@
-"""The Dagster ``Definitions`` of planexe-dagster: the only place that knows all the pieces."""
+"""The Dagster definitions of planexe-dagster, as ``defs``: what ``workspace.yaml`` and
+``-m planexe_assets.definitions`` load. They are composed in ``planexe_assets.dagster_defs.definitions``."""
 
-from dagster import Definitions
+from planexe_assets.dagster_defs.definitions import build_definitions, defs
 
-from planexe_assets.assets import IO_MANAGER_KEY, build_step_assets
-from planexe_assets.checks import build_plan_checks
-from planexe_assets.create_plan_job import create_plan_job
-from planexe_assets.executor import planexe_executor
-from planexe_assets.jobs import full_plan_job
-from planexe_assets.refresh import plan_refresh_sensor, refresh_plan_job
-from planexe_assets.schedules import plan_schedules
-from planexe_assets.sensors import plan_sensors
-from resources.dagster_resources import DatabaseResource, LLMResource
-from resources.io_manager import PlanContentIOManager
-
-
-def build_definitions() -> Definitions:
-    """The definitions, built from the code as it is now (asset code versions included)."""
-    database = DatabaseResource()
-    return Definitions(
-        assets=build_step_assets(),
-        asset_checks=build_plan_checks(),
-        # Runs launched without a job (`dagster asset materialize`, the UI's Materialize button) use the
-        # threads executor too: Dagster's default multiprocess executor costs seconds per step.
-        executor=planexe_executor,
-        jobs=[full_plan_job, create_plan_job, refresh_plan_job],
-        sensors=[*plan_sensors, plan_refresh_sensor],
-        schedules=plan_schedules,
-        resources={
-            "database": database,
-            "llm": LLMResource(),
-            IO_MANAGER_KEY: PlanContentIOManager(database=database),
-        },
-    )
-
-
-defs = build_definitions()
+__all__ = ["build_definitions", "defs"]

@@ -1,5 +1,6 @@
-"""Shared resources: configuration, the database layer, the LLM layer and the IO manager.
+"""The plain layers both orchestrators share: configuration, plan ids, the database layer (models,
+``DatabaseService``, the dual writer ``plan_store``, Alembic helpers) and the LLM layer (``llm/``).
 
-The database and LLM modules are plain Python (no Dagster import) so Luigi tasks and the CLI use
-them too; ``resources.dagster`` wraps them as Dagster resources.
+Nothing here imports Dagster or Luigi (tests/test_architecture.py checks it);
+``planexe_assets.dagster_defs.resources`` wraps these as Dagster resources.
 """

@@ -47,7 +47,7 @@ POSTGRES_CONNECT_TIMEOUT_S = 10
 class DatabaseUnavailable(RuntimeError):
     """The database cannot be reached; the message names the (password-redacted) URL.
 
-    An outage passes: its failure kind (``planexe_assets.steps.base.failure_kind``) is transient.
+    An outage passes: its failure kind (``planexe_assets.core.failure_kind``) is transient.
     """
 
     kind = "transient"

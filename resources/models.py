@@ -69,7 +69,7 @@ class Plan(Base):
     actual_duration_minutes: Mapped[float | None] = mapped_column(Float)
     # Added: the run (Dagster run id / Luigi build id) that last worked on this plan.
     last_run_id: Mapped[str | None] = mapped_column(String(64))
-    # Added: a REFUSE verdict of the redline gate stops this plan (see planexe_assets/redline.py).
+    # Added: a REFUSE verdict of the redline gate stops this plan (see planexe_assets/lifecycle/redline.py).
     refuse_on_redline: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
     # Added (the names of PlanExe's MCP plan_status): why the plan failed or was stopped, the step
     # where it happened, and whether `planexe resume` can succeed without changing anything (False:

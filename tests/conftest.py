@@ -20,7 +20,7 @@ from resources.database import DatabaseService, make_engine
 POSTGRES_ENV = "PLANEXE_TEST_POSTGRES_URL"
 
 # LLM-calling assets keep their Dagster retry policy in tests, without its backoff wait (read when
-# the definitions are built; see planexe_assets/step_policies.py).
+# the definitions are built; see planexe_assets/dagster_defs/step_policies.py).
 os.environ.setdefault("PLANEXE_LLM_STEP_RETRY_DELAY", "0")
 
 
@@ -53,7 +53,7 @@ def app_db(sqlite_url, monkeypatch):
 @pytest.fixture
 def resources(sqlite_url):
     """Dagster resources for sensor and schedule evaluations: the application database."""
-    from resources.dagster_resources import DatabaseResource
+    from planexe_assets.dagster_defs.resources import DatabaseResource
 
     return {"database": DatabaseResource(url=sqlite_url)}
 

@@ -1,4 +1,4 @@
-"""What the Dagster UI shows about a step (planexe_assets/asset_metadata.py): previews, tags, owners."""
+"""What the Dagster UI shows about a step (planexe_assets/dagster_defs/asset_metadata.py): previews, tags, owners."""
 
 import json
 
@@ -7,8 +7,9 @@ from dagster import AssetKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planexe_assets import asset_metadata as am
-from planexe_assets.runner import pipeline_steps
+from planexe_assets.core import step_file
+from planexe_assets.dagster_defs import asset_metadata as am
+from planexe_assets.lifecycle.runner import pipeline_steps
 from resources.config import ConfigError
 
 json_values = st.recursive(
@@ -31,7 +32,7 @@ def test_a_json_preview_is_always_valid_json_within_the_limit(value):
 
 def test_a_long_json_file_is_shortened_with_markers_and_labelled():
     data = {"levers": [{"name": f"lever {i}", "description": "x" * 500} for i in range(40)], "metadata": {"a": 1}}
-    preview = am.preview({"002-10-potential_levers.json": json.dumps(data)}, limit=3000)
+    preview = am.preview({step_file("potential_levers", "clean"): json.dumps(data)}, limit=3000)
     header, _, rest = preview.partition("\n\n")
     assert header.startswith("**`002-10-potential_levers.json`** · JSON ·") and "shortened" in header
     body = rest.removeprefix("```json\n").removesuffix("\n```")
@@ -63,9 +64,9 @@ def test_markdown_is_preferred_and_html_shows_its_outline():
 
 def test_report_preview_names_the_file_and_lists_the_sections(tmp_path):
     html = "<details><summary>Executive Summary</summary></details><details><summary>Gantt Overview</summary></details>"
-    text = am.report_preview(html, tmp_path / "029-report.html")
+    text = am.report_preview(html, tmp_path / step_file("report"))
     assert "2 sections" in text and "1. Executive Summary\n2. Gantt Overview" in text
-    assert (tmp_path / "029-report.html").as_uri() in text
+    assert (tmp_path / step_file("report")).as_uri() in text
 
 
 def test_prompt_tag_is_one_trimmed_line():

@@ -13,7 +13,7 @@ from bench.latency_server import (
     request_schema,
 )
 from bench.lower_bound import Attempt, compute_lower_bound, step_chain_seconds
-from planexe_assets.step_table import Step
+from planexe_assets.core import Step
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
 

@@ -21,14 +21,10 @@ from dagster import (
 )
 from sqlalchemy import update
 
-from planexe_assets.checks import (
+from planexe_assets.core import STEP_BY_NAME, STEPS, Fields, Items, OneOf, Reader, matches_template, step_file
+from planexe_assets.dagster_defs.checks import (
     FILES_CHECK,
     JSON_CHECK,
-    JSON_OUTPUT_SPECS,
-    Fields,
-    Items,
-    OneOf,
-    Reader,
     build_plan_checks,
     json_outputs_of_table,
     json_problems,
@@ -37,14 +33,14 @@ from planexe_assets.checks import (
     verify_files,
     verify_json,
 )
-from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.runner import pipeline_steps
-from planexe_assets.step_table import STEP_BY_NAME, STEPS
-from planexe_assets.steps.base import _matches_template
+from planexe_assets.dagster_defs.io_manager import PlanContentIOManager
+from planexe_assets.dagster_defs.resources import DatabaseResource, LLMResource
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
+from planexe_assets.lifecycle.runner import pipeline_steps
+from planexe_assets.steps import output_models, register
+from planexe_assets.steps.purpose import PlanPurposeInfo
 from resources import migrate
-from resources.dagster_resources import DatabaseResource, LLMResource
 from resources.database import DatabaseService, make_engine
-from resources.io_manager import PlanContentIOManager
 from resources.models import PlanContent
 from resources.plan_store import PlanStore
 
@@ -55,7 +51,7 @@ PLAN_ID = "checked_plan"
 
 def _owner(filename: str):
     for step in STEPS:
-        if any(_matches_template(filename, t) for t in (*step.filenames, *step.side_outputs)):
+        if any(matches_template(filename, t) for t in (*step.filenames, *step.side_outputs)):
             return step
     return None
 
@@ -63,17 +59,33 @@ def _owner(filename: str):
 # -- the mapping ------------------------------------------------------------------------------------
 
 
+def _declared_models() -> dict[str, tuple]:
+    """Every JSON output (file name or per-item template) -> the layouts its step registered."""
+    return {name: specs for s in STEPS for name, specs in output_models(s.name).items()}
+
+
 def test_every_json_output_of_the_step_table_has_a_spec():
     declared = json_outputs_of_table()
     assert len(declared) > 60
     assert [n for n in declared if spec_for(n) is None] == []
-    assert sorted(JSON_OUTPUT_SPECS) == sorted(declared), "specs for files no step writes"
+    assert sorted(_declared_models()) == sorted(declared), "specs for files no step writes"
+
+
+def test_register_refuses_a_json_output_without_a_model_and_unknown_keys():
+    with pytest.raises(ValueError, match="JSON files without a model"):
+        register("identify_purpose")
+    with pytest.raises(ValueError, match="no output or side file"):
+        register("identify_purpose", models={"raw": PlanPurposeInfo, "rwa": PlanPurposeInfo})
+    with pytest.raises(ValueError, match="not JSON"):
+        register("identify_purpose", models={"raw": PlanPurposeInfo, "markdown": PlanPurposeInfo})
+    with pytest.raises(KeyError, match="not a step of the step table"):
+        register("no_such_step")
 
 
 def test_specs_use_the_step_modules_models():
-    """Models come from the step modules; only the two derived formats without one live in checks."""
+    """Models and readers come from the step modules, declared where each step registers."""
     models = set()
-    for specs in JSON_OUTPUT_SPECS.values():
+    for specs in _declared_models().values():
         for spec in specs:
             layouts = spec.layouts if isinstance(spec, OneOf) else (spec,)
             for layout in layouts:
@@ -81,12 +93,8 @@ def test_specs_use_the_step_modules_models():
                     models.add(layout.model)
                 else:
                     assert isinstance(layout, Reader)
-                    assert layout.read.__module__.startswith(
-                        ("planexe_assets.steps.", "planexe_assets.checks")
-                    )
-    local = {m.__name__ for m in models if m.__module__ == "planexe_assets.checks"}
-    assert local == {"ExpertRecord", "PitchMarkdownRecord"}
-    assert all(m.__module__.startswith("planexe_assets.steps.") for m in models if m.__name__ not in local)
+                    assert layout.read.__module__.startswith("planexe_assets.steps.")
+    assert models and all(m.__module__.startswith("planexe_assets.steps.") for m in models)
 
 
 @pytest.mark.parametrize("run", sorted(p.name for p in FIXTURE_RUNS.iterdir() if p.is_dir()))
@@ -104,7 +112,7 @@ def test_recorded_planexe_runs_validate(run):
 
 def test_json_problems_name_the_file_the_model_and_the_field():
     step = STEP_BY_NAME["plan_type"]
-    name = "002-7-plan_type_raw.json"
+    name = step_file("plan_type", "raw")
     good = {"explanation": "Needs a shop.", "plan_type": "physical", "metadata": {}, "user_prompt": "x"}
     assert json_problems(step, name, json.dumps(good)) == []
 
@@ -112,7 +120,7 @@ def test_json_problems_name_the_file_the_model_and_the_field():
     assert (
         len(missing) == 1
         and name in missing[0]
-        and "DocumentDetails" in missing[0]
+        and "PlanTypeAssessment" in missing[0]
         and "plan_type" in missing[0]
     )
 
@@ -123,15 +131,15 @@ def test_json_problems_name_the_file_the_model_and_the_field():
     assert len(broken) == 1 and "not valid JSON" in broken[0]
 
     items = json_problems(
-        STEP_BY_NAME["make_assumptions"], "003-4-make_assumptions.json", json.dumps([{"question": "q"}])
+        STEP_BY_NAME["make_assumptions"], step_file("make_assumptions", "clean"), json.dumps([{"question": "q"}])
     )
     assert len(items) == 1 and "item 1" in items[0] and "CleanAssumption" in items[0]
 
 
 def test_per_item_files_match_their_template():
     assert (
-        spec_for("016-1-7-expert_criticism_raw.json")
-        is JSON_OUTPUT_SPECS["016-1-{}-expert_criticism_raw.json"]
+        spec_for(step_file("expert_review", "criticism_raw", 7))
+        is output_models("expert_review")[step_file("expert_review", "criticism_raw")]
     )
     assert spec_for("016-1-x-expert_criticism_raw.json") is None
     assert json_problems(STEP_BY_NAME["setup"], "unknown.json", "{}")[0].endswith(
@@ -149,9 +157,9 @@ def test_skipped_location_call_of_a_digital_plan_passes():
         "metadata": {"llm_call_skipped": True, "reason": "digital"},
     }
     step = STEP_BY_NAME["physical_locations"]
-    assert json_problems(step, "002-20-physical_locations_raw.json", json.dumps(record)) == []
+    assert json_problems(step, step_file("physical_locations", "raw"), json.dumps(record)) == []
     record["metadata"] = {"llm_model": "x"}
-    assert json_problems(step, "002-20-physical_locations_raw.json", json.dumps(record))
+    assert json_problems(step, step_file("physical_locations", "raw"), json.dumps(record))
 
 
 def test_downstream_guarding_checks_are_blocking():
@@ -289,7 +297,7 @@ def test_every_check_passes_on_a_fresh_plan(checked):
     assert files.metadata["plan_id"].value == PLAN_ID
     schema = evaluations[("identify_documents", JSON_CHECK)]
     assert schema.metadata["json_files"].value == 3
-    assert "IdentifiedDocuments" in schema.metadata["models"].value["017-3-identified_documents_raw.json"]
+    assert "IdentifiedDocuments" in schema.metadata["models"].value[step_file("identify_documents", "raw")]
     # The UI shows the results per plan: each execution is recorded against the partition.
     record = checked["instance"].event_log_storage.get_asset_check_execution_history(
         AssetCheckKey(AssetKey("plan_type"), JSON_CHECK), limit=1
@@ -304,7 +312,7 @@ def _materialized(result) -> set[str]:
 def test_tampered_file_fails_its_check_and_blocks_downstream(checked):
     store: PlanStore = checked["store"]
     step = STEP_BY_NAME["plan_type"]
-    path = store.run_dir(PLAN_ID) / "002-8-plan_type.md"
+    path = store.run_dir(PLAN_ID) / step_file("plan_type", "markdown")
     original = path.read_text(encoding="utf-8")
     path.write_text(original + "\nA line nobody wrote through the pipeline.\n", encoding="utf-8")
     try:
@@ -313,7 +321,7 @@ def test_tampered_file_fails_its_check_and_blocks_downstream(checked):
         )
         assert not run.success
         evaluation = _evaluations(run)[("plan_type", FILES_CHECK)]
-        assert not evaluation.passed and "002-8-plan_type.md" in evaluation.description
+        assert not evaluation.passed and step_file("plan_type", "markdown") in evaluation.description
         assert evaluation.blocking
         assert _evaluations(run)[("plan_type", JSON_CHECK)].passed  # the row itself is fine
         assert "potential_levers" not in _materialized(run), "a failed blocking check must stop downstream"
@@ -328,7 +336,7 @@ def test_tampered_file_fails_its_check_and_blocks_downstream(checked):
 def test_invalid_json_written_consistently_fails_the_schema_check_and_blocks(checked):
     """A file and row that agree (hash passes) but break the response model: the schema check stops it."""
     store: PlanStore = checked["store"]
-    name = "002-7-plan_type_raw.json"
+    name = step_file("plan_type", "raw")
     original = store.read(PLAN_ID, [name])[name]
     broken = json.loads(original)
     broken["plan_type"] = "interplanetary"
@@ -350,7 +358,7 @@ def test_invalid_json_written_consistently_fails_the_schema_check_and_blocks(che
 def test_leaf_asset_checks_do_not_block(checked):
     """The report has no downstream asset: its checks report but never gate anything."""
     store: PlanStore = checked["store"]
-    path = store.run_dir(PLAN_ID) / "029-report.html"
+    path = store.run_dir(PLAN_ID) / step_file("report")
     original = path.read_bytes()
     path.write_bytes(original + b"<!-- edited -->")
     try:

@@ -21,14 +21,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from planexe_assets.cli import app
-from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.cli.app import app
+from planexe_assets.core import STEP_BY_NAME
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 from resources.plan_store import PlanStore
 from tests.support.terminal import Terminal
 
 REPO = Path(__file__).resolve().parent.parent
-PLANEXE = [sys.executable, "-c", "import sys; from planexe_assets.cli import app; sys.argv[0] = 'planexe'; app()"]
+PLANEXE = [sys.executable, "-c", "import sys; from planexe_assets.cli.app import app; sys.argv[0] = 'planexe'; app()"]
 PROMPT = "Open a vegan butcher shop in Copenhagen, selling plant-based sausages and deli meats."
 # Steps with the longest names and file names of the pipeline.
 LONG_STEPS = ["governance_phase4_decision_escalation_matrix", "wbs_project_level1_and_level2_and_level3", "setup"]

@@ -4,8 +4,8 @@ and a partition, then one run from the plan sensor."""
 import pytest
 from dagster import DagsterInvalidConfigError, build_sensor_context
 
+from planexe_assets.dagster_defs.sensors import plan_launch_sensor
 from planexe_assets.definitions import defs
-from planexe_assets.sensors import plan_launch_sensor
 
 PROMPT = "Open a vegan butcher shop in Copenhagen."
 

@@ -2,7 +2,7 @@
 
 Each command is a subprocess with ``DAGSTER_HOME`` in a temporary directory (holding the project's
 ``deploy/dagster.local.yaml``), ``PLANEXE_HOME`` and ``DATABASE_URL`` (SQLite) set. Plans are created
-first with ``planexe_assets.plans.create_plan`` (offline model, fast mode to keep the suite lean) and
+first with ``planexe_assets.lifecycle.plans.create_plan`` (offline model, fast mode to keep the suite lean) and
 their partition added, as the issue describes; one test covers a partition key with no plan behind it.
 
 - ``dagster job execute ... -j full_plan_job --tags '{"dagster/partition": ...}'``: the whole plan;
@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from planexe_assets.checks import verify_files, verify_json
-from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.runner import pipeline_steps
-from planexe_assets.step_table import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME
+from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME, step_file
+from planexe_assets.dagster_defs.checks import verify_files, verify_json
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
+from planexe_assets.lifecycle.runner import pipeline_steps
 from resources import migrate
 from resources.database import DatabaseService, make_engine
 from resources.plan_store import PlanStore
@@ -39,7 +39,7 @@ DAGSTER = str(Path(sys.executable).with_name("dagster"))
 DAEMON = str(Path(sys.executable).with_name("dagster-daemon"))
 # The `planexe` console script's entry point, run by this interpreter (in a development checkout the
 # script may live outside the virtualenv's bin directory).
-PLANEXE = [sys.executable, "-c", "from planexe_assets.cli import app; app(prog_name='planexe')"]
+PLANEXE = [sys.executable, "-c", "from planexe_assets.cli.app import app; app(prog_name='planexe')"]
 MODULE = ["-m", "planexe_assets.definitions"]
 PROMPT = "Open a vegan butcher shop in Copenhagen, selling plant-based sausages and deli meats."
 ALL_STEPS = [s.name for s in pipeline_steps()]
@@ -158,7 +158,7 @@ def test_job_execute_runs_the_whole_plan(cli, executed):
     assert plan.status == "completed" and plan.progress_percentage == 100
     assert plan.last_run_id == run.run_id
     cli.assert_files_match_rows("cli_job")
-    assert (cli.store.run_dir("cli_job") / "029-report.html").stat().st_size > 10_000
+    assert (cli.store.run_dir("cli_job") / step_file("report")).stat().st_size > 10_000
     # Materialised per plan: the partition, not the whole asset, is what the instance records.
     event = cli.instance.get_latest_materialization_event(AssetKey("report"))
     assert event.asset_materialization.partition == "cli_job"
@@ -306,7 +306,7 @@ def _stop_group(process: subprocess.Popen) -> None:
 
 
 def test_job_backfill_of_two_plans_runs_through_the_daemon(cli, tmp_path):
-    from planexe_assets.sensors import LAUNCH_SENSOR_NAME
+    from planexe_assets.dagster_defs.sensors import LAUNCH_SENSOR_NAME
 
     plans = ["backfill_a", "backfill_b"]
     for plan_id in plans:

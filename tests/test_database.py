@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from planexe_assets.core import step_file
 from resources.database import DatabaseService, DatabaseUnavailable, OutputRecord, make_engine, sha256_text
 from resources.plan_ids import InvalidPlanId
 
@@ -37,8 +38,8 @@ def test_create_plan_refuses_bad_id(db):
 
 def test_plan_content_upsert_is_idempotent(db):
     _plan(db)
-    first = db.create_plan_content({"plan_id": "plan_a", "filename": "002-6-identify_purpose.md", "stage": "identify_purpose", "content": "v1", "run_id": "r1"})
-    second = db.create_plan_content({"plan_id": "plan_a", "filename": "002-6-identify_purpose.md", "stage": "identify_purpose", "content": "version 2", "run_id": "r2"})
+    first = db.create_plan_content({"plan_id": "plan_a", "filename": step_file("identify_purpose", "markdown"), "stage": "identify_purpose", "content": "v1", "run_id": "r1"})
+    second = db.create_plan_content({"plan_id": "plan_a", "filename": step_file("identify_purpose", "markdown"), "stage": "identify_purpose", "content": "version 2", "run_id": "r2"})
     rows = db.get_plan_content("plan_a")
     assert len(rows) == 1
     assert second.id == first.id
@@ -46,14 +47,14 @@ def test_plan_content_upsert_is_idempotent(db):
     assert (row.content, row.run_id, row.content_type) == ("version 2", "r2", "markdown")
     assert row.content_hash == sha256_text("version 2") and row.content_size_bytes == 9
     assert row.updated_at >= row.created_at
-    assert db.get_plan_content_by_filename("plan_a", "002-6-identify_purpose.md").content == "version 2"
+    assert db.get_plan_content_by_filename("plan_a", step_file("identify_purpose", "markdown")).content == "version 2"
     assert db.get_plan_content_by_filename("plan_a", "nope.md") is None
 
 
 def test_upsert_outputs_writes_content_and_files_together(db):
     records = [
-        OutputRecord("002-5-identify_purpose_raw.json", '{"purpose": "business"}', "identify_purpose", "/runs/p/002-5-identify_purpose_raw.json"),
-        OutputRecord("002-6-identify_purpose.md", "# Purpose\n\nbusiness – ünïcode", "identify_purpose", "/runs/p/002-6-identify_purpose.md"),
+        OutputRecord(step_file("identify_purpose", "raw"), '{"purpose": "business"}', "identify_purpose", "/runs/p/002-5-identify_purpose_raw.json"),
+        OutputRecord(step_file("identify_purpose", "markdown"), "# Purpose\n\nbusiness – ünïcode", "identify_purpose", "/runs/p/002-6-identify_purpose.md"),
     ]
     for run in ("run1", "run2"):
         db.upsert_outputs("plan_a", records, run_id=run)
@@ -64,7 +65,7 @@ def test_upsert_outputs_writes_content_and_files_together(db):
     assert [f.filename for f in files] == [r.filename for r in records]
     assert files[1].file_size_bytes == len(records[1].content.encode()) and files[1].file_type == "md"
     assert files[1].content_hash == content[1].content_hash
-    assert set(db.get_contents("plan_a", ["002-6-identify_purpose.md", "missing"])) == {"002-6-identify_purpose.md"}
+    assert set(db.get_contents("plan_a", [step_file("identify_purpose", "markdown"), "missing"])) == {step_file("identify_purpose", "markdown")}
 
 
 def test_interactions_and_metrics(db):

@@ -1,4 +1,4 @@
-"""The thread executor of ``full_plan_job`` (planexe_assets/executor.py).
+"""The thread executor of ``full_plan_job`` (planexe_assets/dagster_defs/executor.py).
 
 Small jobs of plain assets show the executor's contract: independent steps really run at the same
 time, ``max_concurrent`` bounds them, a failed step's downstream steps never start while independent
@@ -28,14 +28,15 @@ from dagster import (
 from dagster._core.execution.api import execute_run
 from dagster._core.execution.retries import RetryMode
 
-from planexe_assets.executor import (
+from planexe_assets.core import step_file
+from planexe_assets.dagster_defs.executor import (
     DEFAULT_MAX_CONCURRENT,
     MAX_CONCURRENT_ENV,
     ThreadedStepExecutor,
     default_max_concurrent,
-    execution_run_config,
     planexe_executor,
 )
+from planexe_assets.dagster_defs.launch import execution_run_config
 
 # -- a small job ----------------------------------------------------------------------------------
 
@@ -290,11 +291,10 @@ def test_a_step_failing_beside_running_steps_leaves_the_plan_failed(app_db, monk
     the independent step's progress update must not turn the failed plan back into a completed one,
     even though every file of the earlier run is still stored."""
     import planexe_assets.steps as steps_pkg
-    from planexe_assets.launch import run_plan_in_process
-    from planexe_assets.plans import PlanRequest, create_plan
-    from planexe_assets.step_table import PIPELINE_COMPLETE_FILENAME
+    from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, StepError
+    from planexe_assets.dagster_defs.launch import run_plan_in_process
+    from planexe_assets.lifecycle.plans import PlanRequest, create_plan
     from planexe_assets.steps import implemented_steps
-    from planexe_assets.steps.base import StepError
 
     create_plan(app_db, PlanRequest(prompt=PROMPT, model="offline", plan_id="again", fast=True))
     instance = DagsterInstance.ephemeral()
@@ -327,7 +327,7 @@ _UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 _DURATION = re.compile(r'("duration[A-Za-z_]*"\s*:\s*)[0-9.eE+-]+')
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?: UTC|Z)?")
 # Files that record when or how fast the run went (the same facts, other values).
-_TIMING_FILES = {"001-1-start_time.json"}
+_TIMING_FILES = {step_file("start_time")}
 
 
 def _normalised(text: str) -> str:
@@ -344,8 +344,8 @@ def test_plan_outputs_equal_in_process_execution_and_in_flight_limit_holds(app_d
     concurrent steps never exceed the LLM executor's per-endpoint in-flight limit."""
     from bench.environment import write_llm_config
     from bench.latency_server import LatencyModel, LatencyServer
-    from planexe_assets.launch import run_plan_in_process
-    from planexe_assets.plans import PlanRequest, create_plan
+    from planexe_assets.dagster_defs.launch import run_plan_in_process
+    from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 
     server = LatencyServer(LatencyModel.parse("fixed:0.03"))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
@@ -442,7 +442,7 @@ def test_interrupt_stops_new_steps_and_the_steps_in_flight(tmp_path):
 
 @pytest.mark.parametrize("raw, expected", [("", 64), ("1", 1), ("32", 32)])
 def test_fanout_concurrency_setting(monkeypatch, raw, expected):
-    from planexe_assets.runner import FANOUT_ENV, fanout_concurrency
+    from planexe_assets.lifecycle.runner import FANOUT_ENV, fanout_concurrency
 
     monkeypatch.setenv(FANOUT_ENV, raw)
     assert fanout_concurrency() == expected
@@ -450,8 +450,8 @@ def test_fanout_concurrency_setting(monkeypatch, raw, expected):
 
 @pytest.mark.parametrize("raw", ["0", "-1", "lots"])
 def test_bad_fanout_concurrency_is_refused(monkeypatch, raw):
-    from planexe_assets.runner import FANOUT_ENV, fanout_concurrency
-    from planexe_assets.steps.base import StepError
+    from planexe_assets.core import StepError
+    from planexe_assets.lifecycle.runner import FANOUT_ENV, fanout_concurrency
 
     monkeypatch.setenv(FANOUT_ENV, raw)
     with pytest.raises(StepError, match=FANOUT_ENV):

@@ -18,7 +18,10 @@ import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 from typer.testing import CliRunner
 
-from planexe_assets.cli import app
+from planexe_assets.cli.app import app
+from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME, STEPS, step_file, step_for_filename
+from planexe_assets.dagster_defs.partitions import PLANS_PARTITIONS_NAME
+from planexe_assets.dagster_defs.runs import add_plan_partition
 from planexe_assets.importer import (
     DETERMINISTIC_DOWNSTREAM,
     IMPORTED_STAGE,
@@ -30,9 +33,6 @@ from planexe_assets.importer import (
     scan_run,
     stage_for,
 )
-from planexe_assets.launch import add_plan_partition
-from planexe_assets.partitions import PLANS_PARTITIONS_NAME
-from planexe_assets.step_table import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME, STEPS, step_for_filename
 from resources.database import get_database_service, sha256_text
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -93,7 +93,7 @@ def test_import_full_recorded_run(app_db, isolated_home):
 
     # The plan row.
     plan = app_db.get_plan(plan_id)
-    assert plan.prompt.encode("utf-8") == source["001-2-plan.txt"]
+    assert plan.prompt.encode("utf-8") == source[step_file("setup")]
     assert plan.created_at == datetime(2026, 3, 10, 19, 21, 45)  # 001-1-start_time.json, server_iso_utc
     assert plan.output_dir == str(run_dir)
     complete = [s.name for s in STEPS if s.name not in MISSING_IN_RECORDINGS]
@@ -118,9 +118,9 @@ def test_import_full_recorded_run(app_db, isolated_home):
     for name in source:
         step = step_for_filename(name)
         assert rows[name].stage == (step.name if step else stage_for(name)), name
-    assert rows["022-1-7-task_durations_raw.json"].stage == "estimate_task_durations"
-    assert rows["015-1-experts_raw.json"].stage == "expert_review"
-    assert rows["017-13-10-draft_documents_to_create_raw.json"].stage == "draft_documents_to_create"
+    assert rows[step_file("estimate_task_durations", "chunk_raw", 7)].stage == "estimate_task_durations"
+    assert rows[step_file("expert_review", "experts_raw")].stage == "expert_review"
+    assert rows[step_file("draft_documents_to_create", "draft_raw", 10)].stage == "draft_documents_to_create"
     for extra in (
         "usage_metrics.jsonl",
         "activity_overview.json",
@@ -134,14 +134,14 @@ def test_import_full_recorded_run(app_db, isolated_home):
     assert {r.run_id for r in rows.values()} == {result.import_id}
 
     # The Q&A fragment was removed from the recording; it is rendered from the run's own answers.
-    qa = json.loads(source["027-1-questions_and_answers_raw.json"])
-    html = rows["027-3-questions_and_answers.html"]
-    assert html.stage == "questions_and_answers" and "027-3-questions_and_answers.html" not in source
-    assert set(rows) == set(source) | {"027-3-questions_and_answers.html"}
+    qa = json.loads(source[step_file("questions_and_answers", "raw")])
+    html = rows[step_file("questions_and_answers", "html")]
+    assert html.stage == "questions_and_answers" and step_file("questions_and_answers", "html") not in source
+    assert set(rows) == set(source) | {step_file("questions_and_answers", "html")}
     for pair in qa["question_answer_pairs"]:
         assert f"<strong>Q{pair['item_index']}.</strong>" in html.content
     assert "Creative Vision vs. Commercial Viability." in html.content
-    assert result.derived_from == {"027-3-questions_and_answers.html": "027-1-questions_and_answers_raw.json"}
+    assert result.derived_from == {step_file("questions_and_answers", "html"): step_file("questions_and_answers", "raw")}
 
     # usage_metrics.jsonl -> llm_interactions (one per line) and plan_metrics, cross-checked against
     # PlanExe's own activity_overview.json.
@@ -222,10 +222,10 @@ def test_rematerialize_deterministic_assets_from_real_outputs(sqlite_db, isolate
     assert plan.status == "completed" and plan.progress_percentage == 100 and plan.error_message is None
     rows = {r.filename: r for r in sqlite_db.get_plan_content(plan_id)}
     for name in (
-        "026-1-schedule_gantt_mermaid.html",
-        "026-2-schedule_gantt_dhtmlx.html",
-        "026-3-schedule_gantt_machai.csv",
-        "029-report.html",
+        step_file("schedule", "mermaid_html"),
+        step_file("schedule", "dhtmlx_html"),
+        step_file("schedule", "machai_csv"),
+        step_file("report"),
     ):
         assert rows[name].run_id == outcome.run_id and rows[name].stage in ("schedule", "report")
         assert (run_dir / name).read_bytes() == rows[name].content.encode("utf-8")
@@ -235,16 +235,16 @@ def test_rematerialize_deterministic_assets_from_real_outputs(sqlite_db, isolate
 
     # Our WBS steps read PlanExe's level 1/2/3 files and rebuild PlanExe's own trees exactly.
     for name in (
-        "019-wbs_project_level1_and_level2.json",
-        "023-3-wbs_project_level1_and_level2_and_level3.json",
+        step_file("wbs_project_level1_and_level2"),
+        step_file("wbs_project_level1_and_level2_and_level3", "full"),
     ):
         assert json.loads(rows[name].content) == json.loads(source[name]), name
     # The LLM outputs stay as imported.
-    for name in ("025-2-executive_summary.md", "023-2-wbs_level3.json", "022-2-task_durations.json"):
+    for name in (step_file("executive_summary", "markdown"), step_file("wbs_level3"), step_file("estimate_task_durations")):
         assert rows[name].content.encode("utf-8") == source[name]
 
     # The schedule: every task of the real WBS, day 0 from 001-1-start_time.json.
-    tree = json.loads(source["023-3-wbs_project_level1_and_level2_and_level3.json"])
+    tree = json.loads(source[step_file("wbs_project_level1_and_level2_and_level3", "full")])
     titles = []
 
     def walk(node):
@@ -253,14 +253,14 @@ def test_rematerialize_deterministic_assets_from_real_outputs(sqlite_db, isolate
             walk(child)
 
     walk(tree["wbs_project"])
-    table = list(csv.DictReader(io.StringIO(rows["026-3-schedule_gantt_machai.csv"].content)))
+    table = list(csv.DictReader(io.StringIO(rows[step_file("schedule", "machai_csv")].content)))
     assert len(table) == len(titles) == 168
     assert set(titles) == {re.sub(r" \(\d+\)$", "", r["project_name"]) for r in table}
     assert table[0]["project_start_date"] == "3/10/2026"
-    assert "Hong Kong Game" in rows["026-2-schedule_gantt_dhtmlx.html"].content
+    assert "Hong Kong Game" in rows[step_file("schedule", "dhtmlx_html")].content
 
     # The report: the real title, the real documents, the restored Q&A, the new Gantt pages.
-    report = rows["029-report.html"].content
+    report = rows[step_file("report")].content
     assert "<title>Hong Kong Game</title>" in report
     assert "The Game: Hong Kong" in report  # executive summary
     assert "Creative Vision vs. Commercial Viability." in report  # Q&A
@@ -292,7 +292,7 @@ def test_other_recorded_run_from_shared(sqlite_db, isolated_home):
     assert plan.status == "completed"
     assert (
         "<title>Silo Construction</title>"
-        in sqlite_db.get_plan_content_by_filename(plan_id, "029-report.html").content
+        in sqlite_db.get_plan_content_by_filename(plan_id, step_file("report")).content
     )
     for step in STEPS:
         assert _latest(instance, step.name, plan_id) is not None, step.name
@@ -308,10 +308,10 @@ def _small_run(root: Path, name: str = "small_run") -> Path:
     run = root / name
     run.mkdir(parents=True)
     for filename in (
-        "001-1-start_time.json",
-        "001-2-plan.txt",
-        "002-1-redline_gate.json",
-        "002-2-redline_gate.md",
+        step_file("start_time"),
+        step_file("setup"),
+        step_file("redline_gate", "raw"),
+        step_file("redline_gate", "markdown"),
     ):
         shutil.copyfile(SUBSET_RUN / filename, run / filename)
     return run
@@ -339,7 +339,7 @@ def _hostile_file(tmp):
 
 def _hostile_not_a_run(tmp):
     run = _small_run(tmp)
-    (run / "001-2-plan.txt").unlink()
+    (run / step_file("setup")).unlink()
     return run, "does not look like a PlanExe run directory: 001-2-plan.txt"
 
 
@@ -349,7 +349,7 @@ def _hostile_bad_dirname(tmp):
 
 def _hostile_not_utf8(tmp):
     run = _small_run(tmp)
-    (run / "002-2-redline_gate.md").write_bytes("Prüfung".encode("latin-1"))
+    (run / step_file("redline_gate", "markdown")).write_bytes("Prüfung".encode("latin-1"))
     return run, "002-2-redline_gate.md is not UTF-8 text (invalid byte b'\\xfc' at offset 2)"
 
 
@@ -367,7 +367,7 @@ def _hostile_subdirectory(tmp):
 
 def _hostile_empty_prompt(tmp):
     run = _small_run(tmp)
-    (run / "001-2-plan.txt").write_text("  \n")
+    (run / step_file("setup")).write_text("  \n")
     return run, "001-2-plan.txt: the prompt is empty"
 
 
@@ -427,19 +427,19 @@ def test_existing_plan_is_refused_unless_replace(sqlite_db, isolated_home, tmp_p
     assert first.complete_steps == ["start_time", "setup", "redline_gate"]
     before = {r.filename: r.content for r in sqlite_db.get_plan_content("small_run")}
 
-    (run / "002-2-redline_gate.md").write_text("changed")
+    (run / step_file("redline_gate", "markdown")).write_text("changed")
     with pytest.raises(RunImportError, match="plan small_run already exists; pass --replace"):
         import_run_into_dagster(sqlite_db, instance, run)
     assert {r.filename: r.content for r in sqlite_db.get_plan_content("small_run")} == before
     assert len(sqlite_db.get_plan_interactions("small_run")) == 3
     _nothing_written(sqlite_db, isolated_home, instance, ["small_run"])
 
-    (run / "002-1-redline_gate.json").unlink()
+    (run / step_file("redline_gate", "raw")).unlink()
     second = import_run_into_dagster(sqlite_db, instance, run, replace=True)
     assert second.replaced and second.complete_steps == ["start_time", "setup"]
     rows = {r.filename: r.content for r in sqlite_db.get_plan_content("small_run")}
-    assert rows["002-2-redline_gate.md"] == "changed" and "002-1-redline_gate.json" not in rows
-    assert not (isolated_home / "runs" / "small_run" / "002-1-redline_gate.json").exists()
+    assert rows[step_file("redline_gate", "markdown")] == "changed" and step_file("redline_gate", "raw") not in rows
+    assert not (isolated_home / "runs" / "small_run" / step_file("redline_gate", "raw")).exists()
     assert len(sqlite_db.get_plan_interactions("small_run")) == 3  # replaced, not added
     assert sqlite_db.get_plan_metrics("small_run").total_llm_calls == 3
     # Dagster's SQLite event log cannot wipe one partition: the asset the new import lacks is named.
@@ -475,10 +475,10 @@ def test_importing_a_run_already_in_place(sqlite_db, isolated_home):
 def test_line_endings_and_byte_order_marks_are_kept(sqlite_db, isolated_home, tmp_path):
     run = _small_run(tmp_path)
     data = "\ufeff# Redline gate\r\n\r\nVerdict: ALLOW — ok\r\n".encode()
-    (run / "002-2-redline_gate.md").write_bytes(data)
+    (run / step_file("redline_gate", "markdown")).write_bytes(data)
     (run / "log.txt").write_bytes(b"line one\rline two\n")
     import_run(sqlite_db, run)
-    for name in ("002-2-redline_gate.md", "log.txt"):
+    for name in (step_file("redline_gate", "markdown"), "log.txt"):
         row = sqlite_db.get_plan_content_by_filename("small_run", name)
         assert row.content.encode("utf-8") == (run / name).read_bytes(), name
         assert (isolated_home / "runs" / "small_run" / name).read_bytes() == (run / name).read_bytes(), name
@@ -495,7 +495,7 @@ def test_running_plan_is_not_replaced(sqlite_db, tmp_path):
 
 
 def test_failure_while_writing_removes_the_partial_import(sqlite_db, isolated_home, tmp_path, monkeypatch):
-    import planexe_assets.importer as importer
+    import planexe_assets.importer.write as importer
 
     def broken(db, run):
         raise RuntimeError("database went away")
@@ -509,7 +509,7 @@ def test_failure_while_writing_removes_the_partial_import(sqlite_db, isolated_ho
 
 def test_planexe_2026_names_timestamps_and_bad_usage_lines(tmp_path):
     run = _small_run(tmp_path)
-    (run / "001-1-start_time.json").write_text(
+    (run / step_file("start_time")).write_text(
         json.dumps(
             {
                 "server_iso_utc": "2026-01-02T08:00:00Z",
@@ -551,9 +551,9 @@ def test_planexe_2026_names_timestamps_and_bad_usage_lines(tmp_path):
     assert "report" not in [s.name for s in scanned.complete_steps()]  # 030 is PlanExe's report, not ours
 
     # PlanExe's FastAPI service writes the start time as a bare utcnow().isoformat() string.
-    (run / "001-1-start_time.json").write_text(json.dumps("2025-09-30T21:15:03.123456"))
+    (run / step_file("start_time")).write_text(json.dumps("2025-09-30T21:15:03.123456"))
     assert scan_run(run).created_at == datetime(2025, 9, 30, 21, 15, 3, 123456)
-    (run / "001-1-start_time.json").write_text("not json")
+    (run / step_file("start_time")).write_text("not json")
     assert any("001-1-start_time.json is unreadable" in w for w in scan_run(run).warnings)
 
 
@@ -573,7 +573,7 @@ def test_record_in_dagster_is_idempotent_for_the_partition(sqlite_db, tmp_path):
     record_in_dagster(instance, result)
     record_in_dagster(instance, result)
     assert instance.get_dynamic_partitions(PLANS_PARTITIONS_NAME) == ["small_run"]
-    assert STEP_BY_NAME["setup"].filenames == ("001-2-plan.txt",)
+    assert STEP_BY_NAME["setup"].filenames == (step_file("setup"),)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -586,7 +586,7 @@ def test_cli_import_run_with_rematerialize(sqlite_db, isolated_home, tmp_path, m
     the levers outputs, from which only the strategic-decisions markdown can be re-materialized."""
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     run = _small_run(tmp_path)
-    for name in ("002-12-enriched_levers_raw.json", "002-13-vital_few_levers_raw.json"):
+    for name in (step_file("enrich_levers", "raw"), step_file("focus_on_vital_few_levers", "raw")):
         shutil.copyfile(FULL_RUN / name, run / name)
     result = CliRunner().invoke(app, ["import-run", str(run), "--plan-id", "levers", "--rematerialize"])
     assert result.exit_code == 0, result.output
@@ -597,7 +597,7 @@ def test_cli_import_run_with_rematerialize(sqlite_db, isolated_home, tmp_path, m
     assert "re-materialized 1 step(s): strategic_decisions_markdown" in output
     assert "plan levers failed (6 of 61 steps)" in output
     assert "materialises them" in sqlite_db.get_plan("levers").error_message
-    assert sqlite_db.get_plan_content_by_filename("levers", "002-14-strategic_decisions.md").stage == (
+    assert sqlite_db.get_plan_content_by_filename("levers", step_file("strategic_decisions_markdown", "markdown")).stage == (
         "strategic_decisions_markdown"
     )
 

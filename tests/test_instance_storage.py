@@ -1,4 +1,4 @@
-"""The pooled Dagster instance storage (planexe_assets/instance_storage.py), SQLite and PostgreSQL."""
+"""The pooled Dagster instance storage (planexe_assets/dagster_defs/instance_storage.py), SQLite and PostgreSQL."""
 
 import multiprocessing
 import time
@@ -13,7 +13,7 @@ from dagster import (
     define_asset_job,
 )
 
-from planexe_assets.instance_storage import (
+from planexe_assets.dagster_defs.instance_storage import (
     PlanexePostgresStorage,
     PlanexeSqliteStorage,
     PooledSqliteEventLogStorage,

@@ -11,14 +11,14 @@ import pytest
 from dagster import AssetKey
 
 from legacy_luigi.tasks import TASK_CLASSES, FullPlanPipeline
-from planexe_assets.definitions import defs
-from planexe_assets.runner import pipeline_steps
-from planexe_assets.step_table import (
+from planexe_assets.core import (
     FULL_PLAN_PIPELINE_REQUIRES,
     PIPELINE_COMPLETE_FILENAME,
     STEP_BY_NAME,
     STEPS,
 )
+from planexe_assets.definitions import defs
+from planexe_assets.lifecycle.runner import pipeline_steps
 
 REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "reference_tasks.json").read_text())
 REF_TASKS = [t for t in REFERENCE if not t["aggregate"]]

@@ -10,10 +10,11 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 from typer.testing import CliRunner
 
-from planexe_assets.cli import app
-from planexe_assets.launch import run_plan_in_process
-from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.runner import pipeline_steps
+from planexe_assets.cli.app import app
+from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, step_file
+from planexe_assets.dagster_defs.launch import run_plan_in_process
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
+from planexe_assets.lifecycle.runner import pipeline_steps
 from resources.database import sha256_text
 
 PROMPT = "Open a vegan butcher shop in Copenhagen, selling plant-based sausages and deli meats."
@@ -50,9 +51,9 @@ def test_offline_plan_materialises_every_asset(app_db, isolated_home):
         for name in step.filenames:
             assert (run_dir / name).exists(), name
     _assert_files_equal_rows(app_db, "e2e_plan", run_dir)
-    assert (run_dir / "001-2-plan.txt").read_text() == PROMPT
-    assert json.loads((run_dir / "001-1-start_time.json").read_text())["server_iso_utc"].endswith("Z")
-    assert "[offline]" in (run_dir / "002-6-identify_purpose.md").read_text()
+    assert (run_dir / step_file("setup")).read_text() == PROMPT
+    assert json.loads((run_dir / step_file("start_time")).read_text())["server_iso_utc"].endswith("Z")
+    assert "[offline]" in (run_dir / step_file("identify_purpose", "markdown")).read_text()
 
     # Every LLM attempt is recorded, and the per-plan roll-up agrees with the rows.
     interactions = app_db.get_plan_interactions("e2e_plan")
@@ -72,16 +73,16 @@ def test_offline_plan_materialises_every_asset(app_db, isolated_home):
     assert meta["preview"].value.startswith("**`002-6-identify_purpose.md`** · Markdown")
     assert "Purpose" in meta["preview"].value
     assert event.asset_materialization.partition == "e2e_plan"
-    from planexe_assets.versions import data_version
+    from planexe_assets.lifecycle.versions import data_version
 
-    written = {n: (run_dir / n).read_text(encoding="utf-8") for n in ("002-5-identify_purpose_raw.json", "002-6-identify_purpose.md")}
+    written = {n: (run_dir / n).read_text(encoding="utf-8") for n in (step_file("identify_purpose", "raw"), step_file("identify_purpose", "markdown"))}
     assert event.asset_materialization.tags["dagster/data_version"] == data_version(written)
     premise = instance.get_latest_materialization_event(AssetKey("premise_attack")).asset_materialization.metadata
     assert premise["openai.calls"].value == 5 and premise["planexe.llm_attempts"].value == 5
 
     # The report's materialization: its outline, its path and the plan's totals.
     report = instance.get_latest_materialization_event(AssetKey("report")).asset_materialization.metadata
-    assert report["report_path"].value == str(run_dir / "029-report.html")
+    assert report["report_path"].value == str(run_dir / step_file("report"))
     assert "Outline:" in report["preview"].value and "1. Executive Summary" in report["preview"].value
     assert report["plan.llm_attempts"].value == len(interactions)
     assert report["plan.openai.calls"].value == len(interactions)
@@ -109,14 +110,14 @@ def test_offline_plan_materialises_every_asset(app_db, isolated_home):
     assert again.success
     after = {r.filename: r for r in app_db.get_plan_content("e2e_plan")}
     assert {n: r.id for n, r in after.items()} == before
-    assert after["002-8-plan_type.md"].run_id == again.run_id
+    assert after[step_file("plan_type", "markdown")].run_id == again.run_id
     _assert_files_equal_rows(app_db, "e2e_plan", run_dir)
 
 
 def test_failing_step_marks_plan_failed_and_resume_finishes(app_db, monkeypatch):
-    from planexe_assets.runner import missing_steps_with_downstream
+    from planexe_assets.core import StepError
+    from planexe_assets.lifecycle.runner import missing_steps_with_downstream
     from planexe_assets.steps import implemented_steps
-    from planexe_assets.steps.base import StepError
 
     create_plan(app_db, PlanRequest(prompt=PROMPT, model="offline", plan_id="flaky"))
     registry = implemented_steps()
@@ -154,8 +155,8 @@ def test_cli_plan_list_status_show(app_db, isolated_home):
     listed = runner.invoke(app, ["list"])
     assert listed.exit_code == 0 and "cli_plan" in listed.output
     status = runner.invoke(app, ["status", "cli_plan"])
-    assert status.exit_code == 0 and "completed" in status.output and "002-6-identify_purpose.md" in status.output
-    shown = runner.invoke(app, ["show", "cli_plan", "001-2-plan.txt"])
+    assert status.exit_code == 0 and "completed" in status.output and step_file("identify_purpose", "markdown") in status.output
+    shown = runner.invoke(app, ["show", "cli_plan", step_file("setup")])
     assert shown.exit_code == 0 and shown.output.strip() == PROMPT
     missing = runner.invoke(app, ["show", "cli_plan", "nope.md"])
     assert missing.exit_code == 2
@@ -203,8 +204,8 @@ def test_luigi_produces_the_same_file_names(app_db, isolated_home, monkeypatch):
     expected = {name for step in pipeline_steps() for name in step.filenames}
     produced = {p.name for p in run_dir.iterdir()}
     assert expected <= produced
-    assert "999-pipeline_complete.txt" in produced
-    extra = produced - expected - {"999-pipeline_complete.txt"}
+    assert PIPELINE_COMPLETE_FILENAME in produced
+    extra = produced - expected - {PIPELINE_COMPLETE_FILENAME}
     assert all("{}" in t for t in []) or all(any(c.isdigit() for c in n) for n in extra)
     _assert_files_equal_rows(app_db, "luigi_plan", run_dir)
     assert app_db.get_plan("luigi_plan").status == "completed"
@@ -214,7 +215,7 @@ def test_luigi_produces_the_same_file_names(app_db, isolated_home, monkeypatch):
     lines = done.stdout.splitlines()
     assert len(lines) <= 6, done.stdout
     assert lines[0] == "plan luigi_plan: completed (61 of 61 steps)"
-    assert f"report: {run_dir / '029-report.html'}" in lines and f"run directory: {run_dir}" in lines
+    assert f"report: {run_dir / step_file('report')}" in lines and f"run directory: {run_dir}" in lines
     # The offline model's answers draw warnings (unknown role ids, ...): they are in the log only.
     (log_line,) = [line for line in lines if line.startswith("log: ")]
     logs = list((isolated_home / "logs" / "luigi_plan").glob("luigi-*.log"))

@@ -23,16 +23,16 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from typer.testing import CliRunner
 
 import planexe_assets.steps as steps_pkg
-from planexe_assets.cli import app
-from planexe_assets.instance_config import prepare_dagster_home
-from planexe_assets.launch import run_plan_in_process
-from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.steps.base import FailureKind, StepError
+from planexe_assets.cli.app import app
+from planexe_assets.core import FailureKind, StepError
+from planexe_assets.dagster_defs.instance_config import prepare_dagster_home
+from planexe_assets.dagster_defs.launch import run_plan_in_process
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 from tests.llm.stub_server import Status, StubLLMServer
 from tests.reliability.support import OfflineModel, schema_name, write_llm_config
 
 REPO = Path(__file__).resolve().parent.parent
-PLANEXE = [sys.executable, "-c", "import sys; from planexe_assets.cli import app; sys.argv[0] = 'planexe'; app()"]
+PLANEXE = [sys.executable, "-c", "import sys; from planexe_assets.cli.app import app; sys.argv[0] = 'planexe'; app()"]
 PROMPT = "Open a bakery in Oslo"
 KEY_VAR = "PLANEXE_TEST_STUB_KEY"
 

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from planexe_assets.core import step_file
 from resources.database import DatabaseService, make_engine, sha256_text
 from resources.plan_store import TEMP_PREFIX, ContentIntegrityError, PlanStore
 
@@ -25,7 +26,7 @@ def _rows(store, plan_id):
 
 
 def test_files_and_rows_agree_byte_for_byte(store):
-    files = {"002-5-identify_purpose_raw.json": '{"purpose": "business"}\n', "002-6-identify_purpose.md": "# Ünïcode ✓\n"}
+    files = {step_file("identify_purpose", "raw"): '{"purpose": "business"}\n', step_file("identify_purpose", "markdown"): "# Ünïcode ✓\n"}
     written = store.write("p1", "identify_purpose", files, run_id="run-1")
     assert _disk(store, "p1") == _rows(store, "p1") == files
     assert {w.filename: w.sha256 for w in written} == {n: sha256_text(c) for n, c in files.items()}
@@ -116,7 +117,7 @@ def test_tampered_row_fails_the_hash_check(store):
 
 def test_missing_upstream_is_a_clear_error(store):
     with pytest.raises(ContentIntegrityError, match="no stored content for 002-6-identify_purpose.md"):
-        store.read("p1", ["002-6-identify_purpose.md"])
+        store.read("p1", [step_file("identify_purpose", "markdown")])
 
 
 def test_stale_per_item_files_are_removed_file_first(store):

@@ -19,11 +19,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
-from planexe_assets.cli import app
-from planexe_assets.instance_config import DAGSTER_POSTGRES_URL_ENV, install_instance_config
-from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.runner import pipeline_steps
-from planexe_assets.sensors import LAUNCH_SENSOR_NAME, LAUNCHED_BY_TAG
+from planexe_assets.cli.app import app
+from planexe_assets.dagster_defs.instance_config import DAGSTER_POSTGRES_URL_ENV, install_instance_config
+from planexe_assets.dagster_defs.runs import LAUNCHED_BY_TAG
+from planexe_assets.dagster_defs.sensors import LAUNCH_SENSOR_NAME
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
+from planexe_assets.lifecycle.runner import pipeline_steps
 from resources import migrate
 from resources.database import DatabaseService, make_engine, sha256_text
 from tests.conftest import create_postgres_database, drop_postgres_database

@@ -44,6 +44,8 @@ from pathlib import Path
 
 import pytest
 
+from planexe_assets.core import step_file
+
 REPO = Path(__file__).resolve().parents[1]
 # A small context keeps the run short: with this model's short replies the plan's prompts outgrow 1536
 # tokens after about fifteen calls (around select_scenario), and that step fails permanently, naming
@@ -171,8 +173,8 @@ class StatusWatch:
 def test_fast_plan_against_a_real_local_model(llama_server, tmp_path, monkeypatch):
     from dagster import DagsterEventType, DagsterInstance
 
-    from planexe_assets.runner import pipeline_steps, stored_steps
-    from planexe_assets.step_table import STEP_BY_NAME
+    from planexe_assets.core import STEP_BY_NAME
+    from planexe_assets.lifecycle.runner import pipeline_steps, stored_steps
     from resources import migrate
     from resources.database import get_database_service
     from tests.reliability.support import assert_files_equal_rows
@@ -261,8 +263,8 @@ def test_fast_plan_against_a_real_local_model(llama_server, tmp_path, monkeypatc
         not_run.add(step.name)
     if plan.status == "completed":
         assert done == {s.name for s in steps} and not failures
-        report = home / "runs" / plan_id / "029-report.html"
-        assert report.is_file() and db.get_plan_content_by_filename(plan_id, "029-report.html") is not None
+        report = home / "runs" / plan_id / step_file("report")
+        assert report.is_file() and db.get_plan_content_by_filename(plan_id, step_file("report")) is not None
     else:
         assert failures, "a failed plan names at least one failed step"
 

@@ -4,9 +4,9 @@ itself, with a real prompt change, is tested in tests/test_versions.py)."""
 import pytest
 from dagster import DagsterEventType, SkipReason, build_run_status_sensor_context
 
+from planexe_assets.dagster_defs.refresh import plan_refresh_sensor
 from planexe_assets.definitions import defs
-from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.refresh import plan_refresh_sensor
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 
 
 def _refresh(instance, plan_id: str, launch: bool = True):

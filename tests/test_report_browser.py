@@ -27,8 +27,9 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from planexe_assets.launch import run_plan_in_process
-from planexe_assets.plans import PlanRequest, create_plan
+from planexe_assets.core import step_file
+from planexe_assets.dagster_defs.launch import run_plan_in_process
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 from planexe_assets.steps.report import SECTION_IDS
 from resources.database import get_database_service
 
@@ -48,10 +49,10 @@ FLAGS = [
 # The first line of the shared stylesheet (planexe_assets/templates/planexe.css).
 SHARED_STYLESHEET = "/* The one stylesheet of every HTML page the pipeline writes"
 HTML_OUTPUTS = [
-    "026-1-schedule_gantt_mermaid.html",
-    "026-2-schedule_gantt_dhtmlx.html",
-    "027-3-questions_and_answers.html",
-    "029-report.html",
+    step_file("schedule", "mermaid_html"),
+    step_file("schedule", "dhtmlx_html"),
+    step_file("questions_and_answers", "html"),
+    step_file("report"),
 ]
 WIDE = (1400, 1000)
 NARROW = (700, 1000)
@@ -105,7 +106,7 @@ def test_report_opens_in_chromium_with_every_section(sqlite_url, monkeypatch, is
     outcome = run_plan_in_process("report_plan", DagsterInstance.ephemeral())
     assert outcome.success, outcome.failed_steps
     run_dir = isolated_home / "runs" / "report_plan"
-    report = run_dir / "029-report.html"
+    report = run_dir / step_file("report")
     assert report.exists()
 
     # Every HTML page of the run is one self-contained document with the shared stylesheet inlined
@@ -250,7 +251,7 @@ def _shot(driver, name: str) -> None:
 
 
 def test_contents_link_opens_and_scrolls_to_its_section(browser, recorded_pages):
-    report = recorded_pages / "029-report.html"
+    report = recorded_pages / step_file("report")
     _open(browser, report)
     for section_id in ("work-breakdown-structure", "premortem", "team"):
         assert _section_state(browser, section_id)["open"] is False
@@ -273,7 +274,7 @@ def test_contents_link_opens_and_scrolls_to_its_section(browser, recorded_pages)
 
 @pytest.mark.parametrize("section_id", ["premortem", "work-breakdown-structure", "questions-answers"])
 def test_deep_link_opens_its_section_on_load_and_on_hash_change(browser, recorded_pages, section_id):
-    report = recorded_pages / "029-report.html"
+    report = recorded_pages / step_file("report")
     _open(browser, report, f"#{section_id}")
     _assert_shown(_section_state(browser, section_id))
     # A later change of the address's fragment (typed, or a link from elsewhere) opens that one too.
@@ -284,7 +285,7 @@ def test_deep_link_opens_its_section_on_load_and_on_hash_change(browser, recorde
 
 
 def test_every_contents_entry_links_a_section_by_its_readable_id(browser, recorded_pages):
-    _open(browser, recorded_pages / "029-report.html")
+    _open(browser, recorded_pages / step_file("report"))
     hrefs = browser.execute_script(
         "return [...document.querySelectorAll('nav.toc ol a')].map(a => a.getAttribute('href'));"
     )
@@ -294,7 +295,7 @@ def test_every_contents_entry_links_a_section_by_its_readable_id(browser, record
 
 
 def test_contents_are_a_sticky_sidebar_when_wide_and_a_plain_list_when_narrow(browser, recorded_pages):
-    report = recorded_pages / "029-report.html"
+    report = recorded_pages / step_file("report")
     _open(browser, report)
     _shot(browser, "report-top.png")
     layout = browser.execute_script(
@@ -326,7 +327,7 @@ def test_contents_are_a_sticky_sidebar_when_wide_and_a_plain_list_when_narrow(br
 
 
 def test_back_to_top_appears_once_scrolled_and_goes_to_the_top(browser, recorded_pages):
-    _open(browser, recorded_pages / "029-report.html", "#review-plan")
+    _open(browser, recorded_pages / step_file("report"), "#review-plan")
     control = browser.find_element("css selector", "a.back-to-top")
     assert _wait(browser, "getComputedStyle(document.querySelector('a.back-to-top')).opacity === '1'")
     control.click()
@@ -337,7 +338,7 @@ def test_back_to_top_appears_once_scrolled_and_goes_to_the_top(browser, recorded
 
 @pytest.mark.parametrize(("section_id", "frame_index"), [("gantt-overview", 0), ("gantt-interactive", 1)])
 def test_gantt_frame_is_as_tall_as_its_chart(browser, recorded_pages, section_id, frame_index):
-    _open(browser, recorded_pages / "029-report.html", f"#{section_id}")
+    _open(browser, recorded_pages / step_file("report"), f"#{section_id}")
     frame_selector = f"document.querySelectorAll('iframe.gantt-frame')[{frame_index}]"
     assert _wait(browser, f"{frame_selector}.hasAttribute('data-sized')"), "the frame never got its height"
     time.sleep(0.3)  # the last height message
@@ -373,7 +374,7 @@ def test_gantt_frame_is_as_tall_as_its_chart(browser, recorded_pages, section_id
 
 
 def test_wbs_table_scrolls_sideways_inside_its_section(browser, recorded_pages):
-    _open(browser, recorded_pages / "029-report.html", "#work-breakdown-structure", size=(640, 900))
+    _open(browser, recorded_pages / step_file("report"), "#work-breakdown-structure", size=(640, 900))
     box = browser.execute_script(
         """
         const section = document.getElementById('work-breakdown-structure');
@@ -432,15 +433,15 @@ def test_questions_page_is_styled_like_the_report(browser, recorded_pages):
             SHARED_STYLESHEET,
         )
 
-    report = look(recorded_pages / "029-report.html")
-    qa = look(recorded_pages / "027-3-questions_and_answers.html")
+    report = look(recorded_pages / step_file("report"))
+    qa = look(recorded_pages / step_file("questions_and_answers", "html"))
     assert qa == report and qa["shared"]
     _shot(browser, "questions-and-answers.png")
     card = browser.execute_script(
         "const a = document.querySelector('article.card'); return a && getComputedStyle(a).backgroundColor;"
     )
     assert card == "rgb(255, 255, 255)"
-    for name in ("026-1-schedule_gantt_mermaid.html", "026-2-schedule_gantt_dhtmlx.html"):
+    for name in (step_file("schedule", "mermaid_html"), step_file("schedule", "dhtmlx_html")):
         page = look(recorded_pages / name)
         assert page["font"] == report["font"] and page["h1"] == report["h1"] and page["shared"], name
 
@@ -448,7 +449,7 @@ def test_questions_page_is_styled_like_the_report(browser, recorded_pages):
 def test_without_javascript_the_links_still_scroll(recorded_pages):
     driver = _new_driver(javascript=False)
     try:
-        report = recorded_pages / "029-report.html"
+        report = recorded_pages / step_file("report")
         _open(driver, report)
         assert driver.execute_script("return document.documentElement.className") == ""  # no script ran
         driver.find_element("css selector", "nav.toc a[href='#strategic-decisions']").click()

@@ -10,11 +10,12 @@ from dagster import (
     in_process_executor,
 )
 
-from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.run_partitions import PlanNotRunnable, check_run_plan, ensure_run_partition
-from resources.dagster_resources import DatabaseResource, LLMResource
+from planexe_assets.core import step_file
+from planexe_assets.dagster_defs.io_manager import PlanContentIOManager
+from planexe_assets.dagster_defs.resources import DatabaseResource, LLMResource
+from planexe_assets.dagster_defs.run_partitions import PlanNotRunnable, check_run_plan, ensure_run_partition
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 from resources.database import DatabaseService, make_engine
-from resources.io_manager import PlanContentIOManager
 
 PROMPT = "Open a vegan butcher shop in Copenhagen."
 
@@ -72,7 +73,7 @@ def test_our_executors_refuse_a_plan_without_a_row_once_before_resources(app_db,
     step starts; nothing is written, no partition is added."""
     from dagster import DagsterEventType
 
-    from planexe_assets.executor import execute_plan_run
+    from planexe_assets.dagster_defs.launch import execute_plan_run
 
     instance = DagsterInstance.ephemeral()
     result = execute_plan_run(instance, "ghost", executor_choice=executor)
@@ -117,7 +118,7 @@ def test_a_run_tagged_with_an_unregistered_plan_runs(sqlite_url, tmp_path):
     )
     assert result.success
     assert instance.has_dynamic_partition("plans", "late_partition")
-    assert (tmp_path / "late_partition" / "001-2-plan.txt").read_text(encoding="utf-8") == PROMPT
+    assert (tmp_path / "late_partition" / step_file("setup")).read_text(encoding="utf-8") == PROMPT
 
     refused = scoped.resolve_job_def("setup_only").execute_in_process(
         instance=instance, tags={"dagster/partition": "nobody"}, raise_on_error=False

@@ -20,21 +20,20 @@ from dagster import (
 from dagster._core.test_utils import create_run_for_test, instance_for_test
 
 import planexe_assets.steps as steps_pkg
-from planexe_assets.definitions import defs
-from planexe_assets.launch import run_plan_in_process
-from planexe_assets.plan_sync import steps_to_redo
-from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.runner import missing_steps_with_downstream, pipeline_steps
-from planexe_assets.schedules import (
+from planexe_assets.core import STEP_BY_NAME, FailureKind, PipelineStopRequested, StepError, step_file
+from planexe_assets.dagster_defs.launch import run_plan_in_process
+from planexe_assets.dagster_defs.runs import LAUNCHED_BY_TAG
+from planexe_assets.dagster_defs.schedules import (
     BACKFILL_SCHEDULE_NAME,
     MAX_SCHEDULED_ATTEMPTS,
     backfill_requests,
     plan_backfill_schedule,
 )
-from planexe_assets.sensors import LAUNCHED_BY_TAG
-from planexe_assets.step_policies import llm_retry_policy, revive_plan_for_retry
-from planexe_assets.step_table import STEP_BY_NAME
-from planexe_assets.steps.base import FailureKind, PipelineStopRequested, StepError
+from planexe_assets.dagster_defs.step_policies import llm_retry_policy
+from planexe_assets.definitions import defs
+from planexe_assets.lifecycle.plan_sync import revive_plan_for_retry, steps_to_redo
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
+from planexe_assets.lifecycle.runner import missing_steps_with_downstream, pipeline_steps
 from resources.config import ConfigError
 
 PROMPT = "Open a vegan butcher shop in Copenhagen, selling plant-based sausages and deli meats."
@@ -250,7 +249,7 @@ def test_a_flaky_llm_step_is_retried_and_the_plan_is_never_failed(app_db, instan
     plan = app_db.get_plan("flaky")
     assert plan.status == "running" and plan.error_message is None  # 3 of 61 steps, no failure left
     assert plan.failure_reason is None and plan.recoverable is None
-    assert app_db.get_plan_content_by_filename("flaky", "002-6-identify_purpose.md") is not None
+    assert app_db.get_plan_content_by_filename("flaky", step_file("identify_purpose", "markdown")) is not None
 
 
 def test_only_the_last_attempt_of_a_failing_step_fails_the_plan(app_db, instance, registry, monkeypatch, plan_statuses):

@@ -20,20 +20,20 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 import planexe_assets.steps as steps_pkg
-from planexe_assets.cli import app
-from planexe_assets.launch import run_plan_in_process
-from planexe_assets.plan_sync import RUN_CANCELED, RunEnd, reconcile_after_run
-from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.sensors import (
+from planexe_assets.cli.app import app
+from planexe_assets.core import StepError
+from planexe_assets.dagster_defs.launch import run_plan_in_process
+from planexe_assets.dagster_defs.runs import LAUNCHED_BY_TAG
+from planexe_assets.dagster_defs.sensors import (
     LAUNCH_SENSOR_NAME,
-    LAUNCHED_BY_TAG,
     plan_launch_sensor,
     plan_run_canceled_sensor,
     plan_run_failure_sensor,
     plan_run_success_sensor,
     sensor_interval_seconds,
 )
-from planexe_assets.steps.base import StepError
+from planexe_assets.lifecycle.plan_sync import RUN_CANCELED, RunEnd, reconcile_after_run
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 from resources.config import ConfigError
 from resources.models import utcnow
 

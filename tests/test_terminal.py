@@ -30,14 +30,14 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from bench.latency_server import LatencyModel, LatencyServer
-from planexe_assets.step_table import PIPELINE_COMPLETE_FILENAME
+from planexe_assets.core import PIPELINE_COMPLETE_FILENAME
 from resources.database import DatabaseService, make_engine, sha256_text
 from resources.plan_store import TEMP_PREFIX
 from tests.support.terminal import Terminal, strip_ansi
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
-PLANEXE = [sys.executable, "-c", "import sys; from planexe_assets.cli import app; sys.argv[0] = 'planexe'; app()"]
+PLANEXE = [sys.executable, "-c", "import sys; from planexe_assets.cli.app import app; sys.argv[0] = 'planexe'; app()"]
 PROMPT = "Open a bakery in Oslo"
 TOTAL = 61
 COUNT = re.compile(r"(\d+)/61 assets")

@@ -21,8 +21,9 @@ from dagster import DagsterInstance
 from dagster._core.instance.config import dagster_instance_config
 from typer.testing import CliRunner
 
-from planexe_assets.cli import app
-from planexe_assets.instance_config import (
+from planexe_assets.cli.app import app
+from planexe_assets.cli.ui import DEFAULT_WORKSPACE, UIConfigError, dagster_dev_command
+from planexe_assets.dagster_defs.instance_config import (
     DAGSTER_POSTGRES_URL_ENV,
     LOCAL_CONFIG,
     POSTGRES_CONFIG,
@@ -31,8 +32,7 @@ from planexe_assets.instance_config import (
     prepare_dagster_home,
     show_llm_pool,
 )
-from planexe_assets.launch import ensure_dagster_home
-from planexe_assets.ui import DEFAULT_WORKSPACE, UIConfigError, dagster_dev_command
+from planexe_assets.dagster_defs.runs import ensure_dagster_home
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -265,7 +265,7 @@ def test_planexe_ui_serves_dagster_on_loopback(sqlite_url, isolated_home, no_dag
     planexe = [
         sys.executable,
         "-c",
-        "import sys; from planexe_assets.cli import app; sys.argv[0] = 'planexe'; app()",
+        "import sys; from planexe_assets.cli.app import app; sys.argv[0] = 'planexe'; app()",
     ]
     log_path = isolated_home.parent / "ui.log"
     with open(log_path, "wb") as log:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from planexe_assets.runner import pipeline_steps
+from planexe_assets.lifecycle.runner import pipeline_steps
 from resources import migrate
 from resources.database import DatabaseService, make_engine
 

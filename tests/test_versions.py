@@ -1,4 +1,4 @@
-"""Code versions and data versions (planexe_assets/versions.py) and Dagster's staleness built on them.
+"""Code versions and data versions (planexe_assets/lifecycle/versions.py) and Dagster's staleness built on them.
 
 The pure part: a step's code version changes when its prompt, response model, renderer or template
 changes, and so do the versions of the steps downstream of it, nothing else; versions are the same in
@@ -18,8 +18,8 @@ from dagster import AssetKey, DagsterInstance
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._core.loader import LoadingContextForTest
 
-from planexe_assets import versions
-from planexe_assets.runner import pipeline_steps
+from planexe_assets.lifecycle import versions
+from planexe_assets.lifecycle.runner import pipeline_steps
 from planexe_assets.steps import purpose
 
 NAMES = [s.name for s in pipeline_steps()]
@@ -40,7 +40,7 @@ def _changed(before: dict, after: dict) -> set[str]:
 def test_code_versions_are_the_same_in_another_process():
     here = {n: v.code_version for n, v in versions.step_versions(NAMES).items()}
     script = (
-        "import json; from planexe_assets import versions; from planexe_assets.runner import pipeline_steps; "
+        "import json; from planexe_assets.lifecycle import versions; from planexe_assets.lifecycle.runner import pipeline_steps; "
         "print(json.dumps({n: v.code_version for n, v in versions.step_versions([s.name for s in pipeline_steps()]).items()}))"
     )
     for seed in ("0", "12345"):  # another hash seed: set and dict orders must not leak into versions
@@ -152,7 +152,7 @@ def _refresh_request(instance, defs, run_id):
     """What plan_refresh_sensor asks for after the refresh run ``run_id`` succeeded."""
     from dagster import DagsterEventType, build_run_status_sensor_context
 
-    from planexe_assets.refresh import plan_refresh_sensor
+    from planexe_assets.dagster_defs.refresh import plan_refresh_sensor
 
     run = instance.get_run_by_id(run_id)
     [event] = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_SUCCESS).records
@@ -176,9 +176,9 @@ def _materialize(instance, defs, names) -> None:
 
 @pytest.mark.slow
 def test_dagster_staleness_after_a_prompt_change_and_after_identical_output(app_db, monkeypatch):
+    from planexe_assets.dagster_defs.launch import run_plan_in_process
     from planexe_assets.definitions import build_definitions, defs
-    from planexe_assets.launch import run_plan_in_process
-    from planexe_assets.plans import PlanRequest, create_plan
+    from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 
     create_plan(app_db, PlanRequest(prompt="Open a small bakery in Aarhus.", model="offline", plan_id=PLAN))
     with DagsterInstance.ephemeral() as instance:

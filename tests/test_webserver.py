@@ -29,8 +29,9 @@ from pathlib import Path
 
 import pytest
 
-from planexe_assets.checks import FILES_CHECK, JSON_CHECK, step_has_json
-from planexe_assets.runner import pipeline_steps
+from planexe_assets.core import step_file
+from planexe_assets.dagster_defs.checks import FILES_CHECK, JSON_CHECK, step_has_json
+from planexe_assets.lifecycle.runner import pipeline_steps
 from resources import migrate
 from resources.database import DatabaseService, make_engine
 
@@ -38,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 # The `planexe` console script's entry point, run by this interpreter (in a development checkout the
 # script may live outside the virtualenv's bin directory).
-PLANEXE = [sys.executable, "-c", "from planexe_assets.cli import app; app(prog_name='planexe')"]
+PLANEXE = [sys.executable, "-c", "from planexe_assets.cli.app import app; app(prog_name='planexe')"]
 PLAN_ID = "web_plan"
 PROMPT = "Open a vegan butcher shop in Copenhagen, selling plant-based sausages and deli meats."
 CHROMIUM_FLAGS = [
@@ -267,8 +268,8 @@ def test_browser_shows_the_asset_graph_and_the_plans_partition(ui, tmp_path):
     for expected in (
         PLAN_ID,
         "Materialized",
-        "002-7-plan_type_raw.json",
-        "002-8-plan_type.md",
+        step_file("plan_type", "raw"),
+        step_file("plan_type", "markdown"),
         ui["run_id"][:8],
     ):
         assert expected in partition_dom, expected

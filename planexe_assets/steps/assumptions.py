@@ -20,15 +20,15 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from planexe_assets.steps import register
-from planexe_assets.steps.base import (
+from planexe_assets.core import (
+    Items,
     StepContext,
     StepError,
     StepInputs,
     StepResult,
     StructuredReply,
-    failure_kind_of_all,
 )
+from planexe_assets.steps import register
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,
@@ -126,7 +126,7 @@ def _renumbered(reply: StructuredReply[MadeAssumptions]) -> StructuredReply[Made
     )
 
 
-@register("make_assumptions")
+@register("make_assumptions", models={"raw": MadeAssumptions, "clean": Items(CleanAssumption)})
 def run_make_assumptions(ctx: StepContext, inputs: StepInputs) -> StepResult:
     step = ctx.step
     system_prompt = MAKE_ASSUMPTIONS_SYSTEM_PROMPT.format(current_year=ctx.current_year)
@@ -191,7 +191,7 @@ def render_distill_assumptions(doc: DistilledAssumptions) -> str:
     return md_bullets(doc.assumption_list) + "\n"
 
 
-@register("distill_assumptions")
+@register("distill_assumptions", models={"raw": DistilledAssumptions})
 def run_distill_assumptions(ctx: StepContext, inputs: StepInputs) -> StepResult:
     step = ctx.step
     assumptions = read_clean_assumptions(inputs)
@@ -241,7 +241,7 @@ Answer with these fields:
 """.strip()
 
 
-class ReviewItem(BaseModel):
+class AssumptionIssue(BaseModel):
     issue: str = Field(description="Short title of the problem.")
     explanation: str = Field(description="Why the problem matters for this plan.")
     recommendation: str = Field(description="Concrete steps that resolve the problem.")
@@ -255,7 +255,7 @@ class AssumptionReview(BaseModel):
     domain_specific_considerations: list[str] = Field(
         description="Factors from that field the review focuses on."
     )
-    issues: list[ReviewItem] = Field(
+    issues: list[AssumptionIssue] = Field(
         min_length=1, description="The most significant problems with the assumptions."
     )
     conclusion: str = Field(description="Short wrap-up of what has to be addressed first.")
@@ -304,7 +304,7 @@ def render_review_assumptions(doc: AssumptionReview) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-@register("review_assumptions")
+@register("review_assumptions", models={"raw": AssumptionReview})
 def run_review_assumptions(ctx: StepContext, inputs: StepInputs) -> StepResult:
     step = ctx.step
     if not ctx.plan_prompt.strip():
@@ -466,7 +466,14 @@ def run_consolidate_assumptions_markdown(ctx: StepContext, inputs: StepInputs) -
             raise StepError(f"the model returned no shortened text for '{section.title}'")
         return shortened, reply.metadata
 
-    outcomes = {to_shorten[o.index].title: o for o in ctx.map_concurrent(shorten, to_shorten)}
+    def every_call_failed(failed_outcomes) -> str:
+        failures = {to_shorten[o.index].title: _first_line(o.error) for o in failed_outcomes}
+        return f"every shortening call failed: {failures}"
+
+    outcomes = {
+        to_shorten[o.index].title: o
+        for o in ctx.map_concurrent(shorten, to_shorten, all_failed=every_call_failed)
+    }
 
     full_parts: list[str] = []
     short_parts: list[str] = []
@@ -497,11 +504,6 @@ def run_consolidate_assumptions_markdown(ctx: StepContext, inputs: StepInputs) -
             failed[section.title] = _first_line(outcome.error)
             calls.append({"section": section.title, "error": failed[section.title]})
             short_parts.append(f"{heading}\n\n{original}")
-    if len(failed) == len(to_shorten):
-        raise StepError(
-            f"every shortening call failed: {failed}",
-            kind=failure_kind_of_all(o.error for o in outcomes.values() if o.error is not None),
-        )
 
     missing_notes = [("Documents missing", [f"{title}: {problem}" for title, problem in missing.items()])]
     short_notes = [

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from planexe_assets.steps.base import ChatMessage, StructuredReply
+from planexe_assets.core import ChatMessage, StructuredReply
 
 _DROP_FROM_QUERY = ("metadata", "query", "user_prompt", "system_prompt")
 
@@ -75,12 +75,6 @@ def humanize_key(key: str) -> str:
     """``purpose_detailed`` -> ``Purpose Detailed``."""
     return " ".join(word.capitalize() for word in key.replace("-", "_").split("_") if word)
 
-
-def side_filename(template: str, index: int) -> str:
-    """``"016-1-{}-expert_criticism_raw.json"`` with a 1-based index."""
-    if "{}" not in template:
-        raise ValueError(f"{template!r} is not a per-item template")
-    return template.replace("{}", str(index))
 
 
 def one_line(text: Any) -> str:

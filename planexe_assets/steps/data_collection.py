@@ -14,8 +14,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, field_validator
 
+from planexe_assets.core import StepContext, StepInputs, StepResult
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepInputs, StepResult
 from planexe_assets.steps.common import bundle, dump_json, md_bullets, messages, raw_record
 
 SYSTEM_PROMPT = """
@@ -55,7 +55,7 @@ class SensitivityScore(StrEnum):
     HIGH = "high"
 
 
-class AssumptionItem(BaseModel):
+class DataAssumption(BaseModel):
     item_index: int = Field(description="Position of the assumption within its data area, counting from 1.")
     assumption: str = Field(
         description="A belief the plan relies on that the collected data will confirm or refute."
@@ -83,7 +83,7 @@ class PlannedDataCollectionItem(BaseModel):
     )
     rationale: str = Field(description="Why the plan needs this data and what goes wrong without it.")
     responsible_parties: list[str] = Field(description="Roles that own collecting and validating this data.")
-    assumptions: list[AssumptionItem] = Field(
+    assumptions: list[DataAssumption] = Field(
         description="Assumptions this data area tests, each with its sensitivity."
     )
     smart_validation_objective: str = Field(
@@ -115,7 +115,7 @@ def project_documents(inputs: StepInputs) -> list[tuple[str, str]]:
     ]
 
 
-@register("data_collection")
+@register("data_collection", models={"raw": DataCollectionPlan})
 def run_data_collection(ctx: StepContext, inputs: StepInputs) -> StepResult:
     user_prompt = bundle(*project_documents(inputs))
     reply = ctx.llm.structured(
@@ -154,7 +154,7 @@ def render_data_collection(plan: DataCollectionPlan) -> str:
     return "\n\n\n".join(sections) + "\n"
 
 
-def _render_assumptions(assumptions: list[AssumptionItem]) -> str:
+def _render_assumptions(assumptions: list[DataAssumption]) -> str:
     if not assumptions:
         return "_None._"
     return "\n".join(

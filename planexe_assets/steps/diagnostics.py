@@ -2,7 +2,7 @@
 
 - ``redline_gate``: one structured call that screens the request for serious harm. The verdict is
   advice, shown in the report's "initial prompt vetted" section, unless the plan runs with
-  refuse-on-redline: then the runner stops it on a REFUSE verdict (``planexe_assets/redline.py``).
+  refuse-on-redline: then the runner stops it on a REFUSE verdict (``planexe_assets/lifecycle/redline.py``).
 - ``premise_attack``: five fixed critique lenses, one independent call each, run concurrently. Each
   lens argues that the idea itself should not go ahead. A lens that fails on every model is written
   into both files as failed (with the error) instead of vanishing; the step fails only when no lens
@@ -18,8 +18,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from planexe_assets.core import Items, StepContext, StepInputs, StepResult
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult, failure_kind_of_all
 from planexe_assets.steps.common import bundle, describe_error, dump_json, md_bullets, messages, raw_record
 from planexe_assets.steps.doc_notes import log_notes, notes_markdown
 from planexe_assets.steps.purpose import loose_enum
@@ -116,7 +116,7 @@ class Decision(BaseModel):
     )
 
 
-@register("redline_gate")
+@register("redline_gate", models={"raw": Decision})
 def run_redline_gate(ctx: StepContext, inputs: StepInputs) -> StepResult:
     user_prompt = bundle(("plan.txt", inputs.single.text()))
     reply = ctx.llm.structured(messages(REDLINE_SYSTEM_PROMPT, user_prompt), Decision, label="redline_gate")
@@ -245,7 +245,7 @@ LENSES: tuple[Lens, ...] = (
 )
 
 
-class DocumentDetails(BaseModel):
+class PremiseCritique(BaseModel):
     core_thesis: str = Field(description="One sentence naming the deepest flaw of the idea itself.")
     reasons: list[str] = Field(description="Distinct, specific reasons to reject the premise.")
     second_order_effects: list[str] = Field(
@@ -260,21 +260,25 @@ class LensResult:
     """A lens and what it produced: a critique (with call metadata) or the error it ended with."""
 
     lens: Lens
-    critique: DocumentDetails | None = None
+    critique: PremiseCritique | None = None
     metadata: dict | None = None
     error: str | None = None
 
 
-@register("premise_attack")
+@register("premise_attack", models={"raw": Items(PremiseCritique, at="response_list")})
 def run_premise_attack(ctx: StepContext, inputs: StepInputs) -> StepResult:
     user_prompt = bundle(("plan.txt", inputs.single.text()))
 
     def attack(lens: Lens):
         return ctx.llm.structured(
-            messages(lens.system_prompt, user_prompt), DocumentDetails, label=f"premise_attack:{lens.name}"
+            messages(lens.system_prompt, user_prompt), PremiseCritique, label=f"premise_attack:{lens.name}"
         )
 
-    outcomes = ctx.map_concurrent(attack, LENSES)
+    def every_lens_failed(failed_outcomes) -> str:
+        details = "; ".join(f"{LENSES[o.index].name}: {describe_error(o.error)}" for o in failed_outcomes)
+        return f"premise_attack: every lens failed on every model ({details})"
+
+    outcomes = ctx.map_concurrent(attack, LENSES, all_failed=every_lens_failed)
     results: list[LensResult] = []
     for lens, outcome in zip(LENSES, outcomes, strict=True):
         if outcome.ok:
@@ -287,12 +291,6 @@ def run_premise_attack(ctx: StepContext, inputs: StepInputs) -> StepResult:
     failed = [r for r in results if r.critique is None]
     if len(failed) < len(results):
         log_notes(ctx.logger, "premise_attack", premise_attack_notes(results))
-    if len(failed) == len(results):
-        details = "; ".join(f"{r.lens.name}: {r.error}" for r in failed)
-        raise StepError(
-            f"premise_attack: every lens failed on every model ({details})",
-            kind=failure_kind_of_all(o.error for o in outcomes if o.error is not None),
-        )
 
     raw = {
         "response_list": [

@@ -31,8 +31,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from planexe_assets.core import Items, StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult, failure_kind_of_all
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,
@@ -41,10 +41,10 @@ from planexe_assets.steps.common import (
     md_bullets,
     messages,
     raw_record,
-    side_filename,
 )
 from planexe_assets.steps.data_collection import project_documents
 from planexe_assets.steps.doc_notes import notes_markdown
+from planexe_assets.steps.purpose import PlanPurpose
 
 PREFERRED_DOCUMENT_COUNT = 5
 FAST_MODE_DRAFT_COUNT = 2
@@ -53,12 +53,6 @@ FAST_MODE_DRAFT_COUNT = 2
 # --------------------------------------------------------------------------------------------------
 # Shared: the plan's purpose picks the prompt variant; the plan context every call reads.
 # --------------------------------------------------------------------------------------------------
-
-
-class PlanPurpose(StrEnum):
-    BUSINESS = "business"
-    PERSONAL = "personal"
-    OTHER = "other"
 
 
 def read_purpose(inputs: StepInputs) -> PlanPurpose:
@@ -219,7 +213,14 @@ def clean_documents(items: Sequence[BaseModel]) -> list[dict[str, Any]]:
     return [{"id": str(uuid.uuid4()), **item.model_dump(mode="json")} for item in items]
 
 
-@register("identify_documents")
+@register(
+    "identify_documents",
+    models={
+        "raw": IdentifiedDocuments,
+        "documents_to_find": Items(FindDocumentItem),
+        "documents_to_create": Items(CreateDocumentItem),
+    },
+)
 def run_identify_documents(ctx: StepContext, inputs: StepInputs) -> StepResult:
     purpose = read_purpose(inputs)
     system_prompt = identify_system_prompt(purpose)
@@ -432,12 +433,24 @@ def _run_filter(ctx: StepContext, inputs: StepInputs, kind: _Kind) -> StepResult
     )
 
 
-@register("filter_documents_to_find")
+@register(
+    "filter_documents_to_find",
+    models={
+        "raw": DocumentImpactAssessmentResult,
+        "clean": Items(FindDocumentItem),
+    },
+)
 def run_filter_documents_to_find(ctx: StepContext, inputs: StepInputs) -> StepResult:
     return _run_filter(ctx, inputs, FIND)
 
 
-@register("filter_documents_to_create")
+@register(
+    "filter_documents_to_create",
+    models={
+        "raw": DocumentImpactAssessmentResult,
+        "clean": Items(CreateDocumentItem),
+    },
+)
 def run_filter_documents_to_create(ctx: StepContext, inputs: StepInputs) -> StepResult:
     return _run_filter(ctx, inputs, CREATE)
 
@@ -533,7 +546,13 @@ def _run_draft(ctx: StepContext, inputs: StepInputs, kind: _Kind, filter_key: st
         )
         return reply, user_prompt
 
-    outcomes = ctx.map_concurrent(draft, range(len(to_draft)))
+    def every_draft_failed(failed_outcomes) -> str:
+        details = "; ".join(
+            f"#{o.index + 1}: {type(o.error).__name__}: {o.error}" for o in failed_outcomes
+        )
+        return f"{step.name}: every document draft failed ({details})"
+
+    outcomes = ctx.map_concurrent(draft, range(len(to_draft)), all_failed=every_draft_failed)
 
     consolidated: list[dict[str, Any]] = []
     side_files: dict[str, str] = {}
@@ -546,7 +565,7 @@ def _run_draft(ctx: StepContext, inputs: StepInputs, kind: _Kind, filter_key: st
         if outcome.ok:
             reply, user_prompt = outcome.value
             consolidated.append({**document, **reply.value.model_dump(mode="json")})
-            side_files[side_filename(step.side_outputs[0], position + 1)] = dump_json(
+            side_files[step.side_file("draft_raw", position + 1)] = dump_json(
                 raw_record(reply, system_prompt, user_prompt, document_id=document["id"])
             )
         else:
@@ -554,13 +573,6 @@ def _run_draft(ctx: StepContext, inputs: StepInputs, kind: _Kind, filter_key: st
             ctx.logger.warning("%s: drafting document %d failed: %s", step.name, position + 1, message)
             consolidated.append({**document, DRAFT_ERROR_KEY: message})
             failures.append({"position": position + 1, "id": document["id"], "error": message})
-
-    if to_draft and len(failures) == len(to_draft):
-        details = "; ".join(f"#{f['position']}: {f['error']}" for f in failures)
-        raise StepError(
-            f"{step.name}: every document draft failed ({details})",
-            kind=failure_kind_of_all(o.error for o in outcomes if o.error is not None),
-        )
 
     return StepResult(
         files={step.outputs[""]: dump_json(consolidated)},
@@ -574,12 +586,12 @@ def _run_draft(ctx: StepContext, inputs: StepInputs, kind: _Kind, filter_key: st
     )
 
 
-@register("draft_documents_to_find")
+@register("draft_documents_to_find", models={"draft_raw": DocumentDraft, "": Items(FindDocumentItem)})
 def run_draft_documents_to_find(ctx: StepContext, inputs: StepInputs) -> StepResult:
     return _run_draft(ctx, inputs, FIND, "filter_documents_to_find")
 
 
-@register("draft_documents_to_create")
+@register("draft_documents_to_create", models={"draft_raw": DocumentDraft, "": Items(CreateDocumentItem)})
 def run_draft_documents_to_create(ctx: StepContext, inputs: StepInputs) -> StepResult:
     return _run_draft(ctx, inputs, CREATE, "filter_documents_to_create")
 

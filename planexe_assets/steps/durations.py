@@ -22,22 +22,21 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from planexe_assets.steps import register
-from planexe_assets.steps.base import (
+from planexe_assets.core import (
+    Reader,
     StepContext,
     StepError,
     StepInputs,
     StepResult,
     StructuredReply,
-    failure_kind_of_all,
 )
+from planexe_assets.steps import register
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,
     dump_json,
     messages,
     raw_record,
-    side_filename,
 )
 from planexe_assets.steps.doc_notes import log_notes, notes_markdown
 from planexe_assets.steps.wbs_tree import WBSNode, parse_level2_clean, parse_wbs_project
@@ -81,7 +80,18 @@ class DependencyMapping(BaseModel):
     )
 
 
-@register("identify_task_dependencies")
+def parse_dependencies(data: Any) -> DependencyMapping:
+    """``021-task_dependencies_raw.json`` (ours or PlanExe's): the response fields plus bookkeeping keys."""
+    if not isinstance(data, dict):
+        raise StepError(f"the task-dependencies file is {type(data).__name__}, expected a JSON object")
+    fields = {k: v for k, v in data.items() if k in DependencyMapping.model_fields}
+    try:
+        return DependencyMapping.model_validate(fields)
+    except ValidationError as exc:
+        raise StepError(f"the task-dependencies file is malformed: {exc}") from exc
+
+
+@register("identify_task_dependencies", models={"": (DependencyMapping, Reader(parse_dependencies))})
 def run_identify_task_dependencies(ctx: StepContext, inputs: StepInputs) -> StepResult:
     phases = parse_level2_clean(inputs["wbs_level2"].json("clean"))
     titles = {p.id: p.major_phase_title for p in phases} | {
@@ -264,7 +274,17 @@ def _normalise_id(task_id: str) -> str:
     return task_id.strip().strip("\"'`").strip().lower()
 
 
-@register("estimate_task_durations")
+def parse_task_durations(data: Any) -> list[TaskTimeEstimateDetail]:
+    """Read ``022-2-task_durations.json`` (ours or PlanExe's: the same list of estimates)."""
+    if not isinstance(data, list):
+        raise StepError(f"the task-durations file is {type(data).__name__}, expected a list of estimates")
+    try:
+        return [TaskTimeEstimateDetail.model_validate(item) for item in data]
+    except ValidationError as exc:
+        raise StepError(f"the task-durations file is malformed: {exc}") from exc
+
+
+@register("estimate_task_durations", models={"chunk_raw": TimeEstimates, "": Reader(parse_task_durations)})
 def run_estimate_task_durations(ctx: StepContext, inputs: StepInputs) -> StepResult:
     plan = inputs["project_plan"].json("raw")
     if not isinstance(plan, dict):
@@ -293,7 +313,11 @@ def run_estimate_task_durations(ctx: StepContext, inputs: StepInputs) -> StepRes
         return reply, user_prompt
 
     jobs = list(enumerate(selected, start=1))
-    outcomes = ctx.map_concurrent(estimate, jobs)
+    def every_chunk_failed(failed_outcomes) -> str:
+        errors = "; ".join(f"chunk {jobs[o.index][0]}: {o.error}" for o in failed_outcomes)
+        return f"every task-duration chunk failed: {errors}"
+
+    outcomes = ctx.map_concurrent(estimate, jobs, all_failed=every_chunk_failed)
 
     side_files: dict[str, str] = {}
     aggregate: list[dict[str, Any]] = []
@@ -301,7 +325,6 @@ def run_estimate_task_durations(ctx: StepContext, inputs: StepInputs) -> StepRes
     failed: list[dict[str, Any]] = []
     invented: list[str] = []
     omitted: list[str] = []
-    template = ctx.step.side_outputs[0]
     for outcome, (index, task_ids) in zip(outcomes, jobs, strict=True):
         if not outcome.ok:
             failed.append({"chunk": index, "task_ids": task_ids, "error": str(outcome.error)})
@@ -322,13 +345,7 @@ def run_estimate_task_durations(ctx: StepContext, inputs: StepInputs) -> StepRes
             requested_task_ids=task_ids,
             issues=report.issues,
         )
-        side_files[side_filename(template, index)] = dump_json(record)
-    if len(failed) == len(jobs):
-        errors = "; ".join(f"chunk {f['chunk']}: {f['error']}" for f in failed)
-        raise StepError(
-            f"every task-duration chunk failed: {errors}",
-            kind=failure_kind_of_all(o.error for o in outcomes if o.error is not None),
-        )
+        side_files[ctx.step.side_file("chunk_raw", index)] = dump_json(record)
     log_notes(ctx.logger, "estimate_task_durations", issues)
 
     skipped = [task_id for chunk in chunks[len(selected) :] for task_id in chunk]
@@ -347,16 +364,6 @@ def run_estimate_task_durations(ctx: StepContext, inputs: StepInputs) -> StepRes
             "issues": issues,
         },
     )
-
-
-def parse_task_durations(data: Any) -> list[TaskTimeEstimateDetail]:
-    """Read ``022-2-task_durations.json`` (ours or PlanExe's: the same list of estimates)."""
-    if not isinstance(data, list):
-        raise StepError(f"the task-durations file is {type(data).__name__}, expected a list of estimates")
-    try:
-        return [TaskTimeEstimateDetail.model_validate(item) for item in data]
-    except ValidationError as exc:
-        raise StepError(f"the task-durations file is malformed: {exc}") from exc
 
 
 def render_task_durations(estimates: list[TaskTimeEstimateDetail], root: WBSNode) -> str:

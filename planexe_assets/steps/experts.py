@@ -23,15 +23,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from planexe_assets.steps import register
-from planexe_assets.steps.base import (
+from planexe_assets.core import (
     ChatMessage,
+    Items,
     StepContext,
     StepError,
     StepInputs,
     StepResult,
-    failure_kind_of_all,
 )
+from planexe_assets.steps import register
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,
@@ -40,16 +40,11 @@ from planexe_assets.steps.common import (
     messages,
     one_line,
     raw_record,
-    side_filename,
 )
 from planexe_assets.steps.doc_notes import log_notes, notes_markdown
 
 # Consulting costs one call per expert; two keeps the step's cost close to the reference's.
 MAX_EXPERTS_CONSULTED = 2
-
-EXPERTS_RAW_FILE = "015-1-experts_raw.json"
-EXPERTS_CLEAN_FILE = "015-2-experts.json"
-CRITICISM_RAW_TEMPLATE = "016-1-{}-expert_criticism_raw.json"
 
 # ------------------------------------------------------------------------------------------------
 # Prompts
@@ -98,7 +93,7 @@ Answer with:
 # ------------------------------------------------------------------------------------------------
 
 
-class Expert(BaseModel):
+class ProposedExpert(BaseModel):
     expert_title: str = Field(description="The expert's profession or role.")
     expert_knowledge: str = Field(description="Industries and specialisations the expert draws on.")
     expert_why: str = Field(description="Which weakness or open question makes this expert necessary.")
@@ -107,8 +102,8 @@ class Expert(BaseModel):
     expert_search_query: str = Field(description="Query that would find such a person on a professional network.")
 
 
-class ExpertDetails(BaseModel):
-    experts: list[Expert] = Field(description="The proposed experts, each from a different field.")
+class ProposedExperts(BaseModel):
+    experts: list[ProposedExpert] = Field(description="The proposed experts, each from a different field.")
 
 
 class NegativeFeedbackItem(BaseModel):
@@ -130,6 +125,18 @@ class ExpertConsultation(BaseModel):
     follow_up_consultation: str = Field(description="What to discuss and bring to the next session.")
 
 
+class ExpertRecord(BaseModel):
+    """One entry of ``015-2-experts.json``: an expert as ``clean_expert`` stores it."""
+
+    id: str
+    title: str
+    knowledge: str
+    why: str
+    what: str
+    skills: str
+    search_query: str
+
+
 # ------------------------------------------------------------------------------------------------
 # Step function
 # ------------------------------------------------------------------------------------------------
@@ -144,7 +151,7 @@ class ConsultationResult:
     error: str | None = None
 
 
-def clean_expert(expert: Expert) -> dict[str, Any]:
+def clean_expert(expert: ProposedExpert) -> dict[str, Any]:
     """The stored form of an expert, with an id of ours."""
     return {
         "id": str(uuid.uuid4()),
@@ -164,7 +171,14 @@ def expert_profile(expert: dict[str, Any]) -> str:
     )
 
 
-@register("expert_review")
+@register(
+    "expert_review",
+    models={
+        "experts_raw": ProposedExperts,
+        "experts": Items(ExpertRecord),
+        "criticism_raw": ExpertConsultation,
+    },
+)
 def run_expert_review(ctx: StepContext, inputs: StepInputs) -> StepResult:
     query = bundle(
         ("plan.txt", inputs["setup"].text()),
@@ -177,7 +191,7 @@ def run_expert_review(ctx: StepContext, inputs: StepInputs) -> StepResult:
 
     # Phase 1: the finder conversation.
     first_turn = messages(FINDER_PROMPT, query)
-    first = ctx.llm.structured(first_turn, ExpertDetails, label="expert_finder_1")
+    first = ctx.llm.structured(first_turn, ProposedExperts, label="expert_finder_1")
     second_turn: list[ChatMessage] = [
         *first_turn,
         {"role": "assistant", "content": first.text},
@@ -188,7 +202,7 @@ def run_expert_review(ctx: StepContext, inputs: StepInputs) -> StepResult:
     rounds = [len(first.value.experts)]
     finder_error: str | None = None
     try:
-        second = ctx.llm.structured(second_turn, ExpertDetails, label="expert_finder_2")
+        second = ctx.llm.structured(second_turn, ProposedExperts, label="expert_finder_2")
     except StepError as exc:
         # The first round's experts are still worth consulting; the gap is reported below.
         finder_error = str(exc)
@@ -220,8 +234,17 @@ def run_expert_review(ctx: StepContext, inputs: StepInputs) -> StepResult:
         reply = ctx.llm.structured(messages(system_prompt, user_prompt), ExpertConsultation, label=label)
         return reply, user_prompt
 
-    outcomes = ctx.map_concurrent(consult, list(enumerate(consulted, start=1)))
-    side_files = {EXPERTS_RAW_FILE: dump_json(experts_raw), EXPERTS_CLEAN_FILE: dump_json(experts)}
+    def every_consultation_failed(failed_outcomes) -> str:
+        details = "; ".join(
+            f"{consulted[o.index]['title']}: {type(o.error).__name__}: {o.error}" for o in failed_outcomes
+        )
+        return f"every expert consultation failed ({details})"
+
+    outcomes = ctx.map_concurrent(
+        consult, list(enumerate(consulted, start=1)), all_failed=every_consultation_failed
+    )
+    step = ctx.step
+    side_files = {step.side_file("experts_raw"): dump_json(experts_raw), step.side_file("experts"): dump_json(experts)}
     results: list[ConsultationResult] = []
     for outcome in outcomes:
         expert = consulted[outcome.index]
@@ -231,17 +254,10 @@ def run_expert_review(ctx: StepContext, inputs: StepInputs) -> StepResult:
             continue
         reply, user_prompt = outcome.value
         record = raw_record(reply, system_prompt, user_prompt, expert_id=expert["id"], expert_title=expert["title"])
-        side_files[side_filename(CRITICISM_RAW_TEMPLATE, outcome.index + 1)] = dump_json(record)
+        side_files[step.side_file("criticism_raw", outcome.index + 1)] = dump_json(record)
         results.append(ConsultationResult(expert=expert, consultation=reply.value))
 
     failed = [r for r in results if r.error is not None]
-    if results and len(failed) == len(results):
-        details = "; ".join(f"{r.expert['title']}: {r.error}" for r in failed)
-        raise StepError(
-            f"every expert consultation failed ({details})",
-            kind=failure_kind_of_all(o.error for o in outcomes if o.error is not None),
-        )
-
     log_notes(ctx.logger, "expert_review", expert_review_notes(results, finder_error))
     markdown = render_expert_review(experts, results, rounds=rounds, finder_error=finder_error)
     return StepResult(

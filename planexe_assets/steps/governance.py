@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
+from planexe_assets.core import StepContext, StepInputs, StepResult
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepInputs, StepResult
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,
@@ -123,7 +123,7 @@ class GovernanceAudit(BaseModel):
     )
 
 
-@register("governance_phase1_audit")
+@register("governance_phase1_audit", models={"raw": GovernanceAudit})
 def run_governance_phase1_audit(ctx: StepContext, inputs: StepInputs) -> StepResult:
     blocks = [
         *plan_context_blocks(inputs),
@@ -200,7 +200,7 @@ class GovernanceBodies(BaseModel):
     )
 
 
-@register("governance_phase2_bodies")
+@register("governance_phase2_bodies", models={"raw": GovernanceBodies})
 def run_governance_phase2_bodies(ctx: StepContext, inputs: StepInputs) -> StepResult:
     blocks = [
         *plan_context_blocks(inputs),
@@ -277,7 +277,7 @@ class GovernanceImplementationPlan(BaseModel):
     )
 
 
-@register("governance_phase3_impl_plan")
+@register("governance_phase3_impl_plan", models={"raw": GovernanceImplementationPlan})
 def run_governance_phase3_impl_plan(ctx: StepContext, inputs: StepInputs) -> StepResult:
     blocks = [
         *plan_context_blocks(inputs),
@@ -350,7 +350,7 @@ class DecisionEscalationMatrix(BaseModel):
     )
 
 
-@register("governance_phase4_decision_escalation_matrix")
+@register("governance_phase4_decision_escalation_matrix", models={"raw": DecisionEscalationMatrix})
 def run_governance_phase4_decision_escalation_matrix(ctx: StepContext, inputs: StepInputs) -> StepResult:
     bodies = read_model(inputs["governance_phase2_bodies"], "raw", GovernanceBodies)
     blocks = [
@@ -444,7 +444,7 @@ class GovernanceMonitoring(BaseModel):
     )
 
 
-@register("governance_phase5_monitoring_progress")
+@register("governance_phase5_monitoring_progress", models={"raw": GovernanceMonitoring})
 def run_governance_phase5_monitoring_progress(ctx: StepContext, inputs: StepInputs) -> StepResult:
     blocks = [
         *plan_context_blocks(inputs),
@@ -521,7 +521,7 @@ _UPSTREAM_DOCUMENTS: dict[str, tuple[str, type[BaseModel]]] = {
 }
 
 
-@register("governance_phase6_extra")
+@register("governance_phase6_extra", models={"raw": GovernanceReview})
 def run_governance_phase6_extra(ctx: StepContext, inputs: StepInputs) -> StepResult:
     blocks = [
         *plan_context_blocks(inputs),

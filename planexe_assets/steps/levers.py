@@ -29,15 +29,19 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from planexe_assets.steps import register
-from planexe_assets.steps.base import (
+from planexe_assets.core import (
     ChatMessage,
+    Fields,
+    Items,
+    OneOf,
+    Reader,
     StepContext,
     StepError,
     StepInputs,
     StepResult,
-    failure_kind_of_all,
+    or_planexe,
 )
+from planexe_assets.steps import register
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,
@@ -135,13 +139,19 @@ class Lever(BaseModel):
     )
 
 
-class DocumentDetails(BaseModel):
+class LeverProposals(BaseModel):
     strategic_rationale: str = Field(description="The plan's central tensions that these levers address.")
     levers: list[Lever] = Field(min_length=1, description=f"Exactly {LEVERS_PER_TURN} levers.")
     summary: str = Field(description="What this set of levers covers well and what it still misses.")
 
 
-@register("potential_levers")
+@register(
+    "potential_levers",
+    models={
+        "raw": Items(LeverProposals, at="responses"),
+        "clean": Reader(read_lever_list, args=("potential levers",)),
+    },
+)
 def run_potential_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
     user_prompt = bundle(*plan_context_blocks(inputs))
     conversation: list[ChatMessage] = messages(POTENTIAL_LEVERS_SYSTEM_PROMPT, user_prompt)
@@ -156,7 +166,7 @@ def run_potential_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
         # Any failed turn fails the step: later turns only make sense after the earlier answers.
         replies.append(
             ctx.llm.structured(
-                conversation, DocumentDetails, label=f"potential_levers:turn {turn}/{turn_count}"
+                conversation, LeverProposals, label=f"potential_levers:turn {turn}/{turn_count}"
             )
         )
 
@@ -180,7 +190,7 @@ def run_potential_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
     )
 
 
-def flatten_levers(answers: Iterable[DocumentDetails]) -> list[dict[str, Any]]:
+def flatten_levers(answers: Iterable[LeverProposals]) -> list[dict[str, Any]]:
     """All levers of all turns in order, each with a fresh uuid4 id; ``review_lever`` becomes ``review``."""
     return [
         {
@@ -292,7 +302,15 @@ def apply_decisions(levers: list[dict[str, Any]], decisions: Sequence[LeverDecis
     return outcome
 
 
-@register("deduplicate_levers")
+@register(
+    "deduplicate_levers",
+    models={
+        "raw": (
+            OneOf((Fields(DeduplicationAnalysis), Items(LeverDecision, at="response"))),
+            Reader(read_lever_list, at="deduplicated_levers", args=("deduplicated levers",)),
+        ),
+    },
+)
 def run_deduplicate_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
     levers = read_lever_list(inputs["potential_levers"].json("clean"), "potential_levers")
     if not levers:
@@ -447,7 +465,24 @@ def read_deduplicated_levers(inputs: StepInputs) -> list[dict[str, Any]]:
     return levers
 
 
-@register("enrich_levers")
+def read_enriched_levers(data: Any, source: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(characterised, uncharacterised) levers of an enrich_levers raw file (PlanExe's has only the first)."""
+    if not isinstance(data, dict) or not isinstance(data.get("characterized_levers"), list):
+        raise StepError(f"{source}: raw JSON has no 'characterized_levers' list")
+    characterized = read_lever_list(data["characterized_levers"], source)
+    uncharacterized = read_lever_list(data.get("uncharacterized_levers") or [], source)
+    return characterized, uncharacterized
+
+
+@register(
+    "enrich_levers",
+    models={
+        "raw": (
+            Items(LeverCharacterization, at="characterized_levers"),
+            Reader(read_enriched_levers, args=("enriched levers",)),
+        ),
+    },
+)
 def run_enrich_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
     levers = read_deduplicated_levers(inputs)
     context = plan_context_blocks(inputs)
@@ -473,7 +508,11 @@ def run_enrich_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
             label=f"enrich_levers:batch {index + 1}/{len(batches)}",
         )
 
-    outcomes = ctx.map_concurrent(characterize, range(len(batches)))
+    def every_batch_failed(failed_outcomes) -> str:
+        details = "; ".join(f"batch {o.index + 1}: {describe_error(o.error)}" for o in failed_outcomes)
+        return f"enrich_levers: every batch failed ({details})"
+
+    outcomes = ctx.map_concurrent(characterize, range(len(batches)), all_failed=every_batch_failed)
     batch_outcomes = []
     for batch, outcome in zip(batches, outcomes, strict=True):
         if outcome.ok:
@@ -483,12 +522,6 @@ def run_enrich_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
         else:
             ctx.logger.warning("enrich_levers: batch %d failed: %s", outcome.index + 1, outcome.error)
             batch_outcomes.append(BatchOutcome(levers=batch, error=describe_error(outcome.error)))
-    if all(b.characterizations is None for b in batch_outcomes):
-        details = "; ".join(f"batch {n}: {b.error}" for n, b in enumerate(batch_outcomes, start=1))
-        raise StepError(
-            f"enrich_levers: every batch failed ({details})",
-            kind=failure_kind_of_all(o.error for o in outcomes if o.error is not None),
-        )
 
     merged = merge_characterizations(batch_outcomes)
     raw = {
@@ -519,15 +552,6 @@ def run_enrich_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
         notes["ignored_characterizations"] = len(merged.ignored)
     return StepResult(files={ctx.step.outputs["raw"]: dump_json(raw)}, notes=notes)
 
-
-
-def read_enriched_levers(data: Any, source: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(characterised, uncharacterised) levers of an enrich_levers raw file (PlanExe's has only the first)."""
-    if not isinstance(data, dict) or not isinstance(data.get("characterized_levers"), list):
-        raise StepError(f"{source}: raw JSON has no 'characterized_levers' list")
-    characterized = read_lever_list(data["characterized_levers"], source)
-    uncharacterized = read_lever_list(data.get("uncharacterized_levers") or [], source)
-    return characterized, uncharacterized
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -617,7 +641,29 @@ def select_vital_levers(
     return selection
 
 
-@register("focus_on_vital_few_levers")
+def read_vital_few(
+    data: Any, source: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str, dict[str, Any]]:
+    """(vital levers, assessments, summary, whole file) from our raw file or PlanExe's (``response`` nested)."""
+    if not isinstance(data, dict) or not isinstance(data.get("levers"), list):
+        raise StepError(f"{source}: raw JSON has no 'levers' list")
+    levers = read_lever_list(data["levers"], source)
+    response = data.get("response") if isinstance(data.get("response"), dict) else data
+    assessments = response.get("lever_assessments") or []
+    summary = response.get("summary") or ""
+    if not isinstance(assessments, list) or not all(isinstance(a, dict) for a in assessments):
+        raise StepError(f"{source}: 'lever_assessments' is not a list of objects")
+    if not isinstance(summary, str):
+        raise StepError(f"{source}: 'summary' is not text")
+    return levers, assessments, summary, data
+
+
+@register(
+    "focus_on_vital_few_levers",
+    models={
+        "raw": (or_planexe(VitalLeversAssessmentResult), Reader(read_vital_few, args=("vital few levers",))),
+    },
+)
 def run_focus_on_vital_few_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
     characterized, uncharacterized = read_enriched_levers(
         inputs["enriched_levers"].json("raw"), "enrich_levers"
@@ -665,23 +711,6 @@ def run_focus_on_vital_few_levers(ctx: StepContext, inputs: StepInputs) -> StepR
     if selection.unknown_assessments:
         notes["assessments_for_unknown_ids"] = [a["lever_id"] for a in selection.unknown_assessments]
     return StepResult(files={ctx.step.outputs["raw"]: dump_json(raw)}, notes=notes)
-
-
-def read_vital_few(
-    data: Any, source: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str, dict[str, Any]]:
-    """(vital levers, assessments, summary, whole file) from our raw file or PlanExe's (``response`` nested)."""
-    if not isinstance(data, dict) or not isinstance(data.get("levers"), list):
-        raise StepError(f"{source}: raw JSON has no 'levers' list")
-    levers = read_lever_list(data["levers"], source)
-    response = data.get("response") if isinstance(data.get("response"), dict) else data
-    assessments = response.get("lever_assessments") or []
-    summary = response.get("summary") or ""
-    if not isinstance(assessments, list) or not all(isinstance(a, dict) for a in assessments):
-        raise StepError(f"{source}: 'lever_assessments' is not a list of objects")
-    if not isinstance(summary, str):
-        raise StepError(f"{source}: 'summary' is not text")
-    return levers, assessments, summary, data
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from planexe_assets.core import StepContext, StepError, StepInputs, StepResult, StructuredReply
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult, StructuredReply
 from planexe_assets.steps.common import bundle, dump_json, md_bullets, messages, one_line, raw_record
 
 # --------------------------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ def _renumbered(reply: StructuredReply[PhysicalLocations]) -> StructuredReply[Ph
     return dataclasses.replace(reply, value=reply.value.model_copy(update={"physical_locations": items}))
 
 
-@register("physical_locations")
+@register("physical_locations", models={"raw": PhysicalLocations})
 def run_physical_locations(ctx: StepContext, inputs: StepInputs) -> StepResult:
     step = ctx.step
     plan_type, explanation = read_plan_type(inputs)
@@ -258,7 +258,7 @@ def render_currency_strategy(doc: CurrencyStrategy) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-@register("currency_strategy")
+@register("currency_strategy", models={"raw": CurrencyStrategy})
 def run_currency_strategy(ctx: StepContext, inputs: StepInputs) -> StepResult:
     step = ctx.step
     user_prompt = bundle(
@@ -351,7 +351,7 @@ def render_identify_risks(doc: IdentifiedRisks) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-@register("identify_risks")
+@register("identify_risks", models={"raw": IdentifiedRisks})
 def run_identify_risks(ctx: StepContext, inputs: StepInputs) -> StepResult:
     step = ctx.step
     user_prompt = bundle(

@@ -14,7 +14,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
-from planexe_assets.steps.base import StepError
+from planexe_assets.core import StepError
 
 ENV = Environment(
     loader=PackageLoader("planexe_assets", "templates"),

@@ -16,8 +16,8 @@ import re
 
 from pydantic import BaseModel, Field, ValidationError
 
+from planexe_assets.core import StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,
@@ -73,7 +73,7 @@ class ProjectPitch(BaseModel):
     long_term_vision: str = Field(description="The lasting impact if the project succeeds.")
 
 
-@register("pitch")
+@register("pitch", models={"": ProjectPitch})
 def run_pitch(ctx: StepContext, inputs: StepInputs) -> StepResult:
     wbs = inputs["wbs_project"].json()
     if not isinstance(wbs, dict):
@@ -126,7 +126,14 @@ outside those markers: no code fences, no comments.
 """
 
 
-@register("pitch_markdown")
+class PitchMarkdownRecord(BaseModel):
+    """``020-2-pitch_to_markdown_raw.json``: a free-text reply and the markdown taken from it."""
+
+    response_content: str
+    markdown: str = Field(min_length=1)
+
+
+@register("pitch_markdown", models={"raw": PitchMarkdownRecord})
 def run_pitch_markdown(ctx: StepContext, inputs: StepInputs) -> StepResult:
     try:
         pitch = ProjectPitch.model_validate(inputs["pitch"].json())

@@ -21,8 +21,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
+from planexe_assets.core import StepContext, StepError, StepInputs, StepResult, UpstreamFiles
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult, UpstreamFiles
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,
@@ -121,7 +121,7 @@ class FeedbackItem(BaseModel):
     )
 
 
-class Expert(BaseModel):
+class PreProjectReviewer(BaseModel):
     expert_title: str = Field(description="Job title of the simulated reviewer.")
     expert_full_name: str = Field(description="Invented full name of the simulated reviewer.")
     feedback_item_list: list[FeedbackItem] = Field(
@@ -129,9 +129,9 @@ class Expert(BaseModel):
     )
 
 
-class ExpertDetails(BaseModel):
-    expert1: Expert = Field(description="The delivery-minded reviewer: what must be set up first.")
-    expert2: Expert = Field(description="The risk-minded reviewer: what could stop or harm the project.")
+class PreProjectReviews(BaseModel):
+    expert1: PreProjectReviewer = Field(description="The delivery-minded reviewer: what must be set up first.")
+    expert2: PreProjectReviewer = Field(description="The risk-minded reviewer: what could stop or harm the project.")
     combined_summary: str = Field(description="The three most urgent actions across both reviewers and why.")
     go_no_go_recommendation: str = Field(
         description="Verdict (Go, Proceed with Caution or No Go) followed by the reasoning behind it."
@@ -151,7 +151,7 @@ class PreProjectAssessment(BaseModel):
     feedback: list[AssessmentFeedback]
 
 
-def clean_assessment(details: ExpertDetails) -> PreProjectAssessment:
+def clean_assessment(details: PreProjectReviews) -> PreProjectAssessment:
     """Flatten both experts' feedback into one list, expert1's items first, each in the model's order."""
     items = [*details.expert1.feedback_item_list, *details.expert2.feedback_item_list]
     return PreProjectAssessment(
@@ -173,12 +173,12 @@ def go_no_go_verdict(recommendation: str) -> str:
     return "unclear"
 
 
-@register("pre_project_assessment")
+@register("pre_project_assessment", models={"raw": PreProjectReviews, "clean": PreProjectAssessment})
 def run_pre_project_assessment(ctx: StepContext, inputs: StepInputs) -> StepResult:
     system_prompt = pre_project_assessment_prompt(ctx.current_year)
     user_prompt = bundle(*plan_context_blocks(inputs))
     reply = ctx.llm.structured(
-        messages(system_prompt, user_prompt), ExpertDetails, label="pre_project_assessment"
+        messages(system_prompt, user_prompt), PreProjectReviews, label="pre_project_assessment"
     )
     details = reply.value
     clean = clean_assessment(details)
@@ -283,7 +283,7 @@ class GoalDefinition(BaseModel):
     )
 
 
-@register("project_plan")
+@register("project_plan", models={"raw": GoalDefinition})
 def run_project_plan(ctx: StepContext, inputs: StepInputs) -> StepResult:
     assessment = read_model(inputs["preproject"], "clean", PreProjectAssessment)
     user_prompt = bundle(

@@ -16,9 +16,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field
 
+from planexe_assets.core import Reader, StepContext, StepInputs, StepResult
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepInputs, StepResult
 from planexe_assets.steps.common import bundle, dump_json, messages, raw_record
+from planexe_assets.steps.swot import read_purpose
 
 
 def loose_enum(enum_cls: type[Enum]) -> BeforeValidator:
@@ -85,7 +86,12 @@ class PlanPurposeInfo(BaseModel):
     )
 
 
-@register("identify_purpose")
+@register(
+    "identify_purpose",
+    models={
+        "raw": (PlanPurposeInfo, Reader(read_purpose, args=("identify_purpose raw",))),
+    },
+)
 def run_identify_purpose(ctx: StepContext, inputs: StepInputs) -> StepResult:
     user_prompt = bundle(("plan.txt", inputs.single.text()))
     reply = ctx.llm.structured(
@@ -146,21 +152,21 @@ class PlanType(StrEnum):
     PHYSICAL = "physical"
 
 
-class DocumentDetails(BaseModel):
+class PlanTypeAssessment(BaseModel):
     explanation: str = Field(description="Why the plan does or does not need the physical world.")
     plan_type: Annotated[PlanType, loose_enum(PlanType)] = Field(
         description="physical if any part needs a real place or physical action, otherwise digital."
     )
 
 
-@register("plan_type")
+@register("plan_type", models={"raw": PlanTypeAssessment})
 def run_plan_type(ctx: StepContext, inputs: StepInputs) -> StepResult:
     user_prompt = bundle(
         ("plan.txt", inputs["setup"].text()),
         ("purpose.md", inputs["identify_purpose"].text("markdown")),
     )
     reply = ctx.llm.structured(
-        messages(PLAN_TYPE_SYSTEM_PROMPT, user_prompt), DocumentDetails, label="plan_type"
+        messages(PLAN_TYPE_SYSTEM_PROMPT, user_prompt), PlanTypeAssessment, label="plan_type"
     )
     step = ctx.step
     return StepResult(
@@ -184,5 +190,5 @@ _PLAN_TYPE_SENTENCE: dict[PlanType, str] = {
 }
 
 
-def render_plan_type(details: DocumentDetails) -> str:
+def render_plan_type(details: PlanTypeAssessment) -> str:
     return f"{_PLAN_TYPE_SENTENCE[details.plan_type]}\n\n**Explanation:** {details.explanation.strip()}\n"

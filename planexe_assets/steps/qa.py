@@ -22,8 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from planexe_assets.core import ChatMessage, StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps import register
-from planexe_assets.steps.base import ChatMessage, StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps.common import bundle, dump_json, md_table
 from planexe_assets.steps.doc_notes import log_notes, notes_context, notes_markdown
 from planexe_assets.steps.pages import render_page
@@ -87,7 +87,7 @@ class QuestionsAndAnswers(BaseModel):
     summary: str = Field(description="What the pairs cover, in two or three sentences.")
 
 
-@register("questions_and_answers")
+@register("questions_and_answers", models={"raw": QuestionsAndAnswers})
 def run_questions_and_answers(ctx: StepContext, inputs: StepInputs) -> StepResult:
     """Two turns in one conversation; the pairs are merged and renumbered 1..n.
 
@@ -217,7 +217,7 @@ Be specific to this plan; every item must be different from those you gave befor
 """
 
 
-class AssumptionItem(BaseModel):
+class PremortemAssumption(BaseModel):
     assumption_id: str = Field(description="Label of the assumption, A1, A2, ... as instructed.")
     statement: str = Field(description="A belief the plan relies on; if it is false the project fails.")
     test_now: str = Field(description="A quick test that can be run right away.")
@@ -246,7 +246,7 @@ class FailureModeItem(BaseModel):
 
 
 class PremortemAnalysis(BaseModel):
-    assumptions_to_kill: list[AssumptionItem] = Field(
+    assumptions_to_kill: list[PremortemAssumption] = Field(
         min_length=1, description="Three assumptions that would sink the project if false."
     )
     failure_modes: list[FailureModeItem] = Field(
@@ -276,7 +276,7 @@ class PremortemMerge:
     """
 
     def __init__(self) -> None:
-        self.assumptions: list[AssumptionItem] = []
+        self.assumptions: list[PremortemAssumption] = []
         self.failure_modes: list[FailureModeItem] = []
         self.relabelled: list[str] = []
         self.unknown_root_causes: list[str] = []
@@ -319,7 +319,7 @@ class PremortemMerge:
         )
 
 
-@register("premortem")
+@register("premortem", models={"raw": PremortemAnalysis})
 def run_premortem(ctx: StepContext, inputs: StepInputs) -> StepResult:
     """Up to three turns (one in fast mode); the first must succeed, a failed later turn is reported."""
     user_prompt = bundle(*read_plan_documents(inputs, extra=(REVIEW_DOCUMENT, QA_DOCUMENT)))

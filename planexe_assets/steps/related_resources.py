@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from planexe_assets.core import StepContext, StepInputs, StepResult
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepInputs, StepResult
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,
@@ -59,12 +59,12 @@ class SuggestionItem(BaseModel):
     rationale_for_suggestion: str = Field(description="Why this precedent is relevant to the plan at hand.")
 
 
-class DocumentDetails(BaseModel):
+class RelatedProjects(BaseModel):
     suggestion_list: list[SuggestionItem] = Field(description="Comparable projects, the most relevant first.")
     summary: str = Field(description="What the precedents together suggest for the plan.")
 
 
-@register("related_resources")
+@register("related_resources", models={"raw": RelatedProjects})
 def run_related_resources(ctx: StepContext, inputs: StepInputs) -> StepResult:
     user_prompt = bundle(
         ("plan.txt", inputs["setup"].text()),
@@ -73,7 +73,7 @@ def run_related_resources(ctx: StepContext, inputs: StepInputs) -> StepResult:
         ("assumptions.md", inputs["consolidate_assumptions_markdown"].text("short")),
         ("project-plan.json", compact_json_for_prompt(inputs["project_plan"].json("raw"))),
     )
-    reply = ctx.llm.structured(messages(SYSTEM_PROMPT, user_prompt), DocumentDetails, label="related_resources")
+    reply = ctx.llm.structured(messages(SYSTEM_PROMPT, user_prompt), RelatedProjects, label="related_resources")
     step = ctx.step
     return StepResult(
         files={
@@ -84,7 +84,7 @@ def run_related_resources(ctx: StepContext, inputs: StepInputs) -> StepResult:
     )
 
 
-def render_related_resources(details: DocumentDetails) -> str:
+def render_related_resources(details: RelatedProjects) -> str:
     """One section per precedent (numbered by position), then the overall summary."""
     parts: list[str] = []
     if not details.suggestion_list:

@@ -50,8 +50,8 @@ import markdown
 from markdown.extensions import Extension
 from markupsafe import Markup, escape
 
+from planexe_assets.core import StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps.doc_notes import NoteGroup, log_notes, note_groups, parse_notes, split_notes
 from planexe_assets.steps.pages import frame_script, render_page, report_script
 from planexe_assets.steps.schedule import viewer_script

@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from planexe_assets.core import ChatMessage, Items, StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps import register
-from planexe_assets.steps.base import ChatMessage, StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps.common import bundle, dump_json, messages, raw_record
 from planexe_assets.steps.doc_notes import log_notes, notes_markdown
 
@@ -237,7 +237,7 @@ def _duration_summary(metadata_list: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-@register("review_plan")
+@register("review_plan", models={"raw": Items(ReviewAnswer, at="question_answers_list")})
 def run_review_plan(ctx: StepContext, inputs: StepInputs) -> StepResult:
     """Ask the review questions one after another in one conversation.
 
@@ -383,7 +383,7 @@ EXECUTIVE_SUMMARY_SECTIONS: tuple[tuple[str, str], ...] = (
 )
 
 
-@register("executive_summary")
+@register("executive_summary", models={"raw": ExecutiveSummary})
 def run_executive_summary(ctx: StepContext, inputs: StepInputs) -> StepResult:
     """One structured call over the plan's documents and the review."""
     user_prompt = bundle(*read_plan_documents(inputs, extra=(REVIEW_DOCUMENT,)))

@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from planexe_assets.core import Reader, StepContext, StepError, StepInputs, StepResult, or_planexe
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps.common import bundle, compact_json_for_prompt, dump_json, messages, raw_record
 from planexe_assets.steps.levers import read_vital_few
 from planexe_assets.steps.purpose import plan_context_blocks
@@ -148,7 +148,20 @@ def check_lever_settings(
     return problems
 
 
-@register("candidate_scenarios")
+def read_candidates(data: Any, source: str = "candidate_scenarios") -> ScenarioAnalysisResult:
+    try:
+        return ScenarioAnalysisResult.model_validate(data)
+    except ValidationError as exc:
+        raise StepError(f"{source}: clean JSON is not a valid scenario analysis: {exc}") from exc
+
+
+@register(
+    "candidate_scenarios",
+    models={
+        "raw": or_planexe(ScenarioAnalysisResult),
+        "clean": (ScenarioAnalysisResult, Reader(read_candidates)),
+    },
+)
 def run_candidate_scenarios(ctx: StepContext, inputs: StepInputs) -> StepResult:
     levers = read_vital_levers_with_options(inputs)
     user_prompt = bundle(*plan_context_blocks(inputs), ("vital_levers.md", render_levers_for_prompt(levers)))
@@ -165,13 +178,6 @@ def run_candidate_scenarios(ctx: StepContext, inputs: StepInputs) -> StepResult:
         files={step.outputs["raw"]: dump_json(raw), step.outputs["clean"]: dump_json(reply.value)},
         notes=notes,
     )
-
-
-def read_candidates(data: Any, source: str = "candidate_scenarios") -> ScenarioAnalysisResult:
-    try:
-        return ScenarioAnalysisResult.model_validate(data)
-    except ValidationError as exc:
-        raise StepError(f"{source}: clean JSON is not a valid scenario analysis: {exc}") from exc
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -258,7 +264,13 @@ def check_selection(selection: ScenarioSelectionResult, candidates: Sequence[Sce
     }
 
 
-@register("select_scenario")
+@register(
+    "select_scenario",
+    models={
+        "raw": or_planexe(ScenarioSelectionResult),
+        "clean": ScenarioSelectionResult,
+    },
+)
 def run_select_scenario(ctx: StepContext, inputs: StepInputs) -> StepResult:
     levers = read_vital_levers_with_options(inputs)
     candidates = read_candidates(inputs["candidate_scenarios"].json("clean"))

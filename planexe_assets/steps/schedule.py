@@ -51,10 +51,9 @@ from itertools import pairwise
 from typing import Any
 
 from markupsafe import Markup, escape
-from pydantic import ValidationError
 
+from planexe_assets.core import StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps.common import humanize_key, one_line
 from planexe_assets.steps.cpm import (
     Activity,
@@ -66,7 +65,12 @@ from planexe_assets.steps.cpm import (
     compute_schedule,
 )
 from planexe_assets.steps.doc_notes import log_notes, notes_context
-from planexe_assets.steps.durations import DependencyMapping, TaskTimeEstimateDetail, parse_task_durations
+from planexe_assets.steps.durations import (
+    DependencyMapping,
+    TaskTimeEstimateDetail,
+    parse_dependencies,
+    parse_task_durations,
+)
 from planexe_assets.steps.pages import frame_script, render_page, static_script
 from planexe_assets.steps.wbs_tree import WBSNode, parse_project_title, parse_wbs_project
 
@@ -111,17 +115,6 @@ def parse_day_zero(text: str) -> date:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).date()
-
-
-def parse_dependencies(data: Any) -> DependencyMapping:
-    """``021-task_dependencies_raw.json`` (ours or PlanExe's): the response fields plus bookkeeping keys."""
-    if not isinstance(data, dict):
-        raise StepError(f"the task-dependencies file is {type(data).__name__}, expected a JSON object")
-    fields = {k: v for k, v in data.items() if k in DependencyMapping.model_fields}
-    try:
-        return DependencyMapping.model_validate(fields)
-    except ValidationError as exc:
-        raise StepError(f"the task-dependencies file is malformed: {exc}") from exc
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 from datetime import UTC
 
+from planexe_assets.core import Reader, StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult
+from planexe_assets.steps.schedule import parse_day_zero
 
 
-@register("start_time")
+@register("start_time", models={"": Reader(parse_day_zero, takes="text")})
 def run_start_time(ctx: StepContext, inputs: StepInputs) -> StepResult:
     """``001-1-start_time.json``: the plan's creation time; its UTC date is day 0 of the schedule."""
     created = ctx.plan_created_at

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from planexe_assets.core import StepContext, StepError, StepInputs, StepResult, or_planexe
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,
@@ -100,7 +100,7 @@ def read_purpose(raw: object, filename: str) -> tuple[str, str, str]:
     return purpose, topic, detailed
 
 
-@register("swot_analysis")
+@register("swot_analysis", models={"raw": or_planexe(SWOTAnalysis, nested="response_conduct")})
 def run_swot_analysis(ctx: StepContext, inputs: StepInputs) -> StepResult:
     purpose_file = inputs["identify_purpose"]
     purpose, topic, detailed = read_purpose(purpose_file.json("raw"), purpose_file.filename("raw"))

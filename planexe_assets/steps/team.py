@@ -26,8 +26,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from planexe_assets.core import Reader, StepContext, StepError, StepInputs, StepResult, UpstreamFiles
 from planexe_assets.steps import register
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, StepResult, UpstreamFiles
 from planexe_assets.steps.common import bundle, compact_json_for_prompt, dump_json, messages, raw_record
 from planexe_assets.steps.doc_notes import notes_markdown
 
@@ -174,15 +174,15 @@ class EnvironmentDetails(BaseModel):
     team_members: list[EnvironmentNeeds] = Field(min_length=1, description="One entry per role.")
 
 
-class ReviewItem(BaseModel):
+class TeamIssue(BaseModel):
     issue: str = Field(description="Short title of the gap or improvement.")
     explanation: str = Field(description="Why it matters for this plan.")
     recommendation: str = Field(description="A concrete, affordable change.")
 
 
 class TeamReview(BaseModel):
-    omissions: list[ReviewItem] = Field(description="Roles, skills or responsibilities no role covers.")
-    potential_improvements: list[ReviewItem] = Field(description="Changes that would improve the existing roles.")
+    omissions: list[TeamIssue] = Field(description="Roles, skills or responsibilities no role covers.")
+    potential_improvements: list[TeamIssue] = Field(description="Changes that would improve the existing roles.")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -276,7 +276,7 @@ def _issue(stage: str, kind: str, role_id: int, message: str, answer: dict[str, 
 # ------------------------------------------------------------------------------------------------
 
 
-@register("find_team_members")
+@register("find_team_members", models={"raw": TeamMemberList, "clean": Reader(load_roles, takes="upstream")})
 def run_find_team_members(ctx: StepContext, inputs: StepInputs) -> StepResult:
     user_prompt = bundle(*_context_blocks(inputs))
     reply = ctx.llm.structured(
@@ -362,22 +362,40 @@ def _run_enrichment(ctx: StepContext, inputs: StepInputs) -> StepResult:
     )
 
 
-@register("enrich_team_members_with_contract_type")
+@register(
+    "enrich_team_members_with_contract_type",
+    models={
+        "raw": ContractTypeDetails,
+        "clean": Reader(load_roles, takes="upstream"),
+    },
+)
 def run_enrich_team_members_with_contract_type(ctx: StepContext, inputs: StepInputs) -> StepResult:
     return _run_enrichment(ctx, inputs)
 
 
-@register("enrich_team_members_with_background_story")
+@register(
+    "enrich_team_members_with_background_story",
+    models={
+        "raw": TeamDetails,
+        "clean": Reader(load_roles, takes="upstream"),
+    },
+)
 def run_enrich_team_members_with_background_story(ctx: StepContext, inputs: StepInputs) -> StepResult:
     return _run_enrichment(ctx, inputs)
 
 
-@register("enrich_team_members_with_environment_info")
+@register(
+    "enrich_team_members_with_environment_info",
+    models={
+        "raw": EnvironmentDetails,
+        "clean": Reader(load_roles, takes="upstream"),
+    },
+)
 def run_enrich_team_members_with_environment_info(ctx: StepContext, inputs: StepInputs) -> StepResult:
     return _run_enrichment(ctx, inputs)
 
 
-@register("review_team")
+@register("review_team", models={"": TeamReview})
 def run_review_team(ctx: StepContext, inputs: StepInputs) -> StepResult:
     roles = load_roles(inputs["enrich_team_members_with_environment_info"])
     user_prompt = bundle(*_context_blocks(inputs), ("team-members.md", render_roles(roles)))
@@ -465,7 +483,7 @@ def render_roles(roles: Sequence[dict[str, Any]]) -> str:
     return "\n\n".join(sections) + "\n"
 
 
-def _render_review_items(items: Sequence[ReviewItem]) -> str:
+def _render_review_items(items: Sequence[TeamIssue]) -> str:
     if not items:
         return "_None named._"
     blocks = []

@@ -22,15 +22,15 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field, StringConstraints, ValidationError, field_validator
 
-from planexe_assets.steps import register
-from planexe_assets.steps.base import (
+from planexe_assets.core import (
+    Reader,
     StepContext,
     StepError,
     StepInputs,
     StepResult,
     StructuredReply,
-    failure_kind_of_all,
 )
+from planexe_assets.steps import register
 from planexe_assets.steps.common import (
     bundle,
     compact_json_for_prompt,
@@ -38,7 +38,6 @@ from planexe_assets.steps.common import (
     md_bullets,
     messages,
     raw_record,
-    side_filename,
 )
 from planexe_assets.steps.durations import TaskTimeEstimateDetail, parse_task_durations
 from planexe_assets.steps.wbs_tree import (
@@ -48,6 +47,7 @@ from planexe_assets.steps.wbs_tree import (
     new_id,
     parse_level1_clean,
     parse_level2_clean,
+    parse_project_title,
     parse_wbs_project,
     wbs_csv,
     wbs_project_document,
@@ -87,7 +87,14 @@ class WBSLevel1(BaseModel):
     final_deliverable: Text = Field(description="The tangible end result delivered when the project is done.")
 
 
-@register("wbs_level1")
+@register(
+    "wbs_level1",
+    models={
+        "raw": WBSLevel1,
+        "clean": Reader(parse_level1_clean),
+        "project_title": Reader(parse_project_title, takes="text"),
+    },
+)
 def run_wbs_level1(ctx: StepContext, inputs: StepInputs) -> StepResult:
     user_prompt = bundle(("project-plan.json", _project_plan_json(inputs)))
     reply = ctx.llm.structured(messages(LEVEL1_SYSTEM_PROMPT, user_prompt), WBSLevel1, label="wbs_level1")
@@ -162,7 +169,7 @@ class WorkBreakdownStructure(BaseModel):
     )
 
 
-@register("wbs_level2")
+@register("wbs_level2", models={"raw": WorkBreakdownStructure, "clean": Reader(parse_level2_clean)})
 def run_wbs_level2(ctx: StepContext, inputs: StepInputs) -> StepResult:
     level1 = parse_level1_clean(inputs["wbs_level1"].json("clean"))
     user_prompt = bundle(
@@ -222,7 +229,7 @@ def render_wbs_level2(wbs: WorkBreakdownStructure) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 
-@register("wbs_project_level1_and_level2")
+@register("wbs_project_level1_and_level2", models={"": Reader(parse_wbs_project)})
 def run_wbs_project_level1_and_level2(ctx: StepContext, inputs: StepInputs) -> StepResult:
     level1 = parse_level1_clean(inputs["wbs_level1"].json("clean"))
     phases = parse_level2_clean(inputs["wbs_level2"].json("clean"))
@@ -285,7 +292,16 @@ class WBSTaskDetails(BaseModel):
     )
 
 
-@register("wbs_level3")
+def parse_level3(data: Any) -> list[Level3Item]:
+    if not isinstance(data, list):
+        raise WBSFormatError(f"the level-3 WBS file is {type(data).__name__}, expected a list")
+    try:
+        return [Level3Item.model_validate(item) for item in data]
+    except ValidationError as exc:
+        raise WBSFormatError(f"the level-3 WBS file is malformed: {exc}") from exc
+
+
+@register("wbs_level3", models={"task_raw": WBSTaskDetails, "": Reader(parse_level3)})
 def run_wbs_level3(ctx: StepContext, inputs: StepInputs) -> StepResult:
     root = parse_wbs_project(inputs["wbs_project"].json())
     estimates = parse_task_durations(inputs["task_durations"].json())
@@ -320,9 +336,12 @@ def run_wbs_level3(ctx: StepContext, inputs: StepInputs) -> StepResult:
         return reply, user_prompt
 
     jobs = list(enumerate(selected, start=1))
-    outcomes = ctx.map_concurrent(decompose, jobs)
+    def every_task_failed(failed_outcomes) -> str:
+        errors = "; ".join(f"{jobs[o.index][1].description}: {o.error}" for o in failed_outcomes)
+        return f"every level-3 decomposition failed: {errors}"
 
-    template = ctx.step.side_outputs[0]
+    outcomes = ctx.map_concurrent(decompose, jobs, all_failed=every_task_failed)
+
     side_files: dict[str, str] = {}
     items: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
@@ -334,7 +353,7 @@ def run_wbs_level3(ctx: StepContext, inputs: StepInputs) -> StepResult:
             )
             continue
         reply, user_prompt = outcome.value
-        side_files[side_filename(template, index)] = dump_json(
+        side_files[ctx.step.side_file("task_raw", index)] = dump_json(
             raw_record(reply, LEVEL3_SYSTEM_PROMPT.strip(), user_prompt, task_id=leaf.id)
         )
         items.extend(
@@ -346,12 +365,6 @@ def run_wbs_level3(ctx: StepContext, inputs: StepInputs) -> StepResult:
                 "parent_id": leaf.id,
             }
             for sub in reply.value.subtasks
-        )
-    if len(failed) == len(jobs):
-        errors = "; ".join(f"{f['description']}: {f['error']}" for f in failed)
-        raise StepError(
-            f"every level-3 decomposition failed: {errors}",
-            kind=failure_kind_of_all(o.error for o in outcomes if o.error is not None),
         )
     return StepResult(
         files={ctx.step.outputs[""]: dump_json(items)},
@@ -416,16 +429,7 @@ class Level3Item(BaseModel):
     parent_id: str
 
 
-def parse_level3(data: Any) -> list[Level3Item]:
-    if not isinstance(data, list):
-        raise WBSFormatError(f"the level-3 WBS file is {type(data).__name__}, expected a list")
-    try:
-        return [Level3Item.model_validate(item) for item in data]
-    except ValidationError as exc:
-        raise WBSFormatError(f"the level-3 WBS file is malformed: {exc}") from exc
-
-
-@register("wbs_project_level1_and_level2_and_level3")
+@register("wbs_project_level1_and_level2_and_level3", models={"full": Reader(parse_wbs_project)})
 def run_wbs_project_level1_and_level2_and_level3(ctx: StepContext, inputs: StepInputs) -> StepResult:
     root = parse_wbs_project(inputs["wbs_project12"].json())
     items = parse_level3(inputs["wbs_level3"].json())

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from planexe_assets.steps.base import StepError
+from planexe_assets.core import StepError
 from planexe_assets.steps.common import one_line
 
 

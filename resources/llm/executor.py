@@ -68,7 +68,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from planexe_assets.steps.base import (
+from planexe_assets.core import (
     CallUsage,
     ChatMessage,
     PipelineStopRequested,

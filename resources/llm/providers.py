@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import openai
 
-from planexe_assets.steps.base import PipelineStopRequested
+from planexe_assets.core import PipelineStopRequested
 from resources.llm.budget import context_error
 from resources.llm.config import MissingEnvironmentVariable, ModelEntry, safe_url
 from resources.llm.offline import known_ids, offline_json, offline_markdown, request_seed

@@ -13,7 +13,7 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from planexe_assets.steps.base import PipelineStopRequested, StepError
+from planexe_assets.core import PipelineStopRequested, StepError
 from resources.llm import LLMExecutor, MemoryRecorder, RetryPolicy
 from tests.llm.conftest import FAST_RETRY, KEY_VAR, stub_entries, stub_executor
 from tests.llm.stub_server import LLAMACPP_REJECTION, Drop, Hang, Raw, Reply, Status

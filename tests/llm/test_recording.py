@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from pydantic import BaseModel
 
-from planexe_assets.steps.base import StepError
+from planexe_assets.core import StepError
 from resources.llm import DatabaseRecorder, LLMExecutor, MemoryRecorder
 from tests.llm.conftest import CANARY_KEY, FAST_RETRY, stub_entries, stub_executor
 from tests.llm.stub_server import EchoAuth, Reply, Status
@@ -180,7 +180,7 @@ def test_skipped_calls_are_rows_but_not_calls(stub, canary_env, db):
     no duration and no tokens, and neither the live totals nor their recomputation count it."""
     from dataclasses import replace
 
-    from planexe_assets.plan_sync import recompute_plan_metrics
+    from planexe_assets.lifecycle.plan_sync import recompute_plan_metrics
 
     stub.script("down", then=Status(502, "bad gateway"))
     stub.script("up", then=Reply(VALID, prompt_tokens=20, completion_tokens=4))

@@ -11,8 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import BaseModel
 
-from planexe_assets.step_table import STEP_BY_NAME
-from planexe_assets.steps.base import FailureKind, StepContext, StepError, combined_kind, failure_kind
+from planexe_assets.core import STEP_BY_NAME, FailureKind, StepContext, StepError, combined_kind, failure_kind
 from resources.llm import RetryPolicy
 from resources.llm.breaker import CircuitBreaker
 from resources.llm.budget import TokenEstimator, context_error, repeats_itself

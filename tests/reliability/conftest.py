@@ -65,8 +65,8 @@ def offline_template(tmp_path_factory) -> dict[str, str]:
     """
     from dagster import DagsterInstance
 
-    from planexe_assets.launch import run_plan_in_process
-    from planexe_assets.plans import PlanRequest, create_plan
+    from planexe_assets.dagster_defs.launch import run_plan_in_process
+    from planexe_assets.lifecycle.plans import PlanRequest, create_plan
     from resources.database import get_database_service
 
     root = tmp_path_factory.mktemp("offline_template")

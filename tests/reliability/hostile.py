@@ -165,8 +165,8 @@ def make_hostile_run(root: Path) -> HostileRun:
     from dagster._serdes import serialize_value
     from typer.testing import CliRunner
 
-    from planexe_assets.cli import app
-    from planexe_assets.instance_config import LOCAL_CONFIG
+    from planexe_assets.cli.app import app
+    from planexe_assets.dagster_defs.instance_config import LOCAL_CONFIG
     from resources import migrate
     from resources.database import get_database_service
     from tests.reliability.support import dump_database, write_llm_config

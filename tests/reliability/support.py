@@ -20,8 +20,7 @@ from typing import Any
 
 from sqlalchemy import MetaData, select
 
-from planexe_assets.step_table import STEP_BY_NAME, STEPS, Step
-from planexe_assets.steps.base import _matches_template
+from planexe_assets.core import STEP_BY_NAME, STEPS, Step, matches_template
 from resources.llm.offline import known_ids, offline_json, offline_markdown, request_seed
 from resources.plan_store import PlanStore
 from tests.llm.stub_server import Reply, StubLLMServer
@@ -129,7 +128,7 @@ def step_files(step: Step, contents: Mapping[str, str]) -> dict[str, str]:
     """The step's own files plus its per-item files present in ``contents``."""
     files = {name: contents[name] for name in step.filenames}
     for name, text in contents.items():
-        if any(name == t or ("{}" in t and _matches_template(name, t)) for t in step.side_outputs):
+        if any(matches_template(name, t) for t in step.side_outputs):
             files[name] = text
     return files
 

@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from legacy_luigi.__main__ import main as luigi_main
-from planexe_assets.cli import app
-from planexe_assets.plans import MAX_PROMPT_BYTES
+from planexe_assets.cli.app import app
+from planexe_assets.lifecycle.plans import MAX_PROMPT_BYTES
 from tests.reliability.conftest import PROMPT
 
 HOSTILE_IDS = [
@@ -80,7 +80,7 @@ def test_unusable_prompts_are_refused(app_db, isolated_home, prompt, fragment):
 
 
 def test_prompt_at_the_limit_is_accepted(app_db, isolated_home):
-    from planexe_assets.plans import PlanRequest, create_plan
+    from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 
     plan = create_plan(app_db, PlanRequest(prompt="y" * MAX_PROMPT_BYTES, model="offline", plan_id="at_limit"))
     assert len(plan.prompt.encode()) == MAX_PROMPT_BYTES

@@ -17,11 +17,10 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance
 
 import planexe_assets.steps as steps_pkg
-from planexe_assets.launch import run_plan_in_process
-from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.runner import missing_steps_with_downstream, pipeline_steps
-from planexe_assets.step_table import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME
-from planexe_assets.steps.base import StepError
+from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME, StepError, step_file
+from planexe_assets.dagster_defs.launch import run_plan_in_process
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
+from planexe_assets.lifecycle.runner import missing_steps_with_downstream, pipeline_steps
 from resources.config import runs_dir
 from resources.database import get_database_service
 from resources.llm_access import llm_access
@@ -121,4 +120,4 @@ def test_eight_plans_at_once(backend, request, monkeypatch, stub, stub_config, o
         assert {stored[f].run_id for n in seeded for f in STEP_BY_NAME[n].filenames} == {"seed"}
         # Each plan's report is its own: no cross-talk between the concurrent runs.
         if plan_id not in FAILING:
-            assert all(other not in stored["029-report.html"].content for other in PLANS if other != plan_id)
+            assert all(other not in stored[step_file("report")].content for other in PLANS if other != plan_id)

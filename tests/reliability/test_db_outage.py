@@ -17,11 +17,11 @@ from dagster import DagsterEventType, DagsterInstance
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
-from planexe_assets.cli import app
-from planexe_assets.launch import run_plan_in_process
-from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.runner import missing_steps_with_downstream, pipeline_steps
-from planexe_assets.step_table import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME
+from planexe_assets.cli.app import app
+from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME
+from planexe_assets.dagster_defs.launch import run_plan_in_process
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
+from planexe_assets.lifecycle.runner import missing_steps_with_downstream, pipeline_steps
 from resources.config import runs_dir
 from resources.database import DatabaseService, _services, get_database_service, make_engine
 from resources.plan_store import PlanStore

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 from dagster import DagsterEventType, DagsterInstance
 
-from planexe_assets.launch import run_plan_in_process
-from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.step_policies import llm_retry_policy
+from planexe_assets.dagster_defs.launch import run_plan_in_process
+from planexe_assets.dagster_defs.step_policies import llm_retry_policy
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 from tests.llm.stub_server import Reply, Status
 from tests.reliability.conftest import PROMPT
 from tests.reliability.support import OfflineModel, schema_name

@@ -14,14 +14,14 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance
 from typer.testing import CliRunner
 
-from planexe_assets.cli import app
-from planexe_assets.launch import run_plan_in_process
-from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.runner import StepRunner, missing_steps_with_downstream
-from planexe_assets.step_policies import llm_retry_policy
-from planexe_assets.step_table import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME
+from planexe_assets.cli.app import app
+from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME, step_file
+from planexe_assets.dagster_defs.launch import run_plan_in_process
+from planexe_assets.dagster_defs.resources import LLMResource
+from planexe_assets.dagster_defs.step_policies import llm_retry_policy
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
+from planexe_assets.lifecycle.runner import StepRunner, missing_steps_with_downstream
 from resources.config import runs_dir
-from resources.dagster_resources import LLMResource
 from resources.plan_store import PlanStore
 from tests.llm.stub_server import Drop, Hang, Raw, Reply, Status
 from tests.reliability.conftest import PROMPT
@@ -93,7 +93,7 @@ def test_a_failing_model_falls_back_to_the_next(fault, app_db, stub, stub_config
     execution = _run_purpose(app_db, "fallback")
 
     assert execution.models == ["steady"]
-    raw = json.loads((isolated_home / "runs" / "fallback" / "002-5-identify_purpose_raw.json").read_text())
+    raw = json.loads((isolated_home / "runs" / "fallback" / step_file("identify_purpose", "raw")).read_text())
     assert raw["metadata"]["llm_model"] == "steady"
     rows = app_db.get_plan_interactions("fallback", stage="identify_purpose")
     flaky = [r for r in rows if r.llm_model == "flaky"]
@@ -190,7 +190,7 @@ def test_every_model_failing_fails_the_asset_and_resume_starts_there(
     assert "completed" in result.output
 
     final = {r.filename: r for r in app_db.get_plan_content("faulty")}
-    resumed_run = final["020-1-pitch_raw.json"].run_id
+    resumed_run = final[step_file("pitch")].run_id
     assert resumed_run not in (None, "seed", first.run_id)
     for name in todo:
         assert {final[f].run_id for f in STEP_BY_NAME[name].filenames} == {resumed_run}, name

@@ -35,8 +35,15 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 import planexe_assets.steps as steps_pkg
-from planexe_assets.step_table import STEP_BY_NAME, STEPS
-from planexe_assets.steps.base import StepContext, StepError, StepInputs, UpstreamFiles
+from planexe_assets.core import (
+    STEP_BY_NAME,
+    STEPS,
+    StepContext,
+    StepError,
+    StepInputs,
+    UpstreamFiles,
+    step_file,
+)
 from tests.reliability.html_check import inspect_html
 from tests.reliability.model_strategies import instances
 
@@ -194,15 +201,15 @@ def model_answers(draw, ids: list[str]):
 
 @pytest.mark.slow
 def test_schedule_step_is_consistent_or_refuses_clearly(offline_template):
-    from planexe_assets.runner import NoLLM
+    from planexe_assets.lifecycle.runner import NoLLM
     from planexe_assets.steps.schedule import run_schedule
 
     step = STEP_BY_NAME["schedule"]
     base = _template_inputs(offline_template)
-    wbs = json.loads(base["023-3-wbs_project_level1_and_level2_and_level3.json"])
+    wbs = json.loads(base[step_file("wbs_project_level1_and_level2_and_level3", "full")])
     ids = _wbs_ids(wbs.get("wbs_project", wbs))
     assert len(ids) > 5
-    day_zero = datetime.fromisoformat(json.loads(base["001-1-start_time.json"])["server_iso_utc"].replace("Z", "+00:00")).date()
+    day_zero = datetime.fromisoformat(json.loads(base[step_file("start_time")])["server_iso_utc"].replace("Z", "+00:00")).date()
     outcomes = {"ok": 0, "refused": 0}
 
     @FUZZ
@@ -210,8 +217,8 @@ def test_schedule_step_is_consistent_or_refuses_clearly(offline_template):
     def check(answers):
         details, estimates = answers
         files = dict(base)
-        files["021-task_dependencies_raw.json"] = json.dumps({"task_dependency_details": details} if isinstance(details, list) else details)
-        files["022-2-task_durations.json"] = json.dumps(estimates)
+        files[step_file("identify_task_dependencies")] = json.dumps({"task_dependency_details": details} if isinstance(details, list) else details)
+        files[step_file("estimate_task_durations")] = json.dumps(estimates)
         inputs = StepInputs(
             {key: UpstreamFiles(STEP_BY_NAME[name], {f: files[f] for f in STEP_BY_NAME[name].filenames}) for key, name in step.requires.items()}
         )
@@ -224,14 +231,14 @@ def test_schedule_step_is_consistent_or_refuses_clearly(offline_template):
             return
         outcomes["ok"] += 1
         result.check_against(step)
-        rows = list(csv.DictReader(io.StringIO(result.files["026-3-schedule_gantt_machai.csv"])))
+        rows = list(csv.DictReader(io.StringIO(result.files[step_file("schedule", "machai_csv")])))
         assert sorted(r["project_key"] for r in rows) == sorted(ids)
         for row in rows:
             start = datetime.strptime(row["project_start_date"], "%m/%d/%Y").date()
             end = datetime.strptime(row["project_end_date"], "%m/%d/%Y").date()
             assert day_zero <= start <= end, row
             assert end - start < (date.max - date.min)  # a date, not an overflow
-        for name in ("026-1-schedule_gantt_mermaid.html", "026-2-schedule_gantt_dhtmlx.html"):
+        for name in (step_file("schedule", "mermaid_html"), step_file("schedule", "dhtmlx_html")):
             assert inspect_html(result.files[name], name).findings == []
 
     check()
@@ -273,11 +280,11 @@ usage_line = st.one_of(
 def run_directories(draw):
     files: dict[str, bytes] = {}
     if draw(st.integers(0, 9)) > 0:
-        files["001-2-plan.txt"] = draw(
+        files[step_file("setup")] = draw(
             st.one_of(st.just(b"Open a bakery in Oslo"), st.text(min_size=1, max_size=80).map(lambda t: t.encode()), byte_content)
         )
     if draw(st.booleans()):
-        files["001-1-start_time.json"] = draw(
+        files[step_file("start_time")] = draw(
             st.one_of(
                 st.just(b'{"server_iso_utc": "2026-03-10T19:21:45Z", "server_iso_local": "2026-03-10T20:21:45+01:00"}'),
                 byte_content,

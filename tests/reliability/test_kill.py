@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from planexe_assets.cli import app
-from planexe_assets.launch import default_instance
-from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.runner import missing_steps_with_downstream, pipeline_steps
-from planexe_assets.step_table import PIPELINE_COMPLETE_FILENAME
+from planexe_assets.cli.app import app
+from planexe_assets.core import PIPELINE_COMPLETE_FILENAME
+from planexe_assets.dagster_defs.runs import default_instance
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
+from planexe_assets.lifecycle.runner import missing_steps_with_downstream, pipeline_steps
 from resources.config import runs_dir
 from resources.plan_store import TEMP_PREFIX, PlanStore
 from tests.reliability.conftest import PROMPT
@@ -55,7 +55,7 @@ def plan_workers(plan_id: str) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"planexe_assets.plan_worker" in argv and plan_id.encode() in argv:
+        if b"planexe_assets.cli.plan_worker" in argv and plan_id.encode() in argv:
             found.append(int(entry.name))
     return found
 
@@ -83,7 +83,7 @@ def test_sigkill_during_a_fan_out_then_resume(app_db, stub, stub_config, offline
     run_dir = isolated_home / "runs" / "killed"
 
     child = subprocess.Popen(
-        [sys.executable, "-c", "from planexe_assets.cli import app; app()", "resume", "killed", "--quiet"],
+        [sys.executable, "-c", "from planexe_assets.cli.app import app; app()", "resume", "killed", "--quiet"],
         cwd=REPO,
         env=dict(os.environ),
         stdout=subprocess.PIPE,

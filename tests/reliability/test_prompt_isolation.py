@@ -11,7 +11,8 @@ import re
 
 import pytest
 
-from planexe_assets.runner import pipeline_steps
+from planexe_assets.core import step_file
+from planexe_assets.lifecycle.runner import pipeline_steps
 from tests.reliability.hostile import FAIL_MARKER, MARKER
 
 pytestmark = pytest.mark.slow
@@ -30,7 +31,7 @@ def test_every_llm_step_was_exercised(hostile_run):
 
     assert len(pipeline_steps()) == 61 and hostile_run.plan_row.status == "completed"
     expected = {s.name for s in pipeline_steps() if s.uses_llm}
-    plan_type = json.loads((hostile_run.run_dir / "002-7-plan_type_raw.json").read_text())["plan_type"]
+    plan_type = json.loads((hostile_run.run_dir / step_file("plan_type", "raw")).read_text())["plan_type"]
     if str(plan_type).lower() == "digital":
         expected.discard("physical_locations")
     assert {i.stage for i in hostile_run.interactions} == expected

@@ -13,11 +13,12 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance
 from typer.testing import CliRunner
 
 from legacy_luigi.__main__ import main as luigi_main
-from planexe_assets.cli import app
-from planexe_assets.launch import default_instance, run_plan_in_process
-from planexe_assets.plans import PlanRequest, create_plan
-from planexe_assets.redline import REFUSE_ENV
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.cli.app import app
+from planexe_assets.core import STEP_BY_NAME, step_file
+from planexe_assets.dagster_defs.launch import run_plan_in_process
+from planexe_assets.dagster_defs.runs import default_instance
+from planexe_assets.lifecycle.plans import PlanRequest, create_plan
+from planexe_assets.lifecycle.redline import REFUSE_ENV
 from tests.llm.stub_server import Status
 from tests.reliability.conftest import PROMPT
 from tests.reliability.support import OfflineModel, schema_name
@@ -75,8 +76,8 @@ def test_refuse_with_the_flag_stops_the_plan_after_the_gate(app_db, stub, gate_s
     # Only the gate and what it needs ran; the gate's files say why, and say the plan was stopped.
     stored = {r.filename: r.content for r in app_db.get_plan_content("gated")}
     assert set(stored) == SETUP_FILES | GATE_FILES
-    assert "stopped it after the diagnostics" in stored["002-2-redline_gate.md"]
-    assert json.loads(stored["002-1-redline_gate.json"])["verdict"] == "REFUSE"
+    assert "stopped it after the diagnostics" in stored[step_file("redline_gate", "markdown")]
+    assert json.loads(stored[step_file("redline_gate", "raw")])["verdict"] == "REFUSE"
     assert _stages(app_db, "gated") == {"redline_gate"}
     assert [schema_name(s.body) for s in stub.seen()] == ["Decision"]  # not one other LLM call
     assert sorted(p.name for p in (isolated_home / "runs" / "gated").iterdir()) == sorted(stored)
@@ -138,7 +139,7 @@ def test_without_the_gate_refuse_stays_advisory(app_db, stub, gate_stub, monkeyp
     assert outcome.success, outcome.failed_steps
     assert app_db.get_plan("advisory").status == "running"  # five of 61 steps done, nothing refused
     assert _stages(app_db, "advisory") == {"redline_gate", "premise_attack", "identify_purpose"}
-    markdown = app_db.get_plan_content_by_filename("advisory", "002-2-redline_gate.md").content
+    markdown = app_db.get_plan_content_by_filename("advisory", step_file("redline_gate", "markdown")).content
     assert "advisory: the plan was still generated" in markdown
 
 

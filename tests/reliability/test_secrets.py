@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from planexe_assets.core import step_file
 from tests.reliability.hostile import CANARY_KEY, CANARY_TAILS, CANARY_TOKEN
 from tests.reliability.support import files_containing
 
@@ -43,7 +44,7 @@ def test_no_key_in_the_database(hostile_run):
 def test_no_key_in_any_file(hostile_run):
     """Run directories, the SQLite database and its WAL, Dagster's run and event storage, compute logs."""
     files = [p for p in hostile_run.root.rglob("*") if p.is_file()]
-    assert any(p.name == "029-report.html" for p in files)
+    assert any(p.name == step_file("report") for p in files)
     assert any("dagster" in p.parts for p in files)
     assert any("compute_logs" in p.parts for p in files), "no compute logs were captured"
     assert any(p.suffix == ".db" and "history" in p.parts for p in files), "no Dagster event storage"
@@ -68,5 +69,5 @@ def test_no_key_in_exceptions_or_cli_output(hostile_run):
 
 
 def test_no_key_in_the_report(hostile_run):
-    report = (hostile_run.run_dir / "029-report.html").read_text(encoding="utf-8")
+    report = (hostile_run.run_dir / step_file("report")).read_text(encoding="utf-8")
     assert _leaks(report) == []

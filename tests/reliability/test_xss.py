@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import pytest
 
+from planexe_assets.core import step_file
 from tests.reliability.hostile import PAYLOAD_TAG, PAYLOADS
 from tests.reliability.html_check import inspect_html
 
 HTML_OUTPUTS = [
-    "029-report.html",
-    "027-3-questions_and_answers.html",
-    "026-1-schedule_gantt_mermaid.html",
-    "026-2-schedule_gantt_dhtmlx.html",
+    step_file("report"),
+    step_file("questions_and_answers", "html"),
+    step_file("schedule", "mermaid_html"),
+    step_file("schedule", "dhtmlx_html"),
 ]
 
 
@@ -32,7 +33,7 @@ def test_html_output_is_inert(hostile_run, name):
 
 @pytest.mark.slow
 def test_payloads_show_as_text_in_the_report(hostile_run):
-    document = (hostile_run.run_dir / "029-report.html").read_text(encoding="utf-8")
+    document = (hostile_run.run_dir / step_file("report")).read_text(encoding="utf-8")
     visible = inspect_html(document, taint=(PAYLOAD_TAG,)).visible_text
     assert "<script>alert('XSS-P1')</script>" in visible  # the prompt, shown as text
     shown = [p for p in PAYLOADS if p.split("XSS-")[1][:2] in visible]

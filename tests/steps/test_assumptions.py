@@ -8,7 +8,14 @@ import threading
 import pytest
 from pydantic import BaseModel
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core import (
+    STEP_BY_NAME,
+    PipelineStopRequested,
+    StepError,
+    StepInputs,
+    UpstreamFiles,
+    step_file,
+)
 from planexe_assets.steps.assumptions import (
     CONSOLIDATED_SECTIONS,
     AssumptionReview,
@@ -23,7 +30,6 @@ from planexe_assets.steps.assumptions import (
     run_make_assumptions,
     run_review_assumptions,
 )
-from planexe_assets.steps.base import PipelineStopRequested, StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.doc_notes import NOTES_MARKER, split_notes
 from tests.support.replay import (
     ReplayLLM,
@@ -40,19 +46,19 @@ RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 # step -> (recorded raw file, response model, renderer, step function)
 STEPS = {
     "make_assumptions": (
-        "003-3-make_assumptions_raw.json",
+        step_file("make_assumptions", "raw"),
         MadeAssumptions,
         render_make_assumptions,
         run_make_assumptions,
     ),
     "distill_assumptions": (
-        "003-6-distill_assumptions_raw.json",
+        step_file("distill_assumptions", "raw"),
         DistilledAssumptions,
         render_distill_assumptions,
         run_distill_assumptions,
     ),
     "review_assumptions": (
-        "003-8-review_assumptions_raw.json",
+        step_file("review_assumptions", "raw"),
         AssumptionReview,
         render_review_assumptions,
         run_review_assumptions,
@@ -61,14 +67,14 @@ STEPS = {
 
 # The upstream markdown behind each consolidated section, by section title.
 SECTION_FILES = {
-    "Purpose": "002-6-identify_purpose.md",
-    "Plan Type": "002-8-plan_type.md",
-    "Physical Locations": "002-21-physical_locations.md",
-    "Currency Strategy": "002-23-currency_strategy.md",
-    "Identify Risks": "003-2-identify_risks.md",
-    "Make Assumptions": "003-5-make_assumptions.md",
-    "Distill Assumptions": "003-7-distill_assumptions.md",
-    "Review Assumptions": "003-9-review_assumptions.md",
+    "Purpose": step_file("identify_purpose", "markdown"),
+    "Plan Type": step_file("plan_type", "markdown"),
+    "Physical Locations": step_file("physical_locations", "markdown"),
+    "Currency Strategy": step_file("currency_strategy", "markdown"),
+    "Identify Risks": step_file("identify_risks", "markdown"),
+    "Make Assumptions": step_file("make_assumptions", "markdown"),
+    "Distill Assumptions": step_file("distill_assumptions", "markdown"),
+    "Review Assumptions": step_file("review_assumptions", "markdown"),
 }
 
 
@@ -91,7 +97,7 @@ def with_file(inputs: StepInputs, key: str, filename: str, text: str | None) -> 
 
 def recorded_short_sections(run: str) -> dict[str, str]:
     """The recorded shortened text of each section, cut out of PlanExe's short file."""
-    lines = load_run_file(run, "003-11-consolidate_assumptions_short.md").splitlines()
+    lines = load_run_file(run, step_file("consolidate_assumptions_markdown", "short")).splitlines()
     titles = [s.title for s in CONSOLIDATED_SECTIONS]
     starts = []
     search_from = 0
@@ -180,7 +186,7 @@ def test_step_replays_recorded_answer(run: str, step: str) -> None:
     assert result.files[outputs["markdown"]] == render(value)
 
     system, user = llm.calls[0]["messages"]
-    plan = load_run_file(run, "001-2-plan.txt").strip()
+    plan = load_run_file(run, step_file("setup")).strip()
     assert plan in user["content"] and plan not in system["content"]
     assert raw["system_prompt"] == system["content"] and raw["user_prompt"] == user["content"]
 
@@ -191,11 +197,11 @@ def test_make_assumptions_clean_file_matches_planexe(run: str) -> None:
     result = run_make_assumptions(
         context_for("make_assumptions", llm, run=run), inputs_from_run("make_assumptions", run)
     )
-    assert json.loads(result.files["003-4-make_assumptions.json"]) == load_run_json(
-        run, "003-4-make_assumptions.json"
+    assert json.loads(result.files[step_file("make_assumptions", "clean")]) == load_run_json(
+        run, step_file("make_assumptions", "clean")
     )
     user = llm.calls[0]["messages"][1]["content"]
-    for name in ("002-21-physical_locations.md", "002-23-currency_strategy.md", "003-2-identify_risks.md"):
+    for name in (step_file("physical_locations", "markdown"), step_file("currency_strategy", "markdown"), step_file("identify_risks", "markdown")):
         assert load_run_file(run, name).strip() in user
 
 
@@ -214,7 +220,7 @@ def test_distill_reads_the_clean_assumptions_compactly() -> None:
         context_for("distill_assumptions", llm, run=run), inputs_from_run("distill_assumptions", run)
     )
     user = llm.calls[0]["messages"][1]["content"]
-    clean = load_run_json(run, "003-4-make_assumptions.json")
+    clean = load_run_json(run, step_file("make_assumptions", "clean"))
     assert "File 'assumptions.json':\n" + json.dumps(clean, separators=(",", ":"), ensure_ascii=False) in user
 
 
@@ -241,11 +247,11 @@ def test_distill_rejects_bad_clean_assumptions(clean: str) -> None:
     inputs = with_file(
         inputs_from_run("distill_assumptions", "20250321_silo"),
         "make_assumptions",
-        "003-4-make_assumptions.json",
+        step_file("make_assumptions", "clean"),
         clean,
     )
     llm = ReplayLLM(answers=[])
-    with pytest.raises(StepError, match="003-4-make_assumptions.json"):
+    with pytest.raises(StepError, match=step_file("make_assumptions", "clean")):
         run_distill_assumptions(context_for("distill_assumptions", llm, run="20250321_silo"), inputs)
     assert llm.calls == []
 
@@ -257,30 +263,30 @@ def test_review_includes_the_plan_and_all_nine_documents() -> None:
         context_for("review_assumptions", llm, run=run), inputs_from_run("review_assumptions", run)
     )
     user = llm.calls[0]["messages"][1]["content"]
-    assert user.startswith("File 'plan.txt':\n" + load_run_file(run, "001-2-plan.txt").strip())
+    assert user.startswith("File 'plan.txt':\n" + load_run_file(run, step_file("setup")).strip())
     for name in (
-        "002-6-identify_purpose.md",
-        "002-8-plan_type.md",
-        "002-14-strategic_decisions.md",
-        "002-19-scenarios.md",
+        step_file("identify_purpose", "markdown"),
+        step_file("plan_type", "markdown"),
+        step_file("strategic_decisions_markdown", "markdown"),
+        step_file("scenarios_markdown", "markdown"),
         *SECTION_FILES.values(),
     ):
-        if name != "003-9-review_assumptions.md":
+        if name != step_file("review_assumptions", "markdown"):
             assert load_run_file(run, name).strip() in user
 
 
 def test_review_reports_a_missing_document() -> None:
     run = "20250321_silo"
     inputs = with_file(
-        inputs_from_run("review_assumptions", run), "currency_strategy", "002-23-currency_strategy.md", None
+        inputs_from_run("review_assumptions", run), "currency_strategy", step_file("currency_strategy", "markdown"), None
     )
     llm = ReplayLLM(answers=[recorded_answer(run, "review_assumptions")])
     result = run_review_assumptions(context_for("review_assumptions", llm, run=run), inputs)
     user = llm.calls[0]["messages"][1]["content"]
     assert "Problem with document 'Currency Strategy'" in user
-    raw = json.loads(result.files["003-8-review_assumptions_raw.json"])
+    raw = json.loads(result.files[step_file("review_assumptions", "raw")])
     assert list(raw["missing_documents"]) == ["Currency Strategy"]
-    notes = split_notes(result.files["003-9-review_assumptions.md"])[1]
+    notes = split_notes(result.files[step_file("review_assumptions", "markdown")])[1]
     assert notes.startswith("### Documents missing from this review\n\n- Currency Strategy: ")
     assert result.notes["missing_documents"] == ["Currency Strategy"]
 
@@ -312,8 +318,8 @@ def test_consolidate_replays_recorded_shortenings(run: str, fast: bool) -> None:
     assert sorted(call["label"] for call in llm.calls) == sorted(
         f"shorten:{s.key}" for s in CONSOLIDATED_SECTIONS
     )
-    full = result.files["003-10-consolidate_assumptions_full.md"]
-    short = result.files["003-11-consolidate_assumptions_short.md"]
+    full = result.files[step_file("consolidate_assumptions_markdown", "full")]
+    short = result.files[step_file("consolidate_assumptions_markdown", "short")]
     titles = [s.title for s in CONSOLIDATED_SECTIONS]
     assert [line[2:] for line in full.splitlines() if line.startswith("# ")] == titles
     assert [line[2:] for line in short.splitlines() if line.startswith("# ")] == titles
@@ -386,9 +392,9 @@ def test_consolidate_reports_a_failed_section() -> None:
     result = run_consolidate_assumptions_markdown(context_for(step, llm, run=run), inputs_from_run(step, run))
 
     assert len(llm.calls) == 8
-    short = result.files["003-11-consolidate_assumptions_short.md"]
+    short = result.files[step_file("consolidate_assumptions_markdown", "short")]
     currency = short.split("# Currency Strategy\n\n", 1)[1].split("\n\n# Identify Risks", 1)[0]
-    assert currency == load_run_file(run, "002-23-currency_strategy.md").strip()
+    assert currency == load_run_file(run, step_file("currency_strategy", "markdown")).strip()
     # Why it is unshortened is a note at the end of the document, not the section's first line.
     body, notes = split_notes(short)
     assert "Shortening failed" not in body and "shortening failed" not in body
@@ -435,7 +441,7 @@ def test_consolidate_treats_an_empty_reply_as_a_failure() -> None:
         context_for(step, ReplayLLM(responder=responder), run=run), inputs_from_run(step, run)
     )
     assert list(result.notes["failed_sections"]) == ["Purpose"]
-    short = result.files["003-11-consolidate_assumptions_short.md"]
+    short = result.files[step_file("consolidate_assumptions_markdown", "short")]
     assert short.startswith("# Purpose\n\n**Purpose:** ")
     assert "- Purpose: shortening failed" in split_notes(short)[1]
 
@@ -444,12 +450,12 @@ def test_consolidate_reports_a_missing_document_without_calling_the_model_for_it
     run = "20260310_hong_kong_game"
     step = "consolidate_assumptions_markdown"
     inputs = with_file(
-        inputs_from_run(step, run), "distill_assumptions", "003-7-distill_assumptions.md", None
+        inputs_from_run(step, run), "distill_assumptions", step_file("distill_assumptions", "markdown"), None
     )
     llm = replay_shortenings(run)
     result = run_consolidate_assumptions_markdown(context_for(step, llm, run=run), inputs)
     assert len(llm.calls) == 7
-    for name in ("003-10-consolidate_assumptions_full.md", "003-11-consolidate_assumptions_short.md"):
+    for name in (step_file("consolidate_assumptions_markdown", "full"), step_file("consolidate_assumptions_markdown", "short")):
         body, notes = split_notes(result.files[name])
         assert "# Distill Assumptions\n\n_Not available: the document is missing" in body
         assert "- Distill Assumptions: upstream file 003-7-distill_assumptions.md" in notes
@@ -529,7 +535,7 @@ def test_the_seven_steps_read_each_others_outputs(run: str) -> None:
         assert len(llm.calls) == (8 if step == "consolidate_assumptions_markdown" else 1)
         if step in ("currency_strategy", "identify_risks", "make_assumptions", "review_assumptions"):
             # Later steps saw the location document our own first step wrote, not PlanExe's.
-            assert produced["002-21-physical_locations.md"].strip() in llm.calls[0]["messages"][1]["content"]
-    full = produced["003-10-consolidate_assumptions_full.md"]
-    for name in ("002-21-physical_locations.md", "003-2-identify_risks.md", "003-9-review_assumptions.md"):
+            assert produced[step_file("physical_locations", "markdown")].strip() in llm.calls[0]["messages"][1]["content"]
+    full = produced[step_file("consolidate_assumptions_markdown", "full")]
+    for name in (step_file("physical_locations", "markdown"), step_file("identify_risks", "markdown"), step_file("review_assumptions", "markdown")):
         assert produced[name].strip() in full

@@ -7,9 +7,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles, step_file
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.data_collection import (
     DataCollectionPlan,
     SensitivityScore,
@@ -19,8 +18,8 @@ from tests.support.replay import ReplayLLM, all_strings, context_for, inputs_fro
 from tests.support.replay import norm as _norm
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
-RAW = "017-1-data_collection_raw.json"
-MARKDOWN = "017-2-data_collection.md"
+RAW = step_file("data_collection", "raw")
+MARKDOWN = step_file("data_collection", "markdown")
 
 
 @pytest.mark.parametrize("run", RUNS)
@@ -116,6 +115,6 @@ def test_missing_upstream_file_raises_step_error():
     expert = by_key["expert_review"]
     by_key["expert_review"] = UpstreamFiles(step=expert.step, contents={})
     llm = ReplayLLM(answers=[load_run_json(run, RAW)])
-    with pytest.raises(StepError, match="016-2-expert_criticism.md"):
+    with pytest.raises(StepError, match=step_file("expert_review")):
         step_function("data_collection")(context_for("data_collection", llm, run=run), StepInputs(by_key))
     assert llm.calls == []

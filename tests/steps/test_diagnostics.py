@@ -8,15 +8,14 @@ import threading
 import pytest
 from pydantic import ValidationError
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepError, step_file
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError
 from planexe_assets.steps.diagnostics import (
     LENSES,
     REDLINE_SYSTEM_PROMPT,
     Decision,
-    DocumentDetails,
     LensResult,
+    PremiseCritique,
     Verdict,
     ViolationCategory,
     render_premise_attack,
@@ -36,10 +35,10 @@ from tests.support.replay import (
 )
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
-REDLINE_RAW = "002-1-redline_gate.json"
-REDLINE_MD = "002-2-redline_gate.md"
-PREMISE_RAW = "002-3-premise_attack.json"
-PREMISE_MD = "002-4-premise_attack.md"
+REDLINE_RAW = step_file("redline_gate", "raw")
+REDLINE_MD = step_file("redline_gate", "markdown")
+PREMISE_RAW = step_file("premise_attack", "raw")
+PREMISE_MD = step_file("premise_attack", "markdown")
 
 
 # --- redline_gate ----------------------------------------------------------------------------------
@@ -101,7 +100,7 @@ def test_redline_step_replays_recorded_answer(run):
     assert written["verdict"] == raw["verdict"]
     assert written["metadata"]["llm_model"] == "replay"
     assert written["system_prompt"] == REDLINE_SYSTEM_PROMPT.strip()
-    plan = load_run_file(run, "001-2-plan.txt").strip()
+    plan = load_run_file(run, step_file("setup")).strip()
     sent = llm.calls[0]["messages"]
     assert sent[0]["role"] == "system" and plan not in sent[0]["content"]
     assert sent[1]["role"] == "user" and plan in sent[1]["content"]
@@ -122,7 +121,7 @@ def _recorded_by_lens(run: str) -> dict[str, dict]:
 @pytest.mark.parametrize("run", RUNS)
 def test_premise_model_parses_every_recorded_lens(run):
     for name, answer in _recorded_by_lens(run).items():
-        critique = DocumentDetails.model_validate(answer)
+        critique = PremiseCritique.model_validate(answer)
         assert critique.reasons and critique.second_order_effects and critique.evidence, name
         assert critique.bottom_line == answer["bottom_line"]
 
@@ -131,7 +130,7 @@ def test_premise_model_parses_every_recorded_lens(run):
 def test_premise_renderer_keeps_every_string(run):
     recorded = _recorded_by_lens(run)
     results = [
-        LensResult(lens=lens, critique=DocumentDetails.model_validate(recorded[lens.name])) for lens in LENSES
+        LensResult(lens=lens, critique=PremiseCritique.model_validate(recorded[lens.name])) for lens in LENSES
     ]
     markdown = render_premise_attack(results)
     strings = [s for r in results for s in all_strings(r.critique.model_dump(mode="json"))]

@@ -9,9 +9,8 @@ import uuid
 
 import pytest
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles, step_file
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.doc_notes import split_notes
 from planexe_assets.steps.documents import (
     DRAFT_ERROR_KEY,
@@ -41,40 +40,40 @@ from tests.support.replay import (
 )
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
-PURPOSE_FILE = "002-5-identify_purpose_raw.json"
+PURPOSE_FILE = step_file("identify_purpose", "raw")
 
-IDENTIFY_RAW = "017-3-identified_documents_raw.json"
-IDENTIFY_MD = "017-4-identified_documents.md"
-TO_FIND = "017-5-identified_documents_to_find.json"
-TO_CREATE = "017-6-identified_documents_to_create.json"
+IDENTIFY_RAW = step_file("identify_documents", "raw")
+IDENTIFY_MD = step_file("identify_documents", "markdown")
+TO_FIND = step_file("identify_documents", "documents_to_find")
+TO_CREATE = step_file("identify_documents", "documents_to_create")
 
 # step -> (raw answer, clean list it reads, clean list it writes)
 FILTERS = {
     "filter_documents_to_find": (
-        "017-7-filter_documents_to_find_raw.json",
+        step_file("filter_documents_to_find", "raw"),
         TO_FIND,
-        "017-8-filter_documents_to_find_clean.json",
+        step_file("filter_documents_to_find", "clean"),
     ),
     "filter_documents_to_create": (
-        "017-9-filter_documents_to_create_raw.json",
+        step_file("filter_documents_to_create", "raw"),
         TO_CREATE,
-        "017-10-filter_documents_to_create_clean.json",
+        step_file("filter_documents_to_create", "clean"),
     ),
 }
 # step -> (filtered list it reads, side-file prefix, consolidated output)
 DRAFTS = {
     "draft_documents_to_find": (
-        "017-8-filter_documents_to_find_clean.json",
+        step_file("filter_documents_to_find", "clean"),
         "017-11",
-        "017-12-draft_documents_to_find.json",
+        step_file("draft_documents_to_find"),
     ),
     "draft_documents_to_create": (
-        "017-10-filter_documents_to_create_clean.json",
+        step_file("filter_documents_to_create", "clean"),
         "017-13",
-        "017-14-draft_documents_to_create.json",
+        step_file("draft_documents_to_create"),
     ),
 }
-MARKDOWN_OUT = "017-15-documents_to_create_and_find.md"
+MARKDOWN_OUT = step_file("documents_to_create_and_find_markdown")
 
 
 def _missing_strings(value, markdown: str) -> list[str]:
@@ -263,7 +262,7 @@ def test_filter_reports_invented_duplicate_and_missing_ids():
     llm = ReplayLLM(answers=[answer])
     result = step_function(name)(context_for(name, llm, run=run), inputs_from_run(name, run))
 
-    raw = json.loads(result.files["017-7-filter_documents_to_find_raw.json"])
+    raw = json.loads(result.files[step_file("filter_documents_to_find", "raw")])
     selection = raw["selection"]
     assert selection["unknown_ids"] == [99, -1]
     assert selection["duplicate_ids"] == [2]
@@ -272,7 +271,7 @@ def test_filter_reports_invented_duplicate_and_missing_ids():
     assert result.notes["unknown_ids"] == [99, -1]
     assert result.notes["unrated"] == len(unrated)
     # Critical (2), then Medium (4), then the unrated bucket fills up to the preferred count.
-    kept = json.loads(result.files["017-8-filter_documents_to_find_clean.json"])
+    kept = json.loads(result.files[step_file("filter_documents_to_find", "clean")])
     assert [d["id"] for d in kept] == [d["id"] for d in documents]
     assert selection["kept_ids"] == [d["id"] for d in kept]
 
@@ -312,8 +311,8 @@ def test_filter_with_no_documents_makes_no_call():
     result = step_function(name)(context_for(name, llm, run=run), inputs)
     result.check_against(STEP_BY_NAME[name])
     assert llm.calls == []
-    assert json.loads(result.files["017-10-filter_documents_to_create_clean.json"]) == []
-    assert json.loads(result.files["017-9-filter_documents_to_create_raw.json"])["metadata"] == {
+    assert json.loads(result.files[step_file("filter_documents_to_create", "clean")]) == []
+    assert json.loads(result.files[step_file("filter_documents_to_create", "raw")])["metadata"] == {
         "llm_calls": 0
     }
 
@@ -513,7 +512,7 @@ def test_markdown_step_renders_every_string(run):
 
 def test_markdown_shows_undrafted_documents_and_extra_fields():
     run = RUNS[0]
-    documents = load_run_json(run, "017-8-filter_documents_to_find_clean.json")
+    documents = load_run_json(run, step_file("filter_documents_to_find", "clean"))
     undrafted = dict(documents[0])
     extra = {**documents[1], "impact_note": "kept by hand", "document_template_primary": None}
     markdown = render_documents_to_create_and_find([], [undrafted, extra])

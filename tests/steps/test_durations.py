@@ -8,9 +8,8 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles, step_file
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.doc_notes import split_notes
 from planexe_assets.steps.durations import (
     DependencyMapping,
@@ -26,8 +25,8 @@ from tests.support.replay import ReplayLLM, all_strings, context_for, inputs_fro
 from tests.support.replay import missing_from as _missing
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
-DEPENDENCIES = "021-task_dependencies_raw.json"
-DURATIONS = "022-2-task_durations.json"
+DEPENDENCIES = step_file("identify_task_dependencies")
+DURATIONS = step_file("estimate_task_durations")
 
 
 def _with_file(inputs: StepInputs, key: str, filename: str, text: str) -> StepInputs:
@@ -38,7 +37,7 @@ def _with_file(inputs: StepInputs, key: str, filename: str, text: str) -> StepIn
 
 
 def _titles(run: str) -> dict[str, str]:
-    phases = parse_level2_clean(load_run_json(run, "018-5-wbs_level2.json"))
+    phases = parse_level2_clean(load_run_json(run, step_file("wbs_level2", "clean")))
     return {p.id: p.major_phase_title for p in phases} | {
         s.id: s.description for p in phases for s in p.subtasks
     }
@@ -83,7 +82,7 @@ def test_dependency_step_replays_recorded_answer(run):
     )
     result.check_against(STEP_BY_NAME["identify_task_dependencies"])
     assert len(llm.calls) == 1
-    record = json.loads(result.files["021-task_dependencies_raw.json"])
+    record = json.loads(result.files[step_file("identify_task_dependencies")])
     assert record["task_dependency_details"] == raw["task_dependency_details"]
     assert {"metadata", "system_prompt", "user_prompt", "issues"} <= set(record)
     assert record["issues"] == result.notes["issues"]
@@ -124,7 +123,7 @@ def test_dependency_step_reports_invented_ids():
     assert any("'made-up-id'" in i for i in issues)
     assert any("'ghost'" in i for i in issues)
     assert any("depending on itself" in i for i in issues)
-    record = json.loads(result.files["021-task_dependencies_raw.json"])
+    record = json.loads(result.files[step_file("identify_task_dependencies")])
     assert len(record["task_dependency_details"]) == 2  # kept as answered, not silently dropped
     markdown = render_task_dependencies(DependencyMapping.model_validate(answer), _titles(run))
     body, notes = split_notes(markdown)
@@ -136,7 +135,7 @@ def test_dependency_step_rejects_bad_level2():
     inputs = _with_file(
         inputs_from_run("identify_task_dependencies", RUNS[0]),
         "wbs_level2",
-        "018-5-wbs_level2.json",
+        step_file("wbs_level2", "clean"),
         '{"phases": []}',
     )
     with pytest.raises(StepError, match="expected a list of phases"):
@@ -168,11 +167,11 @@ def _recorded_estimator(run: str):
 @pytest.mark.parametrize("run", RUNS)
 def test_duration_model_parses_recorded_answers(run):
     for i in (1, 2):
-        raw = load_run_json(run, f"022-1-{i}-task_durations_raw.json")
+        raw = load_run_json(run, step_file("estimate_task_durations", "chunk_raw", i))
         estimates = TimeEstimates.model_validate(raw)
         assert len(estimates.task_details) == len(raw["task_details"]) == 3
     aggregate = [TaskTimeEstimateDetail.model_validate(e) for e in load_run_json(run, DURATIONS)]
-    root = parse_wbs_project(load_run_json(run, "019-wbs_project_level1_and_level2.json"))
+    root = parse_wbs_project(load_run_json(run, step_file("wbs_project_level1_and_level2")))
     markdown = render_task_durations(aggregate, root)
     assert not _missing(all_strings([e.model_dump() for e in aggregate]), markdown)
     assert "unknown task" not in markdown
@@ -210,23 +209,23 @@ def test_duration_step_replays_recorded_answers(run):
     mapped: list[int] = []
     original_map = ctx.map_concurrent
 
-    def spy(fn, items):
+    def spy(fn, items, **kwargs):
         items = list(items)
         mapped.append(len(items))
-        return original_map(fn, items)
+        return original_map(fn, items, **kwargs)
 
     ctx.map_concurrent = spy
     result = step_function("estimate_task_durations")(ctx, inputs_from_run("estimate_task_durations", run))
     result.check_against(STEP_BY_NAME["estimate_task_durations"])
-    root = parse_wbs_project(load_run_json(run, "019-wbs_project_level1_and_level2.json"))
+    root = parse_wbs_project(load_run_json(run, step_file("wbs_project_level1_and_level2")))
     n_chunks = -(-len(root.descendants()) // 3)
     assert mapped == [n_chunks] and len(llm.calls) == n_chunks
     assert sorted(result.side_files) == sorted(
-        f"022-1-{i}-task_durations_raw.json" for i in range(1, n_chunks + 1)
+        step_file("estimate_task_durations", "chunk_raw", i) for i in range(1, n_chunks + 1)
     )
     # Same ids, same order (pre-order below the root), same recorded estimates.
     assert json.loads(result.files[DURATIONS]) == load_run_json(run, DURATIONS)
-    first = json.loads(result.side_files["022-1-1-task_durations_raw.json"])
+    first = json.loads(result.side_files[step_file("estimate_task_durations", "chunk_raw", 1)])
     assert first["requested_task_ids"] == [n.id for n in root.descendants()[:3]]
     assert {"task_details", "metadata", "system_prompt", "user_prompt", "issues"} <= set(first)
     assert result.notes["failed_chunks"] == [] and result.notes["invented_task_ids"] == []
@@ -241,7 +240,7 @@ def test_duration_step_fast_mode_runs_two_chunks():
         inputs_from_run("estimate_task_durations", run),
     )
     assert len(llm.calls) == 2
-    assert sorted(result.side_files) == ["022-1-1-task_durations_raw.json", "022-1-2-task_durations_raw.json"]
+    assert sorted(result.side_files) == [step_file("estimate_task_durations", "chunk_raw", 1), step_file("estimate_task_durations", "chunk_raw", 2)]
     assert len(json.loads(result.files[DURATIONS])) == 6
     assert result.notes["skipped_in_fast_mode"] == 51 - 6
 
@@ -261,14 +260,14 @@ def test_duration_step_reports_invented_and_omitted_ids():
         context_for("estimate_task_durations", ReplayLLM(responder=responder), run=run),
         inputs_from_run("estimate_task_durations", run),
     )
-    root = parse_wbs_project(load_run_json(run, "019-wbs_project_level1_and_level2.json"))
+    root = parse_wbs_project(load_run_json(run, step_file("wbs_project_level1_and_level2")))
     dropped = root.descendants()[3].id
     assert result.notes["invented_task_ids"] == ["invented-id"]
     assert result.notes["omitted_task_ids"] == [dropped]
     aggregate = json.loads(result.files[DURATIONS])
     assert len(aggregate) == len(root.descendants()) - 1
     assert {"invented-id", dropped}.isdisjoint(e["task_id"] for e in aggregate)
-    chunk2 = json.loads(result.side_files["022-1-2-task_durations_raw.json"])
+    chunk2 = json.loads(result.side_files[step_file("estimate_task_durations", "chunk_raw", 2)])
     assert chunk2["task_details"][0]["task_id"] == "invented-id"  # the raw answer is kept as given
     assert len(chunk2["issues"]) == 2
 
@@ -303,11 +302,11 @@ def test_duration_step_reports_a_failed_chunk_and_fails_when_all_fail():
         context_for("estimate_task_durations", ReplayLLM(responder=responder), run=run),
         inputs_from_run("estimate_task_durations", run),
     )
-    root = parse_wbs_project(load_run_json(run, "019-wbs_project_level1_and_level2.json"))
+    root = parse_wbs_project(load_run_json(run, step_file("wbs_project_level1_and_level2")))
     [failed] = result.notes["failed_chunks"]
     assert failed["chunk"] == 3 and failed["task_ids"] == [n.id for n in root.descendants()[6:9]]
     assert "every model failed" in failed["error"]
-    assert "022-1-3-task_durations_raw.json" not in result.side_files
+    assert step_file("estimate_task_durations", "chunk_raw", 3) not in result.side_files
     assert len(json.loads(result.files[DURATIONS])) == len(root.descendants()) - 3
 
     def always_fail(messages, model, label):
@@ -324,7 +323,7 @@ def test_duration_step_rejects_bad_wbs():
     inputs = _with_file(
         inputs_from_run("estimate_task_durations", RUNS[0]),
         "wbs_project",
-        "019-wbs_project_level1_and_level2.json",
+        step_file("wbs_project_level1_and_level2"),
         "[]",
     )
     with pytest.raises(StepError, match="wbs_project"):

@@ -13,9 +13,8 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepError, step_file
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError
 from planexe_assets.steps.doc_notes import split_notes
 from planexe_assets.steps.experts import (
     CRITICISM_PROMPT,
@@ -24,7 +23,7 @@ from planexe_assets.steps.experts import (
     MAX_EXPERTS_CONSULTED,
     ConsultationResult,
     ExpertConsultation,
-    ExpertDetails,
+    ProposedExperts,
     render_expert_review,
 )
 from tests.support.replay import (
@@ -41,9 +40,9 @@ from tests.support.replay import (
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 STEP = "expert_review"
-MARKDOWN = "016-2-expert_criticism.md"
-EXPERTS_RAW, EXPERTS_CLEAN = "015-1-experts_raw.json", "015-2-experts.json"
-CRITICISM = "016-1-{}-expert_criticism_raw.json"
+MARKDOWN = step_file("expert_review")
+EXPERTS_RAW, EXPERTS_CLEAN = step_file("expert_review", "experts_raw"), step_file("expert_review", "experts")
+CRITICISM = step_file("expert_review", "criticism_raw")
 
 
 def _finder_rounds(run: str) -> list[dict]:
@@ -87,7 +86,7 @@ def _rendered_from_recorded(run: str) -> tuple[str, list[str]]:
     results = [ConsultationResult(expert=e, consultation=c) for e, c in zip(experts, consultations, strict=False)]
     rounds = [experts_raw["metadata"]["result1"]["expert_count"], experts_raw["metadata"]["result2"]["expert_count"]]
     markdown = render_expert_review(experts, results, rounds=rounds)
-    strings = all_strings(ExpertDetails.model_validate(experts_raw).model_dump(mode="json"))
+    strings = all_strings(ProposedExperts.model_validate(experts_raw).model_dump(mode="json"))
     strings += all_strings([c.model_dump(mode="json") for c in consultations])
     return markdown, strings
 
@@ -97,7 +96,7 @@ def _rendered_from_recorded(run: str) -> tuple[str, list[str]]:
 
 @pytest.mark.parametrize("run", RUNS)
 def test_models_parse_recorded_outputs(run):
-    experts = ExpertDetails.model_validate(load_run_json(run, EXPERTS_RAW))
+    experts = ProposedExperts.model_validate(load_run_json(run, EXPERTS_RAW))
     assert len(experts.experts) == 8
     for n in (1, 2):
         consultation = ExpertConsultation.model_validate(load_run_json(run, CRITICISM.format(n)))
@@ -154,7 +153,7 @@ def test_step_replays_recorded_answers(run):
     assert json.loads(second[2]["content"]) == _finder_rounds(run)[0]
     assert second[3]["content"] == FINDER_FOLLOW_UP.strip()
     assert first[0]["content"] == FINDER_PROMPT.strip()
-    assert load_run_file(run, "014-2-swot_analysis.md").strip() in first[1]["content"]
+    assert load_run_file(run, step_file("swot_analysis", "markdown")).strip() in first[1]["content"]
 
     recorded = load_run_json(run, EXPERTS_RAW)
     experts_raw = json.loads(result.side_files[EXPERTS_RAW])

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles, step_file
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.common import compact_json_for_prompt
 from planexe_assets.steps.governance import (
     GOVERNANCE_SECTIONS,
@@ -55,40 +54,40 @@ class Phase:
 PHASES = (
     Phase(
         "governance_phase1_audit",
-        "006-1-governance_phase1_audit_raw.json",
-        "006-2-governance_phase1_audit.md",
+        step_file("governance_phase1_audit", "raw"),
+        step_file("governance_phase1_audit", "markdown"),
         GovernanceAudit,
         render_governance_audit,
         ("project-plan.md",),
     ),
     Phase(
         "governance_phase2_bodies",
-        "006-3-governance_phase2_bodies_raw.json",
-        "006-4-governance_phase2_bodies.md",
+        step_file("governance_phase2_bodies", "raw"),
+        step_file("governance_phase2_bodies", "markdown"),
         GovernanceBodies,
         render_governance_bodies,
         ("project-plan.md", "governance-audit.md"),
     ),
     Phase(
         "governance_phase3_impl_plan",
-        "006-5-governance_phase3_impl_plan_raw.json",
-        "006-6-governance_phase3_impl_plan.md",
+        step_file("governance_phase3_impl_plan", "raw"),
+        step_file("governance_phase3_impl_plan", "markdown"),
         GovernanceImplementationPlan,
         render_implementation_plan,
         ("project-plan.json", "governance-bodies.json"),
     ),
     Phase(
         "governance_phase4_decision_escalation_matrix",
-        "006-7-governance_phase4_decision_escalation_matrix_raw.json",
-        "006-8-governance_phase4_decision_escalation_matrix.md",
+        step_file("governance_phase4_decision_escalation_matrix", "raw"),
+        step_file("governance_phase4_decision_escalation_matrix", "markdown"),
         DecisionEscalationMatrix,
         render_escalation_matrix,
         ("project-plan.json", "governance-bodies.json", "governance-implementation-plan.json"),
     ),
     Phase(
         "governance_phase5_monitoring_progress",
-        "006-9-governance_phase5_monitoring_progress_raw.json",
-        "006-10-governance_phase5_monitoring_progress.md",
+        step_file("governance_phase5_monitoring_progress", "raw"),
+        step_file("governance_phase5_monitoring_progress", "markdown"),
         GovernanceMonitoring,
         render_monitoring_progress,
         (
@@ -100,8 +99,8 @@ PHASES = (
     ),
     Phase(
         "governance_phase6_extra",
-        "006-11-governance_phase6_extra_raw.json",
-        "006-12-governance_phase6_extra.md",
+        step_file("governance_phase6_extra", "raw"),
+        step_file("governance_phase6_extra", "markdown"),
         GovernanceReview,
         render_governance_review,
         (
@@ -116,7 +115,7 @@ PHASES = (
 )
 PHASE_BY_STEP = {p.step: p for p in PHASES}
 ALL_BLOCK_NAMES = {name for p in PHASES for name in p.extra_blocks} | set(BASE_BLOCKS)
-CONSOLIDATED = "006-13-consolidate_governance.md"
+CONSOLIDATED = step_file("consolidate_governance")
 
 
 def _norm(text: str) -> str:
@@ -188,7 +187,7 @@ def test_models_reject_an_empty_main_list(model, field):
 
 
 def test_implementation_step_without_dependencies_says_so():
-    raw = load_run_json("20250321_silo", "006-5-governance_phase3_impl_plan_raw.json")
+    raw = load_run_json("20250321_silo", step_file("governance_phase3_impl_plan", "raw"))
     plan = GovernanceImplementationPlan.model_validate(raw)
     assert plan.governance_implementation_plan[0].dependencies == []
     first_step = render_implementation_plan(plan).split("## Step 2")[0]
@@ -226,7 +225,7 @@ def test_phase_step_replays_recorded_answer(phase, run):
 
     system, user = (m["content"] for m in call["messages"])
     assert raw["system_prompt"] == system and raw["user_prompt"] == user
-    plan_text = load_run_file(run, "001-2-plan.txt").strip()
+    plan_text = load_run_file(run, step_file("setup")).strip()
     assert plan_text in user and plan_text not in system
     assert _block_names(user) == set(BASE_BLOCKS) | set(phase.extra_blocks)
     # Raw upstream JSON reaches the prompt without its bookkeeping.
@@ -247,8 +246,8 @@ def test_phase3_shows_the_bodies_and_project_plan_as_compact_json():
     run = RUNS[0]
     _, llm = _run("governance_phase3_impl_plan", run, [load_run_json(run, PHASES[2].raw)])
     user = llm.calls[0]["messages"][1]["content"]
-    bodies = GovernanceBodies.model_validate(load_run_json(run, "006-3-governance_phase2_bodies_raw.json"))
-    plan = GoalDefinition.model_validate(load_run_json(run, "005-1-project_plan_raw.json"))
+    bodies = GovernanceBodies.model_validate(load_run_json(run, step_file("governance_phase2_bodies", "raw")))
+    plan = GoalDefinition.model_validate(load_run_json(run, step_file("project_plan", "raw")))
     assert f"File 'governance-bodies.json':\n{compact_json_for_prompt(bodies)}" in user
     assert f"File 'project-plan.json':\n{compact_json_for_prompt(plan)}" in user
 
@@ -257,7 +256,7 @@ def test_phase1_shows_the_project_plan_markdown():
     run = RUNS[1]
     _, llm = _run("governance_phase1_audit", run, [load_run_json(run, PHASES[0].raw)])
     user = llm.calls[0]["messages"][1]["content"]
-    assert load_run_file(run, "005-2-project_plan.md").strip() in user
+    assert load_run_file(run, step_file("project_plan", "markdown")).strip() in user
 
 
 def test_escalation_targets_outside_the_bodies_are_reported():
@@ -283,7 +282,7 @@ def test_escalation_targets_outside_the_bodies_are_reported():
     }
     result, _ = _run("governance_phase4_decision_escalation_matrix", run, [invented])
     assert result.notes["escalation_levels_not_among_bodies"] == ["[offline] Council of Elders"]
-    markdown = result.files["006-8-governance_phase4_decision_escalation_matrix.md"]
+    markdown = result.files[step_file("governance_phase4_decision_escalation_matrix", "markdown")]
     assert "[offline] Council of Elders" in markdown and "Project Steering Committee" in markdown
 
 
@@ -297,9 +296,9 @@ def test_recorded_escalation_to_a_plain_role_is_noted():
 @pytest.mark.parametrize(
     ("contents", "message"),
     [
-        ({"006-3-governance_phase2_bodies_raw.json": "{oops"}, "not valid JSON"),
-        ({"006-3-governance_phase2_bodies_raw.json": "[]"}, "should hold a JSON object"),
-        ({"006-3-governance_phase2_bodies_raw.json": '{"bodies": []}'}, "internal_governance_bodies"),
+        ({step_file("governance_phase2_bodies", "raw"): "{oops"}, "not valid JSON"),
+        ({step_file("governance_phase2_bodies", "raw"): "[]"}, "should hold a JSON object"),
+        ({step_file("governance_phase2_bodies", "raw"): '{"bodies": []}'}, "internal_governance_bodies"),
         ({}, "was not loaded"),
     ],
 )
@@ -321,7 +320,7 @@ def test_phase6_rejects_a_project_plan_that_is_not_a_goal_definition():
     inputs = _with_input(
         inputs_from_run("governance_phase6_extra", run),
         "project_plan",
-        {"005-1-project_plan_raw.json": '{"goal_statement": "x"}', "005-2-project_plan.md": "## Goal\n\nx\n"},
+        {step_file("project_plan", "raw"): '{"goal_statement": "x"}', step_file("project_plan", "markdown"): "## Goal\n\nx\n"},
     )
     with pytest.raises(StepError, match="005-1-project_plan_raw.json.*GoalDefinition"):
         step_function("governance_phase6_extra")(
@@ -334,7 +333,7 @@ def test_phase2_rejects_an_empty_audit_markdown():
     inputs = _with_input(
         inputs_from_run("governance_phase2_bodies", run),
         "governance_phase1_audit",
-        {"006-1-governance_phase1_audit_raw.json": "{}", "006-2-governance_phase1_audit.md": "\n"},
+        {step_file("governance_phase1_audit", "raw"): "{}", step_file("governance_phase1_audit", "markdown"): "\n"},
     )
     with pytest.raises(StepError, match="006-2-governance_phase1_audit.md.*empty"):
         step_function("governance_phase2_bodies")(
@@ -370,9 +369,9 @@ def test_consolidate_rejects_an_empty_phase():
     inputs = _with_input(
         inputs_from_run("consolidate_governance", run),
         "governance_phase5_monitoring_progress",
-        {"006-10-governance_phase5_monitoring_progress.md": ""},
+        {step_file("governance_phase5_monitoring_progress", "markdown"): ""},
     )
-    with pytest.raises(StepError, match="006-10-governance_phase5_monitoring_progress.md"):
+    with pytest.raises(StepError, match=step_file("governance_phase5_monitoring_progress", "markdown")):
         step_function("consolidate_governance")(
             context_for("consolidate_governance", ReplayLLM(answers=[]), run=run), inputs
         )
@@ -401,5 +400,5 @@ def test_stage_runs_on_its_own_outputs(run):
     consolidated = produced["consolidate_governance"][CONSOLIDATED]
     for phase in PHASES:
         assert produced[phase.step][phase.markdown].strip() in consolidated
-    bodies = GovernanceBodies.model_validate(load_run_json(run, "006-3-governance_phase2_bodies_raw.json"))
+    bodies = GovernanceBodies.model_validate(load_run_json(run, step_file("governance_phase2_bodies", "raw")))
     assert all(f"{body.name}" in consolidated for body in bodies.internal_governance_bodies)

@@ -12,16 +12,15 @@ import uuid
 
 import pytest
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles, step_file
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.doc_notes import split_notes
 from planexe_assets.steps.levers import (
     FOLLOW_UP_PROMPTS,
     BatchCharacterizationResult,
     DeduplicationAnalysis,
-    DocumentDetails,
     LeverAssessment,
+    LeverProposals,
     VitalLeversAssessmentResult,
     render_strategic_decisions,
     select_vital_levers,
@@ -30,12 +29,12 @@ from tests.support.replay import ReplayLLM, all_strings, context_for, inputs_fro
 from tests.support.replay import missing_from as _missing
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
-POTENTIAL_RAW = "002-9-potential_levers_raw.json"
-POTENTIAL_CLEAN = "002-10-potential_levers.json"
-DEDUP_RAW = "002-11-deduplicated_levers_raw.json"
-ENRICHED_RAW = "002-12-enriched_levers_raw.json"
-VITAL_RAW = "002-13-vital_few_levers_raw.json"
-DECISIONS_MD = "002-14-strategic_decisions.md"
+POTENTIAL_RAW = step_file("potential_levers", "raw")
+POTENTIAL_CLEAN = step_file("potential_levers", "clean")
+DEDUP_RAW = step_file("deduplicate_levers", "raw")
+ENRICHED_RAW = step_file("enrich_levers", "raw")
+VITAL_RAW = step_file("focus_on_vital_few_levers", "raw")
+DECISIONS_MD = step_file("strategic_decisions_markdown", "markdown")
 
 
 def _replace_input(inputs: StepInputs, key: str, filename: str, text: str) -> StepInputs:
@@ -77,7 +76,7 @@ def test_potential_levers_model_parses_every_recorded_turn(run):
     raw = load_run_json(run, POTENTIAL_RAW)
     assert len(raw["responses"]) == 3
     for answer in raw["responses"]:
-        details = DocumentDetails.model_validate(answer)
+        details = LeverProposals.model_validate(answer)
         assert len(details.levers) == 5
         assert all(len(lever.options) == 3 for lever in details.levers)
 

@@ -7,8 +7,7 @@ import json
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from planexe_assets.step_table import STEP_BY_NAME
-from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
+from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles, step_file
 from planexe_assets.steps.locations import (
     CurrencyStrategy,
     IdentifiedRisks,
@@ -36,19 +35,19 @@ RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 # step -> (recorded raw file, response model, renderer, step function)
 STEPS = {
     "physical_locations": (
-        "002-20-physical_locations_raw.json",
+        step_file("physical_locations", "raw"),
         PhysicalLocations,
         render_physical_locations,
         run_physical_locations,
     ),
     "currency_strategy": (
-        "002-22-currency_strategy_raw.json",
+        step_file("currency_strategy", "raw"),
         CurrencyStrategy,
         render_currency_strategy,
         run_currency_strategy,
     ),
     "identify_risks": (
-        "003-1-identify_risks_raw.json",
+        step_file("identify_risks", "raw"),
         IdentifiedRisks,
         render_identify_risks,
         run_identify_risks,
@@ -142,16 +141,16 @@ def test_step_replays_recorded_answer(run: str, step: str) -> None:
 
     # The plan and the upstream documents travel as data in the user turn only.
     system, user = llm.calls[0]["messages"]
-    plan = load_run_file(run, "001-2-plan.txt").strip()
+    plan = load_run_file(run, step_file("setup")).strip()
     assert system["role"] == "system" and user["role"] == "user"
     assert plan in user["content"] and plan not in system["content"]
     for name in ("plan.txt", "purpose.md", "plan_type.md", "strategic_decisions.md", "scenarios.md"):
         assert f"File '{name}':" in user["content"]
     assert raw["user_prompt"] == user["content"] and raw["system_prompt"] == system["content"]
     if step in ("currency_strategy", "identify_risks"):
-        assert load_run_file(run, "002-21-physical_locations.md").strip() in user["content"]
+        assert load_run_file(run, step_file("physical_locations", "markdown")).strip() in user["content"]
     if step == "identify_risks":
-        assert load_run_file(run, "002-23-currency_strategy.md").strip() in user["content"]
+        assert load_run_file(run, step_file("currency_strategy", "markdown")).strip() in user["content"]
 
 
 def test_physical_locations_renumbers_item_index() -> None:
@@ -161,7 +160,7 @@ def test_physical_locations_renumbers_item_index() -> None:
     llm = ReplayLLM(answers=[answer])
     ctx = context_for("physical_locations", llm, run="20250321_silo")
     result = run_physical_locations(ctx, inputs_from_run("physical_locations", "20250321_silo"))
-    raw = json.loads(result.files["002-20-physical_locations_raw.json"])
+    raw = json.loads(result.files[step_file("physical_locations", "raw")])
     assert [i["item_index"] for i in raw["physical_locations"]] == [1, 2, 3]
 
 
@@ -169,7 +168,7 @@ def test_physical_locations_skips_the_model_for_a_digital_plan() -> None:
     inputs = with_file(
         inputs_from_run("physical_locations", "20250321_silo"),
         "plan_type",
-        "002-7-plan_type_raw.json",
+        step_file("plan_type", "raw"),
         json.dumps({"explanation": "Everything happens in software.", "plan_type": "digital"}),
     )
     llm = ReplayLLM(answers=[])
@@ -177,10 +176,10 @@ def test_physical_locations_skips_the_model_for_a_digital_plan() -> None:
 
     result.check_against(STEP_BY_NAME["physical_locations"])
     assert llm.calls == []
-    raw = json.loads(result.files["002-20-physical_locations_raw.json"])
+    raw = json.loads(result.files[step_file("physical_locations", "raw")])
     assert raw["physical_locations"] == [] and raw["has_location_in_plan"] is False
     assert raw["metadata"]["llm_call_skipped"] is True
-    markdown = result.files["002-21-physical_locations.md"]
+    markdown = result.files[step_file("physical_locations", "markdown")]
     assert "purely digital" in markdown and "Everything happens in software." in markdown
     assert result.notes["llm_calls"] == 0
 
@@ -198,11 +197,11 @@ def test_physical_locations_rejects_bad_plan_type(plan_type_file: str) -> None:
     inputs = with_file(
         inputs_from_run("physical_locations", "20250321_silo"),
         "plan_type",
-        "002-7-plan_type_raw.json",
+        step_file("plan_type", "raw"),
         plan_type_file,
     )
     llm = ReplayLLM(answers=[])
-    with pytest.raises(StepError, match="002-7-plan_type_raw.json"):
+    with pytest.raises(StepError, match=step_file("plan_type", "raw")):
         run_physical_locations(context_for("physical_locations", llm, run="20250321_silo"), inputs)
     assert llm.calls == []
 
@@ -212,11 +211,11 @@ def test_currency_strategy_requires_the_locations_document(text: str | None) -> 
     inputs = with_file(
         inputs_from_run("currency_strategy", "20260310_hong_kong_game"),
         "physical_locations",
-        "002-21-physical_locations.md",
+        step_file("physical_locations", "markdown"),
         text,
     )
     llm = ReplayLLM(answers=[])
-    with pytest.raises(StepError, match="002-21-physical_locations.md"):
+    with pytest.raises(StepError, match=step_file("physical_locations", "markdown")):
         run_currency_strategy(context_for("currency_strategy", llm, run="20260310_hong_kong_game"), inputs)
     assert llm.calls == []
 

@@ -7,9 +7,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles, step_file
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.pitch import (
     END_MARKER,
     START_MARKER,
@@ -31,9 +30,9 @@ from tests.support.replay import (
 )
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
-PITCH_RAW = "020-1-pitch_raw.json"
-MARKDOWN_RAW = "020-2-pitch_to_markdown_raw.json"
-MARKDOWN = "020-3-pitch.md"
+PITCH_RAW = step_file("pitch")
+MARKDOWN_RAW = step_file("pitch_markdown", "raw")
+MARKDOWN = step_file("pitch_markdown", "markdown")
 
 
 def _with_file(inputs: StepInputs, key: str, filename: str, text: str) -> StepInputs:
@@ -77,7 +76,7 @@ def test_pitch_step_replays_recorded_answer(run):
         "related-resources.md",
     ):
         assert f"File '{name}':" in user
-    tree = load_run_json(run, "019-wbs_project_level1_and_level2.json")
+    tree = load_run_json(run, step_file("wbs_project_level1_and_level2"))
     assert json.dumps(tree, separators=(",", ":"), ensure_ascii=False) in user
     assert tree["wbs_project"]["description"] not in record["system_prompt"]
     assert result.notes["empty_fields"] == []
@@ -85,7 +84,7 @@ def test_pitch_step_replays_recorded_answer(run):
 
 def test_pitch_step_rejects_bad_wbs():
     inputs = _with_file(
-        inputs_from_run("pitch", RUNS[0]), "wbs_project", "019-wbs_project_level1_and_level2.json", "[]"
+        inputs_from_run("pitch", RUNS[0]), "wbs_project", step_file("wbs_project_level1_and_level2"), "[]"
     )
     with pytest.raises(StepError, match="JSON object"):
         step_function("pitch")(context_for("pitch", ReplayLLM(answers=[])), inputs)

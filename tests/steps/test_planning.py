@@ -8,14 +8,13 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles, step_file
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.common import compact_json_for_prompt
 from planexe_assets.steps.planning import (
-    ExpertDetails,
     GoalDefinition,
     PreProjectAssessment,
+    PreProjectReviews,
     clean_assessment,
     go_no_go_verdict,
     render_project_plan,
@@ -33,10 +32,10 @@ from tests.support.replay import (
 )
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
-PRE_RAW = "004-1-pre_project_assessment_raw.json"
-PRE_CLEAN = "004-2-pre_project_assessment.json"
-PLAN_RAW = "005-1-project_plan_raw.json"
-PLAN_MD = "005-2-project_plan.md"
+PRE_RAW = step_file("pre_project_assessment", "raw")
+PRE_CLEAN = step_file("pre_project_assessment", "clean")
+PLAN_RAW = step_file("project_plan", "raw")
+PLAN_MD = step_file("project_plan", "markdown")
 
 
 def _with_input(inputs: StepInputs, key: str, contents: dict[str, str]) -> StepInputs:
@@ -62,7 +61,7 @@ def _run(step_name: str, run: str, answers: list, *, fast: bool = False, inputs:
 @pytest.mark.parametrize("run", RUNS)
 def test_expert_details_parse_recorded_output(run):
     raw = load_run_json(run, PRE_RAW)
-    details = ExpertDetails.model_validate(raw)
+    details = PreProjectReviews.model_validate(raw)
     assert len(details.expert1.feedback_item_list) == len(raw["expert1"]["feedback_item_list"]) >= 1
     assert details.expert2.expert_full_name == raw["expert2"]["expert_full_name"]
     assert details.go_no_go_recommendation == raw["go_no_go_recommendation"]
@@ -72,13 +71,13 @@ def test_expert_needs_at_least_one_feedback_item():
     raw = load_run_json(RUNS[0], PRE_RAW)
     raw["expert2"]["feedback_item_list"] = []
     with pytest.raises(ValidationError):
-        ExpertDetails.model_validate(raw)
+        PreProjectReviews.model_validate(raw)
 
 
 @pytest.mark.parametrize("run", RUNS)
 def test_clean_assessment_matches_recorded_clean_file(run):
     """Our flattening gives exactly PlanExe's clean JSON: both experts' items, expert1 first."""
-    details = ExpertDetails.model_validate(load_run_json(run, PRE_RAW))
+    details = PreProjectReviews.model_validate(load_run_json(run, PRE_RAW))
     assert clean_assessment(details).model_dump(mode="json") == load_run_json(run, PRE_CLEAN)
 
 
@@ -87,24 +86,24 @@ def test_pre_project_assessment_step_replays_recorded_answer(run):
     result, llm = _run("pre_project_assessment", run, [load_run_json(run, PRE_RAW)])
 
     assert set(result.files) == {PRE_RAW, PRE_CLEAN}
-    assert len(llm.calls) == 1 and llm.calls[0]["response_model"] is ExpertDetails
+    assert len(llm.calls) == 1 and llm.calls[0]["response_model"] is PreProjectReviews
     assert llm.calls[0]["label"] == "pre_project_assessment"
 
     raw = json.loads(result.files[PRE_RAW])
-    assert ExpertDetails.model_validate(raw) == ExpertDetails.model_validate(load_run_json(run, PRE_RAW))
+    assert PreProjectReviews.model_validate(raw) == PreProjectReviews.model_validate(load_run_json(run, PRE_RAW))
     assert {"metadata", "system_prompt", "user_prompt"} <= set(raw)
     assert raw["metadata"]["llm_model"] == "replay"
     assert json.loads(result.files[PRE_CLEAN]) == load_run_json(run, PRE_CLEAN)
 
     system, user = (m["content"] for m in llm.calls[0]["messages"])
-    plan_text = load_run_file(run, "001-2-plan.txt").strip()
+    plan_text = load_run_file(run, step_file("setup")).strip()
     assert "2026" in system  # the plan's creation year, as context_for sets it
     assert plan_text not in system
     assert raw["system_prompt"] == system and raw["user_prompt"] == user
     for name in ("plan.txt", "strategic_decisions.md", "scenarios.md", "assumptions.md"):
         assert f"File '{name}':" in user
     assert plan_text in user
-    assert load_run_file(run, "003-11-consolidate_assumptions_short.md").strip() in user
+    assert load_run_file(run, step_file("consolidate_assumptions_markdown", "short")).strip() in user
     assert result.notes["feedback_items"] == len(json.loads(result.files[PRE_CLEAN])["feedback"])
     assert result.notes["go_no_go_verdict"] == "Proceed with Caution"
 
@@ -130,9 +129,9 @@ def test_pre_project_assessment_fast_mode_changes_nothing():
 
 def test_pre_project_assessment_rejects_an_empty_plan_before_calling_the_model():
     run = RUNS[0]
-    inputs = _with_input(inputs_from_run("pre_project_assessment", run), "setup", {"001-2-plan.txt": "  \n"})
+    inputs = _with_input(inputs_from_run("pre_project_assessment", run), "setup", {step_file("setup"): "  \n"})
     llm = ReplayLLM(answers=[])
-    with pytest.raises(StepError, match="001-2-plan.txt"):
+    with pytest.raises(StepError, match=step_file("setup")):
         step_function("pre_project_assessment")(context_for("pre_project_assessment", llm, run=run), inputs)
     assert llm.calls == []
 
@@ -140,7 +139,7 @@ def test_pre_project_assessment_rejects_an_empty_plan_before_calling_the_model()
 def test_pre_project_assessment_reports_a_missing_upstream_file():
     run = RUNS[0]
     inputs = _with_input(inputs_from_run("pre_project_assessment", run), "scenarios_markdown", {})
-    with pytest.raises(StepError, match="002-19-scenarios.md"):
+    with pytest.raises(StepError, match=step_file("scenarios_markdown", "markdown")):
         step_function("pre_project_assessment")(
             context_for("pre_project_assessment", ReplayLLM(answers=[]), run=run), inputs
         )
@@ -206,10 +205,10 @@ def test_project_plan_step_replays_recorded_answer(run):
     assert result.files[PLAN_MD] == render_project_plan(plan)
 
     system, user = (m["content"] for m in llm.calls[0]["messages"])
-    assert load_run_file(run, "001-2-plan.txt").strip() not in system
+    assert load_run_file(run, step_file("setup")).strip() not in system
     clean = PreProjectAssessment.model_validate(load_run_json(run, PRE_CLEAN))
     assert f"File 'pre-project-assessment.json':\n{compact_json_for_prompt(clean)}" in user
-    assert load_run_file(run, "002-14-strategic_decisions.md").strip() in user
+    assert load_run_file(run, step_file("strategic_decisions_markdown", "markdown")).strip() in user
 
 
 def test_project_plan_reads_our_own_pre_project_output():

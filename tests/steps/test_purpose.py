@@ -7,14 +7,13 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles, step_file
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.purpose import (
-    DocumentDetails,
     PlanPurpose,
     PlanPurposeInfo,
     PlanType,
+    PlanTypeAssessment,
     render_identify_purpose,
     render_plan_type,
 )
@@ -31,10 +30,10 @@ from tests.support.replay import (
 )
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
-PURPOSE_RAW = "002-5-identify_purpose_raw.json"
-PURPOSE_MD = "002-6-identify_purpose.md"
-TYPE_RAW = "002-7-plan_type_raw.json"
-TYPE_MD = "002-8-plan_type.md"
+PURPOSE_RAW = step_file("identify_purpose", "raw")
+PURPOSE_MD = step_file("identify_purpose", "markdown")
+TYPE_RAW = step_file("plan_type", "raw")
+TYPE_MD = step_file("plan_type", "markdown")
 
 
 # --- identify_purpose ------------------------------------------------------------------------------
@@ -93,7 +92,7 @@ def test_purpose_step_replays_recorded_answer(run):
         "system_prompt",
         "user_prompt",
     }
-    assert load_run_file(run, "001-2-plan.txt").strip() in llm.calls[0]["messages"][1]["content"]
+    assert load_run_file(run, step_file("setup")).strip() in llm.calls[0]["messages"][1]["content"]
     assert result.notes == {"purpose": "business"}
 
 
@@ -103,17 +102,17 @@ def test_purpose_step_replays_recorded_answer(run):
 @pytest.mark.parametrize("run", RUNS)
 def test_plan_type_model_parses_recorded_output(run):
     raw = load_run_json(run, TYPE_RAW)
-    details = DocumentDetails.model_validate(raw)
+    details = PlanTypeAssessment.model_validate(raw)
     assert details.plan_type == PlanType.PHYSICAL
     assert details.explanation == raw["explanation"]
 
 
 @pytest.mark.parametrize("run", RUNS)
 def test_plan_type_renderer_keeps_every_string(run):
-    details = DocumentDetails.model_validate(load_run_json(run, TYPE_RAW))
+    details = PlanTypeAssessment.model_validate(load_run_json(run, TYPE_RAW))
     markdown = render_plan_type(details)
     assert not _missing(all_strings(details.model_dump(mode="json")), markdown)
-    digital = render_plan_type(DocumentDetails(explanation="x", plan_type="digital"))
+    digital = render_plan_type(PlanTypeAssessment(explanation="x", plan_type="digital"))
     assert "digital" in digital and digital != markdown
 
 

@@ -8,9 +8,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles, step_file
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.doc_notes import NOTES_MARKER, split_notes
 from planexe_assets.steps.qa import (
     PremortemAnalysis,
@@ -38,7 +37,7 @@ def assert_all_strings_in(document: str, value) -> None:
 
 
 def recorded_qa(run: str) -> dict:
-    raw = load_run_json(run, "027-1-questions_and_answers_raw.json")
+    raw = load_run_json(run, step_file("questions_and_answers", "raw"))
     return {k: raw[k] for k in QA_FIELDS}
 
 
@@ -56,7 +55,7 @@ def qa_rounds(run: str) -> list[dict]:
 
 
 def recorded_premortem(run: str) -> dict:
-    raw = load_run_json(run, "028-1-premortem_raw.json")
+    raw = load_run_json(run, step_file("premortem", "raw"))
     return {k: raw[k] for k in PREMORTEM_FIELDS}
 
 
@@ -216,12 +215,12 @@ def test_questions_and_answers_replays_recorded_turns(run):
     assert "File 'review-plan.md'" in first[1]["content"]
     assert "File 'review-plan.md'" not in first[0]["content"]
 
-    raw = json.loads(result.files["027-1-questions_and_answers_raw.json"])
+    raw = json.loads(result.files[step_file("questions_and_answers", "raw")])
     assert {k: raw[k] for k in QA_FIELDS} == recorded_qa(run)
     assert len(raw["metadata"]) == 2 and "failed_rounds" not in raw
     assert result.notes["rounds_completed"] == 2 and result.notes["pairs"] == 10
-    assert_all_strings_in(result.files["027-2-questions_and_answers.md"], recorded_qa(run))
-    assert result.files["027-3-questions_and_answers.html"].count('<div class="question-answer-pair">') == 10
+    assert_all_strings_in(result.files[step_file("questions_and_answers", "markdown")], recorded_qa(run))
+    assert result.files[step_file("questions_and_answers", "html")].count('<div class="question-answer-pair">') == 10
 
 
 def test_questions_and_answers_reports_failed_follow_up():
@@ -238,14 +237,14 @@ def test_questions_and_answers_reports_failed_follow_up():
         context_for("questions_and_answers", llm, run=run), inputs_from_run("questions_and_answers", run)
     )
     assert len(llm.calls) == 2
-    raw = json.loads(result.files["027-1-questions_and_answers_raw.json"])
+    raw = json.loads(result.files[step_file("questions_and_answers", "raw")])
     assert [p["item_index"] for p in raw["question_answer_pairs"]] == [1, 2, 3, 4, 5]
     assert "every model failed" in raw["failed_rounds"][0]
     # The failure is a note at the end of both documents, never above the answers.
-    body, notes = split_notes(result.files["027-2-questions_and_answers.md"])
+    body, notes = split_notes(result.files[step_file("questions_and_answers", "markdown")])
     assert body.startswith("## Summary") and "every model failed" not in body
     assert notes.startswith("- Follow-up round (risks, ethics and wider consequences) failed: ")
-    page = result.files["027-3-questions_and_answers.html"]
+    page = result.files[step_file("questions_and_answers", "html")]
     assert page.index('<div class="question-answer-pair">') < page.index('<details class="doc-notes">')
     assert "every model failed" in page[page.index('<details class="doc-notes">') :]
     assert result.notes["rounds_completed"] == 1 and len(result.notes["failed_rounds"]) == 1
@@ -270,9 +269,9 @@ def test_merge_renumbers_and_joins_summaries():
 
 def test_questions_and_answers_rejects_blank_upstream():
     inputs = replace_upstream(
-        inputs_from_run("questions_and_answers", RUNS[0]), "pitch_markdown", "020-3-pitch.md", ""
+        inputs_from_run("questions_and_answers", RUNS[0]), "pitch_markdown", step_file("pitch_markdown", "markdown"), ""
     )
-    with pytest.raises(StepError, match="020-3-pitch.md"):
+    with pytest.raises(StepError, match=step_file("pitch_markdown", "markdown")):
         run_questions_and_answers(
             context_for("questions_and_answers", ReplayLLM(answers=[]), run=RUNS[0]), inputs
         )
@@ -296,7 +295,7 @@ def test_premortem_replays_recorded_rounds(run):
     first_user = llm.calls[0]["messages"][1]["content"]
     assert "File 'questions-and-answers.md'" in first_user and "File 'review-plan.md'" in first_user
 
-    raw = json.loads(result.files["028-1-premortem_raw.json"])
+    raw = json.loads(result.files[step_file("premortem", "raw")])
     recorded = recorded_premortem(run)
     assert raw["assumptions_to_kill"] == recorded["assumptions_to_kill"]
     expected_modes = [
@@ -305,7 +304,7 @@ def test_premortem_replays_recorded_rounds(run):
     assert raw["failure_modes"] == expected_modes
     assert len(raw["metadata"]) == 3
     assert not {"failed_rounds", "relabelled_assumptions", "unknown_root_causes"} & set(raw)
-    markdown = result.files["028-2-premortem.md"]
+    markdown = result.files[step_file("premortem", "markdown")]
     assert_all_strings_in(markdown, recorded)
     assert "### FM9: " in markdown and NOTES_MARKER not in markdown
 
@@ -317,7 +316,7 @@ def test_premortem_fast_mode_runs_one_round():
         context_for("premortem", llm, run=run, fast=True), inputs_from_run("premortem", run)
     )
     assert len(llm.calls) == 1
-    raw = json.loads(result.files["028-1-premortem_raw.json"])
+    raw = json.loads(result.files[step_file("premortem", "raw")])
     assert [a["assumption_id"] for a in raw["assumptions_to_kill"]] == ["A1", "A2", "A3"]
     assert result.notes["rounds_requested"] == 1 and result.notes["rounds_completed"] == 1
 
@@ -340,14 +339,14 @@ def test_premortem_reports_failed_round_and_relabels_the_next():
     third = llm.calls[2]["messages"]
     assert len(third) == 1 + 2 + 1 and "A4, A5, A6" in third[-1]["content"]
 
-    raw = json.loads(result.files["028-1-premortem_raw.json"])
+    raw = json.loads(result.files[step_file("premortem", "raw")])
     assert [a["assumption_id"] for a in raw["assumptions_to_kill"]] == [f"A{n}" for n in range(1, 7)]
     assert [fm["root_cause_assumption_id"] for fm in raw["failure_modes"][3:]] == ["A4", "A5", "A6"]
     assert raw["assumptions_to_kill"][3]["statement"] == rounds[2]["assumptions_to_kill"][0]["statement"]
     assert "Round 2 of 3 failed" in raw["failed_rounds"][0]
     assert len(raw["relabelled_assumptions"]) == 3
     assert result.notes["rounds_completed"] == 2
-    markdown = result.files["028-2-premortem.md"]
+    markdown = result.files[step_file("premortem", "markdown")]
     # The premortem opens with its text; what went wrong is grouped in the notes at the end.
     body, notes = split_notes(markdown)
     assert body.startswith("A premortem starts") and "Round 2 of 3 failed" not in body
@@ -385,12 +384,12 @@ def test_premortem_reports_unknown_root_cause_ids(caplog):
     result = run_premortem(
         context_for("premortem", llm, run=RUNS[0], fast=True), inputs_from_run("premortem", RUNS[0])
     )
-    raw = json.loads(result.files["028-1-premortem_raw.json"])
+    raw = json.loads(result.files[step_file("premortem", "raw")])
     assert [fm["root_cause_assumption_id"] for fm in raw["failure_modes"]] == ["A2", "A42"]
     assert result.notes["unknown_root_causes"] == [
         "FM2 names root cause 'A42', which is not one of the listed assumptions."
     ]
-    markdown = result.files["028-2-premortem.md"]
+    markdown = result.files[step_file("premortem", "markdown")]
     assert "A42 (not a listed assumption)" in markdown
     # The diagnostic is the last thing in the document, not its first lines.
     body, notes = split_notes(markdown)
@@ -406,7 +405,7 @@ def test_premortem_reports_unknown_root_cause_ids(caplog):
 
 def test_premortem_rejects_blank_qa_upstream():
     inputs = replace_upstream(
-        inputs_from_run("premortem", RUNS[0]), "questions_and_answers", "027-2-questions_and_answers.md", " "
+        inputs_from_run("premortem", RUNS[0]), "questions_and_answers", step_file("questions_and_answers", "markdown"), " "
     )
-    with pytest.raises(StepError, match="027-2-questions_and_answers.md"):
+    with pytest.raises(StepError, match=step_file("questions_and_answers", "markdown")):
         run_premortem(context_for("premortem", ReplayLLM(answers=[]), run=RUNS[0]), inputs)

@@ -9,9 +9,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepInputs, UpstreamFiles, step_file
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepInputs, UpstreamFiles
 from planexe_assets.steps.doc_notes import notes_markdown
 from planexe_assets.steps.durations import DependencyMapping
 from planexe_assets.steps.pages import frame_script, report_script
@@ -38,7 +37,7 @@ from planexe_assets.steps.wbs_tree import WBSNode
 from tests.support.replay import ReplayLLM, context_for, inputs_from_run, load_run_file, load_run_json
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
-REPORT = "029-report.html"
+REPORT = step_file("report")
 URL_ATTRIBUTES = {
     "href",
     "src",
@@ -148,14 +147,14 @@ def recorded_report_inputs(run: str) -> StepInputs:
     schedule = run_schedule(
         context_for("schedule", ReplayLLM(answers=[]), run=run), inputs_from_run("schedule", run)
     )
-    raw = load_run_json(run, "027-1-questions_and_answers_raw.json")
+    raw = load_run_json(run, step_file("questions_and_answers", "raw"))
     qa = QuestionsAndAnswers.model_validate(
         {k: v for k, v in raw.items() if k in QuestionsAndAnswers.model_fields}
     )
     recorded = inputs_from_run("report", run)
     files = {name: text for upstream in recorded.values() for name, text in upstream.contents.items()}
     files.update(schedule.files)
-    files["027-3-questions_and_answers.html"] = render_questions_and_answers_html(qa)
+    files[step_file("questions_and_answers", "html")] = render_questions_and_answers_html(qa)
     return report_inputs(files)
 
 
@@ -209,7 +208,7 @@ def test_recorded_runs_render_every_section(run):
     parsed = assert_safe(page)
     assert [text.strip() for _, text in parsed.scripts] == [str(report_script()).strip()]
 
-    title = load_run_file(run, "018-3-wbs_level1_project_title.json").strip()
+    title = load_run_file(run, step_file("wbs_level1", "project_title")).strip()
     assert f"<title>{html.escape(title)}</title>" in page and f"<h1>{html.escape(title)}</h1>" in page
     assert parsed.headings[:20] == list(SECTION_TITLES)
     assert result.notes["sections_available"] == 20 and result.notes["sections_not_available"] == {}
@@ -225,7 +224,7 @@ def test_recorded_runs_render_every_section(run):
     assert "The one stylesheet of every HTML page" in page
 
     # The WBS table: one row per CSV line after the header, in order.
-    csv_text = load_run_file(run, "023-4-wbs_project_level1_and_level2_and_level3.csv")
+    csv_text = load_run_file(run, step_file("wbs_project_level1_and_level2_and_level3", "csv"))
     header, rows = read_table(csv_text)
     assert header[0] == "Level 1" and header[-1] == "Task ID"
     assert len(rows) == len(csv_text.strip().splitlines()) - 1
@@ -237,14 +236,14 @@ def test_recorded_runs_render_every_section(run):
     frames = [a for t, a in parsed.tags if t == "iframe"]
     schedule_files = inputs["create_schedule"].contents
     assert [f["srcdoc"] for f in frames] == [
-        schedule_files["026-1-schedule_gantt_mermaid.html"],
-        schedule_files["026-2-schedule_gantt_dhtmlx.html"],
+        schedule_files[step_file("schedule", "mermaid_html")],
+        schedule_files[step_file("schedule", "dhtmlx_html")],
     ]
     assert [f["sandbox"] for f in frames] == ["allow-scripts", "allow-scripts"]
 
     # Markdown became HTML (tables included), the prompt is escaped text with <br>.
     assert "<table>" in page and "<strong>" in page
-    prompt = load_run_file(run, "001-2-plan.txt").strip()
+    prompt = load_run_file(run, step_file("setup")).strip()
     first_line = prompt.splitlines()[0]
     assert html.escape(first_line) + "<br>" in page
     assert '<div class="question-answer-pair">' in page
@@ -258,7 +257,7 @@ def test_recorded_markdown_keeps_its_text():
     page = _report(recorded_report_inputs(run)).files[REPORT]
     text = html.unescape(re.sub(r"<[^>]+>", " ", page))
     flat = " ".join(text.split())
-    for line in load_run_file(run, "025-2-executive_summary.md").splitlines():
+    for line in load_run_file(run, step_file("executive_summary", "markdown")).splitlines():
         words = re.sub(r"[#*_`>|\-]+", " ", line).split()
         if len(words) > 3:
             assert " ".join(words[:4]) in flat.replace("*", "")
@@ -332,8 +331,8 @@ def _hostile_gantt_pages() -> dict[str, str]:
     mapping = DependencyMapping(task_dependency_details=[])
     schedule = build_schedule(root, [], mapping, date(2026, 1, 1), "<script>alert('title')</script>")
     return {
-        "026-1-schedule_gantt_mermaid.html": render_overview_page(schedule),
-        "026-2-schedule_gantt_dhtmlx.html": render_interactive_page(schedule),
+        step_file("schedule", "mermaid_html"): render_overview_page(schedule),
+        step_file("schedule", "dhtmlx_html"): render_interactive_page(schedule),
     }
 
 
@@ -343,13 +342,13 @@ def hostile_files() -> dict[str, str]:
         for name in STEP_BY_NAME[upstream_name].outputs.values():
             if name.endswith(".md"):
                 files[name] = MARKDOWN_PAYLOAD + NOTES_PAYLOAD + "\n"
-    files["001-2-plan.txt"] = "Plan:\n<script>alert('plan')</script>\n<img src=x onerror=alert(1)>"
-    files["018-3-wbs_level1_project_title.json"] = "</title><script>alert('title')</script>"
-    files["023-4-wbs_project_level1_and_level2_and_level3.csv"] = (
+    files[step_file("setup")] = "Plan:\n<script>alert('plan')</script>\n<img src=x onerror=alert(1)>"
+    files[step_file("wbs_level1", "project_title")] = "</title><script>alert('title')</script>"
+    files[step_file("wbs_project_level1_and_level2_and_level3", "csv")] = (
         'Level 1;Level 2;Task ID\n<script>alert(1)</script>;"<img src=x onerror=alert(2)>";id-1\n'
         ';<a href="javascript:alert(3)">x</a>;id-2\n'
     )
-    files["027-3-questions_and_answers.html"] = QA_PAGE_PAYLOAD
+    files[step_file("questions_and_answers", "html")] = QA_PAGE_PAYLOAD
     files.update(_hostile_gantt_pages())
     return files
 
@@ -396,20 +395,20 @@ def test_foreign_gantt_pages_are_not_embedded():
         '<html><head><script type="module" src="https://cdn.jsdelivr.net/npm/mermaid@10/dist/mermaid.esm.min.mjs">'
         '</script></head><body><pre class="mermaid">gantt</pre></body></html>'
     )
-    tampered = _hostile_gantt_pages()["026-2-schedule_gantt_dhtmlx.html"].replace(
+    tampered = _hostile_gantt_pages()[step_file("schedule", "dhtmlx_html")].replace(
         "</body>", "<script>alert('extra')</script></body>"
     )
     handler = "<html><body><div onclick=\"alert(1)\">x</div><a href='javascript:alert(2)'>y</a></body></html>"
     files = {
-        "026-1-schedule_gantt_mermaid.html": cdn_page,
-        "026-2-schedule_gantt_dhtmlx.html": tampered,
+        step_file("schedule", "mermaid_html"): cdn_page,
+        step_file("schedule", "dhtmlx_html"): tampered,
     }
     page = _report(report_inputs(files)).files[REPORT]
     assert_safe(page)
     assert "<iframe" not in page
     assert "cdn.jsdelivr.net" in page  # named in the reason, as text
     assert "a script that is not the planexe Gantt viewer" in page
-    page = _report(report_inputs({"026-1-schedule_gantt_mermaid.html": handler})).files[REPORT]
+    page = _report(report_inputs({step_file("schedule", "mermaid_html"): handler})).files[REPORT]
     assert "<iframe" not in page and "event handler attribute (onclick)" in page
 
 
@@ -433,10 +432,10 @@ def test_some_inputs_missing_or_empty():
     run = RUNS[1]
     inputs = recorded_report_inputs(run)
     files = {name: text for upstream in inputs.values() for name, text in upstream.contents.items()}
-    del files["025-2-executive_summary.md"]
-    del files["026-2-schedule_gantt_dhtmlx.html"]
-    files["014-2-swot_analysis.md"] = "  \n"
-    files["002-2-redline_gate.md"] = ""
+    del files[step_file("executive_summary", "markdown")]
+    del files[step_file("schedule", "dhtmlx_html")]
+    files[step_file("swot_analysis", "markdown")] = "  \n"
+    files[step_file("redline_gate", "markdown")] = ""
     result = _report(report_inputs(files))
     missing = result.notes["sections_not_available"]
     assert set(missing) == {"Executive Summary", "Gantt Interactive", "SWOT Analysis"}
@@ -456,7 +455,7 @@ def test_some_inputs_missing_or_empty():
     ],
 )
 def test_title_from_plain_text_json_string_or_object(text, title):
-    page = _report(report_inputs({"018-3-wbs_level1_project_title.json": text})).files[REPORT]
+    page = _report(report_inputs({step_file("wbs_level1", "project_title"): text})).files[REPORT]
     assert f"<title>{title}</title>" in page and f"<h1>{title}</h1>" in page
 
 
@@ -516,7 +515,7 @@ def test_read_table_finds_the_delimiter_and_drops_empty_rows_and_columns():
 
 def test_qa_fragment_of_an_imported_run_is_kept_whole():
     # PlanExe's 027-3 is a bare fragment: no <article>, so the whole of it is sanitized and shown.
-    page = _report(report_inputs({"027-3-questions_and_answers.html": QA_PAYLOAD})).files[REPORT]
+    page = _report(report_inputs({step_file("questions_and_answers", "html"): QA_PAYLOAD})).files[REPORT]
     assert_safe(page)
     assert page.lower().count("<script") == 1
     assert '<div class="question-answer-list"><p>Q </p>' in page
@@ -533,7 +532,7 @@ def test_qa_page_contributes_its_article_and_its_notes():
     )
     own_page = render_questions_and_answers_html(qa, ["Follow-up round failed: timeout"])
     assert own_page.startswith("<!DOCTYPE html>") and "The one stylesheet of every HTML page" in own_page
-    result = _report(report_inputs({"027-3-questions_and_answers.html": own_page}))
+    result = _report(report_inputs({step_file("questions_and_answers", "html"): own_page}))
     page = result.files[REPORT]
     section = page[page.index('id="questions-answers"') : page.index('id="premortem"')]
     assert "Why &lt;b&gt;?" in section and "Follow-up round failed: timeout" in section
@@ -545,7 +544,7 @@ def test_qa_page_contributes_its_article_and_its_notes():
 def test_markdown_notes_close_the_section_and_tables_scroll():
     body = "# Premortem\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"
     text = body.rstrip() + notes_markdown([("Rounds that failed", ["Round 2 of 3 failed: x"])]) + "\n"
-    page = _report(report_inputs({"028-2-premortem.md": text})).files[REPORT]
+    page = _report(report_inputs({step_file("premortem", "markdown"): text})).files[REPORT]
     section = page[page.index('id="premortem"') : page.index('id="initial-prompt-vetted"')]
     assert section.index("<table>") < section.index('<details class="doc-notes">')
     assert '<div class="table-scroll"><table>' in section and "</table></div>" in section

@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles, step_file
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.doc_notes import split_notes
 from planexe_assets.steps.review import (
     EXECUTIVE_SUMMARY_SECTIONS,
@@ -34,11 +33,11 @@ def assert_all_strings_in(markdown: str, value) -> None:
 
 
 def recorded_review(run: str) -> list[dict]:
-    return load_run_json(run, "024-1-review_plan_raw.json")["question_answers_list"]
+    return load_run_json(run, step_file("review_plan", "raw"))["question_answers_list"]
 
 
 def recorded_summary(run: str) -> dict:
-    raw = load_run_json(run, "025-1-executive_summary_raw.json")
+    raw = load_run_json(run, step_file("executive_summary", "raw"))
     return {k: v for k, v in raw.items() if k in ExecutiveSummary.model_fields}
 
 
@@ -141,7 +140,7 @@ def test_review_plan_replays_recorded_answers(run):
     result.check_against(STEP_BY_NAME["review_plan"])
     assert set(result.files) == expected_files("review_plan")
     assert len(llm.calls) == 16
-    raw = json.loads(result.files["024-1-review_plan_raw.json"])
+    raw = json.loads(result.files[step_file("review_plan", "raw")])
     assert [i["answers"] for i in raw["question_answers_list"]] == [i["answers"] for i in recorded]
     assert [i["title"] for i in raw["question_answers_list"]] == [q.title for q in REVIEW_QUESTIONS]
     assert len(raw["metadata"]["metadata_list"]) == 16
@@ -163,7 +162,7 @@ def test_review_plan_replays_recorded_answers(run):
     # The second call carries the first answer as the assistant turn.
     assert json.loads(llm.calls[1]["messages"][2]["content"])["bullet_points"] == recorded[0]["answers"]
 
-    assert_all_strings_in(result.files["024-2-review_plan.md"], raw["question_answers_list"])
+    assert_all_strings_in(result.files[step_file("review_plan", "markdown")], raw["question_answers_list"])
 
 
 def test_review_plan_fast_mode_asks_three_questions():
@@ -174,9 +173,9 @@ def test_review_plan_fast_mode_asks_three_questions():
         context_for("review_plan", llm, run=run, fast=True), inputs_from_run("review_plan", run)
     )
     assert len(llm.calls) == 3
-    raw = json.loads(result.files["024-1-review_plan_raw.json"])
+    raw = json.loads(result.files[step_file("review_plan", "raw")])
     assert [i["title"] for i in raw["question_answers_list"]] == [q.title for q in REVIEW_QUESTIONS[:3]]
-    assert result.files["024-2-review_plan.md"].count("## Review ") == 3
+    assert result.files[step_file("review_plan", "markdown")].count("## Review ") == 3
 
 
 def test_review_plan_reports_a_failed_later_question_and_continues():
@@ -193,12 +192,12 @@ def test_review_plan_reports_a_failed_later_question_and_continues():
     llm = ReplayLLM(responder=responder)
     result = run_review_plan(context_for("review_plan", llm, run=run), inputs_from_run("review_plan", run))
     assert len(llm.calls) == 16
-    raw = json.loads(result.files["024-1-review_plan_raw.json"])
+    raw = json.loads(result.files[step_file("review_plan", "raw")])
     failed = raw["question_answers_list"][4]
     assert failed["title"] == failing and failed["answers"] == [] and "every model failed" in failed["error"]
     assert len(raw["metadata"]["metadata_list"]) == 15
     assert result.notes["failed_questions"] == [failing]
-    markdown = result.files["024-2-review_plan.md"]
+    markdown = result.files[step_file("review_plan", "markdown")]
     assert f"## Review 5: {failing}\n\n_Question:_" in markdown
     body, notes = split_notes(markdown)
     assert "**Not answered:**" in body and "timeout" not in body
@@ -222,8 +221,8 @@ def test_review_plan_fails_when_the_first_question_fails():
 @pytest.mark.parametrize(
     ("key", "filename", "text", "message"),
     [
-        ("swot_analysis", "014-2-swot_analysis.md", "  \n", "014-2-swot_analysis.md .* is empty"),
-        ("team_markdown", "013-team.md", None, "013-team.md .* was not loaded"),
+        ("swot_analysis", step_file("swot_analysis", "markdown"), "  \n", "014-2-swot_analysis.md .* is empty"),
+        ("team_markdown", step_file("team_markdown"), None, "013-team.md .* was not loaded"),
     ],
 )
 def test_review_plan_rejects_bad_upstream(key, filename, text, message):
@@ -246,18 +245,18 @@ def test_executive_summary_replays_recorded_answer(run):
     result.check_against(STEP_BY_NAME["executive_summary"])
     assert set(result.files) == expected_files("executive_summary")
     assert len(llm.calls) == 1
-    raw = json.loads(result.files["025-1-executive_summary_raw.json"])
+    raw = json.loads(result.files[step_file("executive_summary", "raw")])
     assert {k: raw[k] for k in ExecutiveSummary.model_fields} == recorded_summary(run)
     assert {"metadata", "system_prompt", "user_prompt"} <= set(raw)
     user = llm.calls[0]["messages"][1]["content"]
     assert "File 'review-plan.md'" in user
     assert "File 'review-plan.md'" not in llm.calls[0]["messages"][0]["content"]
-    assert_all_strings_in(result.files["025-2-executive_summary.md"], recorded_summary(run))
+    assert_all_strings_in(result.files[step_file("executive_summary", "markdown")], recorded_summary(run))
 
 
 def test_executive_summary_rejects_blank_review():
     inputs = replace_upstream(
-        inputs_from_run("executive_summary", RUNS[1]), "review_plan", "024-2-review_plan.md", ""
+        inputs_from_run("executive_summary", RUNS[1]), "review_plan", step_file("review_plan", "markdown"), ""
     )
-    with pytest.raises(StepError, match="024-2-review_plan.md"):
+    with pytest.raises(StepError, match=step_file("review_plan", "markdown")):
         run_executive_summary(context_for("executive_summary", ReplayLLM(answers=[]), run=RUNS[1]), inputs)

@@ -7,9 +7,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles, step_file
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.scenarios import (
     ScenarioAnalysisResult,
     ScenarioSelectionResult,
@@ -20,12 +19,12 @@ from tests.support.replay import ReplayLLM, all_strings, context_for, inputs_fro
 from tests.support.replay import missing_from as _missing
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
-VITAL_RAW = "002-13-vital_few_levers_raw.json"
-CANDIDATES_RAW = "002-15-candidate_scenarios_raw.json"
-CANDIDATES_CLEAN = "002-16-candidate_scenarios.json"
-SELECTED_RAW = "002-17-selected_scenario_raw.json"
-SELECTED_CLEAN = "002-18-selected_scenario.json"
-SCENARIOS_MD = "002-19-scenarios.md"
+VITAL_RAW = step_file("focus_on_vital_few_levers", "raw")
+CANDIDATES_RAW = step_file("candidate_scenarios", "raw")
+CANDIDATES_CLEAN = step_file("candidate_scenarios", "clean")
+SELECTED_RAW = step_file("select_scenario", "raw")
+SELECTED_CLEAN = step_file("select_scenario", "clean")
+SCENARIOS_MD = step_file("scenarios_markdown", "markdown")
 
 
 def _replace_input(inputs: StepInputs, key: str, filename: str, text: str) -> StepInputs:

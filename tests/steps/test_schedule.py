@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from planexe_assets.core import StepError, StepInputs, UpstreamFiles, step_file
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.cpm import Timing
 from planexe_assets.steps.durations import DependencyMapping, TaskTimeEstimateDetail
 from planexe_assets.steps.pages import frame_script
@@ -42,9 +42,9 @@ from tests.support.replay import ReplayLLM, context_for, inputs_from_run, load_r
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 FILES = {
-    "026-1-schedule_gantt_mermaid.html",
-    "026-2-schedule_gantt_dhtmlx.html",
-    "026-3-schedule_gantt_machai.csv",
+    step_file("schedule", "mermaid_html"),
+    step_file("schedule", "dhtmlx_html"),
+    step_file("schedule", "machai_csv"),
 }
 US_DATE = re.compile(r"^[1-9]\d?/[1-9]\d?/\d{4}$")
 
@@ -64,13 +64,13 @@ def _with_file(inputs: StepInputs, key: str, filename: str, text: str) -> StepIn
 
 
 def _recorded_schedule(run: str):
-    root = parse_wbs_project(load_run_json(run, "023-3-wbs_project_level1_and_level2_and_level3.json"))
+    root = parse_wbs_project(load_run_json(run, step_file("wbs_project_level1_and_level2_and_level3", "full")))
     estimates = [
-        TaskTimeEstimateDetail.model_validate(e) for e in load_run_json(run, "022-2-task_durations.json")
+        TaskTimeEstimateDetail.model_validate(e) for e in load_run_json(run, step_file("estimate_task_durations"))
     ]
-    deps = load_run_json(run, "021-task_dependencies_raw.json")
+    deps = load_run_json(run, step_file("identify_task_dependencies"))
     mapping = DependencyMapping.model_validate({"task_dependency_details": deps["task_dependency_details"]})
-    day_zero = parse_day_zero(load_run_file(run, "001-1-start_time.json"))
+    day_zero = parse_day_zero(load_run_file(run, step_file("start_time")))
     return root, build_schedule(root, estimates, mapping, day_zero, "Recorded")
 
 
@@ -146,11 +146,11 @@ def test_step_is_registered():
 def test_recorded_runs_produce_a_valid_schedule(run):
     result = _run(run)
     assert set(result.files) == FILES and result.side_files == {}
-    root = parse_wbs_project(load_run_json(run, "023-3-wbs_project_level1_and_level2_and_level3.json"))
+    root = parse_wbs_project(load_run_json(run, step_file("wbs_project_level1_and_level2_and_level3", "full")))
     nodes = [node for node, _ in root.walk()]
-    day_zero = parse_day_zero(load_run_file(run, "001-1-start_time.json"))
+    day_zero = parse_day_zero(load_run_file(run, step_file("start_time")))
 
-    text = result.files["026-3-schedule_gantt_machai.csv"]
+    text = result.files[step_file("schedule", "machai_csv")]
     assert "\r" not in text and text.endswith("\n")
     assert text.splitlines()[0] == ",".join(MACHAI_COLUMNS)
     rows = _csv_rows(text)
@@ -163,7 +163,7 @@ def test_recorded_runs_produce_a_valid_schedule(run):
     assert len({r["project_name"].casefold() for r in rows}) == len(rows)
 
     # Against PlanExe's own export of the same run: same tasks, names, and predecessor column.
-    reference = _csv_rows(load_run_file(run, "026-3-schedule_gantt_machai.csv"))
+    reference = _csv_rows(load_run_file(run, step_file("schedule", "machai_csv")))
     assert [r["project_key"] for r in rows] == [r["project_key"] for r in reference]
     assert [r["project_name"] for r in rows] == [r["project_name"] for r in reference]
     assert [r["project_parent"] for r in rows] == [r["project_parent"] for r in reference]
@@ -202,8 +202,8 @@ def test_silo_dependency_that_contradicts_the_wbs_is_reported_everywhere():
     assert "would create a cycle" in rejected["reason"]
     assert "Establish Societal Structure Paradigm" in rejected["reason"]
     for name, chart in (
-        ("026-1-schedule_gantt_mermaid.html", '<div class="chart">'),
-        ("026-2-schedule_gantt_dhtmlx.html", '<div class="gantt"'),
+        (step_file("schedule", "mermaid_html"), '<div class="chart">'),
+        (step_file("schedule", "dhtmlx_html"), '<div class="gantt"'),
     ):
         page = result.files[name]
         # Listed in the closed notes at the end of the page, after the chart, not above it.
@@ -219,14 +219,14 @@ def test_silo_dependency_that_contradicts_the_wbs_is_reported_everywhere():
         )
     hong_kong = _run("20260310_hong_kong_game")
     assert hong_kong.notes["dependencies_left_out"] == 0 and hong_kong.notes["dependencies_used"] == 16
-    assert "Dependencies left out" not in hong_kong.files["026-1-schedule_gantt_mermaid.html"]
+    assert "Dependencies left out" not in hong_kong.files[step_file("schedule", "mermaid_html")]
 
 
 @pytest.mark.parametrize("run", RUNS)
 def test_recorded_pages_are_offline_and_carry_the_data(run):
     result = _run(run)
-    overview = result.files["026-1-schedule_gantt_mermaid.html"]
-    interactive = result.files["026-2-schedule_gantt_dhtmlx.html"]
+    overview = result.files[step_file("schedule", "mermaid_html")]
+    interactive = result.files[step_file("schedule", "dhtmlx_html")]
     for page in (overview, interactive):
         assert "http://" not in page and "https://" not in page
     parsed = assert_inert(overview)
@@ -241,7 +241,7 @@ def test_recorded_pages_are_offline_and_carry_the_data(run):
 
     assert len(assert_inert(interactive).scripts) == 3
     data = _gantt_json(interactive)
-    root = parse_wbs_project(load_run_json(run, "023-3-wbs_project_level1_and_level2_and_level3.json"))
+    root = parse_wbs_project(load_run_json(run, step_file("wbs_project_level1_and_level2_and_level3", "full")))
     assert [t["id"] for t in data["tasks"]] == [n.id for n, _ in root.walk()]
     summary_ids = {n.id for n, _ in root.walk() if n.children}
     assert {t["id"] for t in data["tasks"] if t.get("type") == "project"} == summary_ids
@@ -490,17 +490,17 @@ def test_bad_start_time_raises(text):
 @pytest.mark.parametrize(
     ("key", "filename", "text", "message"),
     [
-        ("dependencies", "021-task_dependencies_raw.json", "[]", "task-dependencies file is list"),
-        ("dependencies", "021-task_dependencies_raw.json", '{"task_dependency_details": 3}', "malformed"),
-        ("durations", "022-2-task_durations.json", "{}", "task-durations file is dict"),
+        ("dependencies", step_file("identify_task_dependencies"), "[]", "task-dependencies file is list"),
+        ("dependencies", step_file("identify_task_dependencies"), '{"task_dependency_details": 3}', "malformed"),
+        ("durations", step_file("estimate_task_durations"), "{}", "task-durations file is dict"),
         (
             "wbs_project123",
-            "023-3-wbs_project_level1_and_level2_and_level3.json",
+            step_file("wbs_project_level1_and_level2_and_level3", "full"),
             '{"wbs_project": {"id": 1}}',
             "WBS node",
         ),
-        ("start_time", "001-1-start_time.json", "not json, not a date", "ISO 8601"),
-        ("durations", "022-2-task_durations.json", "{not json", "not valid JSON"),
+        ("start_time", step_file("start_time"), "not json, not a date", "ISO 8601"),
+        ("durations", step_file("estimate_task_durations"), "{not json", "not valid JSON"),
     ],
 )
 def test_bad_upstream_files_raise_step_error(key, filename, text, message):
@@ -511,9 +511,9 @@ def test_bad_upstream_files_raise_step_error(key, filename, text, message):
 
 def test_fast_mode_estimates_only_cover_a_few_tasks():
     run = RUNS[1]
-    first_six = load_run_json(run, "022-2-task_durations.json")[:6]
+    first_six = load_run_json(run, step_file("estimate_task_durations"))[:6]
     inputs = _with_file(
-        inputs_from_run("schedule", run), "durations", "022-2-task_durations.json", json.dumps(first_six)
+        inputs_from_run("schedule", run), "durations", step_file("estimate_task_durations"), json.dumps(first_six)
     )
     result = _run(run, inputs)
     assert result.notes["estimated_tasks"] == 6

@@ -7,9 +7,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles, step_file
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.swot import (
     BUSINESS_PROMPT,
     OTHER_PROMPT,
@@ -31,8 +30,8 @@ from tests.support.replay import (
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 STEP = "swot_analysis"
-RAW, MARKDOWN = "014-1-swot_analysis_raw.json", "014-2-swot_analysis.md"
-PURPOSE_RAW = "002-5-identify_purpose_raw.json"
+RAW, MARKDOWN = step_file("swot_analysis", "raw"), step_file("swot_analysis", "markdown")
+PURPOSE_RAW = step_file("identify_purpose", "raw")
 FIELDS = list(SWOTAnalysis.model_fields)
 
 
@@ -103,8 +102,8 @@ def test_step_replays_recorded_answer(run):
 
     system, user = (m["content"] for m in llm.calls[0]["messages"])
     assert system == BUSINESS_PROMPT.strip()
-    assert load_run_file(run, "001-2-plan.txt").strip() in user
-    assert load_run_file(run, "007-8-related_resources.md").strip() in user
+    assert load_run_file(run, step_file("setup")).strip() in user
+    assert load_run_file(run, step_file("related_resources", "markdown")).strip() in user
     assert f"Topic: {recorded_purpose['topic']}" in user
     assert result.files[MARKDOWN] == render_swot(SWOTAnalysis.model_validate(answer), purpose="business")
 

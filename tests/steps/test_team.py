@@ -11,9 +11,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles, step_file
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.doc_notes import NOTES_MARKER, split_notes
 from planexe_assets.steps.team import (
     ContractType,
@@ -39,21 +38,21 @@ from tests.support.replay import (
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 
-FIND_RAW, FIND_CLEAN = "008-1-find_team_members_raw.json", "008-2-find_team_members.json"
+FIND_RAW, FIND_CLEAN = step_file("find_team_members", "raw"), step_file("find_team_members", "clean")
 CONTRACT_RAW, CONTRACT_CLEAN = (
-    "009-1-enrich_team_members_contract_type_raw.json",
-    "009-2-enrich_team_members_contract_type.json",
+    step_file("enrich_team_members_with_contract_type", "raw"),
+    step_file("enrich_team_members_with_contract_type", "clean"),
 )
 STORY_RAW, STORY_CLEAN = (
-    "010-1-enrich_team_members_background_story_raw.json",
-    "010-2-enrich_team_members_background_story.json",
+    step_file("enrich_team_members_with_background_story", "raw"),
+    step_file("enrich_team_members_with_background_story", "clean"),
 )
 ENV_RAW, ENV_CLEAN = (
-    "011-1-enrich_team_members_environment_info_raw.json",
-    "011-2-enrich_team_members_environment_info.json",
+    step_file("enrich_team_members_with_environment_info", "raw"),
+    step_file("enrich_team_members_with_environment_info", "clean"),
 )
-REVIEW_RAW = "012-review_team_raw.json"
-TEAM_MD = "013-team.md"
+REVIEW_RAW = step_file("review_team")
+TEAM_MD = step_file("team_markdown")
 
 # step -> (its response model, its recorded raw answer, the recorded clean list it must reproduce)
 ENRICHMENTS = {
@@ -125,10 +124,10 @@ def test_find_team_members_numbers_roles_in_python(run):
     assert written["brainstorm_of_needed_team_members"] == raw["brainstorm_of_needed_team_members"]
     assert {"metadata", "system_prompt", "user_prompt"} <= set(written)
     user = llm.calls[0]["messages"][1]["content"]
-    assert load_run_file(run, "001-2-plan.txt").strip() in user
+    assert load_run_file(run, step_file("setup")).strip() in user
     for name in ("project-plan.md", "related-resources.md", "pre-project-assessment.json", "assumptions.md"):
         assert f"File '{name}':" in user
-    assert load_run_file(run, "007-8-related_resources.md").strip() in user
+    assert load_run_file(run, step_file("related_resources", "markdown")).strip() in user
     assert result.notes["role_count"] == 8
 
 
@@ -287,7 +286,7 @@ def test_team_markdown_reports_id_issues_and_missing_fields():
 def test_team_markdown_rejects_a_malformed_review():
     run = RUNS[0]
     inputs = _replace(inputs_from_run("team_markdown", run), "review_team", REVIEW_RAW, '{"omissions": "none"}')
-    with pytest.raises(StepError, match="012-review_team_raw.json"):
+    with pytest.raises(StepError, match=step_file("review_team")):
         step_function("team_markdown")(context_for("team_markdown", ReplayLLM(answers=[]), run=run), inputs)
 
 

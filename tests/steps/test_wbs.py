@@ -10,9 +10,8 @@ from collections import defaultdict
 import pytest
 from pydantic import ValidationError
 
-from planexe_assets.step_table import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles, step_file
 from planexe_assets.steps import step_function
-from planexe_assets.steps.base import StepError, StepInputs, UpstreamFiles
 from planexe_assets.steps.common import dump_json
 from planexe_assets.steps.wbs import (
     WBSLevel1,
@@ -67,16 +66,16 @@ def _is_uuid4(value: str) -> bool:
 @pytest.mark.parametrize("run", RUNS)
 def test_tree_round_trips_recorded_files(run):
     for filename in (
-        "019-wbs_project_level1_and_level2.json",
-        "023-3-wbs_project_level1_and_level2_and_level3.json",
+        step_file("wbs_project_level1_and_level2"),
+        step_file("wbs_project_level1_and_level2_and_level3", "full"),
     ):
         data = load_run_json(run, filename)
         root = parse_wbs_project(data)
         assert {"wbs_project": root.to_dict()} == data
-    root = parse_wbs_project(load_run_json(run, "023-3-wbs_project_level1_and_level2_and_level3.json"))
+    root = parse_wbs_project(load_run_json(run, step_file("wbs_project_level1_and_level2_and_level3", "full")))
     assert root.depth == 4
     assert wbs_csv(root).rstrip("\n") == load_run_file(
-        run, "023-4-wbs_project_level1_and_level2_and_level3.csv"
+        run, step_file("wbs_project_level1_and_level2_and_level3", "csv")
     )
 
 
@@ -105,15 +104,15 @@ def test_tree_walks_and_rejects_bad_shapes():
 
 @pytest.mark.parametrize("run", RUNS)
 def test_tree_renderer_keeps_every_string(run):
-    data = load_run_json(run, "023-3-wbs_project_level1_and_level2_and_level3.json")
+    data = load_run_json(run, step_file("wbs_project_level1_and_level2_and_level3", "full"))
     markdown = render_wbs_tree(parse_wbs_project(data))
     assert not _missing(all_strings(data), markdown)
 
 
 @pytest.mark.parametrize("run", RUNS)
 def test_project_title_reader_accepts_plain_text_and_json(run):
-    recorded = load_run_file(run, "018-3-wbs_level1_project_title.json")
-    title = load_run_json(run, "018-2-wbs_level1.json")["project_title"]
+    recorded = load_run_file(run, step_file("wbs_level1", "project_title"))
+    title = load_run_json(run, step_file("wbs_level1", "clean"))["project_title"]
     assert parse_project_title(recorded) == title  # PlanExe's plain text
     assert parse_project_title(dump_json(title)) == title  # our JSON string
     assert parse_project_title(json.dumps({"project_title": title})) == title
@@ -129,7 +128,7 @@ def test_project_title_reader_accepts_plain_text_and_json(run):
 
 @pytest.mark.parametrize("run", RUNS)
 def test_level1_model_and_renderer(run):
-    raw = load_run_json(run, "018-1-wbs_level1_raw.json")
+    raw = load_run_json(run, step_file("wbs_level1", "raw"))
     level1 = WBSLevel1.model_validate(raw)
     assert level1.project_title == raw["project_title"]
     assert not _missing(all_strings(level1.model_dump()), render_wbs_level1(level1))
@@ -139,36 +138,36 @@ def test_level1_model_and_renderer(run):
 
 @pytest.mark.parametrize("run", RUNS)
 def test_level1_step_replays_recorded_answer(run):
-    raw = load_run_json(run, "018-1-wbs_level1_raw.json")
+    raw = load_run_json(run, step_file("wbs_level1", "raw"))
     llm = ReplayLLM(answers=[raw])
     ctx = context_for("wbs_level1", llm, run=run)
     result = step_function("wbs_level1")(ctx, inputs_from_run("wbs_level1", run))
     step = STEP_BY_NAME["wbs_level1"]
     result.check_against(step)
     assert len(llm.calls) == 1
-    record = json.loads(result.files["018-1-wbs_level1_raw.json"])
+    record = json.loads(result.files[step_file("wbs_level1", "raw")])
     assert record["project_title"] == raw["project_title"]
     assert {"metadata", "system_prompt", "user_prompt"} <= set(record)
-    plan = load_run_json(run, "005-1-project_plan_raw.json")
+    plan = load_run_json(run, step_file("project_plan", "raw"))
     name, sent = record["user_prompt"].split("\n", 1)
     assert name == "File 'project-plan.json':"
     assert json.loads(sent) == {k: v for k, v in plan.items() if k != "metadata"}
     assert plan["goal_statement"][:30] not in record["system_prompt"]
-    clean = json.loads(result.files["018-2-wbs_level1.json"])
+    clean = json.loads(result.files[step_file("wbs_level1", "clean")])
     assert _is_uuid4(clean["id"])
     assert clean["final_deliverable"] == raw["final_deliverable"]
-    title_file = result.files["018-3-wbs_level1_project_title.json"]
+    title_file = result.files[step_file("wbs_level1", "project_title")]
     assert json.loads(title_file) == raw["project_title"]
     assert parse_project_title(title_file) == raw["project_title"]
 
 
 def test_level1_rejects_bad_project_plan():
     inputs = _with_file(
-        inputs_from_run("wbs_level1", RUNS[0]), "project_plan", "005-1-project_plan_raw.json", "[1, 2]"
+        inputs_from_run("wbs_level1", RUNS[0]), "project_plan", step_file("project_plan", "raw"), "[1, 2]"
     )
     with pytest.raises(StepError, match="JSON object"):
         step_function("wbs_level1")(context_for("wbs_level1", ReplayLLM(answers=[])), inputs)
-    inputs = _with_file(inputs, "project_plan", "005-1-project_plan_raw.json", "{not json")
+    inputs = _with_file(inputs, "project_plan", step_file("project_plan", "raw"), "{not json")
     with pytest.raises(StepError, match="not valid JSON"):
         step_function("wbs_level1")(context_for("wbs_level1", ReplayLLM(answers=[])), inputs)
 
@@ -180,7 +179,7 @@ def test_level1_rejects_bad_project_plan():
 
 @pytest.mark.parametrize("run", RUNS)
 def test_level2_model_and_renderer(run):
-    raw = load_run_json(run, "018-4-wbs_level2_raw.json")
+    raw = load_run_json(run, step_file("wbs_level2", "raw"))
     wbs = WorkBreakdownStructure.model_validate(raw)
     assert len(wbs.major_phase_details) == len(raw["major_phase_details"]) >= 5
     assert not _missing(all_strings(wbs.model_dump()), render_wbs_level2(wbs))
@@ -206,7 +205,7 @@ def test_level2_model_tolerates_numeric_wbs_numbers_but_needs_phases():
 
 @pytest.mark.parametrize("run", RUNS)
 def test_level2_step_replays_recorded_answer(run):
-    raw = load_run_json(run, "018-4-wbs_level2_raw.json")
+    raw = load_run_json(run, step_file("wbs_level2", "raw"))
     llm = ReplayLLM(answers=[raw])
     ctx = context_for("wbs_level2", llm, run=run)
     result = step_function("wbs_level2")(ctx, inputs_from_run("wbs_level2", run))
@@ -221,9 +220,9 @@ def test_level2_step_replays_recorded_answer(run):
         "wbs-level1.json",
     ):
         assert f"File '{name}':" in user
-    assert load_run_json(run, "018-2-wbs_level1.json")["project_title"] in user
-    clean = json.loads(result.files["018-5-wbs_level2.json"])
-    recorded_clean = load_run_json(run, "018-5-wbs_level2.json")
+    assert load_run_json(run, step_file("wbs_level1", "clean"))["project_title"] in user
+    clean = json.loads(result.files[step_file("wbs_level2", "clean")])
+    recorded_clean = load_run_json(run, step_file("wbs_level2", "clean"))
     assert [p["major_phase_title"] for p in clean] == [p["major_phase_title"] for p in recorded_clean]
     assert [[s["description"] for s in p["subtasks"]] for p in clean] == [
         [s["description"] for s in p["subtasks"]] for p in recorded_clean
@@ -231,7 +230,7 @@ def test_level2_step_replays_recorded_answer(run):
     ids = [p["id"] for p in clean] + [s["id"] for p in clean for s in p["subtasks"]]
     assert all(_is_uuid4(i) for i in ids) and len(set(ids)) == len(ids)
     assert "major_phase_wbs_number" not in json.dumps(clean)
-    raw_out = json.loads(result.files["018-4-wbs_level2_raw.json"])
+    raw_out = json.loads(result.files[step_file("wbs_level2", "raw")])
     assert (
         raw_out["major_phase_details"][0]["major_phase_wbs_number"]
         == raw["major_phase_details"][0]["major_phase_wbs_number"]
@@ -240,7 +239,7 @@ def test_level2_step_replays_recorded_answer(run):
 
 def test_level2_rejects_bad_level1():
     inputs = _with_file(
-        inputs_from_run("wbs_level2", RUNS[0]), "wbs_level1", "018-2-wbs_level1.json", '{"id": "x"}'
+        inputs_from_run("wbs_level2", RUNS[0]), "wbs_level1", step_file("wbs_level1", "clean"), '{"id": "x"}'
     )
     with pytest.raises(StepError, match="level-1 file is malformed"):
         step_function("wbs_level2")(context_for("wbs_level2", ReplayLLM(answers=[])), inputs)
@@ -258,21 +257,21 @@ def test_level12_tree_matches_recorded_run(run):
         ctx, inputs_from_run("wbs_project_level1_and_level2", run)
     )
     result.check_against(STEP_BY_NAME["wbs_project_level1_and_level2"])
-    out = json.loads(result.files["019-wbs_project_level1_and_level2.json"])
-    assert out == load_run_json(run, "019-wbs_project_level1_and_level2.json")
+    out = json.loads(result.files[step_file("wbs_project_level1_and_level2")])
+    assert out == load_run_json(run, step_file("wbs_project_level1_and_level2"))
     assert result.notes["ids_not_uuid"] == []
 
 
 def test_level12_rejects_repeated_or_missing_ids():
     inputs = inputs_from_run("wbs_project_level1_and_level2", RUNS[1])
-    phases = load_run_json(RUNS[1], "018-5-wbs_level2.json")
+    phases = load_run_json(RUNS[1], step_file("wbs_level2", "clean"))
     phases[1]["subtasks"][0]["id"] = phases[0]["subtasks"][0]["id"]
-    bad = _with_file(inputs, "wbs_level2", "018-5-wbs_level2.json", json.dumps(phases))
+    bad = _with_file(inputs, "wbs_level2", step_file("wbs_level2", "clean"), json.dumps(phases))
     step = step_function("wbs_project_level1_and_level2")
     with pytest.raises(StepError, match="more than once"):
         step(context_for("wbs_project_level1_and_level2", ReplayLLM(answers=[])), bad)
     del phases[0]["id"]
-    bad = _with_file(inputs, "wbs_level2", "018-5-wbs_level2.json", json.dumps(phases))
+    bad = _with_file(inputs, "wbs_level2", step_file("wbs_level2", "clean"), json.dumps(phases))
     with pytest.raises(StepError, match="malformed"):
         step(context_for("wbs_project_level1_and_level2", ReplayLLM(answers=[])), bad)
 
@@ -285,7 +284,7 @@ def test_level12_rejects_repeated_or_missing_ids():
 def _recorded_level3_answers(run: str) -> dict[str, dict]:
     """The recorded real answers, regrouped by the task each one decomposed."""
     by_parent: dict[str, list] = defaultdict(list)
-    for item in load_run_json(run, "023-2-wbs_level3.json"):
+    for item in load_run_json(run, step_file("wbs_level3")):
         by_parent[item["parent_id"]].append({k: item[k] for k in ("name", "description", "resources_needed")})
     return {parent: {"subtasks": subtasks} for parent, subtasks in by_parent.items()}
 
@@ -298,7 +297,7 @@ def _requested_task(messages) -> str:
 @pytest.mark.parametrize("run", RUNS)
 def test_level3_model_parses_recorded_answers(run):
     for i in (1, 2):
-        raw = load_run_json(run, f"023-1-{i}-wbs_level3_raw.json")
+        raw = load_run_json(run, step_file("wbs_level3", "task_raw", i))
         details = WBSTaskDetails.model_validate(raw)
         assert len(details.subtasks) == len(raw["subtasks"]) >= 3
         assert not _missing(all_strings(details.model_dump()), render_wbs_level3(details, "Task"))
@@ -320,34 +319,34 @@ def test_level3_step_replays_recorded_answers_concurrently(run):
     mapped: list[int] = []
     original_map = ctx.map_concurrent
 
-    def spy(fn, items):
+    def spy(fn, items, **kwargs):
         items = list(items)
         mapped.append(len(items))
-        return original_map(fn, items)
+        return original_map(fn, items, **kwargs)
 
     ctx.map_concurrent = spy
     result = step_function("wbs_level3")(ctx, inputs_from_run("wbs_level3", run))
     step = STEP_BY_NAME["wbs_level3"]
     result.check_against(step)
-    root = parse_wbs_project(load_run_json(run, "019-wbs_project_level1_and_level2.json"))
+    root = parse_wbs_project(load_run_json(run, step_file("wbs_project_level1_and_level2")))
     leaves = root.leaves()
     assert mapped == [len(leaves)]
     assert len(llm.calls) == len(leaves)
     assert sorted(result.side_files) == sorted(
-        f"023-1-{i}-wbs_level3_raw.json" for i in range(1, len(leaves) + 1)
+        step_file("wbs_level3", "task_raw", i) for i in range(1, len(leaves) + 1)
     )
-    items = json.loads(result.files["023-2-wbs_level3.json"])
-    assert len(items) == len(load_run_json(run, "023-2-wbs_level3.json"))
+    items = json.loads(result.files[step_file("wbs_level3")])
+    assert len(items) == len(load_run_json(run, step_file("wbs_level3")))
     assert [i["parent_id"] for i in items] == [
         leaf.id for leaf in leaves for _ in answers[leaf.id]["subtasks"]
     ]
     assert all(_is_uuid4(i["id"]) for i in items) and len({i["id"] for i in items}) == len(items)
-    first = json.loads(result.side_files["023-1-1-wbs_level3_raw.json"])
+    first = json.loads(result.side_files[step_file("wbs_level3", "task_raw", 1)])
     assert first["task_id"] == leaves[0].id
     assert {"subtasks", "metadata", "system_prompt", "user_prompt"} <= set(first)
     # The model sees the tree with the duration estimates attached.
     estimate = next(
-        e for e in load_run_json(run, "022-2-task_durations.json") if e["task_id"] == leaves[0].id
+        e for e in load_run_json(run, step_file("estimate_task_durations")) if e["task_id"] == leaves[0].id
     )
     assert f'"days_realistic":{estimate["days_realistic"]}' in first["user_prompt"]
     assert result.notes["failed_tasks"] == [] and result.notes["skipped_in_fast_mode"] == 0
@@ -361,14 +360,14 @@ def test_level3_fast_mode_decomposes_two_leaves():
         context_for("wbs_level3", llm, run=run, fast=True), inputs_from_run("wbs_level3", run)
     )
     assert len(llm.calls) == 2
-    assert sorted(result.side_files) == ["023-1-1-wbs_level3_raw.json", "023-1-2-wbs_level3_raw.json"]
+    assert sorted(result.side_files) == [step_file("wbs_level3", "task_raw", 1), step_file("wbs_level3", "task_raw", 2)]
     assert result.notes["skipped_in_fast_mode"] == 27
 
 
 def test_level3_reports_a_failed_leaf_and_fails_when_all_fail():
     run = RUNS[1]
     answers = _recorded_level3_answers(run)
-    leaves = parse_wbs_project(load_run_json(run, "019-wbs_project_level1_and_level2.json")).leaves()
+    leaves = parse_wbs_project(load_run_json(run, step_file("wbs_project_level1_and_level2"))).leaves()
     broken = leaves[3].id
 
     def responder(messages, model, label):
@@ -383,9 +382,9 @@ def test_level3_reports_a_failed_leaf_and_fails_when_all_fail():
     assert [f["task_id"] for f in result.notes["failed_tasks"]] == [broken]
     assert "all models failed" in result.notes["failed_tasks"][0]["error"]
     assert (
-        "023-1-4-wbs_level3_raw.json" not in result.side_files and len(result.side_files) == len(leaves) - 1
+        step_file("wbs_level3", "task_raw", 4) not in result.side_files and len(result.side_files) == len(leaves) - 1
     )
-    assert broken not in {i["parent_id"] for i in json.loads(result.files["023-2-wbs_level3.json"])}
+    assert broken not in {i["parent_id"] for i in json.loads(result.files[step_file("wbs_level3")])}
 
     def always_fail(messages, model, label):
         raise StepError("offline")
@@ -399,7 +398,7 @@ def test_level3_reports_a_failed_leaf_and_fails_when_all_fail():
 
 def test_level3_rejects_bad_durations():
     inputs = _with_file(
-        inputs_from_run("wbs_level3", RUNS[0]), "task_durations", "022-2-task_durations.json", '{"a": 1}'
+        inputs_from_run("wbs_level3", RUNS[0]), "task_durations", step_file("estimate_task_durations"), '{"a": 1}'
     )
     with pytest.raises(StepError, match="expected a list"):
         step_function("wbs_level3")(context_for("wbs_level3", ReplayLLM(answers=[])), inputs)
@@ -417,10 +416,10 @@ def test_level123_tree_and_csv_match_recorded_run(run):
         ctx, inputs_from_run("wbs_project_level1_and_level2_and_level3", run)
     )
     result.check_against(STEP_BY_NAME["wbs_project_level1_and_level2_and_level3"])
-    full = json.loads(result.files["023-3-wbs_project_level1_and_level2_and_level3.json"])
-    assert full == load_run_json(run, "023-3-wbs_project_level1_and_level2_and_level3.json")
-    csv_text = result.files["023-4-wbs_project_level1_and_level2_and_level3.csv"]
-    assert csv_text.rstrip("\n") == load_run_file(run, "023-4-wbs_project_level1_and_level2_and_level3.csv")
+    full = json.loads(result.files[step_file("wbs_project_level1_and_level2_and_level3", "full")])
+    assert full == load_run_json(run, step_file("wbs_project_level1_and_level2_and_level3", "full"))
+    csv_text = result.files[step_file("wbs_project_level1_and_level2_and_level3", "csv")]
+    assert csv_text.rstrip("\n") == load_run_file(run, step_file("wbs_project_level1_and_level2_and_level3", "csv"))
     assert csv_text.splitlines()[0] == "Level 1;Level 2;Level 3;Level 4;Task ID"
     assert result.notes["orphaned_work_packages"] == []
 
@@ -428,27 +427,27 @@ def test_level123_tree_and_csv_match_recorded_run(run):
 def test_level123_reports_orphans_and_rejects_repeated_ids():
     run = RUNS[1]
     inputs = inputs_from_run("wbs_project_level1_and_level2_and_level3", run)
-    items = load_run_json(run, "023-2-wbs_level3.json")
+    items = load_run_json(run, step_file("wbs_level3"))
     items[0]["parent_id"] = "not-a-task"
     result = step_function("wbs_project_level1_and_level2_and_level3")(
         context_for("wbs_project_level1_and_level2_and_level3", ReplayLLM(answers=[])),
-        _with_file(inputs, "wbs_level3", "023-2-wbs_level3.json", json.dumps(items)),
+        _with_file(inputs, "wbs_level3", step_file("wbs_level3"), json.dumps(items)),
     )
     assert result.notes["orphaned_work_packages"] == [
         {"id": items[0]["id"], "name": items[0]["name"], "parent_id": "not-a-task"}
     ]
-    assert items[0]["id"] not in result.files["023-4-wbs_project_level1_and_level2_and_level3.csv"]
+    assert items[0]["id"] not in result.files[step_file("wbs_project_level1_and_level2_and_level3", "csv")]
     items[0]["parent_id"] = items[1]["parent_id"]
     items[0]["id"] = items[1]["id"]
     with pytest.raises(StepError, match="more than once"):
         step_function("wbs_project_level1_and_level2_and_level3")(
             context_for("wbs_project_level1_and_level2_and_level3", ReplayLLM(answers=[])),
-            _with_file(inputs, "wbs_level3", "023-2-wbs_level3.json", json.dumps(items)),
+            _with_file(inputs, "wbs_level3", step_file("wbs_level3"), json.dumps(items)),
         )
 
 
 def test_csv_depth_follows_the_tree():
-    root = parse_wbs_project(load_run_json(RUNS[0], "019-wbs_project_level1_and_level2.json"))
+    root = parse_wbs_project(load_run_json(RUNS[0], step_file("wbs_project_level1_and_level2")))
     lines = wbs_csv(root).splitlines()
     assert lines[0] == "Level 1;Level 2;Level 3;Task ID"
     assert len(lines) == 1 + len(root.descendants()) + 1

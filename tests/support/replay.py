@@ -15,15 +15,17 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from planexe_assets.step_table import STEP_BY_NAME, Step
-from planexe_assets.steps.base import (
+from planexe_assets.core import (
+    STEP_BY_NAME,
     CallUsage,
     ChatMessage,
+    Step,
     StepContext,
     StepInputs,
     StructuredReply,
     TextReply,
     UpstreamFiles,
+    step_file,
 )
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "planexe_runs"
@@ -112,10 +114,10 @@ def inputs_from_run(step_name: str, run: str) -> StepInputs:
 def context_for(step_name: str, llm, *, fast: bool = False, prompt: str = "", run: str | None = None) -> StepContext:
     from datetime import UTC, datetime
 
-    from planexe_assets.steps.base import SpeedVsDetail
+    from planexe_assets.core import SpeedVsDetail
 
     if run is not None and not prompt:
-        prompt = load_run_file(run, "001-2-plan.txt")
+        prompt = load_run_file(run, step_file("setup"))
     return StepContext(
         plan_id="test_plan",
         step=STEP_BY_NAME[step_name],
