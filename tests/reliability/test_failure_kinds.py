@@ -141,10 +141,9 @@ def test_the_no_flicker_prediction_follows_the_retry_decision(monkeypatch):
     from dagster import RetryPolicy
     from sqlalchemy.exc import OperationalError
 
-    from planexe_assets.assets import _raised_for
-    from planexe_assets.step_policies import dagster_will_retry
-    from planexe_assets.step_table import STEP_BY_NAME
-    from planexe_assets.steps.base import FailureKind, StepError
+    from planexe_assets.core import STEP_BY_NAME, FailureKind, StepError
+    from planexe_assets.dagster_defs.assets import _raised_for
+    from planexe_assets.dagster_defs.step_policies import dagster_will_retry
 
     monkeypatch.delenv("PLANEXE_LLM_STEP_CONTENT_RETRIES", raising=False)
     step = STEP_BY_NAME["identify_purpose"]
