@@ -336,12 +336,8 @@ def test_back_to_top_appears_once_scrolled_and_goes_to_the_top(browser, recorded
     assert _wait(browser, "getComputedStyle(document.querySelector('a.back-to-top')).opacity === '0'")
 
 
-@pytest.mark.parametrize(("section_id", "frame_index"), [("gantt-overview", 0), ("gantt-interactive", 1)])
-def test_gantt_frame_is_as_tall_as_its_chart(browser, recorded_pages, section_id, frame_index):
-    _open(browser, recorded_pages / step_file("report"), f"#{section_id}")
-    frame_selector = f"document.querySelectorAll('iframe.gantt-frame')[{frame_index}]"
-    assert _wait(browser, f"{frame_selector}.hasAttribute('data-sized')"), "the frame never got its height"
-    time.sleep(0.3)  # the last height message
+def _frame_heights(browser, frame_index: int) -> tuple[float, dict]:
+    """The Gantt frame's own height, and the heights of the page and chart inside it."""
     frame = browser.find_elements("css selector", "iframe.gantt-frame")[frame_index]
     outer = browser.execute_script("return arguments[0].getBoundingClientRect().height", frame)
     browser.switch_to.frame(frame)
@@ -358,6 +354,23 @@ def test_gantt_frame_is_as_tall_as_its_chart(browser, recorded_pages, section_id
         )
     finally:
         browser.switch_to.default_content()
+    return outer, inner
+
+
+@pytest.mark.parametrize(("section_id", "frame_index"), [("gantt-overview", 0), ("gantt-interactive", 1)])
+def test_gantt_frame_is_as_tall_as_its_chart(browser, recorded_pages, section_id, frame_index):
+    _open(browser, recorded_pages / step_file("report"), f"#{section_id}")
+    frame_selector = f"document.querySelectorAll('iframe.gantt-frame')[{frame_index}]"
+    assert _wait(browser, f"{frame_selector}.hasAttribute('data-sized')"), "the frame never got its height"
+    # The chart may still be laying out (a loaded machine draws late): the frame follows each height
+    # message, so poll until it has caught up instead of trusting one fixed pause.
+    deadline = time.monotonic() + 15
+    while True:
+        outer, inner = _frame_heights(browser, frame_index)
+        if outer >= inner["content"] - 1 and inner["scrollable"] <= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    frame = browser.find_elements("css selector", "iframe.gantt-frame")[frame_index]
     assert inner["embedded"] and not inner["headerShown"]
     # The frame holds the whole page, the page holds the whole chart: nothing scrolls inside.
     assert outer >= inner["content"] - 1 and inner["scrollable"] <= 1 and inner["chartClipped"] <= 1, (outer, inner)
