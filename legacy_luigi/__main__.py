@@ -21,7 +21,7 @@ import luigi
 from legacy_luigi.tasks import TASK_CLASSES, FullPlanPipeline, SpeedVsDetailEnum
 from planexe_assets.core import step_file
 from planexe_assets.lifecycle.plans import PlanInputError, PlanRequest, create_plan
-from planexe_assets.lifecycle.redline import gate_enabled
+from planexe_assets.lifecycle.redline import GATE_STEPS, gate_enabled
 from resources import migrate
 from resources.config import ConfigError, database_url, planexe_home, redact_url, runs_dir
 from resources.database import DatabaseUnavailable, get_database_service
@@ -88,10 +88,12 @@ def _build(db, plan, args, build_id: str, log_path: Path) -> int:
     task = FullPlanPipeline(run_id_dir=run_dir_for(plan_id, runs_dir()), speedvsdetail=speed, llm_models=models)
     logging.getLogger("planexe.luigi").info("build %s of plan %s: %s, models %s", build_id, plan_id, speed.value, models)
     if _gated(plan):
-        # A gated plan (planexe_assets/lifecycle/redline.py) runs nothing past the gate before its verdict: build
-        # the gate alone first, so no worker starts another step beside it.
-        gate = TASK_CLASSES["redline_gate"](run_id_dir=task.run_id_dir, speedvsdetail=speed, llm_models=models)
-        luigi.build([gate], local_scheduler=True, workers=1)
+        # A gated plan (planexe_assets/lifecycle/redline.py) runs nothing past the gates before their verdicts:
+        # build the redline gate and the prompt screening alone first, so no worker starts another step beside them.
+        gates = [
+            TASK_CLASSES[name](run_id_dir=task.run_id_dir, speedvsdetail=speed, llm_models=models) for name in GATE_STEPS
+        ]
+        luigi.build(gates, local_scheduler=True, workers=1)
         plan = db.get_plan(plan_id)
         if plan.status == "refused":
             print(f"plan {plan_id}: refused: {plan.error_message}", file=sys.stderr)

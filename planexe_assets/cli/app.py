@@ -155,8 +155,9 @@ def plan_command(
     refuse_on_redline: bool = typer.Option(
         None,
         "--refuse-on-redline/--advisory-redline",
-        help="Stop the plan after the diagnostics when the redline gate's verdict is REFUSE (status "
-        "refused). Default: PLANEXE_REFUSE_ON_REDLINE, else advisory only, as in PlanExe.",
+        help="Stop the plan after the diagnostics when the redline gate's verdict is REFUSE or the prompt "
+        "screening's is UNUSABLE (status refused). Default: PLANEXE_REFUSE_ON_REDLINE, else advisory only, "
+        "as in PlanExe.",
     ),
 ) -> None:
     """Create a plan and materialise all its assets, showing progress as it goes.

@@ -48,7 +48,7 @@ from planexe_assets.dagster_defs.step_policies import (
 )
 from planexe_assets.lifecycle.failure_policy import retry_decision
 from planexe_assets.lifecycle.plan_sync import revive_plan_for_retry
-from planexe_assets.lifecycle.redline import GATE_PRIORITY, GATE_STEP, RedlineGateClosed
+from planexe_assets.lifecycle.redline import GATE_PRIORITY, GATE_STEPS, RedlineGateClosed
 from planexe_assets.lifecycle.runner import StepExecution, StepRunner, pipeline_steps
 from planexe_assets.lifecycle.versions import StepVersion, data_version, step_versions
 from resources.models import utcnow
@@ -76,8 +76,8 @@ def _asset_for(step: Step, version: StepVersion) -> AssetsDefinition:
         tags={"planexe/llm": "true" if step.uses_llm else "false"},
         pool=LLM_POOL if step.uses_llm else None,
         retry_policy=retry_policy,
-        # The redline gate runs before the other steps that become ready with it (see redline.py).
-        op_tags={"dagster/priority": str(GATE_PRIORITY)} if step.name in (GATE_STEP, "setup") else None,
+        # The gate steps run before the other steps that become ready with them (see redline.py).
+        op_tags={"dagster/priority": str(GATE_PRIORITY)} if step.name in (*GATE_STEPS, "setup") else None,
     )
     def _step_asset(context: AssetExecutionContext, database: DatabaseResource, llm: LLMResource):
         plan_id = context.partition_key

@@ -1,6 +1,6 @@
 """Asset checks on every plan asset: the stored outputs are intact and well-formed.
 
-Two checks per asset, evaluated per plan (partition):
+Two checks per asset (a third on the six constraint checks), evaluated per plan (partition):
 
 - ``files_match_rows``: every output file of the step (its ``output()`` files and its per-item files)
   has a ``plan_content`` row whose ``content_hash`` is the sha256 of its content, and the file in the
@@ -13,7 +13,12 @@ Two checks per asset, evaluated per plan (partition):
   response fields are validated. Derived files (clean lists, WBS trees, the start time) are read with
   the same reader the downstream step uses, so a passing check means the downstream step can read it.
 
-A check of an asset that other assets depend on is blocking: when it fails, the run does not go on
+- ``constraint_verdicts`` (the six constraint checks, ``steps/constraint_matrix.py``): the check
+  step's verdicts, one per constraint of the prompt. It fails with severity WARN when any constraint
+  is ``violated`` at that stage (the UI shows the warning on the asset; the plan goes on, as
+  upstream's), and lists the violated constraints with their evidence. Never blocking.
+
+A check of an asset that other assets depend on is blocking (``constraint_verdicts`` excepted): when it fails, the run does not go on
 to the downstream assets (Dagster skips them). The plain-Python functions (``verify_files``,
 ``verify_json``) are what the Dagster checks call; tests and tools can call them directly.
 
@@ -43,11 +48,13 @@ from planexe_assets.dagster_defs.assets import IO_MANAGER_KEY
 from planexe_assets.dagster_defs.partitions import plans_partitions
 from planexe_assets.lifecycle.runner import pipeline_steps
 from planexe_assets.steps import models_for
+from planexe_assets.steps.constraint_matrix import CONSTRAINT_CHECK_STEPS, check_items, parse_json_object
 from resources.database import sha256_text
 from resources.plan_store import PlanStore
 
 FILES_CHECK = "files_match_rows"
 JSON_CHECK = "json_valid"
+VERDICTS_CHECK = "constraint_verdicts"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -199,6 +206,64 @@ def _steps_with_downstream(steps: Sequence[Step]) -> set[str]:
     return {dep for s in steps for dep in s.deps}
 
 
+@dataclass
+class ConstraintVerdicts:
+    """What one constraint check said: counts per status, the violated items, and any problem."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    violated: list[dict[str, str]] = field(default_factory=list)
+    overall_status: str = ""
+    problem: str = ""  # why the verdicts could not be read
+
+    @property
+    def passed(self) -> bool:
+        return not self.problem and not self.violated
+
+
+def constraint_verdicts(text: str | None) -> ConstraintVerdicts:
+    """The verdicts in a constraint check's JSON (``constraint_violations``, ``overall_status``)."""
+    data, problem = parse_json_object(text)
+    if data is None:
+        return ConstraintVerdicts(problem=problem)
+    items = check_items(data)
+    counts = {status: sum(1 for i in items if i["status"] == status) for status in ("satisfied", "violated", "unclear")}
+    return ConstraintVerdicts(
+        counts=counts,
+        violated=[i for i in items if i["status"] == "violated"],
+        overall_status=str(data.get("overall_status") or ""),
+    )
+
+
+def _verdicts_result(step: Step, plan_id: str, contents: Mapping[str, str]) -> AssetCheckResult:
+    filename = step.output("")
+    verdicts = constraint_verdicts(contents.get(filename))
+    if verdicts.problem:
+        description = f"{filename}: verdicts not readable ({verdicts.problem})"
+    elif verdicts.violated:
+        first = verdicts.violated[0]["constraint_text"]
+        description = f"{len(verdicts.violated)} constraint(s) of the prompt violated at this stage, e.g. {first!r}"
+    else:
+        description = f"no constraint violated ({verdicts.counts.get('satisfied', 0)} satisfied, {verdicts.counts.get('unclear', 0)} unclear)"
+    lines = [
+        f"- **{v['constraint_text']}**: {v['evidence'] or v['explanation'] or 'no evidence given'}" for v in verdicts.violated
+    ]
+    return AssetCheckResult(
+        asset_key=step.name,
+        check_name=VERDICTS_CHECK,
+        passed=verdicts.passed,
+        severity=AssetCheckSeverity.WARN,
+        description=description[:1000],
+        metadata={
+            "plan_id": plan_id,
+            "overall_status": verdicts.overall_status or "unknown",
+            "satisfied": verdicts.counts.get("satisfied", 0),
+            "violated": verdicts.counts.get("violated", 0),
+            "unclear": verdicts.counts.get("unclear", 0),
+            "violations": MetadataValue.md("\n".join(lines[:50]) or "none"),
+        },
+    )
+
+
 # ---------------------------------------------------------------------------------------------------
 # The Dagster checks
 # ---------------------------------------------------------------------------------------------------
@@ -218,6 +283,7 @@ def _check_for(step: Step, blocking: bool) -> AssetChecksDefinition:
     names = [(FILES_CHECK, "Run-directory files and plan_content rows of {} agree by sha256 ({}).")]
     if has_json:
         names.append((JSON_CHECK, "JSON outputs of {} validate against their response models ({})."))
+    verdict_check = step.name in CONSTRAINT_CHECK_STEPS
     with warnings.catch_warnings():
         # Partitioned checks (one result per plan in the UI) are a preview feature of Dagster; the
         # Dagster version is pinned (requirements.lock), so a change cannot arrive unnoticed.
@@ -232,6 +298,19 @@ def _check_for(step: Step, blocking: bool) -> AssetChecksDefinition:
             )
             for name, text in names
         ]
+        if verdict_check:
+            specs.append(
+                AssetCheckSpec(
+                    VERDICTS_CHECK,
+                    asset=step.name,
+                    blocking=False,
+                    partitions_def=plans_partitions,
+                    description=(
+                        f"No constraint of the prompt is violated at this stage ({step.name}); "
+                        "WARN when one is (not blocking)."
+                    ),
+                )
+            )
 
     @multi_asset_check(
         name=f"check_{step.name}",
@@ -287,6 +366,8 @@ def _check_for(step: Step, blocking: bool) -> AssetChecksDefinition:
                     "problems": _problems_metadata(schema_problems),
                 },
             )
+        if VERDICTS_CHECK in selected:
+            yield _verdicts_result(step, plan_id, files.contents)
 
     return _plan_output_checks
 
@@ -307,6 +388,8 @@ def json_outputs_of_table() -> list[str]:
 __all__ = [
     "FILES_CHECK",
     "JSON_CHECK",
+    "VERDICTS_CHECK",
+    "constraint_verdicts",
     "build_plan_checks",
     "json_problems",
     "spec_for",

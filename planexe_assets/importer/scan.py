@@ -1,5 +1,9 @@
 """Reading and checking a PlanExe run directory; nothing is written (``scan_run``).
 
+Both naming eras are read: the numbered files of 2025 and early 2026 (``001-2-plan.txt``, ...) and the
+unnumbered files PlanExe writes since April 2026 (``plan.txt``, ``plan_raw.json``,
+``triaged_levers_raw.json``, ...), which are stored under our numbered names (``importer/names.py``).
+
 The directory exists and holds the plan's prompt file; the plan id (default: the directory name) is
 valid; every file is a regular, non-hidden file of valid UTF-8 text without NUL characters (so its
 ``plan_content`` row holds it byte for byte); the prompt is a usable prompt. The start-time file
@@ -20,6 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, Step, step_file, step_for_filename
+from planexe_assets.importer.names import (
+    PLAN_RAW_2026,
+    PLAN_TXT_2026,
+    TRIAGED_RAW_2026,
+    UNNUMBERED,
+    is_unnumbered_run,
+    prompt_from_plan_raw,
+    triaged_to_deduplicated,
+)
 from planexe_assets.lifecycle.plans import PlanInputError, validate_prompt
 from planexe_assets.lifecycle.runner import pipeline_steps
 from planexe_assets.steps.qa import QuestionsAndAnswers, render_questions_and_answers_html
@@ -35,6 +48,8 @@ IMPORTED_STAGE = "imported"
 STAGE_OF_KNOWN_FILES: Mapping[str, str] = {
     PIPELINE_COMPLETE_FILENAME: "full_plan_pipeline",  # as StepRunner stores our own marker
     "030-report.html": "report",  # PlanExe 2026 renamed the report of ReportTask
+    PLAN_RAW_2026: "setup",  # the bare prompt (upstream's InitialPlanRawTask; ours is setup)
+    TRIAGED_RAW_2026: "deduplicate_levers",  # TriageLevers replaced DeduplicateLevers upstream
 }
 
 
@@ -81,6 +96,7 @@ class ScannedRun:
     created_at: datetime | None  # naive UTC, from 001-1-start_time.json
     usage: list[UsageRecord]
     warnings: list[str] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)  # our name -> the 2026 file's own name
 
     @property
     def all_files(self) -> dict[str, str]:
@@ -116,9 +132,10 @@ def scan_run(source: Path | str, plan_id: str | None = None) -> ScannedRun:
         raise RunImportError(f"{source} does not exist")
     if not source.is_dir():
         raise RunImportError(f"{source} is not a directory")
-    if not (source / PLAN_FILE).is_file():
+    if not any((source / name).is_file() for name in (PLAN_FILE, PLAN_TXT_2026, PLAN_RAW_2026)):
         raise RunImportError(
-            f"{source} does not look like a PlanExe run directory: {PLAN_FILE} (the plan's prompt) is missing"
+            f"{source} does not look like a PlanExe run directory: {PLAN_FILE} (the plan's prompt; "
+            f"{PLAN_TXT_2026} or {PLAN_RAW_2026} in a 2026 run) is missing"
         )
     chosen = plan_id if plan_id is not None else default_plan_id(source)
     try:
@@ -133,11 +150,17 @@ def scan_run(source: Path | str, plan_id: str | None = None) -> ScannedRun:
 
     files, skipped = _read_files(source)
     warnings = [f"skipped hidden file {name}" for name in skipped]
+    renamed: dict[str, str] = {}
+    derived, derived_from = {}, {}
+    if is_unnumbered_run(set(files)):
+        files, renamed, derived, derived_from = _from_unnumbered(files, warnings)
 
-    prompt = _check_prompt(files[PLAN_FILE])
+    prompt = _check_prompt({**files, **derived}[PLAN_FILE])
     created_at, utc_offset = _start_time(files.get(START_TIME_FILE), warnings)
     usage = _parse_usage(files.get(USAGE_FILE), utc_offset, warnings)
-    derived, derived_from = _derive_missing(files, warnings)
+    restored, restored_from = _derive_missing({**files, **derived}, warnings)
+    derived.update(restored)
+    derived_from.update(restored_from)
     return ScannedRun(
         source=source.resolve(),
         plan_id=chosen,
@@ -148,7 +171,63 @@ def scan_run(source: Path | str, plan_id: str | None = None) -> ScannedRun:
         created_at=created_at,
         usage=usage,
         warnings=warnings,
+        renamed=renamed,
     )
+
+
+def _from_unnumbered(
+    files: dict[str, str], warnings: list[str]
+) -> tuple[dict[str, str], dict[str, str], dict[str, str], dict[str, str]]:
+    """A 2026 run's files under our names: (files, our name -> original, derived, derived -> source).
+
+    Unnumbered names of our files are renamed; ``plan_raw.json`` and ``triaged_levers_raw.json`` are
+    kept as they are, and give ``001-2-plan.txt`` (when ``plan.txt`` is missing) and the deduplication
+    record (``002-11-deduplicated_levers_raw.json``) as derived files. A numbered file beside its
+    unnumbered twin is refused: which one is the run's would be a guess.
+    """
+    out: dict[str, str] = {}
+    renamed: dict[str, str] = {}
+    for name, text in files.items():
+        ours = UNNUMBERED.get(name)
+        if ours is None:
+            out.setdefault(name, text)
+            continue
+        if ours in files or ours in renamed:
+            other = ours if ours in files else renamed[ours]
+            raise RunImportError(f"{name} and {other} are both the file {ours}; keep one of them")
+        out[ours] = text
+        renamed[ours] = name
+    derived: dict[str, str] = {}
+    derived_from: dict[str, str] = {}
+    if PLAN_FILE not in out:
+        try:
+            derived[PLAN_FILE] = prompt_from_plan_raw(out[PLAN_RAW_2026])
+        except (ValueError, KeyError) as exc:
+            raise RunImportError(
+                f"the run has no {PLAN_TXT_2026}, and its {PLAN_RAW_2026} does not hold the prompt "
+                f"({str(exc)[:200]}); add {PLAN_TXT_2026} with the prompt"
+            ) from None
+        derived_from[PLAN_FILE] = PLAN_RAW_2026
+        warnings.append(f"{PLAN_FILE} (the prompt) taken from {PLAN_RAW_2026}")
+    dedup = step_file("deduplicate_levers", "raw")
+    if TRIAGED_RAW_2026 in out:
+        if dedup in out:
+            raise RunImportError(
+                f"{TRIAGED_RAW_2026} and {renamed.get(dedup, dedup)} are both the deduplicated levers; keep one of them"
+            )
+        try:
+            derived[dedup] = triaged_to_deduplicated(out[TRIAGED_RAW_2026])
+        except ValueError as exc:
+            warnings.append(f"{TRIAGED_RAW_2026} could not be read as deduplicated levers: {str(exc)[:200]}")
+        else:
+            derived_from[dedup] = TRIAGED_RAW_2026
+            warnings.append(
+                f"{dedup} translated from {TRIAGED_RAW_2026} (TriageLevers replaced DeduplicateLevers upstream; "
+                "primary and secondary levers are kept)"
+            )
+    if renamed:
+        warnings.append(f"a 2026 run with unnumbered file names: {len(renamed)} file(s) stored under our numbered names")
+    return out, renamed, derived, derived_from
 
 
 def _read_files(source: Path) -> tuple[dict[str, str], list[str]]:

@@ -1,22 +1,26 @@
-"""The opt-in redline gate: with refuse-on-redline, a ``REFUSE`` verdict stops the plan after the gate.
+"""The opt-in redline gate: with refuse-on-redline, a ``REFUSE`` verdict of the redline gate, or an
+``UNUSABLE`` verdict of the prompt screening, stops the plan after the two diagnostics.
 
-PlanExe's redline gate is advice only: its verdict is shown in the report and the plan is written
-anyway. Here a plan can ask for more. It is *gated* when its row says ``refuse_on_redline`` (``planexe
+PlanExe's redline gate and prompt screening are advice only: their verdicts are shown in the report
+(an UNUSABLE prompt gets a warning banner) and the plan is written anyway. Here a plan can ask for
+more. It is *gated* when its row says ``refuse_on_redline`` (``planexe
 plan --refuse-on-redline``, or ``PLANEXE_REFUSE_ON_REDLINE=1`` where the plan is created) or when
 ``PLANEXE_REFUSE_ON_REDLINE=1`` is set where the steps run (an operator's switch: it can only turn the
 gate on). For a gated plan:
 
-- ``start_time``, ``setup`` and ``redline_gate`` run as usual (the gate step's files are stored, so the
-  verdict and its reasons stay readable);
-- a ``REFUSE`` verdict marks the plan ``refused``, with the verdict's category and rationale as the
-  plan's error message;
-- every other step first reads the stored verdict: ``REFUSE`` raises ``PlanRefused`` (the plan stays
-  ``refused``; no LLM call is made), no verdict yet raises ``RedlineGateClosed`` (fail closed: the gate
-  must allow the plan before anything else runs). The Dagster asset turns both into a failure that is
-  never retried, and Dagster skips everything downstream.
+- ``start_time``, ``setup``, ``redline_gate`` and ``screen_planning_prompt`` (the gate steps,
+  ``GATE_STEPS``) run as usual (their files are stored, so the verdicts and their reasons stay
+  readable);
+- a ``REFUSE`` verdict of the redline gate, or an ``UNUSABLE`` one of the screening, marks the plan
+  ``refused``, with the verdict's category or reason and rationale as the plan's error message and
+  the gate step that said it as ``failed_step``;
+- every other step first reads both stored verdicts: a refusal raises ``PlanRefused`` (the plan stays
+  ``refused``; no LLM call is made), a verdict not given yet raises ``RedlineGateClosed`` (fail
+  closed: both gates must allow the plan before anything else runs). The Dagster asset turns both
+  into a failure that is never retried, and Dagster skips everything downstream.
 
-The Dagster asset of ``redline_gate`` carries a high ``dagster/priority``, so in a run it executes
-before every other step that becomes ready with it (``premise_attack``, ``identify_purpose``).
+The Dagster assets of the gate steps carry a high ``dagster/priority``, so in a run they execute
+before every other step that becomes ready with them (``premise_attack``, ``identify_purpose``).
 
 No Dagster or Luigi import here.
 """
@@ -33,8 +37,11 @@ from resources.models import PlanStatus, utcnow
 
 REFUSE_ENV = "PLANEXE_REFUSE_ON_REDLINE"
 GATE_STEP = "redline_gate"
-# What a gated plan may run before (and regardless of) the verdict.
-UNGATED_STEPS = frozenset({"start_time", "setup", GATE_STEP})
+SCREEN_STEP = "screen_planning_prompt"
+# The steps whose verdict can stop a gated plan, in the order their verdicts are read.
+GATE_STEPS = (GATE_STEP, SCREEN_STEP)
+# What a gated plan may run before (and regardless of) the verdicts.
+UNGATED_STEPS = frozenset({"start_time", "setup", *GATE_STEPS})
 # The in-process executor starts the highest-priority ready step first (Dagster's ``dagster/priority``).
 GATE_PRIORITY = 100
 
@@ -73,12 +80,19 @@ class RedlineVerdict:
     rationale: str = ""
     category: str | None = None
     severity: str | None = None
+    step: str = GATE_STEP  # the gate step that gave it
 
     @property
     def refused(self) -> bool:
-        return self.verdict == "REFUSE"
+        return self.verdict in {"REFUSE", "UNUSABLE"}
 
     def reason(self) -> str:
+        if self.step == SCREEN_STEP:
+            detail = ", ".join(x for x in (self.category, f"confidence {self.severity}" if self.severity else None) if x)
+            text = f"refused: the prompt screening found the prompt unusable for planning (verdict UNUSABLE{f'; {detail}' if detail else ''})"
+            if self.rationale.strip():
+                text += f": {' '.join(self.rationale.split())}"
+            return text
         detail = ", ".join(x for x in (self.category, f"severity {self.severity}" if self.severity else None) if x)
         text = f"refused by the redline gate (verdict REFUSE{f'; {detail}' if detail else ''})"
         if self.rationale.strip():
@@ -108,7 +122,35 @@ def parse_verdict(raw_json: str) -> RedlineVerdict:
     )
 
 
+def parse_screening(raw_json: str) -> RedlineVerdict:
+    """The verdict in the prompt screening's raw file (top-level ``verdict``, ``reason``,
+    ``confidence``, ``rationale``), as a gate verdict: ``UNUSABLE`` refuses a gated plan."""
+    try:
+        data = json.loads(raw_json)
+    except json.JSONDecodeError as exc:
+        raise StepError(f"the prompt screening's raw file is not JSON: {exc}") from None
+    verdict = data.get("verdict") if isinstance(data, dict) else None
+    if not isinstance(verdict, str) or verdict.strip().upper() not in {"USABLE", "UNUSABLE"}:
+        raise StepError("the prompt screening's raw file has no USABLE/UNUSABLE verdict")
+
+    def text(key: str) -> str | None:
+        value = data.get(key)
+        return value.strip() if isinstance(value, str) and value.strip() else None
+
+    reason = text("reason")
+    return RedlineVerdict(
+        verdict=verdict.strip().upper(),
+        rationale=text("rationale") or "",
+        category=reason.replace("_", " ") if reason else None,
+        severity=text("confidence"),
+        step=SCREEN_STEP,
+    )
+
+
 RAW_FILENAME = STEP_BY_NAME[GATE_STEP].outputs["raw"]
+SCREEN_RAW_FILENAME = STEP_BY_NAME[SCREEN_STEP].outputs["raw"]
+# gate step -> (its raw file, the parser of its verdict)
+GATE_FILES = {GATE_STEP: (RAW_FILENAME, parse_verdict), SCREEN_STEP: (SCREEN_RAW_FILENAME, parse_screening)}
 
 
 class RedlineGate:
@@ -117,31 +159,34 @@ class RedlineGate:
     def __init__(self, db):
         self.db = db
 
-    def stored_verdict(self, plan_id: str) -> RedlineVerdict | None:
-        row = self.db.get_plan_content_by_filename(plan_id, RAW_FILENAME)
-        return None if row is None else parse_verdict(row.content)
+    def stored_verdict(self, plan_id: str, gate_step: str = GATE_STEP) -> RedlineVerdict | None:
+        filename, parse = GATE_FILES[gate_step]
+        row = self.db.get_plan_content_by_filename(plan_id, filename)
+        return None if row is None else parse(row.content)
 
     def check_before(self, plan, step_name: str) -> None:
         """Raise if a gated plan may not run ``step_name`` now."""
         if step_name in UNGATED_STEPS or not gate_enabled(plan):
             return
-        verdict = self.stored_verdict(plan.plan_id)
-        if verdict is None:
-            # Resuming runs the gate first, so this is not permanent.
-            raise RedlineGateClosed(
-                f"plan {plan.plan_id} is gated (refuse-on-redline) and the redline gate has given no verdict "
-                f"yet; {step_name} runs only once the gate has allowed the plan",
-                kind=FailureKind.TRANSIENT,
-            )
-        if verdict.refused:
-            self.mark_refused(plan.plan_id, verdict)
-            raise PlanRefused(f"plan {plan.plan_id} was {verdict.reason()}; {step_name} does not run")
+        for gate_step in GATE_STEPS:
+            verdict = self.stored_verdict(plan.plan_id, gate_step)
+            if verdict is None:
+                # Resuming runs the gate steps first, so this is not permanent.
+                raise RedlineGateClosed(
+                    f"plan {plan.plan_id} is gated (refuse-on-redline) and {gate_step} has given no verdict "
+                    f"yet; {step_name} runs only once the redline gate and the prompt screening have allowed the plan",
+                    kind=FailureKind.TRANSIENT,
+                )
+            if verdict.refused:
+                self.mark_refused(plan.plan_id, verdict)
+                raise PlanRefused(f"plan {plan.plan_id} was {verdict.reason()}; {step_name} does not run")
 
     def check_after(self, plan, step_name: str, files: dict[str, str]) -> RedlineVerdict | None:
-        """After the gate step of a gated plan: a REFUSE verdict marks the plan refused."""
-        if step_name != GATE_STEP or not gate_enabled(plan):
+        """After a gate step of a gated plan: a REFUSE or UNUSABLE verdict marks the plan refused."""
+        if step_name not in GATE_FILES or not gate_enabled(plan):
             return None
-        verdict = parse_verdict(files[RAW_FILENAME])
+        filename, parse = GATE_FILES[step_name]
+        verdict = parse(files[filename])
         if verdict.refused:
             self.mark_refused(plan.plan_id, verdict)
         return verdict
@@ -155,7 +200,7 @@ class RedlineGate:
                 "error_message": reason[:4000],
                 "completed_at": utcnow(),
                 "failure_reason": reason[:1000],
-                "failed_step": GATE_STEP,
+                "failed_step": verdict.step,
                 "recoverable": False,
             },
         )

@@ -1,7 +1,16 @@
-"""The final report: every document of the plan in one self-contained, offline HTML page.
+"""The final report: every document of the plan in one self-contained, offline HTML page, and the
+same sections as markdown for LLMs.
 
-No LLM. ``029-report.html`` holds 20 collapsible sections in PlanExe's order (``SECTIONS``), a table of
-contents and, as title, the WBS level-1 project title. The page extends the shared page template
+No LLM. ``029-report.html`` holds 22 collapsible sections (``SECTIONS``): the 21 of upstream PlanExe's
+2026 report in its order (Gantt Interactive only, Self Audit, Prompt Screening inside Initial Prompt
+Vetted, Prompt Adherence last), then our Constraints section (``steps/constraint_matrix.py``: every
+constraint of the prompt with its verdict at each of the six constraint checks, violated ones
+highlighted); a table of contents and, as title, the WBS level-1 project title. When the prompt
+screening said UNUSABLE, a warning banner (reason, confidence, rationale) sits above the sections.
+``029-report.md`` (the step's ``markdown`` side file) holds the title as H1, a generated-on line, the
+warning as a blockquote, then every section but the Gantt chart as ``# Title`` and its source markdown
+unchanged (the WBS as a fenced csv block; Initial Prompt Vetted from ``##`` parts, the prompt in a
+fenced text block; missing inputs as a "Not available" line). The page extends the shared page template
 (``steps/pages.py``, one stylesheet for every HTML output) and inlines one script of its own
 (``static/report.js``); no CDN, nothing fetched.
 
@@ -29,8 +38,10 @@ What goes into a section, by kind of input:
   network; anything else (such as PlanExe's CDN-based pages from an imported run) is shown as "not
   available" with the reason. The embedded page posts its height, and the report sizes the frame to
   the whole chart (a plain 85%-of-the-window frame without JavaScript);
-- the **Initial Prompt Vetted** section shows the prompt as escaped text, then the redline-gate and
-  premise-attack documents.
+- the **Initial Prompt Vetted** section shows the prompt as escaped text, then the prompt-screening,
+  redline-gate and premise-attack documents;
+- the **Constraints** section is built from the extraction's and the checks' JSON and rendered by
+  the template with autoescaping (model text never becomes markup).
 
 A missing or empty input never fails the step: its section says "Not available" and the step notes
 list it. What the sanitizer removed from a section is listed in that section's notes.
@@ -52,6 +63,13 @@ from markupsafe import Markup, escape
 
 from planexe_assets.core import StepContext, StepError, StepInputs, StepResult
 from planexe_assets.steps import register
+from planexe_assets.steps.common import humanize_key, one_line
+from planexe_assets.steps.constraint_matrix import (
+    ConstraintMatrix,
+    constraint_matrix_markdown,
+    matrix_from,
+    parse_json_object,
+)
 from planexe_assets.steps.doc_notes import NoteGroup, log_notes, note_groups, parse_notes, split_notes
 from planexe_assets.steps.pages import frame_script, render_page, report_script
 from planexe_assets.steps.schedule import viewer_script
@@ -63,14 +81,19 @@ UNTITLED = "Untitled plan"
 @dataclass(frozen=True)
 class SectionSource:
     title: str
-    kind: str  # markdown | gantt | csv | fragment | vetted
+    kind: str  # markdown | gantt | csv | fragment | vetted | constraints
     key: str = ""  # requires() key of the input
     output: str = ""  # output key of that upstream step
+    md_output: str | None = None  # output key for report.md, when not ``output`` (None: same)
+
+    @property
+    def markdown_output(self) -> str:
+        return self.output if self.md_output is None else self.md_output
 
 
+# Upstream's 2026 order (21 sections), then our Constraints section.
 SECTIONS: tuple[SectionSource, ...] = (
     SectionSource("Executive Summary", "markdown", "executive_summary", "markdown"),
-    SectionSource("Gantt Overview", "gantt", "create_schedule", "mermaid_html"),
     SectionSource("Gantt Interactive", "gantt", "create_schedule", "dhtmlx_html"),
     SectionSource("Pitch", "markdown", "pitch_markdown", "markdown"),
     SectionSource("Project Plan", "markdown", "project_plan", "markdown"),
@@ -86,9 +109,12 @@ SECTIONS: tuple[SectionSource, ...] = (
     SectionSource("Expert Criticism", "markdown", "expert_review", ""),
     SectionSource("Work Breakdown Structure", "csv", "wbs_project123", "csv"),
     SectionSource("Review Plan", "markdown", "review_plan", "markdown"),
-    SectionSource("Questions & Answers", "fragment", "questions_and_answers", "html"),
+    SectionSource("Questions & Answers", "fragment", "questions_and_answers", "html", md_output="markdown"),
     SectionSource("Premortem", "markdown", "premortem", "markdown"),
+    SectionSource("Self Audit", "markdown", "self_audit", "markdown"),
     SectionSource("Initial Prompt Vetted", "vetted"),
+    SectionSource("Prompt Adherence", "markdown", "prompt_adherence", "markdown"),
+    SectionSource("Constraints", "constraints"),
 )
 SECTION_TITLES = tuple(s.title for s in SECTIONS)
 OPEN_BY_DEFAULT = {"Executive Summary"}
@@ -498,10 +524,13 @@ class Section:
     parts: list[dict[str, Any]] = field(default_factory=list)  # for "vetted"
     removed: list[str] = field(default_factory=list)
     doc_notes: list[NoteGroup] = field(default_factory=list)  # the document's own notes
+    matrix: ConstraintMatrix | None = None  # for "constraints"
+    markdown: str = ""  # the section's body in report.md
 
     @property
     def open(self) -> bool:
-        return self.title in OPEN_BY_DEFAULT
+        # The Constraints section opens itself when a stage violated a constraint.
+        return self.title in OPEN_BY_DEFAULT or bool(self.matrix and self.matrix.violations)
 
     @property
     def notes(self) -> list[NoteGroup]:
@@ -529,14 +558,42 @@ def _markdown_section(title: str, anchor: str, text: str) -> Section:
     body, notes = split_notes(text)
     rendered = render_markdown(body)
     return Section(
-        title, anchor, "html", html=rendered.html, removed=rendered.removed, doc_notes=parse_notes(notes)
+        title, anchor, "html", html=rendered.html, removed=rendered.removed, doc_notes=parse_notes(notes),
+        markdown=text.strip(),
     )
+
+
+def _fence(text: str, info: str) -> str:
+    """``text`` in a fenced code block whose fence is longer than any backtick run inside it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{text.rstrip()}\n{fence}"
+
+
+def _not_available_md(reason: str) -> str:
+    return f"_Not available: {one_line(reason)}_"
 
 
 def build_section(source: SectionSource, inputs: StepInputs) -> Section:
     anchor = section_id(source.title)
     if source.kind == "vetted":
         return _vetted_section(source.title, anchor, inputs)
+    if source.kind == "constraints":
+        return _constraints_section(source.title, anchor, inputs)
+    section = _html_section(source, anchor, inputs)
+    if source.kind == "gantt":
+        return section  # HTML only: report.md leaves the Gantt section out
+    loaded = load(inputs, source.key, source.markdown_output)
+    if loaded.text is None:
+        section.markdown = _not_available_md(loaded.problem)
+    elif source.kind == "csv":
+        section.markdown = _fence(loaded.text, "csv")
+    else:
+        section.markdown = loaded.text.strip()
+    return section
+
+
+def _html_section(source: SectionSource, anchor: str, inputs: StepInputs) -> Section:
     loaded = load(inputs, source.key, source.output)
     if loaded.text is None:
         return _missing(source.title, anchor, loaded.problem)
@@ -564,27 +621,109 @@ def build_section(source: SectionSource, inputs: StepInputs) -> Section:
     )
 
 
+VETTED_PARTS = (
+    ("Prompt Screening", "screen_planning_prompt"),
+    ("Redline Gate", "redline_gate"),
+    ("Premise Attack", "premise_attack"),
+)
+
+
 def _vetted_section(title: str, anchor: str, inputs: StepInputs) -> Section:
     prompt = load(inputs, "setup", "")
     parts: list[dict[str, Any]] = [
         {
-            "heading": None,
+            "heading": "Initial Prompt",
+            "prompt": True,
             "html": nl2br(prompt.text) if prompt.text is not None else None,
             "note": prompt.problem,
         }
     ]
+    md = ["## Initial Prompt", "", _fence(prompt.text, "text") if prompt.text is not None else _not_available_md(prompt.problem)]
     removed: list[str] = []
     notes: list[NoteGroup] = []
-    for heading, key in (("Redline Gate", "redline_gate"), ("Premise Attack", "premise_attack")):
+    for heading, key in VETTED_PARTS:
         loaded = load(inputs, key, "markdown")
         part = _markdown_section(heading, "", loaded.text) if loaded.text is not None else None
         if part is not None:
             removed.extend(part.removed)
             notes += [NoteGroup(f"{heading}: {g.heading}" if g.heading else heading, g.lines) for g in part.doc_notes]
-        parts.append({"heading": heading, "html": part.html if part else None, "note": loaded.problem})
+        parts.append({"heading": heading, "prompt": False, "html": part.html if part else None, "note": loaded.problem})
+        md += ["", f"## {heading}", "", loaded.text.strip() if loaded.text is not None else _not_available_md(loaded.problem)]
     if all(part["html"] is None for part in parts):
-        return _missing(title, anchor, "; ".join(part["note"] for part in parts))
-    return Section(title, anchor, "vetted", parts=parts, removed=removed, doc_notes=notes)
+        section = _missing(title, anchor, "; ".join(part["note"] for part in parts))
+    else:
+        section = Section(title, anchor, "vetted", parts=parts, removed=removed, doc_notes=notes)
+    section.markdown = "\n".join(md)
+    return section
+
+
+def _constraints_section(title: str, anchor: str, inputs: StepInputs) -> Section:
+    def read(key: str, output: str) -> tuple[str | None, str]:
+        loaded = load(inputs, key, output)
+        return loaded.text, loaded.problem
+
+    matrix = matrix_from(read)
+    markdown_body = constraint_matrix_markdown(matrix).strip()
+    if not matrix.rows and not matrix.any_check and matrix.extraction_problem:
+        section = _missing(title, anchor, f"no extracted constraints ({matrix.extraction_problem}) and no constraint check")
+        section.markdown = markdown_body
+        return section
+    notes = note_groups([("How the checks were read", matrix.notes)]) if matrix.notes else []
+    return Section(title, anchor, "constraints", matrix=matrix, doc_notes=notes, markdown=markdown_body)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The prompt-screening banner
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Screening:
+    verdict: str
+    reason: str
+    confidence: str
+    rationale: str
+
+    @property
+    def unusable(self) -> bool:
+        return self.verdict == "UNUSABLE"
+
+    @property
+    def reason_label(self) -> str:
+        return humanize_key(self.reason) if self.reason else "unspecified"
+
+
+def read_screening(inputs: StepInputs) -> tuple[Screening | None, str]:
+    """The prompt screening's verdict (``screen_planning_prompt`` raw JSON), or None and why not."""
+    loaded = load(inputs, "screen_planning_prompt", "raw")
+    data, problem = parse_json_object(loaded.text) if loaded.text is not None else (None, loaded.problem)
+    if data is None:
+        return None, f"prompt screening: {problem}"
+    verdict = str(data.get("verdict") or "").strip().upper()
+    if verdict not in {"USABLE", "UNUSABLE"}:
+        return None, f"prompt screening: {loaded.filename} has no USABLE/UNUSABLE verdict"
+    return (
+        Screening(
+            verdict,
+            one_line(data.get("reason") or ""),
+            one_line(data.get("confidence") or ""),
+            str(data.get("rationale") or "").strip(),
+        ),
+        "",
+    )
+
+
+def banner_markdown(screening: Screening) -> str:
+    text = (
+        f"**Prompt quality warning.** The prompt was screened as unusable for planning "
+        f"(reason: {screening.reason_label}"
+        + (f", confidence: {screening.confidence}" if screening.confidence else "")
+        + "). The plan below was generated anyway; read it with that in mind."
+    )
+    lines = [text]
+    if screening.rationale:
+        lines += ["", one_line(screening.rationale)]
+    return "\n".join(f"> {line}" if line else ">" for line in lines)
 
 
 def report_title(inputs: StepInputs) -> tuple[str, str]:
@@ -598,28 +737,52 @@ def report_title(inputs: StepInputs) -> tuple[str, str]:
         return UNTITLED, str(exc)
 
 
-def render_report(title: str, created: str, sections: list[Section]) -> str:
+def render_report(title: str, created: str, sections: list[Section], screening: Screening | None = None) -> str:
     return render_page(
-        "report.html.j2", title=title, created=created, sections=sections, report_script=report_script()
+        "report.html.j2",
+        title=title,
+        created=created,
+        sections=sections,
+        banner=screening if screening is not None and screening.unusable else None,
+        report_script=report_script(),
     )
+
+
+def render_report_markdown(title: str, created: str, sections: list[Section], screening: Screening | None = None) -> str:
+    """report.md: the same sections as markdown, for LLMs (no Gantt; the WBS as a csv block)."""
+    out = [f"# {one_line(title)}", "", f"Generated on {created}."]
+    if screening is not None and screening.unusable:
+        out += ["", banner_markdown(screening)]
+    for section in sections:
+        if section.kind == "gantt" or (section.kind == "missing" and section.title.startswith("Gantt")):
+            continue
+        body = section.markdown or _not_available_md(section.note or "no content")
+        out += ["", f"# {section.title}", "", body]
+    return "\n".join(out).rstrip() + "\n"
 
 
 @register("report")
 def run_report(ctx: StepContext, inputs: StepInputs) -> StepResult:
     title, title_problem = report_title(inputs)
     sections = [build_section(source, inputs) for source in SECTIONS]
+    screening, screening_problem = read_screening(inputs)
     created = ctx.plan_created_at.strftime("%Y-%m-%d %H:%M UTC")
-    page = render_report(title, created, sections)
+    page = render_report(title, created, sections, screening)
+    files = {ctx.step.output(""): page}
+    if "markdown" in ctx.step.outputs:
+        files[ctx.step.output("markdown")] = render_report_markdown(title, created, sections, screening)
 
     missing = {s.title: s.note for s in sections if not s.available}
     cleaned = {s.title: s.removed for s in sections if s.removed}
+    constraints = next((s.matrix for s in sections if s.matrix is not None), None)
     problems = [
         ("Sections not available", [f"{name}: {reason}" for name, reason in missing.items()]),
         ("Title", [f"no project title ({title_problem}); using {UNTITLED!r}"] if title_problem else []),
+        ("Prompt screening", [screening_problem] if screening_problem else []),
     ]
     log_notes(ctx.logger, "report", problems)
     return StepResult(
-        files={ctx.step.outputs[""]: page},
+        files=files,
         notes={
             "title": title,
             "title_problem": title_problem,
@@ -627,5 +790,8 @@ def run_report(ctx: StepContext, inputs: StepInputs) -> StepResult:
             "sections_available": sum(1 for s in sections if s.available),
             "sections_not_available": missing,
             "removed_from_sections": cleaned,
+            "screening": screening.verdict if screening is not None else None,
+            "constraints": len(constraints.rows) if constraints is not None else 0,
+            "constraints_violated": len(constraints.violated_rows) if constraints is not None else 0,
         },
     )

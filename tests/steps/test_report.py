@@ -175,10 +175,9 @@ def test_step_is_registered():
     assert step_function("report") is run_report
 
 
-def test_twenty_sections_in_the_reference_order():
+def test_twenty_two_sections_in_upstreams_2026_order_then_constraints():
     assert SECTION_TITLES == (
         "Executive Summary",
-        "Gantt Overview",
         "Gantt Interactive",
         "Pitch",
         "Project Plan",
@@ -196,7 +195,10 @@ def test_twenty_sections_in_the_reference_order():
         "Review Plan",
         "Questions & Answers",
         "Premortem",
+        "Self Audit",
         "Initial Prompt Vetted",
+        "Prompt Adherence",
+        "Constraints",
     )
 
 
