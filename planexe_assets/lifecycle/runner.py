@@ -98,12 +98,13 @@ class StepRunner:
 
     # -- inputs -----------------------------------------------------------------------------------
     def load_inputs(self, plan_id: str, step: Step) -> StepInputs:
-        """The step's inputs keyed like PlanExe's requires(): every upstream file, read in one query
-        and verified against its sha256 (``PlanStore.read``; a missing one raises)."""
+        """The step's inputs keyed like PlanExe's requires() and the step's ``extra_requires``: every
+        upstream file, read in one query and verified against its sha256 (``PlanStore.read``; a
+        missing one raises)."""
         deps = [STEP_BY_NAME[name] for name in step.deps]
         contents = self.store.read(plan_id, [f for dep in deps for f in dep.filenames])
         loaded = {dep.name: UpstreamFiles(step=dep, contents={f: contents[f] for f in dep.filenames}) for dep in deps}
-        return StepInputs({key: loaded[name] for key, name in step.requires.items()})
+        return StepInputs({key: loaded[name] for key, name in step.all_requires.items()})
 
     # -- one step ---------------------------------------------------------------------------------
     def execute(
