@@ -1277,7 +1277,23 @@ STEPS: tuple[Step, ...] = (
             "premortem": "premortem",
         },
         outputs={"": "029-report.html"},
-        description="The final report: every document of the plan in one self-contained HTML page that works offline.",
+        # report.md: the same sections as markdown, for LLMs (upstream's 2026 ReportTask writes it).
+        side_files={"markdown": "029-report.md"},
+        # Upstream's 2026 ReportTask reads the screening, the self audit and the prompt adherence; our
+        # Constraints section reads the extracted constraints and the six checks.
+        extra_requires={
+            "screen_planning_prompt": "screen_planning_prompt",
+            "self_audit": "self_audit",
+            "prompt_adherence": "prompt_adherence",
+            "extract_constraints": "extract_constraints",
+            "potential_levers_constraint": "potential_levers_constraint",
+            "deduplicated_levers_constraint": "deduplicated_levers_constraint",
+            "enriched_levers_constraint": "enriched_levers_constraint",
+            "vital_few_levers_constraint": "vital_few_levers_constraint",
+            "candidate_scenarios_constraint": "candidate_scenarios_constraint",
+            "selected_scenario_constraint": "selected_scenario_constraint",
+        },
+        description="The final report: every document of the plan in one self-contained HTML page that works offline (22 sections, the prompt's constraints checked at every stage included), and the same sections as markdown.",
     ),
 )
 

@@ -23,7 +23,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from planexe_assets.core import STEPS, TEMPLATE_SLOT, step_file
+from planexe_assets.core import STEPS, step_file
+from planexe_assets.core.step_table import TEMPLATE_SLOT
 
 NUMBER_PREFIX = re.compile(r"^\d{3}(?:-\d+)*-")
 PLAN_TXT_2026 = "plan.txt"

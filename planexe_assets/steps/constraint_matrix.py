@@ -25,31 +25,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from planexe_assets.steps.common import md_table, one_line
+from planexe_assets.steps.constraints import CHECKED_STAGES, CheckedStage
 
 STATUSES = ("satisfied", "violated", "unclear")
 NOT_CHECKED = "not checked"
 STATUS_SYMBOL = {"satisfied": "✓ satisfied", "violated": "✗ violated", "unclear": "? unclear", NOT_CHECKED: "–"}
 
 
-@dataclass(frozen=True)
-class ConstraintCheck:
-    """One of the six checks: its step (and report ``requires()`` key) and what it checks."""
-
-    step: str
-    label: str
-
-
-# In pipeline order. The second one checks our deduplicated levers (upstream checks its triaged
-# levers; we keep DeduplicateLevers for parity with the 61-task chain).
-CONSTRAINT_CHECKS: tuple[ConstraintCheck, ...] = (
-    ConstraintCheck("potential_levers_constraint", "Potential levers"),
-    ConstraintCheck("deduplicated_levers_constraint", "Deduplicated levers"),
-    ConstraintCheck("enriched_levers_constraint", "Enriched levers"),
-    ConstraintCheck("vital_few_levers_constraint", "Vital few levers"),
-    ConstraintCheck("candidate_scenarios_constraint", "Candidate scenarios"),
-    ConstraintCheck("selected_scenario_constraint", "Selected scenario"),
-)
-CONSTRAINT_CHECK_STEPS = tuple(c.step for c in CONSTRAINT_CHECKS)
+# The six checks in pipeline order (``steps/constraints.py``); each step name is also the report's
+# input key. The second one checks our deduplicated levers (upstream checks its triaged levers; we
+# keep DeduplicateLevers for parity with the 61-task chain).
+CONSTRAINT_CHECK_STEPS = tuple(s.step_name for s in CHECKED_STAGES)
 
 
 @dataclass
@@ -170,7 +156,7 @@ def check_items(data: dict[str, Any]) -> list[dict[str, str]]:
 
 def build_matrix(
     extraction_text: str | None,
-    check_texts: Sequence[tuple[ConstraintCheck, str | None, str]],
+    check_texts: Sequence[tuple[CheckedStage, str | None, str]],
 ) -> ConstraintMatrix:
     """The matrix from the extraction's raw JSON text and each check's (check, raw JSON text or None,
     why it is missing). Never raises on bad input: what could not be read is in ``notes``."""
@@ -189,16 +175,16 @@ def build_matrix(
     for check, text, missing in check_texts:
         data, bad = parse_json_object(text) if text is not None else (None, missing)
         if data is None:
-            columns.append(CheckColumn(check.label, check.step, False, bad))
+            columns.append(CheckColumn(check.title, check.step_name, False, bad))
             per_column.append({})
             if text is not None:
-                notes.append(f"{check.label}: {bad}")
+                notes.append(f"{check.title}: {bad}")
             continue
         items = check_items(data)
         columns.append(
             CheckColumn(
-                check.label,
-                check.step,
+                check.title,
+                check.step_name,
                 True,
                 overall_status=_text(data.get("overall_status")).lower(),
                 summary=str(data.get("summary") or "").strip(),
@@ -230,7 +216,7 @@ def matrix_from(
     """``build_matrix`` with each file read through ``load(requires_key, output_key) -> (text, why
     missing)``: the extraction's ``raw`` output and each check's single output."""
     extraction, _ = load("extract_constraints", "raw")
-    checks = [(check, *load(check.step, "")) for check in CONSTRAINT_CHECKS]
+    checks = [(check, *load(check.step_name, "")) for check in CHECKED_STAGES]
     return build_matrix(extraction, checks)
 
 
@@ -276,12 +262,10 @@ def constraint_matrix_markdown(matrix: ConstraintMatrix) -> str:
 
 
 __all__ = [
-    "CONSTRAINT_CHECKS",
     "CONSTRAINT_CHECK_STEPS",
     "NOT_CHECKED",
     "STATUSES",
     "CheckColumn",
-    "ConstraintCheck",
     "ConstraintMatrix",
     "ConstraintRow",
     "Verdict",

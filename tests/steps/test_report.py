@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 from datetime import date
 from html.parser import HTMLParser
@@ -11,6 +12,7 @@ import pytest
 
 from planexe_assets.core import STEP_BY_NAME, StepInputs, UpstreamFiles, step_file
 from planexe_assets.steps import step_function
+from planexe_assets.steps.constraint_matrix import CONSTRAINT_CHECK_STEPS
 from planexe_assets.steps.doc_notes import notes_markdown
 from planexe_assets.steps.durations import DependencyMapping
 from planexe_assets.steps.pages import frame_script, report_script
@@ -35,6 +37,7 @@ from planexe_assets.steps.schedule import (
 )
 from planexe_assets.steps.wbs_tree import WBSNode
 from tests.support.replay import ReplayLLM, context_for, inputs_from_run, load_run_file, load_run_json
+from tests.support.runs_2026 import added_files_as_ours
 
 RUNS = ["20250321_silo", "20260310_hong_kong_game"]
 REPORT = step_file("report")
@@ -134,16 +137,22 @@ def assert_safe(page: str, *, nested: bool = False) -> Page:
 def report_inputs(files: dict[str, str]) -> StepInputs:
     """StepInputs for the report from {filename: text}; each upstream step sees only its own files."""
     by_key = {}
-    for key, upstream_name in STEP_BY_NAME["report"].requires.items():
+    for key, upstream_name in STEP_BY_NAME["report"].all_requires.items():
         upstream = STEP_BY_NAME[upstream_name]
         own = {name: files[name] for name in upstream.outputs.values() if name in files}
         by_key[key] = UpstreamFiles(step=upstream, contents=own)
     return StepInputs(by_key)
 
 
+# The 2026 steps' files (screening, constraints and their checks, self audit, adherence) exist for the
+# silo prompt only (tests/fixtures/planexe_2026_run); the Hong Kong run shows their sections absent.
+WITH_2026 = {"20250321_silo": True, "20260310_hong_kong_game": False}
+SECTIONS_OF_2026 = {"Self Audit", "Prompt Adherence", "Constraints"}
+
+
 def recorded_report_inputs(run: str) -> StepInputs:
     """The run's recorded files plus the two Gantt pages and the Q&A fragment made by our own steps
-    (the recorded runs predate them)."""
+    (the recorded runs predate them), and for the silo run the 2026 steps' files."""
     schedule = run_schedule(
         context_for("schedule", ReplayLLM(answers=[]), run=run), inputs_from_run("schedule", run)
     )
@@ -155,14 +164,19 @@ def recorded_report_inputs(run: str) -> StepInputs:
     files = {name: text for upstream in recorded.values() for name, text in upstream.contents.items()}
     files.update(schedule.files)
     files[step_file("questions_and_answers", "html")] = render_questions_and_answers_html(qa)
+    if WITH_2026[run]:
+        files.update(added_files_as_ours())
     return report_inputs(files)
+
+
+REPORT_MD = step_file("report", "markdown")
 
 
 def _report(inputs: StepInputs):
     llm = ReplayLLM(answers=[])
     result = run_report(context_for("report", llm), inputs)
     assert llm.calls == []
-    assert set(result.files) == {REPORT}
+    assert set(result.files) == {REPORT, REPORT_MD}
     return result
 
 
@@ -212,9 +226,13 @@ def test_recorded_runs_render_every_section(run):
 
     title = load_run_file(run, step_file("wbs_level1", "project_title")).strip()
     assert f"<title>{html.escape(title)}</title>" in page and f"<h1>{html.escape(title)}</h1>" in page
-    assert parsed.headings[:20] == list(SECTION_TITLES)
-    assert result.notes["sections_available"] == 20 and result.notes["sections_not_available"] == {}
-    assert "Not available" not in page
+    assert parsed.headings[:22] == list(SECTION_TITLES)
+    if WITH_2026[run]:
+        assert result.notes["sections_available"] == 22 and result.notes["sections_not_available"] == {}
+        assert "Not available" not in page
+    else:  # a run before the 2026 steps: their sections say so, the rest is whole
+        assert set(result.notes["sections_not_available"]) == SECTIONS_OF_2026
+        assert result.notes["sections_available"] == 19
     # The contents link every section by its readable id, in order; ids are unique on the page.
     sections = [a["id"] for t, a in parsed.tags if t == "details" and "section" in a.get("class", "").split()]
     assert sections == list(SECTION_IDS) and SECTION_IDS[0] == "executive-summary"
@@ -233,15 +251,12 @@ def test_recorded_runs_render_every_section(run):
     for row in rows[:20]:
         assert html.escape(row[-1]) in page
 
-    # Both Gantt pages are embedded verbatim, sandboxed, running only our scripts (the frame-height
-    # reporter in both, the viewer in the interactive one).
+    # The interactive Gantt page is embedded verbatim, sandboxed, running only our scripts (the
+    # viewer and the frame-height reporter); upstream's 2026 report has no Gantt overview.
     frames = [a for t, a in parsed.tags if t == "iframe"]
     schedule_files = inputs["create_schedule"].contents
-    assert [f["srcdoc"] for f in frames] == [
-        schedule_files[step_file("schedule", "mermaid_html")],
-        schedule_files[step_file("schedule", "dhtmlx_html")],
-    ]
-    assert [f["sandbox"] for f in frames] == ["allow-scripts", "allow-scripts"]
+    assert [f["srcdoc"] for f in frames] == [schedule_files[step_file("schedule", "dhtmlx_html")]]
+    assert [f["sandbox"] for f in frames] == ["allow-scripts"]
 
     # Markdown became HTML (tables included), the prompt is escaped text with <br>.
     assert "<table>" in page and "<strong>" in page
@@ -249,7 +264,7 @@ def test_recorded_runs_render_every_section(run):
     first_line = prompt.splitlines()[0]
     assert html.escape(first_line) + "<br>" in page
     assert '<div class="question-answer-pair">' in page
-    for marker in ("<h2>Redline Gate</h2>", "<h2>Premise Attack</h2>"):
+    for marker in ("<h2>Initial Prompt</h2>", "<h2>Prompt Screening</h2>", "<h2>Redline Gate</h2>", "<h2>Premise Attack</h2>"):
         assert marker in page
     assert not re.search(r"""<(script|link)[^>]+(src|href)=["']?(https?:)?//""", page, re.I)
 
@@ -340,7 +355,7 @@ def _hostile_gantt_pages() -> dict[str, str]:
 
 def hostile_files() -> dict[str, str]:
     files: dict[str, str] = {}
-    for upstream_name in STEP_BY_NAME["report"].requires.values():
+    for upstream_name in STEP_BY_NAME["report"].all_requires.values():
         for name in STEP_BY_NAME[upstream_name].outputs.values():
             if name.endswith(".md"):
                 files[name] = MARKDOWN_PAYLOAD + NOTES_PAYLOAD + "\n"
@@ -352,7 +367,32 @@ def hostile_files() -> dict[str, str]:
     )
     files[step_file("questions_and_answers", "html")] = QA_PAGE_PAYLOAD
     files.update(_hostile_gantt_pages())
+    files[step_file("screen_planning_prompt", "raw")] = json.dumps(
+        {"verdict": "UNUSABLE", "reason": "prompt_injection", "confidence": "high", "rationale": HOSTILE_TEXT}
+    )
+    files[step_file("extract_constraints", "raw")] = json.dumps(
+        {"constraints": [{"classification": "negative", "constraint_text": HOSTILE_TEXT}]}
+    )
+    for check in CONSTRAINT_CHECK_STEPS:
+        files[step_file(check)] = json.dumps(
+            {
+                "constraint_violations": [
+                    {
+                        "constraint_text": HOSTILE_TEXT,
+                        "constraint_classification": "negative",
+                        "status": "violated",
+                        "evidence": HOSTILE_TEXT,
+                        "explanation": '" onmouseover="alert(41)',
+                    }
+                ],
+                "overall_status": "fail",
+                "summary": HOSTILE_TEXT,
+            }
+        )
     return files
+
+
+HOSTILE_TEXT = "<script>alert('llm')</script><img src=x onerror=alert(40)>"
 
 
 def test_payloads_through_every_section_are_inert():
@@ -360,14 +400,23 @@ def test_payloads_through_every_section_are_inert():
     inputs = report_inputs(files)
     # Every section's inputs carry a payload (the check that the test covers them all).
     for source in SECTIONS:
-        keys = ["setup", "redline_gate", "premise_attack"] if source.kind == "vetted" else [source.key]
+        if source.kind == "vetted":
+            keys = ["setup", "screen_planning_prompt", "redline_gate", "premise_attack"]
+        elif source.kind == "constraints":
+            keys = ["extract_constraints", *CONSTRAINT_CHECK_STEPS]
+        else:
+            keys = [source.key]
         for key in keys:
             assert inputs[key].contents, f"section {source.title} has no hostile input"
     result = _report(inputs)
     page = result.files[REPORT]
     parsed = assert_safe(page)
     assert len(parsed.scripts) == 1  # the report's own navigation
-    assert result.notes["sections_available"] == 20
+    assert result.notes["sections_available"] == 22
+    # The banner, the constraint matrix and the violations show the model's text as text only.
+    assert "alert(40)" in page and "onerror=alert(40)>" not in page
+    assert "&lt;script&gt;alert(&#39;llm&#39;)&lt;/script&gt;" in page
+    assert 'title="&#34; onmouseover=&#34;alert(41)"' in page
     lowered = page.lower()
     assert lowered.count("<script") == 1 and "<img" not in lowered and "<svg" not in lowered
     assert "<iframe src" not in lowered and "<form" not in lowered and "<style>body" not in lowered
@@ -387,8 +436,8 @@ def test_payloads_through_every_section_are_inert():
     assert "alert(31)" not in page and "alert(&#39;head&#39;)" not in page  # outside the Q&A <article>
     # The embedded Gantt pages are our own: their only script is the viewer.
     frames = [a for t, a in parsed.tags if t == "iframe"]
-    assert len(frames) == 2 and frames[1]["sandbox"] == "allow-scripts"
-    inner = parse(frames[1]["srcdoc"])
+    assert len(frames) == 1 and frames[0]["sandbox"] == "allow-scripts"
+    inner = parse(frames[0]["srcdoc"])
     assert sorted(a.get("type", "") for a, _ in inner.scripts) == ["", "", "application/json"]
 
 
@@ -401,16 +450,13 @@ def test_foreign_gantt_pages_are_not_embedded():
         "</body>", "<script>alert('extra')</script></body>"
     )
     handler = "<html><body><div onclick=\"alert(1)\">x</div><a href='javascript:alert(2)'>y</a></body></html>"
-    files = {
-        step_file("schedule", "mermaid_html"): cdn_page,
-        step_file("schedule", "dhtmlx_html"): tampered,
-    }
-    page = _report(report_inputs(files)).files[REPORT]
+    page = _report(report_inputs({step_file("schedule", "dhtmlx_html"): cdn_page})).files[REPORT]
     assert_safe(page)
     assert "<iframe" not in page
     assert "cdn.jsdelivr.net" in page  # named in the reason, as text
-    assert "a script that is not the planexe Gantt viewer" in page
-    page = _report(report_inputs({step_file("schedule", "mermaid_html"): handler})).files[REPORT]
+    page = _report(report_inputs({step_file("schedule", "dhtmlx_html"): tampered})).files[REPORT]
+    assert "<iframe" not in page and "a script that is not the planexe Gantt viewer" in page
+    page = _report(report_inputs({step_file("schedule", "dhtmlx_html"): handler})).files[REPORT]
     assert "<iframe" not in page and "event handler attribute (onclick)" in page
 
 
@@ -424,10 +470,14 @@ def test_missing_inputs_show_not_available(inputs):
     result = _report(inputs)
     page = result.files[REPORT]
     parsed = assert_safe(page)
-    assert parsed.headings[:20] == list(SECTION_TITLES)
-    assert page.count('<p class="not-available">Not available:') == 20
+    assert parsed.headings[:22] == list(SECTION_TITLES)
+    assert page.count('<p class="not-available">Not available:') == 22
     assert f"<h1>{UNTITLED}</h1>" in page and result.notes["title_problem"]
     assert set(result.notes["sections_not_available"]) == set(SECTION_TITLES)
+    assert "<aside class=\"banner-unusable\"" not in page
+    markdown_report = result.files[REPORT_MD]
+    # Every section but the Gantt chart, Initial Prompt Vetted once per part (4).
+    assert markdown_report.count("_Not available:") == 24
 
 
 def test_some_inputs_missing_or_empty():
@@ -440,7 +490,7 @@ def test_some_inputs_missing_or_empty():
     files[step_file("redline_gate", "markdown")] = ""
     result = _report(report_inputs(files))
     missing = result.notes["sections_not_available"]
-    assert set(missing) == {"Executive Summary", "Gantt Interactive", "SWOT Analysis"}
+    assert set(missing) == {"Executive Summary", "Gantt Interactive", "SWOT Analysis"} | SECTIONS_OF_2026
     assert "025-2-executive_summary.md was not produced" in missing["Executive Summary"]
     assert "014-2-swot_analysis.md is empty" in missing["SWOT Analysis"]
     page = result.files[REPORT]
@@ -562,3 +612,93 @@ def test_sanitizer_keeps_only_the_root_element_when_asked():
         '<p>in</p><div class="table-scroll"><table><tr><td>1</td></tr></table></div>'
     )
     assert str(sanitize_html("<p>no root</p>", root="article").html) == "<p>no root</p>"
+
+
+# ---------------------------------------------------------------------------------------------------
+# 2026: the screening banner, the Constraints section, report.md
+# ---------------------------------------------------------------------------------------------------
+
+
+def _silo_files() -> dict[str, str]:
+    inputs = recorded_report_inputs(RUNS[0])
+    return {name: text for upstream in inputs.values() for name, text in upstream.contents.items()}
+
+
+def test_unusable_screening_puts_a_banner_above_the_sections_and_in_report_md():
+    files = _silo_files()
+    files[step_file("screen_planning_prompt", "raw")] = json.dumps(
+        {"verdict": "UNUSABLE", "reason": "vague_wishful_thinking", "confidence": "medium", "rationale": "Only a wish & no <goal>."}
+    )
+    result = _report(report_inputs(files))
+    page = result.files[REPORT]
+    banner = page.index('<aside class="banner-unusable"')
+    assert banner < page.index('<nav class="toc"') < page.index('id="executive-summary"')
+    assert "reason: Vague Wishful Thinking, confidence: medium" in page
+    assert "Only a wish &amp; no &lt;goal&gt;." in page
+    assert result.notes["screening"] == "UNUSABLE"
+    md = result.files[REPORT_MD]
+    lines = md.splitlines()
+    assert lines[0].startswith("# ") and lines[2].startswith("Generated on ")
+    assert lines[4].startswith("> **Prompt quality warning.**") and "Vague Wishful Thinking" in lines[4]
+    assert md.index("> **Prompt quality warning.**") < md.index("# Executive Summary")
+
+
+def test_usable_screening_has_no_banner():
+    result = _report(recorded_report_inputs(RUNS[0]))
+    assert result.notes["screening"] == "USABLE"
+    assert '<aside class="banner-unusable"' not in result.files[REPORT]
+    assert "Prompt quality warning" not in result.files[REPORT_MD]
+
+
+def test_constraints_section_shows_each_constraint_at_every_stage_with_violations_highlighted():
+    result = _report(recorded_report_inputs(RUNS[0]))
+    assert result.notes["constraints"] == 4 and result.notes["constraints_violated"] == 2
+    page = result.files[REPORT]
+    section = page[page.index('id="constraints"') :]
+    section = section[: section.index("</details>\n")]
+    assert section.startswith('id="constraints" open')  # a violation opens the section
+    table = section[section.index('<table class="constraints">') : section.index("</table>")]
+    headers = re.findall(r"<th>([^<]+)", table[: table.index("</thead>")])
+    assert headers[:2] == ["Constraint", "Kind"] and headers[2:] == [
+        "Potential levers", "Deduplicated levers", "Enriched levers", "Vital few levers", "Candidate scenarios", "Selected scenario",
+    ]
+    rows = table.split("<tr")[2:]
+    assert len(rows) == 4
+    violated = [r for r in rows if 'class="violated"' in r]
+    assert len(violated) == 2
+    info = next(r for r in rows if "uncontrolled information" in r)
+    assert [c for c in re.findall(r'class="status-([a-z-]+)"', info)] == [
+        "satisfied", "satisfied", "violated", "violated", "satisfied", "satisfied",
+    ]
+    assert "Open information policy with curated access to outside news" in section  # the evidence
+    assert "<h3>Violations</h3>" in section and section.count("<li><strong>") == 3
+    # report.md: the same matrix as a markdown table, violated constraints in bold.
+    md = result.files[REPORT_MD]
+    body = md[md.index("# Constraints") :]
+    assert "| **Residents must not receive uncontrolled information about the outside world.** | negative |" in body
+    assert "✗ violated" in body and "## Violations" in body
+
+
+def test_report_md_has_every_section_but_the_gantt_in_order():
+    result = _report(recorded_report_inputs(RUNS[0]))
+    md = result.files[REPORT_MD]
+    positions = [md.find(f"\n# {t}\n") for t in SECTION_TITLES if t != "Gantt Interactive"]
+    assert -1 not in positions and positions == sorted(positions)
+    assert "# Gantt Interactive" not in md
+    # The WBS as a fenced csv block, the prompt in a fenced text block under ## headings.
+    wbs = md[md.index("# Work Breakdown Structure") :]
+    assert wbs.split("\n", 3)[2] == "```csv"
+    vetted = md[md.index("# Initial Prompt Vetted") : md.index("# Prompt Adherence")]
+    assert [line for line in vetted.splitlines() if line.startswith("## ")][:4] == [
+        "## Initial Prompt", "## Prompt Screening", "## Redline Gate", "## Premise Attack",
+    ]
+    assert "```text\nPlan:\nConstruct a massive" in vetted
+    # Source markdown is kept unchanged.
+    summary = load_run_file(RUNS[0], step_file("executive_summary", "markdown")).strip()
+    assert summary in md
+
+
+def test_report_md_fences_survive_backticks_in_the_source():
+    files = {step_file("wbs_project_level1_and_level2_and_level3", "csv"): "Level 1;Task ID\n```x```;id\n"}
+    md = _report(report_inputs(files)).files[REPORT_MD]
+    assert "````csv\nLevel 1;Task ID\n```x```;id\n````" in md

@@ -100,7 +100,7 @@ def inputs_from_run(step_name: str, run: str) -> StepInputs:
     """The step's StepInputs, loaded from a recorded run's files (only files present are loaded)."""
     step = STEP_BY_NAME[step_name]
     by_key: dict[str, UpstreamFiles] = {}
-    for key, upstream_name in step.requires.items():
+    for key, upstream_name in step.all_requires.items():
         upstream: Step = STEP_BY_NAME[upstream_name]
         contents = {}
         for filename in upstream.outputs.values():
