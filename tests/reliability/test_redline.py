@@ -1,7 +1,9 @@
-"""The opt-in redline gate: with refuse-on-redline a REFUSE verdict stops the plan after the gate.
+"""The opt-in redline gate: with refuse-on-redline a REFUSE verdict of the redline gate, or an UNUSABLE
+one of the prompt screening, stops the plan after the two gate steps.
 
-The model behind the plan is the HTTP stub; its answer to the redline gate's request (response model
-``Decision``) is the verdict under test, every other request gets an offline-style answer.
+The model behind the plan is the HTTP stub; its answers to the redline gate's request (response model
+``Decision``) and to the screening's (``PromptScreeningResult``, USABLE unless a test says otherwise)
+are the verdicts under test, every other request gets an offline-style answer.
 """
 
 from __future__ import annotations
@@ -32,13 +34,22 @@ REFUSE = {
     "violation_severity": "High",
 }
 ALLOW = {"verdict": "ALLOW", "rationale_short": "An ordinary business plan."}
-GATE_FILES = set(STEP_BY_NAME["redline_gate"].filenames)
+USABLE = {"verdict": "USABLE", "reason": "usable", "confidence": "high", "rationale": "A concrete goal."}
+UNUSABLE = {
+    "verdict": "UNUSABLE",
+    "reason": "placeholder_or_test",
+    "confidence": "high",
+    "rationale": "The request is a template placeholder, not a goal.",
+}
+GATE_FILES = set(STEP_BY_NAME["redline_gate"].filenames) | set(STEP_BY_NAME["screen_planning_prompt"].filenames)
 SETUP_FILES = set(STEP_BY_NAME["start_time"].filenames) | set(STEP_BY_NAME["setup"].filenames)
-FIRST_STEPS = ["start_time", "setup", "redline_gate", "premise_attack", "identify_purpose"]
+FIRST_STEPS = ["start_time", "setup", "redline_gate", "screen_planning_prompt", "premise_attack", "identify_purpose"]
+GATE_STAGES = {"redline_gate", "screen_planning_prompt"}
 
 
-def _verdict_model(verdict: dict) -> OfflineModel:
-    return OfflineModel(mutate=lambda text, body: json.dumps(verdict) if schema_name(body) == "Decision" else text)
+def _verdict_model(verdict: dict, screening: dict) -> OfflineModel:
+    answers = {"Decision": verdict, "PromptScreeningResult": screening}
+    return OfflineModel(mutate=lambda text, body: json.dumps(answers[schema_name(body)]) if schema_name(body) in answers else text)
 
 
 @pytest.fixture
@@ -46,9 +57,9 @@ def gate_stub(stub, stub_config, monkeypatch):
     monkeypatch.delenv(REFUSE_ENV, raising=False)
     stub_config(["m1"])
 
-    def serve(verdict: dict) -> None:
+    def serve(verdict: dict, screening: dict = USABLE) -> None:
         stub.reset()
-        stub.script("m1", then=_verdict_model(verdict))
+        stub.script("m1", then=_verdict_model(verdict, screening))
 
     return serve
 
@@ -78,21 +89,21 @@ def test_refuse_with_the_flag_stops_the_plan_after_the_gate(app_db, stub, gate_s
     assert set(stored) == SETUP_FILES | GATE_FILES
     assert "stopped it after the diagnostics" in stored[step_file("redline_gate", "markdown")]
     assert json.loads(stored[step_file("redline_gate", "raw")])["verdict"] == "REFUSE"
-    assert _stages(app_db, "gated") == {"redline_gate"}
-    assert [schema_name(s.body) for s in stub.seen()] == ["Decision"]  # not one other LLM call
+    assert _stages(app_db, "gated") == GATE_STAGES
+    assert sorted(schema_name(s.body) for s in stub.seen()) == ["Decision", "PromptScreeningResult"]  # nothing else
     assert sorted(p.name for p in (isolated_home / "runs" / "gated").iterdir()) == sorted(stored)
 
     # Dagster: the gate materialised, the steps beside it failed without retries, the rest never ran.
     instance = default_instance()
     run = instance.get_runs()[0]
     failed = {e.step_key for e in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)}
-    assert failed == {"premise_attack", "identify_purpose"}
+    assert failed == {"premise_attack", "identify_purpose", "extract_constraints"}
     assert not list(instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY))
     materialized = {
         e.dagster_event.asset_key.path[-1]
         for e in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
     }
-    assert materialized == {"start_time", "setup", "redline_gate"}
+    assert materialized == {"start_time", "setup", "redline_gate", "screen_planning_prompt"}
     gate_event = instance.get_latest_materialization_event(AssetKey("redline_gate")).asset_materialization
     assert gate_event.metadata["note_verdict"].value == "REFUSE"
     assert gate_event.metadata["note_advisory_only"].value is False
@@ -101,7 +112,7 @@ def test_refuse_with_the_flag_stops_the_plan_after_the_gate(app_db, stub, gate_s
     again = CliRunner().invoke(app, ["resume", "gated", "--quiet"])
     assert again.exit_code == 1 and "refused by the redline gate" in _said(again)
     assert app_db.get_plan("gated").status == "refused"
-    assert len(stub.seen()) == 1 and set(r.filename for r in app_db.get_plan_content("gated")) == set(stored)
+    assert len(stub.seen()) == 2 and set(r.filename for r in app_db.get_plan_content("gated")) == set(stored)
 
 
 def test_the_environment_switch_gates_plans(app_db, stub, gate_stub, monkeypatch):
@@ -114,7 +125,7 @@ def test_the_environment_switch_gates_plans(app_db, stub, gate_stub, monkeypatch
     outcome = run_plan_in_process("env_gated", DagsterInstance.ephemeral(), steps=FIRST_STEPS, log_level="CRITICAL")
     assert set(outcome.failed_steps) == {"premise_attack", "identify_purpose"}
     assert app_db.get_plan("env_gated").status == "refused"
-    assert _stages(app_db, "env_gated") == {"redline_gate"}
+    assert _stages(app_db, "env_gated") == GATE_STAGES
 
 
 def test_the_switch_where_steps_run_gates_an_advisory_plan(app_db, stub, gate_stub, monkeypatch):
@@ -138,7 +149,7 @@ def test_without_the_gate_refuse_stays_advisory(app_db, stub, gate_stub, monkeyp
     outcome = run_plan_in_process("advisory", DagsterInstance.ephemeral(), steps=FIRST_STEPS, log_level="CRITICAL")
     assert outcome.success, outcome.failed_steps
     assert app_db.get_plan("advisory").status == "running"  # five of 61 steps done, nothing refused
-    assert _stages(app_db, "advisory") == {"redline_gate", "premise_attack", "identify_purpose"}
+    assert _stages(app_db, "advisory") == GATE_STAGES | {"premise_attack", "identify_purpose"}
     markdown = app_db.get_plan_content_by_filename("advisory", step_file("redline_gate", "markdown")).content
     assert "advisory: the plan was still generated" in markdown
 
@@ -148,7 +159,7 @@ def test_allow_with_the_gate_on_runs_the_plan(app_db, stub, gate_stub):
     create_plan(app_db, PlanRequest(prompt=PROMPT, model="auto", plan_id="allowed", refuse_on_redline=True))
     outcome = run_plan_in_process("allowed", DagsterInstance.ephemeral(), steps=FIRST_STEPS, log_level="CRITICAL")
     assert outcome.success, outcome.failed_steps
-    assert _stages(app_db, "allowed") == {"redline_gate", "premise_attack", "identify_purpose"}
+    assert _stages(app_db, "allowed") == GATE_STAGES | {"premise_attack", "identify_purpose"}
     assert app_db.get_plan("allowed").status == "running"
 
 
@@ -161,7 +172,7 @@ def test_a_gate_without_a_verdict_fails_closed(app_db, stub, gate_stub):
     instance = DagsterInstance.ephemeral()
     outcome = run_plan_in_process("no_verdict", instance, steps=FIRST_STEPS, log_level="CRITICAL")
     assert set(outcome.failed_steps) == {"redline_gate", "premise_attack", "identify_purpose"}
-    assert _stages(app_db, "no_verdict") == {"redline_gate"}
+    assert _stages(app_db, "no_verdict") == GATE_STAGES
     plan = app_db.get_plan("no_verdict")
     assert plan.status == "failed" and plan.error_message.startswith("redline_gate:") and "gate model down" in plan.error_message
     closed = next(e for e in instance.all_logs(outcome.run_id, of_type=DagsterEventType.STEP_FAILURE) if e.step_key == "identify_purpose")
@@ -181,4 +192,51 @@ def test_the_luigi_twin_honours_the_gate(app_db, stub, gate_stub, capsys):
     assert luigi_main(["--plan-id", "luigi_gated", "--workers", "2"]) == 1
     assert "refused by the redline gate" in capsys.readouterr().err
     assert app_db.get_plan("luigi_gated").status == "refused"
-    assert _stages(app_db, "luigi_gated") == {"redline_gate"}
+    assert _stages(app_db, "luigi_gated") == GATE_STAGES
+
+
+# ---------------------------------------------------------------------------------------------------
+# The prompt screening: UNUSABLE stops a gated plan like REFUSE
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_unusable_screening_with_the_flag_stops_the_plan(app_db, stub, gate_stub, isolated_home):
+    gate_stub(ALLOW, UNUSABLE)
+    result = CliRunner().invoke(app, ["plan", PROMPT, "--plan-id", "junk", "--refuse-on-redline", "--quiet"])
+
+    assert result.exit_code == 1, result.output
+    said = _said(result)
+    assert "junk refused" in said and "unusable for planning" in said and "template placeholder" in said
+    plan = app_db.get_plan("junk")
+    assert plan.status == "refused" and plan.failed_step == "screen_planning_prompt" and plan.recoverable is False
+    assert plan.error_message.startswith(
+        "refused: the prompt screening found the prompt unusable for planning "
+        "(verdict UNUSABLE; placeholder or test, confidence high)"
+    )
+    stored = {r.filename for r in app_db.get_plan_content("junk")}
+    assert stored == SETUP_FILES | GATE_FILES
+    assert _stages(app_db, "junk") == GATE_STAGES
+
+    # Resuming refuses again, without any LLM call.
+    calls = len(stub.seen())
+    again = CliRunner().invoke(app, ["resume", "junk", "--quiet"])
+    assert again.exit_code == 1 and "unusable for planning" in _said(again)
+    assert len(stub.seen()) == calls and app_db.get_plan("junk").status == "refused"
+
+
+def test_unusable_screening_without_the_gate_is_advisory(app_db, stub, gate_stub):
+    gate_stub(ALLOW, UNUSABLE)
+    create_plan(app_db, PlanRequest(prompt=PROMPT, model="auto", plan_id="junk_advisory"))
+    outcome = run_plan_in_process("junk_advisory", DagsterInstance.ephemeral(), steps=FIRST_STEPS, log_level="CRITICAL")
+    assert outcome.success, outcome.failed_steps
+    assert app_db.get_plan("junk_advisory").status == "running"
+    assert _stages(app_db, "junk_advisory") == GATE_STAGES | {"premise_attack", "identify_purpose"}
+
+
+def test_the_luigi_twin_stops_on_an_unusable_screening(app_db, stub, gate_stub, capsys):
+    gate_stub(ALLOW, UNUSABLE)
+    create_plan(app_db, PlanRequest(prompt=PROMPT, model="auto", plan_id="luigi_junk", refuse_on_redline=True))
+    assert luigi_main(["--plan-id", "luigi_junk", "--workers", "2"]) == 1
+    assert "unusable for planning" in capsys.readouterr().err
+    assert app_db.get_plan("luigi_junk").status == "refused"
+    assert _stages(app_db, "luigi_junk") == GATE_STAGES
