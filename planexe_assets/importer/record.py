@@ -18,17 +18,18 @@ from typing import Any
 
 from dagster import AssetKey, AssetMaterialization, AssetRecordsFilter, MetadataValue
 
-from planexe_assets.core import STEP_BY_NAME
+from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME
 from planexe_assets.dagster_defs._internals import DATA_VERSION_IS_USER_PROVIDED_TAG, DATA_VERSION_TAG
 from planexe_assets.dagster_defs.asset_metadata import preview as asset_preview
 from planexe_assets.dagster_defs.launch import run_plan_in_process
 from planexe_assets.dagster_defs.runs import add_plan_partition
-from planexe_assets.importer.scan import scan_run
+from planexe_assets.importer.scan import expected_steps, scan_run
 from planexe_assets.importer.write import ImportResult, _failure_fields, _status, import_run
-from planexe_assets.lifecycle.runner import pipeline_steps
+from planexe_assets.lifecycle.runner import COMPLETION_TEXT, pipeline_steps
 from planexe_assets.lifecycle.versions import data_version
 from resources.database import DatabaseService
 from resources.models import PlanStatus, utcnow
+from resources.plan_store import PlanStore
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,10 @@ def rematerialize_plan(
     skipped: dict[str, str] = {}
     for name in DETERMINISTIC_DOWNSTREAM:
         s = STEP_BY_NAME[name]
-        missing = [d for d in s.deps if d not in available and d not in chosen]
+        # Inputs only in extra_requires (the report's 2026 sections) may be absent: the step runs
+        # without them (an imported 2025 run has no screening).
+        reference = set(s.requires.values())
+        missing = [d for d in s.deps if d in reference and d not in available and d not in chosen]
         if missing:
             skipped[name] = f"upstream step(s) without all their outputs: {', '.join(missing)}"
             continue
@@ -162,15 +166,16 @@ def rematerialize_plan(
         return RematerializeOutcome([], skipped, True, None, [])
     outcome = run_plan_in_process(plan_id, instance, steps=chosen, log_level=log_level)
     if db is not None and outcome.success:
-        _settle_status(db, plan_id)
+        _settle_status(db, plan_id, outcome.run_id)
     return RematerializeOutcome(chosen, skipped, outcome.success, outcome.run_id, outcome.failed_steps)
 
 
-def _settle_status(db: DatabaseService, plan_id: str) -> None:
+def _settle_status(db: DatabaseService, plan_id: str, run_id: str | None) -> None:
     plan = db.get_plan(plan_id)
     if plan is None or plan.status != PlanStatus.RUNNING:
         return
-    steps = pipeline_steps()
+    everything = [n for s in pipeline_steps() for n in (*s.filenames, *s.side_outputs) if "{}" not in n]
+    steps = expected_steps(set(db.stored_filenames(plan_id, everything)))
     present = db.stored_filenames(plan_id, [n for s in steps for n in s.filenames])
     incomplete = {
         s.name: [n for n in s.filenames if n not in present]
@@ -178,10 +183,24 @@ def _settle_status(db: DatabaseService, plan_id: str) -> None:
         if not all(n in present for n in s.filenames)
     }
     status, message = _status(plan_id, incomplete, stopped=False)
+    done = len(steps) - len(incomplete)
     db.update_plan(
         plan_id,
-        {"status": status, "error_message": message, "completed_at": utcnow(), **_failure_fields(status, incomplete, False)},
+        {
+            "status": status,
+            "error_message": message,
+            "completed_at": utcnow(),
+            # Progress over the steps the imported run is judged against (``expected_steps``).
+            "progress_percentage": int(100 * done / len(steps)) if steps else 0,
+            "progress_message": f"{done} of {len(steps)} steps",
+            **_failure_fields(status, incomplete, False),
+        },
     )
+    if status == PlanStatus.COMPLETED and plan.output_dir:
+        # The runner writes the completion marker only when all of our steps are stored; an imported
+        # run is complete with the steps of its own pipeline.
+        store = PlanStore(db, Path(plan.output_dir).parent)
+        store.write(plan_id, "full_plan_pipeline", {PIPELINE_COMPLETE_FILENAME: COMPLETION_TEXT}, run_id=run_id)
 
 
 def import_run_into_dagster(

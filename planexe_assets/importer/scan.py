@@ -106,19 +106,48 @@ class ScannedRun:
     def stopped(self) -> bool:
         return STOP_FLAG_FILE in self.files
 
+    def expected_steps(self) -> list[Step]:
+        """The steps this run's pipeline had (``expected_steps``)."""
+        return expected_steps(set(self.all_files), unnumbered=bool(self.renamed))
+
     def complete_steps(self) -> list[Step]:
-        """Pipeline steps (dependency order) whose every output() file is present."""
+        """Expected steps (dependency order) whose every output() file is present."""
         present = self.all_files
-        return [s for s in pipeline_steps() if all(name in present for name in s.filenames)]
+        return [s for s in self.expected_steps() if all(name in present for name in s.filenames)]
 
     def incomplete_steps(self) -> dict[str, list[str]]:
-        """Pipeline steps missing some output() file -> the missing names."""
+        """Expected steps missing some output() file -> the missing names."""
         present = self.all_files
         return {
             s.name: [n for n in s.filenames if n not in present]
-            for s in pipeline_steps()
+            for s in self.expected_steps()
             if not all(n in present for n in s.filenames)
         }
+
+
+# The steps upstream added in 2026 (SelfAudit dates from November 2025, so a run without them may
+# still have it).
+SELF_AUDIT_STEP = "self_audit"
+
+
+def expected_steps(present: set[str], unnumbered: bool = False) -> list[Step]:
+    """The pipeline steps a PlanExe run is judged complete against, in dependency order.
+
+    The 61 steps of the 2025 pipeline always; the steps added around them when the run is of the
+    unnumbered era or has a file of any step added in 2026; otherwise only those added steps the run
+    has a file of (a numbered run from before them cannot lack them). ``planexe resume`` still adds
+    the others to an imported plan.
+    """
+    steps = pipeline_steps()
+    added = [s for s in steps if not s.legacy]
+    of_2026 = any(s.name != SELF_AUDIT_STEP and _has_a_file(s, present) for s in added)
+    if unnumbered or of_2026:
+        return list(steps)
+    return [s for s in steps if s.legacy or _has_a_file(s, present)]
+
+
+def _has_a_file(step: Step, present: set[str]) -> bool:
+    return any(name in present for name in (*step.filenames, *step.side_outputs))
 
 
 def default_plan_id(source: Path) -> str:

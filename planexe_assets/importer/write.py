@@ -31,7 +31,6 @@ from planexe_assets.importer.scan import (
     scan_run,
     stage_for,
 )
-from planexe_assets.lifecycle.runner import pipeline_steps
 from resources.config import runs_dir
 from resources.database import DatabaseService, sha256_text
 from resources.models import LLMInteraction, PlanStatus, utcnow
@@ -115,7 +114,7 @@ def import_run(
     complete = run.complete_steps()
     incomplete = run.incomplete_steps()
     status, error_message = _status(run.plan_id, incomplete, run.stopped)
-    done, total = len(complete), len(pipeline_steps())
+    done, total = len(complete), len(run.expected_steps())
     ended = max((u.completed_at for u in run.usage if u.completed_at is not None), default=None)
     created = run.created_at or utcnow()
     plan_row: dict[str, Any] = {

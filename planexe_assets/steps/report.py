@@ -768,10 +768,8 @@ def run_report(ctx: StepContext, inputs: StepInputs) -> StepResult:
     screening, screening_problem = read_screening(inputs)
     created = ctx.plan_created_at.strftime("%Y-%m-%d %H:%M UTC")
     page = render_report(title, created, sections, screening)
-    files = {
-        ctx.step.output(""): page,
-        ctx.step.side_file("markdown"): render_report_markdown(title, created, sections, screening),
-    }
+    files = {ctx.step.output(""): page}
+    side_files = {ctx.step.side_file("markdown"): render_report_markdown(title, created, sections, screening)}
 
     missing = {s.title: s.note for s in sections if not s.available}
     cleaned = {s.title: s.removed for s in sections if s.removed}
@@ -784,6 +782,7 @@ def run_report(ctx: StepContext, inputs: StepInputs) -> StepResult:
     log_notes(ctx.logger, "report", problems)
     return StepResult(
         files=files,
+        side_files=side_files,
         notes={
             "title": title,
             "title_problem": title_problem,
