@@ -34,6 +34,7 @@ from planexe_assets.importer import (
     stage_for,
 )
 from resources.database import get_database_service, sha256_text
+from tests.support.runs_2026 import assemble_2026_run
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FULL_RUN = FIXTURES / "planexe_runs_full" / "20260310_hong_kong_game"
@@ -628,3 +629,95 @@ def test_cli_import_run_refuses_bad_input(sqlite_db, isolated_home, tmp_path, mo
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and message in " ".join(result.output.split())
     assert sqlite_db.list_plans() == [] and not (isolated_home / "runs").exists()
+
+
+# ---------------------------------------------------------------------------------------------------
+# A run of the unnumbered era (2026): plan_raw.json, triaged_levers_raw.json, no number prefixes
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_scan_maps_every_unnumbered_file_to_our_step(tmp_path):
+    run = assemble_2026_run(tmp_path / "silo_2026")
+    scanned = scan_run(run)
+    # Every file of ours is stored under our numbered name; the run's own name is kept in `renamed`.
+    assert scanned.renamed[step_file("setup")] == "plan.txt"
+    assert scanned.renamed[step_file("screen_planning_prompt", "raw")] == "screen_planning_prompt.json"
+    assert scanned.renamed[step_file("deduplicated_levers_constraint")] == "triaged_levers_constraint.json"
+    assert scanned.renamed[step_file("prompt_adherence", "markdown")] == "prompt_adherence.md"
+    for ours, theirs in scanned.renamed.items():
+        assert step_for_filename(ours) is not None and (run / theirs).is_file() and not (run / ours).exists()
+    unnumbered_left = [n for n in scanned.files if not re.match(r"\d{3}-", n) and step_for_filename(n) is None]
+    assert sorted(unnumbered_left) == ["plan_raw.json", "triaged_levers_raw.json"]
+    assert stage_for("plan_raw.json") == "setup" and stage_for("triaged_levers_raw.json") == "deduplicate_levers"
+    # TriageLevers' output becomes the deduplication record enrich_levers reads: both surviving
+    # classes kept, the triage class beside our own.
+    dedup_name = step_file("deduplicate_levers", "raw")
+    assert scanned.derived_from == {dedup_name: "triaged_levers_raw.json"}
+    dedup = json.loads(scanned.derived[dedup_name])
+    triaged = json.loads((run / "triaged_levers_raw.json").read_text())
+    assert dedup["deduplicated_levers"] == triaged["triaged_levers"]
+    assert {d["classification"] for d in dedup["response"]} == {"keep", "remove"}
+    assert {d["triage_classification"] for d in dedup["response"]} == {"primary", "secondary", "remove"}
+    assert [d["lever_id"] for d in dedup["removed_levers"]] == [
+        d["lever_id"] for d in triaged["response"] if d["classification"] == "remove"
+    ]
+    # Each of our files validates against its step's models, the translated one included.
+    from planexe_assets.dagster_defs.checks import json_problems
+
+    for name, text in scanned.all_files.items():
+        step = step_for_filename(name)
+        if step is not None and name.endswith(".json") and not step.legacy:
+            assert json_problems(step, name, text) == [], name
+    assert json_problems(STEP_BY_NAME["deduplicate_levers"], dedup_name, scanned.derived[dedup_name]) == []
+    assert scanned.prompt == (run / "plan.txt").read_text()
+    assert [s.name for s in scanned.expected_steps()] == [s.name for s in STEPS]
+    assert set(scanned.incomplete_steps()) == MISSING_IN_RECORDINGS  # the silo recording has no HTML
+
+
+def test_import_2026_run_and_rematerialize_the_report_with_its_constraints(sqlite_db, isolated_home, tmp_path):
+    run = assemble_2026_run(tmp_path / "silo_2026")
+    instance = DagsterInstance.ephemeral()
+    result = import_run_into_dagster(sqlite_db, instance, run)
+    plan_id = "silo_2026"
+    rows = {r.filename: r for r in sqlite_db.get_plan_content(plan_id)}
+    assert rows[step_file("screen_planning_prompt", "raw")].stage == "screen_planning_prompt"
+    assert rows[step_file("selected_scenario_constraint")].content == (run / "selected_scenario_constraint.json").read_text()
+    assert rows["plan_raw.json"].stage == "setup"
+    assert rows[step_file("deduplicate_levers", "raw")].stage == "deduplicate_levers"
+    assert "screen_planning_prompt.json" not in rows and (isolated_home / "runs" / plan_id / step_file("setup")).is_file()
+    assert set(result.incomplete_steps) == MISSING_IN_RECORDINGS
+    assert _latest(instance, "deduplicated_levers_constraint", plan_id) is not None
+    plan = sqlite_db.get_plan(plan_id)
+    assert plan.status == "failed" and plan.progress_message == f"{len(STEPS) - 2} of {len(STEPS)} steps"
+
+    outcome = rematerialize_plan(instance, plan_id, result.complete_steps, db=sqlite_db)
+    assert outcome.success, outcome.failed_steps
+    assert "report" in outcome.steps and "deduplicate_levers" not in outcome.steps
+    plan = sqlite_db.get_plan(plan_id)
+    assert plan.status == "completed" and plan.progress_percentage == 100
+    report = sqlite_db.get_plan_content_by_filename(plan_id, step_file("report")).content
+    toc = report[report.index('<nav class="toc"') : report.index("</nav>")]
+    assert "not available" not in toc and "Prompt Adherence" in toc and "Constraints" in toc
+    assert '<details class="section" id="constraints" open>' in report
+    assert "Scenario &#39;Pioneer&#39;: crowdfunded by future residents." in report
+    assert "<h2>Prompt Screening</h2>" in report and '<aside class="banner-unusable"' not in report
+    markdown = sqlite_db.get_plan_content_by_filename(plan_id, step_file("report", "markdown")).content
+    assert "# Constraints" in markdown and "**Overall adherence: 86%**" in markdown
+
+
+def test_2026_run_with_only_plan_raw_and_conflicting_twins(sqlite_db, tmp_path):
+    run = assemble_2026_run(tmp_path / "raw_only", with_plan_txt=False)
+    scanned = scan_run(run)
+    assert scanned.derived_from[step_file("setup")] == "plan_raw.json"
+    assert scanned.prompt == json.loads((run / "plan_raw.json").read_text())["prompt"]
+    assert any("taken from plan_raw.json" in w for w in scanned.warnings)
+
+    (run / "plan_raw.json").write_text(json.dumps({"goal": "x"}))
+    with pytest.raises(RunImportError, match=r"no plan.txt, and its plan_raw.json does not hold the prompt .*keys: goal"):
+        scan_run(run)
+
+    twin = assemble_2026_run(tmp_path / "twin")
+    shutil.copyfile(twin / "screen_planning_prompt.json", twin / step_file("screen_planning_prompt", "raw"))
+    with pytest.raises(RunImportError, match="screen_planning_prompt.json and 002-0-screen_planning_prompt.json are both"):
+        scan_run(twin)
+    assert sqlite_db.list_plans() == []
