@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from dagster import (
     AssetCheckKey,
+    AssetCheckSeverity,
     AssetKey,
     AssetSelection,
     DagsterInstance,
@@ -25,7 +26,9 @@ from planexe_assets.core import STEP_BY_NAME, STEPS, Fields, Items, OneOf, Reade
 from planexe_assets.dagster_defs.checks import (
     FILES_CHECK,
     JSON_CHECK,
+    VERDICTS_CHECK,
     build_plan_checks,
+    constraint_verdicts,
     json_outputs_of_table,
     json_problems,
     spec_for,
@@ -38,6 +41,7 @@ from planexe_assets.dagster_defs.resources import DatabaseResource, LLMResource
 from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 from planexe_assets.lifecycle.runner import pipeline_steps
 from planexe_assets.steps import output_models, register
+from planexe_assets.steps.constraint_matrix import CONSTRAINT_CHECK_STEPS
 from planexe_assets.steps.purpose import PlanPurposeInfo
 from resources import migrate
 from resources.database import DatabaseService, make_engine
@@ -170,12 +174,16 @@ def test_downstream_guarding_checks_are_blocking():
     for definition in checks:
         for spec in definition.check_specs:
             seen.add(spec.key)
+            if spec.name == VERDICTS_CHECK:  # a warning about the plan's content, never a gate
+                assert not spec.blocking and spec.asset_key.path[-1] in CONSTRAINT_CHECK_STEPS
+                continue
             assert spec.blocking == (spec.asset_key.path[-1] in downstream), spec.key
             assert spec.partitions_def is not None
     assert STEP_BY_NAME["report"].name not in downstream
     for step in pipeline_steps():
         assert AssetCheckKey(AssetKey(step.name), FILES_CHECK) in seen
         assert (AssetCheckKey(AssetKey(step.name), JSON_CHECK) in seen) == step_has_json(step)
+        assert (AssetCheckKey(AssetKey(step.name), VERDICTS_CHECK) in seen) == (step.name in CONSTRAINT_CHECK_STEPS)
 
 
 # -- plain verification of files and rows ----------------------------------------------------------
@@ -288,10 +296,15 @@ def test_every_check_passes_on_a_fresh_plan(checked):
     evaluations = _evaluations(result)
     expected = {(s.name, FILES_CHECK) for s in pipeline_steps()} | {
         (s.name, JSON_CHECK) for s in pipeline_steps() if step_has_json(s)
-    }
+    } | {(name, VERDICTS_CHECK) for name in CONSTRAINT_CHECK_STEPS}
     assert set(evaluations) == expected
-    failed = {key: e.description for key, e in evaluations.items() if not e.passed}
+    # The offline model's verdicts are random: a constraint check may warn about a violation.
+    failed = {key: e.description for key, e in evaluations.items() if not e.passed and key[1] != VERDICTS_CHECK}
     assert failed == {}
+    for name in CONSTRAINT_CHECK_STEPS:
+        verdicts = evaluations[(name, VERDICTS_CHECK)]
+        assert verdicts.severity == AssetCheckSeverity.WARN
+        assert verdicts.passed == (verdicts.metadata["violated"].value == 0), name
     files = evaluations[("expert_review", FILES_CHECK)]
     assert files.metadata["files_checked"].value >= 4  # the markdown plus per-item raw files
     assert files.metadata["plan_id"].value == PLAN_ID
@@ -368,3 +381,41 @@ def test_leaf_asset_checks_do_not_block(checked):
         assert run.success, "a failed non-blocking check does not fail the run"
     finally:
         path.write_bytes(original)
+
+
+def test_a_violated_constraint_warns_on_its_check_asset(checked):
+    """Each constraint check is an asset check too: WARN (not blocking) when a constraint is violated."""
+    store: PlanStore = checked["store"]
+    name = step_file("enriched_levers_constraint")
+    original = store.read(PLAN_ID, [name])[name]
+    record = json.loads(original)
+    item = {
+        "constraint_text": "No nuclear power.",
+        "constraint_classification": "negative",
+        "status": "violated",
+        "evidence": "Lever 'Energy Source': small modular reactor.",
+        "explanation": "A banned technology is offered as an option.",
+    }
+    satisfied = {**item, "constraint_text": "Budget under EUR 2M.", "status": "satisfied", "constraint_classification": "positive"}
+    record.update(constraint_violations=[item, satisfied], overall_status="fail")
+    store.write(PLAN_ID, "enriched_levers_constraint", {name: json.dumps(record, indent=2)}, run_id="violate")
+    try:
+        run = checked["run"](AssetSelection.checks_for_assets("enriched_levers_constraint"))
+        evaluations = _evaluations(run)
+        assert evaluations[("enriched_levers_constraint", JSON_CHECK)].passed
+        verdicts = evaluations[("enriched_levers_constraint", VERDICTS_CHECK)]
+        assert not verdicts.passed and verdicts.severity == AssetCheckSeverity.WARN and not verdicts.blocking
+        assert "1 constraint(s) of the prompt violated" in verdicts.description and "No nuclear power." in verdicts.description
+        meta = verdicts.metadata
+        assert (meta["violated"].value, meta["satisfied"].value, meta["overall_status"].value) == (1, 1, "fail")
+        assert "small modular reactor" in meta["violations"].value
+        assert run.success, "a warning does not fail the run"
+    finally:
+        store.write(PLAN_ID, "enriched_levers_constraint", {name: original}, run_id="restore")
+
+
+def test_constraint_verdicts_of_odd_files():
+    assert constraint_verdicts(None).problem == "not produced"
+    assert "not valid JSON" in constraint_verdicts("{").problem
+    clean = constraint_verdicts(json.dumps({"constraint_violations": [], "overall_status": "pass"}))
+    assert clean.passed and clean.counts == {"satisfied": 0, "violated": 0, "unclear": 0}
