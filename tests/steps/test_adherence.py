@@ -81,6 +81,15 @@ def test_overall_percentage(terms, percent):
     assert overall_adherence(terms).percent == percent
 
 
+def test_no_usable_score_is_no_percentage():
+    llm = ReplayLLM(answers=[answer("prompt_adherence_directives.json"), {"results": [answer("prompt_adherence_scores.json")["results"][8]]}])
+    result = run_step("prompt_adherence", llm)
+    raw = json.loads(result.files[RAW])
+    assert raw["scores"] == [] and raw["overall_adherence_percent"] is None
+    assert result.files[MD].startswith("**Overall adherence: not available** (no directive was scored)")
+    assert result.notes["overall_adherence_percent"] == "not available"
+
+
 def test_scores_for_unknown_directives_weigh_three_and_ratings_are_clamped():
     directive = Directive(directive_index=1, directive_type="REQUIREMENT", text="Ship it", importance_5=9)
     assert directive.importance_5 == 5
