@@ -14,12 +14,13 @@ from planexe_assets.steps.self_audit import (
     checked_physics,
     render_self_audit,
 )
-from tests.steps.support_2026 import answer, run_step
-from tests.support.replay import ReplayLLM, missing_from
+from tests.steps.support_2026 import RUN, answer, run_step
+from tests.support.replay import FIXTURES, ReplayLLM, missing_from
 
 RAW = step_file("self_audit", "raw")
 MD = step_file("self_audit", "markdown")
 ITEMS = answer("self_audit_items.json")
+FULL_RUN = FIXTURES.parent / "planexe_runs_full" / RUN
 
 
 def _responder(fail: set[int] = frozenset(), barrier: threading.Barrier | None = None):
@@ -101,3 +102,26 @@ def test_renderer_counts_levels():
     markdown = render_self_audit(answers)
     assert markdown.index("### 1. Violates Known Physics") < markdown.index("### 2. No Real-World Proof")
     assert "| 🛑 High | 0 |" in markdown and "**Level:** ⚠️ Medium" in markdown
+
+
+def test_the_recorded_upstream_audit_replays_and_validates():
+    """The recorded run's own self audit (PlanExe's numbered-era 029-1 file, real model answers):
+    its stored layout validates against our model, and its twenty answers replay through our step."""
+    from planexe_assets.steps import output_models
+
+    recorded = json.loads((FULL_RUN / step_file("self_audit", "raw")).read_text(encoding="utf-8"))
+    for spec in output_models("self_audit")[RAW]:
+        spec.validate(recorded, "", None, RAW)
+    responses = recorded["responses"]
+
+    def respond(messages, model, label):
+        return responses[label.split(":")[1]]
+
+    result = run_step("self_audit", ReplayLLM(responder=respond))
+    raw = json.loads(result.files[RAW])
+    assert [a["level"] for a in raw["checklist_answers_cleaned"]] == [
+        a["level"] for a in recorded["checklist_answers_cleaned"]
+    ]
+    assert result.notes["level_high"] == 15 and result.notes["level_medium"] == 4 and result.notes["level_low"] == 1
+    markdown = result.files[MD]
+    assert not missing_from([a["justification"] for a in recorded["checklist_answers_cleaned"]], markdown)
