@@ -14,8 +14,10 @@
 
 The overall percentage is computed here, never asked of the model: the sum of importance x adherence
 over the scored directives, times 100, divided by 5 x the sum of their importance, rounded to a whole
-number (100 when nothing was scored). A score for a directive number that does not exist is dropped,
-a repeated one is ignored, and a directive left unscored is listed; all of it goes into the notes.
+number (100 when the prompt gave no directive; none at all when it gave some and no score was
+usable, rather than a perfect score nobody earned). A score for a directive number that does not
+exist is dropped, a repeated one is ignored, and a directive left unscored is listed; all of it goes
+into the notes.
 """
 
 from __future__ import annotations
@@ -184,7 +186,7 @@ class AdherenceTotal:
     def arithmetic(self, terms: list[tuple[int, int]]) -> str:
         """The computation written out, for the markdown."""
         if not terms:
-            return "no directive was scored: 100%"
+            return "nothing to score: 100%"
         products = " + ".join(f"{imp}x{adh}" for imp, adh in terms)
         importances = " + ".join(str(imp) for imp, _ in terms)
         return (
@@ -252,11 +254,12 @@ def run_prompt_adherence(ctx: StepContext, inputs: StepInputs) -> StepResult:
     else:
         notes.append("the prompt gave no directives; nothing was scored")
     total = overall_adherence(adherence_terms(directives, scores))
+    percent = None if directives and not scores else total.percent
     for text in notes:
         ctx.logger.info("prompt_adherence: %s", text)
     markdown = render_prompt_adherence(directives, scores).rstrip() + notes_markdown(notes)
     record = {
-        **PromptAdherenceRecord(directives=directives, scores=scores, overall_adherence_percent=total.percent).model_dump(mode="json"),
+        **PromptAdherenceRecord(directives=directives, scores=scores, overall_adherence_percent=percent).model_dump(mode="json"),
         "notes": notes,
         "metadata": metadata,
         "system_prompt_phase1": phase1_system,
@@ -266,7 +269,11 @@ def run_prompt_adherence(ctx: StepContext, inputs: StepInputs) -> StepResult:
     step = ctx.step
     return StepResult(
         files={step.outputs["raw"]: dump_json(record), step.outputs["markdown"]: markdown.rstrip() + "\n"},
-        notes={"overall_adherence_percent": total.percent, "directives": len(directives), "scored": len(scores)},
+        notes={
+            "overall_adherence_percent": "not available" if percent is None else percent,
+            "directives": len(directives),
+            "scored": len(scores),
+        },
     )
 
 
@@ -279,7 +286,10 @@ def render_prompt_adherence(directives: list[Directive], scores: list[AdherenceR
     (every directive scoring below 5), the most severe first: importance x (6 - adherence)."""
     terms = adherence_terms(directives, scores)
     total = overall_adherence(terms)
-    lines = [f"**Overall adherence: {total.percent}%**", "", "```text", total.arithmetic(terms), "```"]
+    if directives and not scores:
+        lines = ["**Overall adherence: not available** (no directive was scored)"]
+    else:
+        lines = [f"**Overall adherence: {total.percent}%**", "", "```text", total.arithmetic(terms), "```"]
     by_index = {s.directive_index: s for s in scores}
     rows = []
     for d in directives:

@@ -148,7 +148,7 @@ def test_without_the_gate_refuse_stays_advisory(app_db, stub, gate_stub, monkeyp
     assert plan.refuse_on_redline is False
     outcome = run_plan_in_process("advisory", DagsterInstance.ephemeral(), steps=FIRST_STEPS, log_level="CRITICAL")
     assert outcome.success, outcome.failed_steps
-    assert app_db.get_plan("advisory").status == "running"  # five of 61 steps done, nothing refused
+    assert app_db.get_plan("advisory").status == "running"  # six steps done, nothing refused
     assert _stages(app_db, "advisory") == GATE_STAGES | {"premise_attack", "identify_purpose"}
     markdown = app_db.get_plan_content_by_filename("advisory", step_file("redline_gate", "markdown")).content
     assert "advisory: the plan was still generated" in markdown
