@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from planexe_assets.core import step_file
+from planexe_assets.core import step_file, step_for_filename
 from planexe_assets.importer.names import UNNUMBERED, unnumbered
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -37,7 +37,11 @@ def assemble_2026_run(dest: Path, *, with_plan_txt: bool = True) -> Path:
     for path in sorted(SILO.iterdir()):
         if path.name in skip:
             continue
-        shutil.copyfile(path, dest / unnumbered(path.name))
+        # Per-item files (expert criticisms, drafts, duration chunks, WBS level 3) have no documented
+        # unnumbered name: they keep theirs, which the importer maps by its templates.
+        owner = step_for_filename(path.name)
+        per_item = owner is not None and path.name not in owner.filenames
+        shutil.copyfile(path, dest / (path.name if per_item else unnumbered(path.name)))
     for name, text in added_files().items():
         (dest / name).write_text(text, encoding="utf-8")
     return dest
