@@ -72,6 +72,30 @@ class Report:
         self.verdicts.append((target, measured, met))
 
 
+def two_thousand_26_summary(bound, without) -> str:
+    """What the steps added from PlanExe 2026 cost this plan's lower bound, and where they sit."""
+    from bench.contenders import ADDED_STEP_NAMES
+    from planexe_assets.steps.constraint_matrix import CONSTRAINT_CHECK_STEPS
+
+    added = bound.seconds - without.seconds
+    on_chain = [s for s in bound.critical_path if s in ADDED_STEP_NAMES and bound.step_seconds.get(s, 0) > 0]
+    own = sum(bound.step_seconds[s] for s in on_chain)
+    checks = [s for s in CONSTRAINT_CHECK_STEPS if s in bound.finish and "report" in bound.finish]
+    slack = min((bound.slack(s, "report") for s in checks), default=None)
+    text = (
+        f"The 11 steps added from PlanExe 2026 lengthen the lower bound by {added:.1f} s "
+        f"({without.seconds:.1f} s with their calls taking no time); on the critical chain: "
+        + (", ".join(f"{s} {bound.step_seconds[s]:.1f} s" for s in on_chain) or "none")
+        + f" ({own:.1f} s of their own latency)."
+    )
+    if slack is not None:
+        text += (
+            f" The six constraint checks run beside the chain they check: the last of them is done "
+            f"{slack:.1f} s before the report can start."
+        )
+    return text
+
+
 def _s(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f} s"
 
@@ -196,6 +220,10 @@ def plan_side_by_side(report: Report, args, pg_reason: str | None, model, wanted
             "its lower bound, so no orchestrator can be more than that much faster than one call at a time "
             "(Luigi workers=1 in PlanExe mode) on this plan."
         )
+        without = dagster.extra.get("bound_without_2026")
+        if without is not None:
+            report.add()
+            report.add(two_thousand_26_summary(dagster.bound, without))
         if dagster.bound.fanout_capped:
             report.add(f"Fan-outs that may have been cut into waves by their thread pool: {', '.join(dagster.bound.fanout_capped)}.")
     if where_it_goes is not None:

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 
 from bench.environment import REPO, BenchHome
 from bench.lower_bound import LowerBound, compute_lower_bound
+from planexe_assets.core import ADDED_STEPS
+
+ADDED_STEP_NAMES = tuple(s.name for s in ADDED_STEPS)
 
 
 @dataclass
@@ -40,8 +43,12 @@ def _finish(home: BenchHome, name: str, plan_id: str, wall: float, inner: float 
     status = plan.status if plan is not None else "missing"
     ok = returncode == 0 and status == "completed"
     bound = compute_lower_bound(rows) if rows else None
+    extra = {}
+    if rows:
+        # The same plan's bound with the 2026 steps' calls taking no time: what they add to it.
+        extra["bound_without_2026"] = compute_lower_bound(rows, free_stages=ADDED_STEP_NAMES)
     detail = "" if ok else (plan.error_message if plan is not None and plan.error_message else output[-1500:])
-    return ContenderResult(name, plan_id, wall, inner, ok, status, len(rows), bound, detail or "")
+    return ContenderResult(name, plan_id, wall, inner, ok, status, len(rows), bound, detail or "", extra)
 
 
 def run_child(home: BenchHome, name: str, plan_id: str, argv: list[str], env_extra: dict[str, str] | None = None,

@@ -8,7 +8,9 @@ unless ``--port``) and prints ``PORT <n>`` once it is ready. ``POST /v1/chat/com
   built by the project's offline schema faker (``resources.llm.offline``); other requests get markdown;
 - lists are as long as PlanExe's (``--shape planexe``, the default: about 5-6 WBS phases of 6-7
   subtasks, so 30-42 WBS level-3 calls and 12-17 duration chunks, as in the recorded runs in
-  ``shared/fixtures/planexe_runs``) or as short as the offline faker makes them (``--shape faker``);
+  ``shared/fixtures/planexe_runs``; 3-5 prompt constraints, 8-10 adherence directives, three domain
+  candidates per batch for the steps added from PlanExe 2026) or as short as the offline faker
+  makes them (``--shape faker``);
 - the reply is sent after a latency drawn from the chosen model: ``fixed:SECONDS`` or ``planexe`` (a
   log-normal with PlanExe-like median 4 s and 90th percentile 12 s), multiplied by ``--scale``.
 
@@ -65,6 +67,15 @@ SHAPES: dict[str, dict[str, tuple[int, int]]] = {
         "documents_to_find": (3, 5),
         "documents_to_create_part2": (2, 4),
         "documents_to_find_part2": (2, 4),
+        # The steps added from PlanExe 2026: a prompt's explicit constraints (a budget, a place, a
+        # deadline, a banned thing) and one verdict per constraint from each of the six checks; 5-15
+        # directives for prompt adherence, each graded; three domain candidates per batch (three
+        # batches, then the pick). The self audit's 20 calls do not depend on a list.
+        "constraints": (3, 5),
+        "constraint_violations": (3, 5),
+        "directives": (8, 10),
+        "results": (8, 10),
+        "domain_fits": (3, 3),
     },
 }
 

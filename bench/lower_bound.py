@@ -43,6 +43,12 @@ class LowerBound:
     calls: int
     serial_seconds: float  # every latency one after another: what one call at a time costs
     fanout_capped: list[str] = field(default_factory=list)
+    finish: dict[str, float] = field(default_factory=dict)  # step -> when it finishes at the earliest
+
+    def slack(self, step: str, before: str) -> float:
+        """How long ``step`` could take longer without delaying ``before`` (which waits for it)."""
+        start = self.finish[before] - self.step_seconds.get(before, 0.0)
+        return start - self.finish[step]
 
     def summary(self) -> str:
         chain = " -> ".join(s for s in self.critical_path if self.step_seconds.get(s, 0) > 0)
@@ -86,14 +92,15 @@ def step_chain_seconds(attempts: list[Attempt]) -> float:
     return max(best, default=0.0)
 
 
-def compute_lower_bound(rows, steps=None) -> LowerBound:
+def compute_lower_bound(rows, steps=None, free_stages=()) -> LowerBound:
     """The bound for one plan: ``rows`` are its ``llm_interactions``; ``steps`` the asset graph
-    (default: the pipeline's steps)."""
+    (default: the pipeline's steps). The calls of ``free_stages`` count as taking no time: the
+    bound without them, to tell what they add to it."""
     from planexe_assets.lifecycle.runner import fanout_concurrency, pipeline_steps
 
     if steps is None:
         steps = pipeline_steps()
-    attempts = attempts_from_rows(rows)
+    attempts = [a for a in attempts_from_rows(rows) if a.stage not in set(free_stages)]
     by_stage: dict[str, list[Attempt]] = defaultdict(list)
     for attempt in attempts:
         by_stage[attempt.stage].append(attempt)
@@ -123,6 +130,7 @@ def compute_lower_bound(rows, steps=None) -> LowerBound:
         calls=len(attempts),
         serial_seconds=sum(a.latency for a in attempts),
         fanout_capped=sorted(capped),
+        finish=finish,
     )
 
 
