@@ -139,7 +139,8 @@ def test_import_full_recorded_run(app_db, isolated_home):
         "001-3-planexe_metadata.json",
     ):
         assert rows[extra].stage == IMPORTED_STAGE, extra
-    assert rows["029-1-self_audit_raw.json"].stage == rows["029-2-self_audit.md"].stage == "self_audit"
+    # PlanExe's self audit (numbered era) is our self_audit step's output
+    assert rows[step_file("self_audit", "raw")].stage == rows[step_file("self_audit", "markdown")].stage == "self_audit"
     assert rows[PIPELINE_COMPLETE_FILENAME].stage == "full_plan_pipeline"
     assert {r.run_id for r in rows.values()} == {result.import_id}
 
@@ -569,7 +570,7 @@ def test_planexe_2026_names_timestamps_and_bad_usage_lines(tmp_path):
     )
     assert "skipped hidden file .DS_Store" in scanned.warnings and ".DS_Store" not in scanned.files
     assert stage_for("030-report.html") == "report"
-    assert stage_for("029-2-self_audit.md") == "self_audit"
+    assert stage_for(step_file("self_audit", "markdown")) == "self_audit"
     assert "report" not in [s.name for s in scanned.complete_steps()]  # 030 is PlanExe's report, not ours
 
     # PlanExe's FastAPI service writes the start time as a bare utcnow().isoformat() string.

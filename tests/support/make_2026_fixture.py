@@ -8,6 +8,7 @@ files are rendered by our renderers. The triage file is the silo run's deduplica
 import json
 from pathlib import Path
 
+from planexe_assets.core import step_file
 from planexe_assets.steps.adherence import AdherenceResult, Directive, render_prompt_adherence
 from planexe_assets.steps.constraints import ConstraintExtractionResult, render_constraints
 from planexe_assets.steps.domain import ClassifiedDomain, render_classified_domain
@@ -16,7 +17,7 @@ from planexe_assets.steps.self_audit import ChecklistAnswerCleaned, render_self_
 
 OUT = Path("tests/fixtures/planexe_2026_run")
 SILO = Path("tests/fixtures/planexe_runs/20250321_silo")
-prompt = (SILO / "001-2-plan.txt").read_text()
+prompt = (SILO / step_file("setup")).read_text()
 bare = prompt.split("\n\n")[0].removeprefix("Plan:\n")
 META = {"llm_classname": "OpenRouter", "duration": 3, "response_byte_count": 512}
 
@@ -126,7 +127,7 @@ dump("prompt_adherence_raw.json", {"directives": directives, "scores": scores, "
                                    "user_prompt": bare, "markdown": md})
 write("prompt_adherence.md", md)
 
-dedup = json.loads((SILO / "002-11-deduplicated_levers_raw.json").read_text())
+dedup = json.loads((SILO / step_file("deduplicate_levers", "raw")).read_text())
 kept = {lever["lever_id"] for lever in dedup["deduplicated_levers"]}
 decisions = []
 for i, d in enumerate(dedup["response"]):
