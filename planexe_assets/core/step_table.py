@@ -16,7 +16,10 @@ constraint checks, domain classification, prompt adherence, self audit) follow u
 ``001-2-plan.txt`` is the prompt exactly as given; their files use the numbered names upstream gave
 them before it dropped the prefixes, and the ones that never had one (domain, adherence) take the
 prefix of their neighbours. A legacy step may read an added step through ``extra_requires`` (our
-edges beside PlanExe's ``requires()``), so its reference edges stay as they are.
+edges beside PlanExe's ``requires()``), so its reference edges stay as they are: the report reads
+every added step that way. Those inputs are optional: they order the graph like any edge, and the
+step gets what is stored (a plan imported from a 2025 run has none of them, and its report is still
+rebuilt from what it has).
 
 Every other module names a step's files through the table: ``step_file("identify_purpose", "raw")``,
 ``STEP_BY_NAME["expert_review"].side_file("criticism_raw", 2)``. A step's response models per output
@@ -66,7 +69,8 @@ class Step:
     # One of the 61 tasks of PlanExe's 2025 pipeline (False: a 2026 step added around them).
     legacy: bool = True
     # Our edges beside PlanExe's requires() (key -> upstream step): inputs a legacy step reads from an
-    # added step. Loaded and required like ``requires``; the reference edges stay in ``requires``.
+    # added step. They order both graphs like ``requires``, but are optional: the step gets the files
+    # that are stored (none for a plan imported from a run that predates the added step).
     extra_requires: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -94,6 +98,12 @@ class Step:
         for upstream in self.all_requires.values():
             seen.setdefault(upstream, None)
         return tuple(seen)
+
+    @property
+    def required_deps(self) -> tuple[str, ...]:
+        """The upstream steps whose outputs must all be stored before this step can run (PlanExe's
+        requires(); ``extra_requires`` inputs are optional)."""
+        return tuple(dict.fromkeys(self.requires.values()))
 
     @property
     def filenames(self) -> tuple[str, ...]:
@@ -143,6 +153,21 @@ class Step:
         """Whether ``filename`` is one of this step's outputs or side files."""
         return filename in self.outputs.values() or any(matches_template(filename, t) for t in self.side_outputs)
 
+
+# The steps added from upstream's 2026 pipeline (their rows have ``legacy=False``), in table order.
+ADDED_STEP_NAMES: tuple[str, ...] = (
+    "screen_planning_prompt",
+    "extract_constraints",
+    "classify_domain",
+    "potential_levers_constraint",
+    "deduplicated_levers_constraint",
+    "enriched_levers_constraint",
+    "vital_few_levers_constraint",
+    "candidate_scenarios_constraint",
+    "selected_scenario_constraint",
+    "prompt_adherence",
+    "self_audit",
+)
 
 STEPS: tuple[Step, ...] = (
     Step(
@@ -1276,23 +1301,12 @@ STEPS: tuple[Step, ...] = (
             "questions_and_answers": "questions_and_answers",
             "premortem": "premortem",
         },
+        # The 2026 steps the report shows (screening banner, self audit, adherence; the extracted
+        # constraints and the six checks in its Constraints section), keyed by step name.
+        extra_requires={name: name for name in ADDED_STEP_NAMES},
         outputs={"": "029-report.html"},
         # report.md: the same sections as markdown, for LLMs (upstream's 2026 ReportTask writes it).
         side_files={"markdown": "029-report.md"},
-        # Upstream's 2026 ReportTask reads the screening, the self audit and the prompt adherence; our
-        # Constraints section reads the extracted constraints and the six checks.
-        extra_requires={
-            "screen_planning_prompt": "screen_planning_prompt",
-            "self_audit": "self_audit",
-            "prompt_adherence": "prompt_adherence",
-            "extract_constraints": "extract_constraints",
-            "potential_levers_constraint": "potential_levers_constraint",
-            "deduplicated_levers_constraint": "deduplicated_levers_constraint",
-            "enriched_levers_constraint": "enriched_levers_constraint",
-            "vital_few_levers_constraint": "vital_few_levers_constraint",
-            "candidate_scenarios_constraint": "candidate_scenarios_constraint",
-            "selected_scenario_constraint": "selected_scenario_constraint",
-        },
         description="The final report: every document of the plan in one self-contained HTML page that works offline (22 sections, the prompt's constraints checked at every stage included), and the same sections as markdown.",
     ),
 )
@@ -1375,7 +1389,7 @@ FULL_PLAN_PIPELINE_REQUIRES: Mapping[str, str] = MappingProxyType(
 PIPELINE_COMPLETE_FILENAME = "999-pipeline_complete.txt"
 
 assert len(LEGACY_STEPS) == 61, len(LEGACY_STEPS)
-assert len(ADDED_STEPS) == 11, len(ADDED_STEPS)
+assert tuple(s.name for s in ADDED_STEPS) == ADDED_STEP_NAMES, [s.name for s in ADDED_STEPS]
 
 
 def step(name: str) -> Step:

@@ -154,10 +154,7 @@ def rematerialize_plan(
     skipped: dict[str, str] = {}
     for name in DETERMINISTIC_DOWNSTREAM:
         s = STEP_BY_NAME[name]
-        # Inputs only in extra_requires (the report's 2026 sections) may be absent: the step runs
-        # without them (an imported 2025 run has no screening).
-        reference = set(s.requires.values())
-        missing = [d for d in s.deps if d in reference and d not in available and d not in chosen]
+        missing = [d for d in s.required_deps if d not in available and d not in chosen]
         if missing:
             skipped[name] = f"upstream step(s) without all their outputs: {', '.join(missing)}"
             continue

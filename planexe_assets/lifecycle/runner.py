@@ -99,15 +99,14 @@ class StepRunner:
     # -- inputs -----------------------------------------------------------------------------------
     def load_inputs(self, plan_id: str, step: Step) -> StepInputs:
         """The step's inputs keyed like PlanExe's requires() and the step's ``extra_requires``: every
-        upstream file, verified against its sha256 (``PlanStore.read``; a missing one of a
-        ``requires()`` step raises, a missing one of an ``extra_requires``-only step is left out)."""
+        upstream file, verified against its sha256 (``PlanStore.read``). A missing file of a
+        requires() step raises; of an ``extra_requires`` step, it is left out (those are optional)."""
         deps = [STEP_BY_NAME[name] for name in step.deps]
-        reference = set(step.requires.values())
-        contents = self.store.read(plan_id, [f for dep in deps if dep.name in reference for f in dep.filenames])
-        # An input only in ``extra_requires`` may be missing (a legacy step must work without it, e.g.
-        # the report of an imported 2025 run): a missing file is left out, the step sees it absent.
-        extra = [f for dep in deps if dep.name not in reference for f in dep.filenames]
-        contents.update(self.store.read(plan_id, extra, required=False))
+        required = [STEP_BY_NAME[name] for name in step.required_deps]
+        contents = self.store.read(plan_id, [f for dep in required for f in dep.filenames])
+        optional = [f for dep in deps if dep not in required for f in dep.filenames]
+        if optional:
+            contents.update(self.store.read(plan_id, optional, required=False))
         loaded = {
             dep.name: UpstreamFiles(step=dep, contents={f: contents[f] for f in dep.filenames if f in contents})
             for dep in deps
