@@ -157,3 +157,39 @@ def test_bench_homes_made_in_a_temporary_directory_are_deleted_on_close(tmp_path
     given = make_home(root=tmp_path / "home")
     given.close()
     assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()  # a caller's directory is left alone
+
+
+def test_free_stages_tell_what_a_step_adds_to_the_bound_and_slack_how_far_it_is_off_it():
+    rows = [
+        row("a", 0, 1, 1.0),
+        row("b", 1.5, 3.5, 2.0),
+        row("c", 1.5, 6.5, 5.0),
+        row("d", 7, 8, 1.0),
+    ]
+    bound = compute_lower_bound(rows, GRAPH)
+    assert bound.seconds == pytest.approx(7.0) and bound.critical_path == ["a", "c", "d"]
+    # c is on the chain: free, the bound drops to the next longest path (a, b, d), not by all of c.
+    without_c = compute_lower_bound(rows, GRAPH, free_stages=("c",))
+    assert without_c.seconds == pytest.approx(4.0) and without_c.critical_path == ["a", "b", "d"]
+    # b is off the chain: free or not, the bound is the same; it could take 3 s longer unnoticed.
+    assert compute_lower_bound(rows, GRAPH, free_stages=("b",)).seconds == pytest.approx(7.0)
+    assert bound.slack("b", "d") == pytest.approx(3.0) and bound.slack("c", "d") == pytest.approx(0.0)
+
+
+def test_two_thousand_26_summary_names_the_added_steps_on_the_chain_and_the_checks_slack():
+    from bench.__main__ import two_thousand_26_summary
+    from planexe_assets.lifecycle.runner import pipeline_steps
+
+    rows = [
+        row("identify_purpose", 0, 1, 1.0),
+        row("potential_levers", 1, 3, 2.0),
+        row("potential_levers_constraint", 3, 3.5, 0.5),
+        row("premortem", 3, 10, 7.0),
+        row("self_audit", 10, 12, 2.0),
+    ]
+    bound = compute_lower_bound(rows, pipeline_steps())
+    without = compute_lower_bound(rows, pipeline_steps(), free_stages=("potential_levers_constraint", "self_audit"))
+    text = two_thousand_26_summary(bound, without)
+    assert "lengthen the lower bound by 2.0 s" in text and "self_audit 2.0 s" in text
+    assert "potential_levers_constraint" not in text.split("on the critical chain:")[1].split(".")[0]
+    assert "the last of them is done" in text
