@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from legacy_luigi.__main__ import main as luigi_main
 from planexe_assets.cli.app import app
-from planexe_assets.core import STEP_BY_NAME, step_file
+from planexe_assets.core import STEP_BY_NAME, STEPS, step_file
 from planexe_assets.dagster_defs.launch import run_plan_in_process
 from planexe_assets.dagster_defs.runs import default_instance
 from planexe_assets.lifecycle.plans import PlanRequest, create_plan
