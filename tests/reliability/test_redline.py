@@ -97,7 +97,10 @@ def test_refuse_with_the_flag_stops_the_plan_after_the_gate(app_db, stub, gate_s
     instance = default_instance()
     run = instance.get_runs()[0]
     failed = {e.step_key for e in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)}
-    assert failed == {"premise_attack", "identify_purpose", "extract_constraints"}
+    # Every step that needs only the prompt, but the two gate steps, fails closed beside the gates.
+    beside_gates = {s.name for s in STEPS if s.deps and set(s.deps) <= {"setup"} and s.name not in GATE_STAGES}
+    assert {"premise_attack", "identify_purpose", "extract_constraints"} <= beside_gates
+    assert failed == beside_gates
     assert not list(instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY))
     materialized = {
         e.dagster_event.asset_key.path[-1]
