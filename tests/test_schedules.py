@@ -144,7 +144,8 @@ def test_schedule_picks_failed_and_stranded_plans_and_only_their_broken_steps(
 
     early = selection(by_plan["failed_early"])
     assert early == missing_steps_with_downstream(app_db, "failed_early")
-    assert early[0] == "redline_gate" and "identify_purpose" in early
+    # Every step after setup is redone, in table order (the 2026 screening first, then the gate ...).
+    assert early[0] == "screen_planning_prompt" and {"redline_gate", "identify_purpose"} <= set(early)
     assert "start_time" not in early and "setup" not in early
 
     rerun = selection(by_plan["rerun_failed"])
@@ -319,7 +320,8 @@ def test_backfill_request_finishes_a_plan_that_failed_late(
     # What the schedule's tick computes (the tick itself needs a persistent instance; this one is
     # in memory to keep the whole-plan run short).
     [request] = backfill_requests(instance, app_db, TICK)
-    assert selection(request) == ["premortem", "report"]
+    # The premortem, and what waits for it: the self audit (2026) and the report.
+    assert selection(request) == ["premortem", "self_audit", "report"]
 
     monkeypatch.setitem(registry, "premortem", real)
     second = run_plan_in_process(
@@ -330,11 +332,11 @@ def test_backfill_request_finishes_a_plan_that_failed_late(
         r.dagster_event.asset_key
         for r in instance.all_logs(second.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
     }
-    assert materialized == {AssetKey("premortem"), AssetKey("report")}
+    assert materialized == {AssetKey("premortem"), AssetKey("self_audit"), AssetKey("report")}
     plan = app_db.get_plan("late")
     assert plan.status == "completed" and plan.progress_percentage == 100 and plan.error_message is None
     stored_after = {r.filename: r.content_hash for r in app_db.get_plan_content("late")}
-    redone = {name for step in ("premortem", "report") for name in STEP_BY_NAME[step].filenames}
+    redone = {name for step in ("premortem", "self_audit", "report") for name in STEP_BY_NAME[step].filenames}
     assert redone <= set(stored_after) and not redone & set(stored_before)
     assert {n: stored_after[n] for n in stored_before} == stored_before, (
         "steps outside the selection were rewritten"
