@@ -9,7 +9,7 @@ The job has one op whose run config is the plan request::
           model: auto               # a model id of llm_config.json, 'auto' or 'offline'
           speed: all_details        # or fast (fewer drafts, estimates and review rounds)
           plan_id: ""               # optional; empty: a new id
-          refuse_on_redline: false  # optional; stop on a REFUSE verdict of the redline gate
+          refuse_on_redline: false  # optional; stop on a REFUSE verdict of the redline gate or an UNUSABLE screening
 
 It validates the request exactly as the CLI does (``plans.create_plan``: prompt, plan id, model and
 its API key variable, runs directory), stores the plan row as ``pending`` and adds the plan's
@@ -77,7 +77,7 @@ class CreatePlanConfig(Config):
     )
     refuse_on_redline: bool | None = Field(
         default=None,
-        description="true: stop the plan when the redline gate says REFUSE. Empty: PLANEXE_REFUSE_ON_REDLINE decides (default advisory).",
+        description="true: stop the plan when the redline gate says REFUSE or the prompt screening says UNUSABLE. Empty: PLANEXE_REFUSE_ON_REDLINE decides (default advisory).",
     )
 
 
