@@ -1,4 +1,4 @@
-"""Instance configuration files (deploy/) and ``planexe ui``.
+"""Instance configuration files (planexe_assets/deploy/) and ``planexe ui``.
 
 Fast tests check the two ``dagster.yaml`` variants load as Dagster instances with the run queue and
 the ``llm`` pool, and how the Dagster home is chosen and prepared. One slow test starts
