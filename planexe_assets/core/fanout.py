@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from planexe_assets.core.failures import (
     FailureKind,
@@ -47,6 +47,19 @@ class Outcome(Generic[R]):
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def result(self) -> R:
+        """The item's value; a failed item raises its error instead (check ``ok`` first)."""
+        if self.error is not None:
+            raise self.error
+        # ``value`` is the function's return value here (None only when ``R`` admits None).
+        return cast(R, self.value)
+
+    def failure(self) -> BaseException:
+        """The item's error; only for a failed item (``not ok``)."""
+        if self.error is None:
+            raise ValueError(f"item {self.index} succeeded: it has no error")
+        return self.error
 
 
 AllFailedMessage = Callable[[Sequence[Outcome[Any]]], str]

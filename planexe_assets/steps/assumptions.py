@@ -275,15 +275,15 @@ _REVIEW_DOCUMENTS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _optional_markdown(inputs: StepInputs, key: str) -> tuple[str | None, str | None]:
-    """``(text, None)`` or ``(None, problem)`` for an upstream markdown that may be missing or empty."""
+def _optional_markdown(inputs: StepInputs, key: str) -> tuple[str, str | None]:
+    """``(text, None)``, or ``("", problem)`` for an upstream markdown that is missing or empty."""
     try:
         upstream = inputs[key]
         text = upstream.text("markdown")
     except StepError as exc:
-        return None, str(exc)
+        return "", str(exc)
     if not text.strip():
-        return None, f"upstream file {upstream.filename('markdown')} is empty"
+        return "", f"upstream file {upstream.filename('markdown')} is empty"
     return text, None
 
 
@@ -491,7 +491,7 @@ def run_consolidate_assumptions_markdown(ctx: StepContext, inputs: StepInputs) -
         full_parts.append(f"{heading}\n\n{original}")
         outcome = outcomes[section.title]
         if outcome.ok:
-            shortened, metadata = outcome.value
+            shortened, metadata = outcome.result()
             calls.append({"section": section.title, "markers": shortened.markers, "metadata": metadata})
             if shortened.markers == "unterminated":
                 # The reply stopped before its end marker, so the shortened text is likely cut off;
@@ -501,7 +501,7 @@ def run_consolidate_assumptions_markdown(ctx: StepContext, inputs: StepInputs) -
             else:
                 short_parts.append(f"{heading}\n\n{shortened.markdown}")
         else:
-            failed[section.title] = _first_line(outcome.error)
+            failed[section.title] = _first_line(outcome.failure())
             calls.append({"section": section.title, "error": failed[section.title]})
             short_parts.append(f"{heading}\n\n{original}")
 

@@ -39,6 +39,7 @@ from planexe_assets.core import (
     StepError,
     StepInputs,
     StepResult,
+    StructuredReply,
     or_planexe,
 )
 from planexe_assets.steps import register
@@ -155,7 +156,7 @@ class LeverProposals(BaseModel):
 def run_potential_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
     user_prompt = bundle(*plan_context_blocks(inputs))
     conversation: list[ChatMessage] = messages(POTENTIAL_LEVERS_SYSTEM_PROMPT, user_prompt)
-    replies = []
+    replies: list[StructuredReply[LeverProposals]] = []
     turn_count = 1 + len(FOLLOW_UP_PROMPTS)
     for turn in range(1, turn_count + 1):
         if turn > 1:
@@ -517,7 +518,7 @@ def run_enrich_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
     for batch, outcome in zip(batches, outcomes, strict=True):
         if outcome.ok:
             batch_outcomes.append(
-                BatchOutcome(levers=batch, characterizations=outcome.value.value.characterizations)
+                BatchOutcome(levers=batch, characterizations=outcome.result().value.characterizations)
             )
         else:
             ctx.logger.warning("enrich_levers: batch %d failed: %s", outcome.index + 1, outcome.error)
@@ -538,7 +539,7 @@ def run_enrich_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
             }
             for n, b in enumerate(batch_outcomes, start=1)
         ],
-        "metadata": [{**o.value.metadata, "batch": o.index + 1} for o in outcomes if o.ok],
+        "metadata": [{**o.result().metadata, "batch": o.index + 1} for o in outcomes if o.ok],
         "system_prompt": ENRICH_SYSTEM_PROMPT.strip(),
     }
     notes: dict[str, Any] = {
@@ -648,7 +649,8 @@ def read_vital_few(
     if not isinstance(data, dict) or not isinstance(data.get("levers"), list):
         raise StepError(f"{source}: raw JSON has no 'levers' list")
     levers = read_lever_list(data["levers"], source)
-    response = data.get("response") if isinstance(data.get("response"), dict) else data
+    nested = data.get("response")
+    response = nested if isinstance(nested, dict) else data
     assessments = response.get("lever_assessments") or []
     summary = response.get("summary") or ""
     if not isinstance(assessments, list) or not all(isinstance(a, dict) for a in assessments):
@@ -761,7 +763,7 @@ def render_strategic_decisions(
     enriched list lacks it. An undescribed lever or an unrated pick says so in place; ratings for
     unknown ids are in the notes at the end.
     """
-    by_id = {}
+    by_id: dict[str, dict[str, Any]] = {}
     for item in assessments:
         by_id.setdefault(_same_id(item.get("lever_id", "")), item)
     unrated = {_same_id(i) for i in vital_without_assessment}

@@ -320,7 +320,7 @@ class LLMConfig:
     def prioritized(self) -> list[ModelEntry]:
         """Entries with a priority, lowest first; file order breaks ties."""
         ordered = [e for e in self.entries.values() if e.priority is not None]
-        return sorted(ordered, key=lambda e: e.priority)  # sorted() is stable
+        return sorted(ordered, key=lambda e: e.priority or 0)  # never None here; sorted() is stable
 
 
 # ------------------------------------------------------------------------------------------------
@@ -424,7 +424,7 @@ def _parse_entry(model_id: str, raw: Any, problems: list[str]) -> ModelEntry | N
     if priority is not None and not _is_int(priority):
         problems.append(f"{where}: 'priority' must be an integer, got {priority!r}")
 
-    class_name = raw.get("class")
+    class_name: Any = raw.get("class")  # a PROVIDER_CLASSES name once `problems` is unchanged
     if class_name is None and "provider" in raw:
         problems.append(
             f"{where}: has 'provider' but no 'class' (an older PlanExe format); write "

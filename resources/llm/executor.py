@@ -768,7 +768,7 @@ class _Call:
         secrets: list[str],
     ) -> None:
         duration = time.perf_counter() - clock
-        failed = isinstance(result, Failure)
+        failure = result if isinstance(result, Failure) else None
         input_tokens = reply.input_tokens if reply else None
         output_tokens = reply.output_tokens if reply else None
         total_tokens = reply.total_tokens if reply else None
@@ -787,29 +787,29 @@ class _Call:
             "served_model": reply.served_model if reply else None,
             "cost_usd": cost,
         }
-        if failed:
-            response_metadata["failure_kind"] = result.kind
-            if result.context_window is not None:
-                response_metadata["context_window"] = result.context_window
-            if result.prompt_tokens is not None:
-                response_metadata["prompt_tokens"] = result.prompt_tokens
-            if result.status is not None:
-                response_metadata["http_status"] = result.status
-            if result.retry_after is not None:
-                response_metadata["retry_after"] = result.retry_after
+        if failure is not None:
+            response_metadata["failure_kind"] = failure.kind
+            if failure.context_window is not None:
+                response_metadata["context_window"] = failure.context_window
+            if failure.prompt_tokens is not None:
+                response_metadata["prompt_tokens"] = failure.prompt_tokens
+            if failure.status is not None:
+                response_metadata["http_status"] = failure.status
+            if failure.retry_after is not None:
+                response_metadata["retry_after"] = failure.retry_after
         self.ex.recorder.attempt_finished(
             handle,
             {
                 "response_text": _scrub(reply.text, secrets) if reply is not None else None,
                 "response_metadata": response_metadata,
-                "status": "failed" if failed else "completed",
+                "status": "failed" if failure is not None else "completed",
                 "completed_at": _utcnow(),
                 "duration_seconds": round(duration, 4),
                 "input_tokens": input_tokens,
                 "output_tokens": output_tokens,
                 "total_tokens": total_tokens,
-                "error_message": _shorten(result.message, _MAX_ERROR_CHARS) if failed else None,
-                "error_code": result.code[:50] if failed else None,
+                "error_message": _shorten(failure.message, _MAX_ERROR_CHARS) if failure is not None else None,
+                "error_code": failure.code[:50] if failure is not None else None,
             },
         )
         self.ex.recorder.add_plan_usage(self.plan_id, 1, total_tokens or 0, cost or 0.0)

@@ -27,7 +27,7 @@ from typing import Any
 try:  # the regex parser behind ``re``; used to build strings for ``pattern`` constraints
     import re._parser as _sre_parse  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - older interpreters
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
+    import sre_parse as _sre_parse
 
 MARKER = "[offline]"
 PREFIX = MARKER + " "
@@ -144,8 +144,8 @@ class SchemaFaker:
             raise ValueError(f"schema for {name or 'the value'} allows nothing")
         if "$ref" in schema:
             target = self.resolve(schema["$ref"])
-            merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
-            return self.build(merged, name, depth)
+            resolved = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+            return self.build(resolved, name, depth)
         if "const" in schema:
             return schema["const"]
         if "enum" in schema:
@@ -202,11 +202,10 @@ class SchemaFaker:
     def build_integer(self, schema: dict[str, Any], name: str, depth: int) -> int:
         low, high = _int_bounds(schema)
         default_low, default_high = _int_defaults(name)
-        if low is None and high is None:
-            low, high = default_low, default_high
-        elif low is None:
-            low = default_low if default_low <= high else high - 10
-        elif high is None:
+        # The defaults are ordered (low < high), so with neither bound given they are taken as they are.
+        if low is None:
+            low = default_low if high is None or default_low <= high else high - 10
+        if high is None:
             high = default_high if default_high >= low else low + 100
         step = schema.get("multipleOf")
         if isinstance(step, int) and step > 0:
@@ -224,11 +223,10 @@ class SchemaFaker:
         default_low, default_high = _number_defaults(name)
         lo = max(v for v in (low, ex_low) if v is not None) if (low, ex_low) != (None, None) else None
         hi = min(v for v in (high, ex_high) if v is not None) if (high, ex_high) != (None, None) else None
-        if lo is None and hi is None:
-            lo, hi = default_low, default_high
-        elif lo is None:
-            lo = default_low if default_low < hi else hi - max(1.0, abs(hi))
-        elif hi is None:
+        # The defaults are ordered (low < high), so with neither bound given they are taken as they are.
+        if lo is None:
+            lo = default_low if hi is None or default_low < hi else hi - max(1.0, abs(hi))
+        if hi is None:
             hi = default_high if default_high > lo else lo + max(1.0, abs(lo))
         step = schema.get("multipleOf")
         if isinstance(step, int | float) and step > 0:
@@ -325,12 +323,12 @@ class SchemaFaker:
     def build_array(self, schema: dict[str, Any], name: str, depth: int) -> list[Any]:
         prefix = schema.get("prefixItems")
         if prefix:
-            values = [self.build(item, name, depth + 1) for item in prefix]
+            prefixed = [self.build(item, name, depth + 1) for item in prefix]
             extra_schema = schema.get("items")
             min_items = schema.get("minItems", len(prefix))
-            while len(values) < min_items and isinstance(extra_schema, dict):
-                values.append(self.build(extra_schema, name, depth + 1))
-            return values
+            while len(prefixed) < min_items and isinstance(extra_schema, dict):
+                prefixed.append(self.build(extra_schema, name, depth + 1))
+            return prefixed
         items = schema.get("items", {})
         min_items = schema.get("minItems", 0)
         max_items = schema.get("maxItems")
