@@ -114,31 +114,7 @@ _IGNORED_ARGUMENTS = frozenset(
         "reuse_client",
     }
 )
-_KNOWN_ARGUMENTS = frozenset(
-    {
-        "model",
-        "model_name",
-        "api_key",
-        "base_url",
-        "api_base",
-        "temperature",
-        "top_p",
-        "frequency_penalty",
-        "presence_penalty",
-        "timeout",
-        "request_timeout",
-        "max_tokens",
-        "max_retries",
-        "structured_output",
-        "max_in_flight",
-        "context_window",
-        "extra_headers",
-        "default_headers",
-        "additional_kwargs",
-        "cost",
-        "seed",
-    }
-)
+
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _M = TypeVar("_M", bound=BaseModel)
@@ -669,6 +645,14 @@ class _Arguments(BaseModel):
             **self.default_headers,
             **self.extra_headers,
         }
+
+
+# Every argument name the model reads, aliases included; the others are ignored (and listed).
+_KNOWN_ARGUMENTS = frozenset(
+    name
+    for field_name, info in _Arguments.model_fields.items()
+    for name in (info.validation_alias.choices if isinstance(info.validation_alias, AliasChoices) else [field_name])
+)
 
 
 def _problems_of(exc: ValidationError) -> list[str]:
