@@ -611,7 +611,7 @@ class _Arguments(BaseModel):
     in the validation context (``class_name``): it decides defaults and what is required. Arguments
     this model does not name are ignored (``ModelEntry.ignored_arguments`` lists them)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     model: Annotated[
         str | None, BeforeValidator(_check_model), _one_of("model", "model_name", required=True)
