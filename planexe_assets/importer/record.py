@@ -164,7 +164,7 @@ def rematerialize_plan(
     skipped: dict[str, str] = {}
     for name in DETERMINISTIC_DOWNSTREAM:
         s = STEP_BY_NAME[name]
-        missing = [d for d in s.deps if d not in available and d not in chosen]
+        missing = [d for d in s.required_deps if d not in available and d not in chosen]
         if missing:
             skipped[name] = f"upstream step(s) without all their outputs: {', '.join(missing)}"
             continue
