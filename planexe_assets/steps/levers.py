@@ -421,15 +421,7 @@ def merge_characterizations(batches: Sequence[BatchOutcome]) -> EnrichmentOutcom
             continue
         for item in batch.characterizations:
             key = _same_id(item.lever_id)
-            problem = None
-            if key not in batch_of:
-                problem = "unknown lever_id"
-            elif batch_of[key] != number:
-                problem = f"lever belongs to batch {batch_of[key]}"
-            elif key in found:
-                problem = "repeated characterisation of the same lever"
-            elif not item.description.strip():
-                problem = "empty description"
+            problem = _characterization_problem(item, key, number, batch_of, found)
             if problem:
                 outcome.ignored.append({"batch": number, "lever_id": item.lever_id, "problem": problem})
             else:
@@ -442,18 +434,38 @@ def merge_characterizations(batches: Sequence[BatchOutcome]) -> EnrichmentOutcom
         for lever in batch.levers:
             key = _same_id(lever["lever_id"])
             if key in found:
-                item = found[key]
-                outcome.characterized.append(
-                    {
-                        **lever,
-                        "description": item.description,
-                        "synergy_text": item.synergy_text,
-                        "conflict_text": item.conflict_text,
-                    }
-                )
+                outcome.characterized.append(_characterized(lever, found[key]))
             else:
                 outcome.uncharacterized.append({**lever, "reason": reasons[key]})
     return outcome
+
+
+def _characterization_problem(
+    item: LeverCharacterization,
+    key: str,
+    number: int,
+    batch_of: dict[str, int],
+    found: dict[str, LeverCharacterization],
+) -> str | None:
+    """Why a characterisation returned by batch ``number`` cannot be used, or None when it can."""
+    if key not in batch_of:
+        return "unknown lever_id"
+    if batch_of[key] != number:
+        return f"lever belongs to batch {batch_of[key]}"
+    if key in found:
+        return "repeated characterisation of the same lever"
+    if not item.description.strip():
+        return "empty description"
+    return None
+
+
+def _characterized(lever: dict[str, Any], item: LeverCharacterization) -> dict[str, Any]:
+    return {
+        **lever,
+        "description": item.description,
+        "synergy_text": item.synergy_text,
+        "conflict_text": item.conflict_text,
+    }
 
 
 def read_deduplicated_levers(inputs: StepInputs) -> list[dict[str, Any]]:
