@@ -308,7 +308,7 @@ class LLMConfig:
     def prioritized(self) -> list[ModelEntry]:
         """Entries with a priority, lowest first; file order breaks ties."""
         ordered = [e for e in self.entries.values() if e.priority is not None]
-        return sorted(ordered, key=lambda e: e.priority)  # sorted() is stable
+        return sorted(ordered, key=lambda e: e.priority or 0)  # never None here; sorted() is stable
 
 
 # ------------------------------------------------------------------------------------------------
@@ -710,6 +710,8 @@ def _model_entry(model_id: str, document: _EntryDocument, arguments: _Arguments,
     unexpected = [k for k in ignored if k not in _IGNORED_ARGUMENTS]
     if unexpected:
         log.debug("model %r: ignoring argument(s) %s", model_id, unexpected)
+    if document.class_name is None:  # _check_class refuses a missing class; this tells the type checker
+        raise ValueError(f"model {model_id!r}: no class after validation")
     return ModelEntry(
         id=model_id,
         class_name=document.class_name,

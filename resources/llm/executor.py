@@ -818,7 +818,7 @@ class _Call:
         secrets: list[str],
     ) -> None:
         duration = time.perf_counter() - clock
-        failed = isinstance(result, Failure)
+        failure = result if isinstance(result, Failure) else None
         input_tokens, output_tokens, total_tokens = _token_counts(reply)
         cost = entry.cost.usd(input_tokens, output_tokens) if entry.cost is not None else None
         self._add_usage(input_tokens, output_tokens, cost)
@@ -827,14 +827,14 @@ class _Call:
             {
                 "response_text": _scrub(reply.text, secrets) if reply is not None else None,
                 "response_metadata": _response_metadata(reply, result, cost),
-                "status": "failed" if failed else "completed",
+                "status": "failed" if failure is not None else "completed",
                 "completed_at": _utcnow(),
                 "duration_seconds": round(duration, 4),
                 "input_tokens": input_tokens,
                 "output_tokens": output_tokens,
                 "total_tokens": total_tokens,
-                "error_message": _shorten(result.message, _MAX_ERROR_CHARS) if failed else None,
-                "error_code": result.code[:50] if failed else None,
+                "error_message": _shorten(failure.message, _MAX_ERROR_CHARS) if failure is not None else None,
+                "error_code": failure.code[:50] if failure is not None else None,
             },
         )
         self.ex.recorder.add_plan_usage(self.plan_id, 1, total_tokens or 0, cost or 0.0)

@@ -27,7 +27,7 @@ from typing import Any
 try:  # the regex parser behind ``re``; used to build strings for ``pattern`` constraints
     import re._parser as _sre_parse  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - older interpreters
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
+    import sre_parse as _sre_parse
 
 MARKER = "[offline]"
 PREFIX = MARKER + " "
@@ -204,11 +204,10 @@ class SchemaFaker:
     def build_integer(self, schema: dict[str, Any], name: str, depth: int) -> int:
         low, high = _int_bounds(schema)
         default_low, default_high = _int_defaults(name)
-        if low is None and high is None:
-            low, high = default_low, default_high
-        elif low is None:
-            low = default_low if default_low <= high else high - 10
-        elif high is None:
+        # The defaults are ordered (low < high), so with neither bound given they are taken as they are.
+        if low is None:
+            low = default_low if high is None or default_low <= high else high - 10
+        if high is None:
             high = default_high if default_high >= low else low + 100
         step = schema.get("multipleOf")
         if isinstance(step, int) and step > 0:
@@ -427,12 +426,11 @@ def _number_range(schema: dict[str, Any], name: str) -> tuple[float, float]:
     lo = max(lows) if lows else None
     hi = min(highs) if highs else None
     default_low, default_high = _number_defaults(name)
-    if lo is None and hi is None:
-        return default_low, default_high
+    # The defaults are ordered (low < high), so with neither bound given they are taken as they are.
     if lo is None:
-        return (default_low if default_low < hi else hi - max(1.0, abs(hi))), hi
+        lo = default_low if hi is None or default_low < hi else hi - max(1.0, abs(hi))
     if hi is None:
-        return lo, (default_high if default_high > lo else lo + max(1.0, abs(lo)))
+        hi = default_high if default_high > lo else lo + max(1.0, abs(lo))
     return lo, hi
 
 
