@@ -5,7 +5,9 @@ Sections (all by default; ``--sections`` picks some):
 - ``plan``: one plan side by side against one local latency server, once per latency model
   (``--latency``, default PlanExe-like log-normal and a fixed latency at the same median, both times
   ``--scale``): the Dagster job (thread executor; SQLite and PostgreSQL instance; Dagster's
-  in-process executor for reference), ``python -m legacy_luigi`` with workers=1 and workers=8 in
+  in-process executor for reference; the same job on Dagster's public ``multiprocess_executor``,
+  forkserver with the definitions preloaded, and ``in_process_executor``, which decide whether the
+  project's ``planexe_threads`` executor is worth keeping), ``python -m legacy_luigi`` with workers=1 and workers=8 in
   PlanExe's mode (a fan-out's items one after another; ``--contenders`` adds the Luigi runs as
   shipped, fan-outs concurrent), and the lower bound computed from the calls each run made. The
   server's answers have PlanExe's list lengths (``--shape``), so fan-outs are as wide as PlanExe's.
@@ -122,10 +124,17 @@ def _git_commit() -> str:
 # -- section: one plan, side by side ----------------------------------------------------------------
 
 
-CONTENDERS = ("dagster_pg", "dagster_inproc", "luigi1", "luigi8", "luigi1_shipped", "luigi8_shipped")
+CONTENDERS = (
+    "dagster_pg", "dagster_inproc", "dagster_multiprocess", "dagster_public_inproc",
+    "luigi1", "luigi8", "luigi1_shipped", "luigi8_shipped",
+)
 # The first latency model runs these besides the Dagster job on SQLite (which always runs); later
 # models (a second view of the same plan) run the Luigi baselines of the targets only.
-DEFAULT_CONTENDERS = ("dagster_pg", "dagster_inproc", "luigi1", "luigi8")
+DEFAULT_CONTENDERS = ("dagster_pg", "dagster_inproc", "dagster_multiprocess", "dagster_public_inproc", "luigi1", "luigi8")
+# Dagster's public executors against the project's planexe_threads (issue 15): the custom executor
+# stays only if it beats the best of them by more than this fraction of their wall time.
+EXECUTOR_MARGIN = 0.10
+PUBLIC_EXECUTOR_CONTENDERS = ("dagster_multiprocess", "dagster_public_inproc")
 LATER_MODEL_CONTENDERS = ("luigi1", "luigi8")
 
 
@@ -158,6 +167,8 @@ def plan_side_by_side(report: Report, args, pg_reason: str | None, model, wanted
                 )
             plan_runs += [
                 ("dagster_inproc", lambda pid: run_dagster(sqlite_home, pid, "in_process", name="Dagster job, in-process executor (reference)"), sqlite_home),
+                ("dagster_multiprocess", lambda pid: run_dagster(sqlite_home, pid, "multiprocess", name="Dagster job, Dagster's multiprocess_executor (forkserver, preloaded)"), sqlite_home),
+                ("dagster_public_inproc", lambda pid: run_dagster(sqlite_home, pid, "public_in_process", name="Dagster job, Dagster's in_process_executor"), sqlite_home),
                 ("luigi1", lambda pid: run_luigi(sqlite_home, pid, 1, planexe_mode=True), sqlite_home),
                 ("luigi8", lambda pid: run_luigi(sqlite_home, pid, 8, planexe_mode=True), sqlite_home),
                 ("luigi1_shipped", lambda pid: run_luigi(sqlite_home, pid, 1, planexe_mode=False), sqlite_home),
@@ -245,6 +256,21 @@ def plan_side_by_side(report: Report, args, pg_reason: str | None, model, wanted
     where = f" ({model.short()})"
     if bound:
         report.verdict("one plan within 1.2x the lower bound" + where, f"{dagster.wall_seconds / bound:.2f}x", dagster.ok and dagster.wall_seconds <= 1.2 * bound)
+    public = [by_key[key] for key in PUBLIC_EXECUTOR_CONTENDERS if key in by_key and by_key[key].ok]
+    if public and dagster.ok:
+        best = min(public, key=lambda r: r.wall_seconds)
+        gain = 1 - dagster.wall_seconds / best.wall_seconds
+        report.add(
+            f"Executors: `planexe_threads` took {dagster.wall_seconds:.1f} s, the best of Dagster's public executors "
+            f"({best.name}) {best.wall_seconds:.1f} s: the custom executor is {gain * 100:.0f}% faster "
+            f"(it is kept only above {EXECUTOR_MARGIN * 100:.0f}%)."
+        )
+        report.add()
+        report.verdict(
+            f"planexe_threads > {EXECUTOR_MARGIN * 100:.0f}% faster than Dagster's best public executor{where}",
+            f"{gain * 100:.0f}% ({best.wall_seconds:.1f} s -> {dagster.wall_seconds:.1f} s)",
+            gain > EXECUTOR_MARGIN,
+        )
     for key, label, target in (("luigi1", "Luigi workers=1 (PlanExe mode)", 2.5), ("luigi8", "Luigi workers=8 (PlanExe mode)", 1.8)):
         other = by_key.get(key)
         if other is not None:
@@ -418,10 +444,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="list lengths of the server's answers: PlanExe's, so its fan-outs are as wide as in "
                         "PlanExe's recorded runs (default), or the offline faker's short lists")
     parser.add_argument("--contenders", default="",
-                        help="plan section: comma-separated subset of dagster_pg, dagster_inproc, luigi1, luigi8, "
-                        "luigi1_shipped, luigi8_shipped, for every latency model (the Dagster job on SQLite always "
-                        "runs; default: dagster_pg, dagster_inproc, luigi1, luigi8 for the first model, luigi1 and "
-                        "luigi8 for the others)")
+                        help=f"plan section: comma-separated subset of {', '.join(CONTENDERS)}, for every latency "
+                        "model (the Dagster job on SQLite always runs; default: "
+                        f"{', '.join(DEFAULT_CONTENDERS)} for the first model, luigi1 and luigi8 for the others)")
     parser.add_argument("--concurrent-plans", type=int, default=4)
     parser.add_argument("--upsert-files", type=int, default=300)
     parser.add_argument("--skip-postgres", action="store_true")

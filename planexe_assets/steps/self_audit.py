@@ -231,9 +231,10 @@ def run_self_audit(ctx: StepContext, inputs: StepInputs) -> StepResult:
     failed: list[FailedItem] = []
     for item, outcome in zip(selected, outcomes, strict=True):
         if outcome.ok:
-            answers.append(cleaned(item, outcome.value.value))
-            responses[str(item.index)] = outcome.value.value.model_dump(mode="json")
-            metadata[f"metadata_{item.index}"] = outcome.value.metadata
+            reply = outcome.result()
+            answers.append(cleaned(item, reply.value))
+            responses[str(item.index)] = reply.value.model_dump(mode="json")
+            metadata[f"metadata_{item.index}"] = reply.metadata
         else:
             failed.append(FailedItem(item, describe_error(outcome.error)))
     notes += [f"Item {f.item.index} ({f.item.title}) was not audited: {f.error}" for f in failed]
