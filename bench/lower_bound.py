@@ -109,6 +109,23 @@ def compute_lower_bound(rows, steps=None, free_stages=()) -> LowerBound:
     if unknown:
         raise ValueError(f"llm_interactions name stages that are not steps of the graph: {unknown}")
     step_seconds = {s.name: step_chain_seconds(by_stage.get(s.name, [])) for s in steps}
+    finish, path = _longest_path(steps, step_seconds)
+    threads = fanout_concurrency()
+    capped = [s for s, items in by_stage.items() if len(items) > threads and _max_overlap(items) == threads]
+    return LowerBound(
+        seconds=max(finish.values(), default=0.0),
+        critical_path=path,
+        step_seconds=step_seconds,
+        calls=len(attempts),
+        serial_seconds=sum(a.latency for a in attempts),
+        fanout_capped=sorted(capped),
+        finish=finish,
+    )
+
+
+def _longest_path(steps, step_seconds: dict[str, float]) -> tuple[dict[str, float], list[str]]:
+    """Each step's earliest finish (it starts when its last upstream step finishes), and the path
+    to the step that finishes last, first step first."""
     finish: dict[str, float] = {}
     via: dict[str, str | None] = {}
     for step in steps:  # table order is topological
@@ -121,17 +138,7 @@ def compute_lower_bound(rows, steps=None, free_stages=()) -> LowerBound:
     while last is not None:
         path.append(last)
         last = via[last]
-    threads = fanout_concurrency()
-    capped = [s for s, items in by_stage.items() if len(items) > threads and _max_overlap(items) == threads]
-    return LowerBound(
-        seconds=max(finish.values(), default=0.0),
-        critical_path=list(reversed(path)),
-        step_seconds=step_seconds,
-        calls=len(attempts),
-        serial_seconds=sum(a.latency for a in attempts),
-        fanout_capped=sorted(capped),
-        finish=finish,
-    )
+    return finish, list(reversed(path))
 
 
 def _max_overlap(attempts: list[Attempt]) -> int:

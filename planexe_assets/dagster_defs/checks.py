@@ -234,6 +234,31 @@ def constraint_verdicts(text: str | None) -> ConstraintVerdicts:
     )
 
 
+def _json_result(step: Step, plan_id: str, files: StepVerification) -> AssetCheckResult:
+    """``json_valid``: the step's stored JSON files against its response models."""
+    names = json_outputs(files.contents)
+    schema_problems = verify_json(step, files.contents)
+    missing = [n for n in json_outputs(f.filename for f in files.files) if n not in files.contents]
+    schema_problems += [f"{n}: no stored content to validate" for n in missing]
+    return AssetCheckResult(
+        asset_key=step.name,
+        check_name=JSON_CHECK,
+        passed=not schema_problems,
+        severity=AssetCheckSeverity.ERROR,
+        description=(
+            f"{len(names)} JSON file(s) of plan {plan_id} are valid"
+            if not schema_problems
+            else f"{len(schema_problems)} problem(s): {schema_problems[0]}"
+        ),
+        metadata={
+            "plan_id": plan_id,
+            "json_files": len(names),
+            "models": {n: ", ".join(s.describe() for s in spec_for(n) or ()) for n in names},
+            "problems": _problems_metadata(schema_problems),
+        },
+    )
+
+
 def _verdicts_result(step: Step, plan_id: str, contents: Mapping[str, str]) -> AssetCheckResult:
     filename = step.output("")
     verdicts = constraint_verdicts(contents.get(filename))
@@ -345,27 +370,7 @@ def _check_for(step: Step, blocking: bool) -> AssetChecksDefinition:
                 },
             )
         if JSON_CHECK in selected:
-            names = json_outputs(files.contents)
-            schema_problems = verify_json(step, files.contents)
-            missing = [n for n in json_outputs(f.filename for f in files.files) if n not in files.contents]
-            schema_problems += [f"{n}: no stored content to validate" for n in missing]
-            yield AssetCheckResult(
-                asset_key=step.name,
-                check_name=JSON_CHECK,
-                passed=not schema_problems,
-                severity=AssetCheckSeverity.ERROR,
-                description=(
-                    f"{len(names)} JSON file(s) of plan {plan_id} are valid"
-                    if not schema_problems
-                    else f"{len(schema_problems)} problem(s): {schema_problems[0]}"
-                ),
-                metadata={
-                    "plan_id": plan_id,
-                    "json_files": len(names),
-                    "models": {n: ", ".join(s.describe() for s in spec_for(n) or ()) for n in names},
-                    "problems": _problems_metadata(schema_problems),
-                },
-            )
+            yield _json_result(step, plan_id, files)
         if VERDICTS_CHECK in selected:
             yield _verdicts_result(step, plan_id, files.contents)
 

@@ -178,10 +178,9 @@ def rematerialize_plan(
     return RematerializeOutcome(chosen, skipped, outcome.success, outcome.run_id, outcome.failed_steps)
 
 
-def _settle_status(db: DatabaseService, plan_id: str, run_id: str | None) -> None:
-    plan = db.get_plan(plan_id)
-    if plan is None or plan.status != PlanStatus.RUNNING:
-        return
+def _expected_and_incomplete(db: DatabaseService, plan_id: str) -> tuple[list[Step], dict[str, list[str]]]:
+    """The steps the imported plan is judged against (``expected_steps`` of what is stored), and
+    those of them missing an output file -> the missing names."""
     everything = [n for s in pipeline_steps() for n in (*s.filenames, *s.side_outputs) if "{}" not in n]
     steps = expected_steps(set(db.stored_filenames(plan_id, everything)))
     present = db.stored_filenames(plan_id, [n for s in steps for n in s.filenames])
@@ -190,6 +189,14 @@ def _settle_status(db: DatabaseService, plan_id: str, run_id: str | None) -> Non
         for s in steps
         if not all(n in present for n in s.filenames)
     }
+    return steps, incomplete
+
+
+def _settle_status(db: DatabaseService, plan_id: str, run_id: str | None) -> None:
+    plan = db.get_plan(plan_id)
+    if plan is None or plan.status != PlanStatus.RUNNING:
+        return
+    steps, incomplete = _expected_and_incomplete(db, plan_id)
     status, message = _status(plan_id, incomplete, stopped=False)
     done = len(steps) - len(incomplete)
     db.update_plan(

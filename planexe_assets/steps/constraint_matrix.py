@@ -154,34 +154,27 @@ def check_items(data: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
-def build_matrix(
-    extraction_text: str | None,
-    check_texts: Sequence[tuple[CheckedStage, str | None, str]],
-) -> ConstraintMatrix:
-    """The matrix from the extraction's raw JSON text and each check's (check, raw JSON text or None,
-    why it is missing). Never raises on bad input: what could not be read is in ``notes``."""
-    notes: list[str] = []
-    rows: list[ConstraintRow] = []
-    extraction, problem = parse_json_object(extraction_text)
-    if extraction is not None:
-        rows = [ConstraintRow(text, kind, True) for kind, text in extracted_constraints(extraction)]
-    else:
-        notes.append(f"the extracted constraints are not available ({problem}); rows come from the checks")
-    index = {_key(r.text): i for i, r in enumerate(rows)}
-    extracted_count = len(rows)
+class _MatrixBuilder:
+    """The rows (extracted constraints first) and one column of verdicts per check, filled check by
+    check; an item matching no row becomes a row of its own."""
 
-    columns: list[CheckColumn] = []
-    per_column: list[dict[int, Verdict]] = []
-    for check, text, missing in check_texts:
+    def __init__(self, extracted: list[ConstraintRow]):
+        self.rows = extracted
+        self.index = {_key(r.text): i for i, r in enumerate(extracted)}
+        self.extracted_count = len(extracted)
+        self.columns: list[CheckColumn] = []
+        self.per_column: list[dict[int, Verdict]] = []
+        self.notes: list[str] = []
+
+    def add_check(self, check: CheckedStage, text: str | None, missing: str) -> None:
         data, bad = parse_json_object(text) if text is not None else (None, missing)
         if data is None:
-            columns.append(CheckColumn(check.title, check.step_name, False, bad))
-            per_column.append({})
+            self.columns.append(CheckColumn(check.title, check.step_name, False, bad))
+            self.per_column.append({})
             if text is not None:
-                notes.append(f"{check.title}: {bad}")
-            continue
-        items = check_items(data)
-        columns.append(
+                self.notes.append(f"{check.title}: {bad}")
+            return
+        self.columns.append(
             CheckColumn(
                 check.title,
                 check.step_name,
@@ -190,24 +183,49 @@ def build_matrix(
                 summary=str(data.get("summary") or "").strip(),
             )
         )
+        self.per_column.append(self._place(check_items(data)))
+
+    def _place(self, items: list[dict[str, str]]) -> dict[int, Verdict]:
+        """Each item's verdict by row: by text, else by position when the counts agree, else new."""
         verdicts: dict[int, Verdict] = {}
-        by_position = len(items) == extracted_count
+        by_position = len(items) == self.extracted_count
         for position, item in enumerate(items):
-            row = index.get(_key(item["constraint_text"]))
+            row = self.index.get(_key(item["constraint_text"]))
             if row is None and by_position and position not in verdicts:
                 row = position
             if row is None or row in verdicts:
-                rows.append(ConstraintRow(item["constraint_text"], item["classification"], False))
-                row = len(rows) - 1
-                index.setdefault(_key(item["constraint_text"]), row)
+                self.rows.append(ConstraintRow(item["constraint_text"], item["classification"], False))
+                row = len(self.rows) - 1
+                self.index.setdefault(_key(item["constraint_text"]), row)
             verdicts[row] = Verdict(item["status"], item["evidence"], item["explanation"])
-        per_column.append(verdicts)
-    for i, row in enumerate(rows):
-        row.verdicts = [column.get(i, Verdict(NOT_CHECKED)) for column in per_column]
+        return verdicts
+
+    def finish(self) -> list[ConstraintRow]:
+        for i, row in enumerate(self.rows):
+            row.verdicts = [column.get(i, Verdict(NOT_CHECKED)) for column in self.per_column]
+        return self.rows
+
+
+def build_matrix(
+    extraction_text: str | None,
+    check_texts: Sequence[tuple[CheckedStage, str | None, str]],
+) -> ConstraintMatrix:
+    """The matrix from the extraction's raw JSON text and each check's (check, raw JSON text or None,
+    why it is missing). Never raises on bad input: what could not be read is in ``notes``."""
+    extraction, problem = parse_json_object(extraction_text)
+    extracted = [] if extraction is None else [ConstraintRow(t, k, True) for k, t in extracted_constraints(extraction)]
+    builder = _MatrixBuilder(extracted)
+    if extraction is None:
+        builder.notes.append(f"the extracted constraints are not available ({problem}); rows come from the checks")
+    for check, text, missing in check_texts:
+        builder.add_check(check, text, missing)
+    rows = builder.finish()
     unmatched = sum(1 for r in rows if not r.extracted)
     if unmatched and extraction is not None:
-        notes.append(f"{unmatched} constraint(s) named by a check but not in the extracted list are listed as extra rows")
-    return ConstraintMatrix(columns, rows, problem if extraction is None else "", notes)
+        builder.notes.append(
+            f"{unmatched} constraint(s) named by a check but not in the extracted list are listed as extra rows"
+        )
+    return ConstraintMatrix(builder.columns, rows, problem if extraction is None else "", builder.notes)
 
 
 def matrix_from(
@@ -220,27 +238,8 @@ def matrix_from(
     return build_matrix(extraction, checks)
 
 
-def constraint_matrix_markdown(matrix: ConstraintMatrix) -> str:
-    """The section as markdown: the matrix table, then every violation with its evidence."""
-    if not matrix.rows:
-        if not matrix.any_check and matrix.extraction_problem:
-            return "_Not available: neither the extracted constraints nor any constraint check was produced._"
-        return "No constraints identified in the prompt."
-    counts = matrix.counts()
-    lines = [
-        f"{len(matrix.rows)} constraint(s); {len(matrix.violated_rows)} violated at some stage. "
-        f"Verdicts: {counts['satisfied']} satisfied, {counts['violated']} violated, {counts['unclear']} unclear.",
-        "",
-    ]
-    headers = ["Constraint", "Kind", *[c.label for c in matrix.columns]]
-    rows = []
-    for row in matrix.rows:
-        name = f"**{row.text}**" if row.violated else row.text
-        rows.append([name, row.classification or "?", *row.symbols])
-    lines.append(md_table(headers, rows))
-    lines.append("")
-    lines.append("## Checks")
-    lines.append("")
+def _check_lines(matrix: ConstraintMatrix) -> list[str]:
+    lines = ["## Checks", ""]
     for column in matrix.columns:
         if column.available:
             status = column.overall_status or "no overall status"
@@ -248,14 +247,44 @@ def constraint_matrix_markdown(matrix: ConstraintMatrix) -> str:
             lines.append(f"- {column.label}: {status}{tail}")
         else:
             lines.append(f"- {column.label}: not available ({column.problem})")
-    if matrix.violations:
-        lines += ["", "## Violations", ""]
-        for row, column, verdict in matrix.violations:
-            lines.append(f"- **{row.text}** at {column.label.lower()}")
-            if verdict.evidence:
-                lines.append(f"  - Evidence: {one_line(verdict.evidence)}")
-            if verdict.explanation:
-                lines.append(f"  - Why: {one_line(verdict.explanation)}")
+    return lines
+
+
+def _violation_lines(matrix: ConstraintMatrix) -> list[str]:
+    if not matrix.violations:
+        return []
+    lines = ["", "## Violations", ""]
+    for row, column, verdict in matrix.violations:
+        lines.append(f"- **{row.text}** at {column.label.lower()}")
+        if verdict.evidence:
+            lines.append(f"  - Evidence: {one_line(verdict.evidence)}")
+        if verdict.explanation:
+            lines.append(f"  - Why: {one_line(verdict.explanation)}")
+    return lines
+
+
+def constraint_matrix_markdown(matrix: ConstraintMatrix) -> str:
+    """The section as markdown: the matrix table, the checks' overall results, then every violation
+    with its evidence."""
+    if not matrix.rows:
+        if not matrix.any_check and matrix.extraction_problem:
+            return "_Not available: neither the extracted constraints nor any constraint check was produced._"
+        return "No constraints identified in the prompt."
+    counts = matrix.counts()
+    headers = ["Constraint", "Kind", *[c.label for c in matrix.columns]]
+    rows = [
+        [f"**{row.text}**" if row.violated else row.text, row.classification or "?", *row.symbols]
+        for row in matrix.rows
+    ]
+    lines = [
+        f"{len(matrix.rows)} constraint(s); {len(matrix.violated_rows)} violated at some stage. "
+        f"Verdicts: {counts['satisfied']} satisfied, {counts['violated']} violated, {counts['unclear']} unclear.",
+        "",
+        md_table(headers, rows),
+        "",
+        *_check_lines(matrix),
+        *_violation_lines(matrix),
+    ]
     if matrix.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in matrix.notes]
     return "\n".join(lines) + "\n"

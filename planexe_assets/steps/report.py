@@ -783,6 +783,24 @@ def render_report_markdown(title: str, created: str, sections: list[Section], sc
     return "\n".join(out).rstrip() + "\n"
 
 
+def report_notes(
+    title: str, title_problem: str, sections: list[Section], screening: Screening | None
+) -> dict[str, Any]:
+    """The step's notes (the asset's metadata): sections, sanitizer removals, screening, constraints."""
+    constraints = next((s.matrix for s in sections if s.matrix is not None), None)
+    return {
+        "title": title,
+        "title_problem": title_problem,
+        "sections": len(sections),
+        "sections_available": sum(1 for s in sections if s.available),
+        "sections_not_available": {s.title: s.note for s in sections if not s.available},
+        "removed_from_sections": {s.title: s.removed for s in sections if s.removed},
+        "screening": screening.verdict if screening is not None else None,
+        "constraints": len(constraints.rows) if constraints is not None else 0,
+        "constraints_violated": len(constraints.violated_rows) if constraints is not None else 0,
+    }
+
+
 @register("report")
 def run_report(ctx: StepContext, inputs: StepInputs) -> StepResult:
     title, title_problem = report_title(inputs)
@@ -790,30 +808,16 @@ def run_report(ctx: StepContext, inputs: StepInputs) -> StepResult:
     screening, screening_problem = read_screening(inputs)
     created = ctx.plan_created_at.strftime("%Y-%m-%d %H:%M UTC")
     page = render_report(title, created, sections, screening)
-    files = {ctx.step.output(""): page}
-    side_files = {ctx.step.side_file("markdown"): render_report_markdown(title, created, sections, screening)}
-
-    missing = {s.title: s.note for s in sections if not s.available}
-    cleaned = {s.title: s.removed for s in sections if s.removed}
-    constraints = next((s.matrix for s in sections if s.matrix is not None), None)
+    markdown_report = render_report_markdown(title, created, sections, screening)
+    notes = report_notes(title, title_problem, sections, screening)
     problems = [
-        ("Sections not available", [f"{name}: {reason}" for name, reason in missing.items()]),
+        ("Sections not available", [f"{name}: {reason}" for name, reason in notes["sections_not_available"].items()]),
         ("Title", [f"no project title ({title_problem}); using {UNTITLED!r}"] if title_problem else []),
         ("Prompt screening", [screening_problem] if screening_problem else []),
     ]
     log_notes(ctx.logger, "report", problems)
     return StepResult(
-        files=files,
-        side_files=side_files,
-        notes={
-            "title": title,
-            "title_problem": title_problem,
-            "sections": len(sections),
-            "sections_available": sum(1 for s in sections if s.available),
-            "sections_not_available": missing,
-            "removed_from_sections": cleaned,
-            "screening": screening.verdict if screening is not None else None,
-            "constraints": len(constraints.rows) if constraints is not None else 0,
-            "constraints_violated": len(constraints.violated_rows) if constraints is not None else 0,
-        },
+        files={ctx.step.output(""): page},
+        side_files={ctx.step.side_file("markdown"): markdown_report},
+        notes=notes,
     )
