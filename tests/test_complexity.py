@@ -1,8 +1,8 @@
 """No function of the project's code is more complex than cyclomatic 15 (radon's measure).
 
-A function above it (the LLM config parser was 69, the executor's plan iterator 33) is split into
-named helpers: the test lists every offender with its module, line and complexity. ``PENDING`` names
-the few not split yet, and can only shrink.
+A function above it (the LLM config parser was 69, the executor's plan iterator 33, the benchmark's
+side-by-side plan section 38) is split into named helpers: the test lists every offender with its
+module, line and complexity. There are no exceptions.
 """
 
 from __future__ import annotations
@@ -17,14 +17,6 @@ from radon.visitors import Class, Function
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("planexe_assets", "resources", "legacy_luigi", "bench", "migrations")
 MAX_COMPLEXITY = 15
-# Known offenders still to split, by "path:function". Only ever shrinks: an entry that is no longer
-# above the limit fails the test below until it is removed. bench/__main__.py is being extended by
-# the executor benchmark (issue 15, item 3) in parallel; its three functions are split once that lands.
-PENDING = {
-    "bench/__main__.py:plan_side_by_side",
-    "bench/__main__.py:section_overhead",
-    "bench/__main__.py:main",
-}
 
 
 def _walk(blocks: Iterable[Function | Class]) -> Iterator[Function]:
@@ -72,14 +64,11 @@ def test_the_sources_are_found():
 
 def test_no_function_is_above_the_complexity_limit():
     found = offenders()
-    new = [line for key, line in found.items() if key not in PENDING]
-    if new:
+    if found:
         pytest.fail(
-            f"{len(new)} function(s) above cyclomatic complexity {MAX_COMPLEXITY} (radon); split each "
-            "into named helpers:\n  " + "\n  ".join(new)
+            f"{len(found)} function(s) above cyclomatic complexity {MAX_COMPLEXITY} (radon); split each "
+            "into named helpers:\n  " + "\n  ".join(found.values())
         )
-    fixed = sorted(PENDING - set(found))
-    assert not fixed, f"no longer above {MAX_COMPLEXITY}, remove from PENDING: {fixed}"
 
 
 def test_the_measure_sees_methods_and_nested_functions():
