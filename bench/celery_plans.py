@@ -123,6 +123,7 @@ def run_configuration(
     dagster_url = create_postgres_database("planexe_bcel_dagster", driver="postgresql+psycopg2")
     cluster = None
     db = None
+    saved: dict[str, str | None] = {}
     try:
         migrate.upgrade(app_url)
         llm_config = write_llm_config(root / "llm_config.json", latency_server.base_url, in_flight)
@@ -144,16 +145,11 @@ def run_configuration(
         db = DatabaseService(make_engine(app_url))
         plan_ids = [f"{label}_{i + 1}" for i in range(plans)]
         queued_at = time.monotonic()
-        saved = os.environ.get("PLANEXE_LLM_CONFIG")
-        os.environ["PLANEXE_LLM_CONFIG"] = str(llm_config)  # the model is checked when the plan is created
-        try:
-            for plan_id in plan_ids:
-                create_plan(db, PlanRequest(prompt=prompt, model=BENCH_MODEL, fast=True, plan_id=plan_id))
-        finally:
-            if saved is None:
-                os.environ.pop("PLANEXE_LLM_CONFIG", None)
-            else:
-                os.environ["PLANEXE_LLM_CONFIG"] = saved
+        # This process creates the plans (the model is checked then) and reads the instance.
+        saved = {k: os.environ.get(k) for k in ("PLANEXE_LLM_CONFIG", "PLANEXE_DAGSTER_POSTGRES_URL")}
+        os.environ.update({"PLANEXE_LLM_CONFIG": str(llm_config), "PLANEXE_DAGSTER_POSTGRES_URL": dagster_url})
+        for plan_id in plan_ids:
+            create_plan(db, PlanRequest(prompt=prompt, model=BENCH_MODEL, fast=True, plan_id=plan_id))
         with DagsterInstance.from_config(str(cluster.dagster_home("control"))) as instance:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
@@ -170,6 +166,11 @@ def run_configuration(
             analyse_runs(instance, run_ids, llm_steps, batch)
         batch.peak_requests = latency_server.stats()["peak_in_flight"]
     finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         if cluster is not None:
             cluster.stop()
             if workers:
