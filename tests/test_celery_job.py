@@ -2,6 +2,8 @@
 sensor's choice of job, and the benchmark's measure of concurrent LLM steps. The job running on real
 workers is ``tests/test_distributed.py``."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 from dagster import build_sensor_context
@@ -14,10 +16,11 @@ from planexe_assets.dagster_defs.celery_job import (
     PlanExecutorError,
     plan_launch_job_name,
 )
-from planexe_assets.dagster_defs.instance_config import DEPLOY_DIR
 from planexe_assets.dagster_defs.jobs import FULL_PLAN_JOB_NAME
 from planexe_assets.dagster_defs.sensors import plan_launch_sensor
 from planexe_assets.lifecycle.plans import PlanRequest, create_plan
+
+DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
 
 
 def test_the_celery_job_runs_every_asset_on_the_celery_executor():
