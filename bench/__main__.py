@@ -418,7 +418,7 @@ def section_celery(report: Report, args, pg_reason: str | None) -> None:
     report.add(
         "Each row is a fresh deployment of `deploy/` as separate processes: PostgreSQL for both stores, the code "
         "location as a gRPC server, the daemon (plan sensor every 1 s, `max_concurrent_runs` 4), plans queued as "
-        "`pending` rows in fast mode. Celery: `full_plan_celery_job`, each worker `--concurrency 2` with its own "
+        "`pending` rows in fast mode. Celery: `full_plan_celery_job`, each worker `--concurrency 4` with its own "
         "`PLANEXE_HOME`, RabbitMQ as broker; threads: `full_plan_job` in each run's process. Broker wait: the run "
         "process submitting a step -> a worker starting it (includes waiting for a free worker process); worker "
         "start: that -> the step's STEP_START. Most LLM steps at once: from the runs' step events, across all "

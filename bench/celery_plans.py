@@ -2,7 +2,7 @@
 
 Each configuration is a fresh deployment of ``deploy/`` as separate processes
 (``bench/celery_cluster.py``): PostgreSQL for both stores, the code server, the daemon, and for
-Celery the workers (``--concurrency 2`` each) with their own ``PLANEXE_HOME``; the instance's ``llm``
+Celery the workers (``--concurrency 4`` each) with their own ``PLANEXE_HOME``; the instance's ``llm``
 pool limit is deploy/dagster.postgres.yaml's (4). Measured from the Dagster event log of the runs:
 
 - wall time from queueing the plans until every run has ended;
@@ -30,6 +30,8 @@ from bench.environment import (
 )
 
 POOL_LIMIT = 4  # deploy/dagster.postgres.yaml's concurrency.pools.default_limit
+# Worker processes per Celery worker: two workers offer 8 step slots, more than the pool allows.
+WORKER_CONCURRENCY = 4
 
 
 @dataclass
@@ -79,8 +81,9 @@ def analyse_runs(instance, run_ids: list[str], llm_steps: set[str], batch: Celer
             key = record.step_key
             if event is None or not key:
                 continue
-            message = record.user_message or ""
-            if event.event_type == DagsterEventType.ENGINE_EVENT and message.startswith("Submitting celery task"):
+            # report_engine_event (the worker's) leaves user_message empty: the text is the event's.
+            message = event.message or record.user_message or ""
+            if event.event_type == DagsterEventType.ENGINE_EVENT and "Submitting celery task" in message:
                 submitted[key] = record.timestamp
             elif event.event_type == DagsterEventType.ENGINE_EVENT and "in celery worker" in message:
                 executing[key] = record.timestamp  # a redelivered step: its last start counts
@@ -138,7 +141,9 @@ def run_configuration(
         if workers:
             purge_broker_queue()
         cluster.start_code_server()
-        started_workers = [cluster.start_worker(f"bench_worker_{i + 1}", concurrency=2) for i in range(workers)]
+        started_workers = [
+            cluster.start_worker(f"bench_worker_{i + 1}", concurrency=WORKER_CONCURRENCY) for i in range(workers)
+        ]
         if started_workers:
             cluster.wait_for_workers(started_workers)
         cluster.start_daemon()
