@@ -498,6 +498,8 @@ def export_command(
     if db.get_plan(plan_id) is None:
         fail(f"no plan {plan_id}", code=2)
     store = PlanStore(db, Path(to).expanduser().resolve() if to else runs_dir())
+    # The store logs each restore as a repair; here writing the files is the point (summed up below).
+    logging.getLogger("resources.plan_store").setLevel(logging.ERROR)
     try:
         run_dir, written = store.materialize(plan_id)
     except (ContentIntegrityError, PermissionError, OSError) as exc:
