@@ -5,7 +5,9 @@ Sections (all by default; ``--sections`` picks some):
 - ``plan``: one plan side by side against one local latency server, once per latency model
   (``--latency``, default PlanExe-like log-normal and a fixed latency at the same median, both times
   ``--scale``): the Dagster job (thread executor; SQLite and PostgreSQL instance; Dagster's
-  in-process executor for reference), ``python -m legacy_luigi`` with workers=1 and workers=8 in
+  in-process executor for reference; the same job on Dagster's public ``multiprocess_executor``,
+  forkserver with the definitions preloaded, and ``in_process_executor``, which decide whether the
+  project's ``planexe_threads`` executor is worth keeping), ``python -m legacy_luigi`` with workers=1 and workers=8 in
   PlanExe's mode (a fan-out's items one after another; ``--contenders`` adds the Luigi runs as
   shipped, fan-outs concurrent), and the lower bound computed from the calls each run made. The
   server's answers have PlanExe's list lengths (``--shape``), so fan-outs are as wide as PlanExe's.
@@ -17,7 +19,7 @@ Sections (all by default; ``--sections`` picks some):
 - ``concurrent``: one plan, then N plans at once, queued through the plan sensor, the queued run
   coordinator and the daemon's run workers.
 - ``celery``: N plans (``--celery-plans``, default 4,8) through the plan sensor on a deployment of
-  separate processes (``deploy/``: gRPC code server, daemon, PostgreSQL storage): on 1 and 2 Celery
+  separate processes (``planexe_assets/deploy/``: gRPC code server, daemon, PostgreSQL storage): on 1 and 2 Celery
   workers (``full_plan_celery_job``, RabbitMQ) and on the thread executor; broker and worker start-up
   cost per step, and the ``llm`` pool's limit across workers (``bench/celery_plans.py``). Needs
   PostgreSQL and RabbitMQ, else skipped with the reason.
@@ -103,10 +105,31 @@ def _git_commit() -> str:
 # -- section: one plan, side by side ----------------------------------------------------------------
 
 
-CONTENDERS = ("dagster_pg", "dagster_inproc", "luigi1", "luigi8", "luigi1_shipped", "luigi8_shipped")
+# The plan section's contenders, in the order they run: key -> (Dagster executor, row label) for the
+# Dagster job, key -> (workers, PlanExe mode) for Luigi. "dagster" (thread executor, SQLite instance)
+# is the reference every other row is compared with and always runs; "dagster_pg" runs on a
+# PostgreSQL instance, the others on the SQLite one.
+DAGSTER_RUNS = {
+    "dagster": ("threads", "Dagster job, thread executor, SQLite instance"),
+    "dagster_pg": ("threads", "Dagster job, thread executor, PostgreSQL instance"),
+    "dagster_inproc": ("in_process", "Dagster job, in-process executor (reference)"),
+    "dagster_multiprocess": ("multiprocess", "Dagster job, Dagster's multiprocess_executor (forkserver, preloaded)"),
+    "dagster_public_inproc": ("public_in_process", "Dagster job, Dagster's in_process_executor"),
+}
+LUIGI_RUNS = {
+    "luigi1": (1, True),
+    "luigi8": (8, True),
+    "luigi1_shipped": (1, False),
+    "luigi8_shipped": (8, False),
+}
+CONTENDERS = tuple(key for key in (*DAGSTER_RUNS, *LUIGI_RUNS) if key != "dagster")
 # The first latency model runs these besides the Dagster job on SQLite (which always runs); later
 # models (a second view of the same plan) run the Luigi baselines of the targets only.
-DEFAULT_CONTENDERS = ("dagster_pg", "dagster_inproc", "luigi1", "luigi8")
+DEFAULT_CONTENDERS = ("dagster_pg", "dagster_inproc", "dagster_multiprocess", "dagster_public_inproc", "luigi1", "luigi8")
+# Dagster's public executors against the project's planexe_threads (issue 15): the custom executor
+# stays only if it beats the best of them by more than this fraction of their wall time.
+EXECUTOR_MARGIN = 0.10
+PUBLIC_EXECUTOR_CONTENDERS = ("dagster_multiprocess", "dagster_public_inproc")
 LATER_MODEL_CONTENDERS = ("luigi1", "luigi8")
 
 
@@ -117,64 +140,95 @@ def section_plan(report: Report, args, pg_reason: str | None) -> None:
 
 
 def plan_side_by_side(report: Report, args, pg_reason: str | None, model, wanted: set[str], tag: str) -> None:
-    from bench.contenders import run_dagster, run_luigi
-
     report.add(f"## One plan, side by side (latency: {model.describe()})")
     report.add()
-    homes: list[BenchHome] = []
-    results = []
     with latency_server(model.spec, model.scale, args.shape) as server:
-        try:
-            sqlite_home = make_home(base_url=server.base_url, in_flight=args.in_flight)
-            homes.append(sqlite_home)
-            plan_runs = [
-                ("dagster", lambda pid: run_dagster(sqlite_home, pid, "threads", name="Dagster job, thread executor, SQLite instance"), sqlite_home),
-            ]
-            pg_home = None
-            if pg_reason is None and "dagster_pg" in wanted:
-                pg_home = make_home(base_url=server.base_url, in_flight=args.in_flight, dagster_storage="postgres")
-                homes.append(pg_home)
-                plan_runs.append(
-                    ("dagster_pg", lambda pid: run_dagster(pg_home, pid, "threads", name="Dagster job, thread executor, PostgreSQL instance"), pg_home)
-                )
-            plan_runs += [
-                ("dagster_inproc", lambda pid: run_dagster(sqlite_home, pid, "in_process", name="Dagster job, in-process executor (reference)"), sqlite_home),
-                ("luigi1", lambda pid: run_luigi(sqlite_home, pid, 1, planexe_mode=True), sqlite_home),
-                ("luigi8", lambda pid: run_luigi(sqlite_home, pid, 8, planexe_mode=True), sqlite_home),
-                ("luigi1_shipped", lambda pid: run_luigi(sqlite_home, pid, 1, planexe_mode=False), sqlite_home),
-                ("luigi8_shipped", lambda pid: run_luigi(sqlite_home, pid, 8, planexe_mode=False), sqlite_home),
-            ]
-            for key, run, home in plan_runs:
-                if key not in wanted and key != "dagster":
-                    continue
-                plan_id = f"bench_{tag}_{key}"
-                create_bench_plan(home, plan_id, PROMPT)
-                print(f"... {key}", flush=True)
-                result = run(plan_id)
-                results.append((key, result))
-                print(f"    {result.name}: {result.wall_seconds:.1f} s, {result.status}, {result.calls} calls", flush=True)
-            server_stats = server.stats()
-            where_it_goes = None
-            first = results[0][1] if results else None
-            if first is not None and first.ok and first.bound is not None:
-                from bench.critical_path import breakdown
-                from resources.database import get_database_service
-
-                instance = sqlite_home.instance()
-                try:
-                    where_it_goes = breakdown(
-                        instance, get_database_service(sqlite_home.app_db_url), first.plan_id, first.bound,
-                        first.wall_seconds, first.inner_seconds,
-                    )
-                finally:
-                    instance.dispose()
-        finally:
-            for home in homes:
-                home.close()
+        results, server_stats, where_it_goes = _run_side_by_side(server, args, pg_reason, wanted, tag)
 
     by_key = dict(results)
     dagster = by_key["dagster"]
     bound = dagster.bound.seconds if dagster.bound else None
+    _side_by_side_table(report, results, dagster, bound)
+    _lower_bound_notes(report, results, dagster)
+    if where_it_goes is not None:
+        _critical_path_table(report, dagster, where_it_goes)
+    _server_and_failures(report, server_stats, results)
+    where = f" ({model.short()})"
+    if bound:
+        report.verdict("one plan within 1.2x the lower bound" + where, f"{dagster.wall_seconds / bound:.2f}x", dagster.ok and dagster.wall_seconds <= 1.2 * bound)
+    _executor_verdict(report, by_key, dagster, where)
+    _luigi_verdicts(report, by_key, dagster, where)
+
+
+def _run_side_by_side(server, args, pg_reason: str | None, wanted: set[str], tag: str):
+    """Runs the wanted contenders (and always the Dagster job on SQLite) against ``server``, each in
+    a home of its own instance storage; returns the ``(key, result)`` pairs in run order, the
+    server's request statistics and the critical-path breakdown of the first run (or None)."""
+    homes: list[BenchHome] = []
+    results = []
+    try:
+        sqlite_home = make_home(base_url=server.base_url, in_flight=args.in_flight)
+        homes.append(sqlite_home)
+        pg_home = None
+        if pg_reason is None and "dagster_pg" in wanted:
+            pg_home = make_home(base_url=server.base_url, in_flight=args.in_flight, dagster_storage="postgres")
+            homes.append(pg_home)
+        for key in _selected_contenders(wanted, with_postgres=pg_home is not None):
+            home = pg_home if key == "dagster_pg" else sqlite_home
+            results.append((key, _run_contender(key, home, f"bench_{tag}_{key}")))
+        server_stats = server.stats()
+        where_it_goes = _critical_path_breakdown(sqlite_home, results)
+    finally:
+        for home in homes:
+            home.close()
+    return results, server_stats, where_it_goes
+
+
+def _selected_contenders(wanted: set[str], with_postgres: bool) -> list[str]:
+    """The keys to run, in table order: "dagster" always, "dagster_pg" only with a PostgreSQL home."""
+    return [
+        key for key in (*DAGSTER_RUNS, *LUIGI_RUNS)
+        if key == "dagster" or (key in wanted and (key != "dagster_pg" or with_postgres))
+    ]
+
+
+def _run_contender(key: str, home: BenchHome, plan_id: str):
+    """Creates ``plan_id`` in ``home`` and runs it with the contender ``key`` (see ``DAGSTER_RUNS``
+    and ``LUIGI_RUNS``)."""
+    from bench.contenders import run_dagster, run_luigi
+
+    create_bench_plan(home, plan_id, PROMPT)
+    print(f"... {key}", flush=True)
+    if key in DAGSTER_RUNS:
+        executor, name = DAGSTER_RUNS[key]
+        result = run_dagster(home, plan_id, executor, name=name)
+    else:
+        workers, planexe_mode = LUIGI_RUNS[key]
+        result = run_luigi(home, plan_id, workers, planexe_mode=planexe_mode)
+    print(f"    {result.name}: {result.wall_seconds:.1f} s, {result.status}, {result.calls} calls", flush=True)
+    return result
+
+
+def _critical_path_breakdown(sqlite_home: BenchHome, results):
+    """Where the first run's wall time went along its critical chain; None unless it completed with a
+    lower bound."""
+    first = results[0][1] if results else None
+    if first is None or not first.ok or first.bound is None:
+        return None
+    from bench.critical_path import breakdown
+    from resources.database import get_database_service
+
+    instance = sqlite_home.instance()
+    try:
+        return breakdown(
+            instance, get_database_service(sqlite_home.app_db_url), first.plan_id, first.bound,
+            first.wall_seconds, first.inner_seconds,
+        )
+    finally:
+        instance.dispose()
+
+
+def _side_by_side_table(report: Report, results, dagster, bound: float | None) -> None:
     rows = []
     for _key, r in results:
         ratio_bound = f"{r.wall_seconds / bound:.2f}x" if bound else "–"
@@ -186,6 +240,9 @@ def plan_side_by_side(report: Report, args, pg_reason: str | None, model, wanted
         ["contender", "wall", "executing (after imports)", "plan", "calls / sum of latencies", "x lower bound", "x Dagster"],
         rows,
     )
+
+
+def _lower_bound_notes(report: Report, results, dagster) -> None:
     bounds = {key: r.bound.seconds for key, r in results if r.bound}
     report.add(
         "Lower bound recomputed from each run's own calls: "
@@ -203,15 +260,20 @@ def plan_side_by_side(report: Report, args, pg_reason: str | None, model, wanted
         )
         if dagster.bound.fanout_capped:
             report.add(f"Fan-outs that may have been cut into waves by their thread pool: {', '.join(dagster.bound.fanout_capped)}.")
-    if where_it_goes is not None:
-        report.add()
-        report.add(
-            f"Where the Dagster job's {dagster.wall_seconds:.1f} s went, along the critical chain "
-            f"({where_it_goes.chain_steps} steps, {where_it_goes.chain_llm_steps} of them calling the LLM; "
-            "`bench/critical_path.py`):"
-        )
-        report.add()
-        report.table(["part", "seconds", "share of wall"], where_it_goes.rows(dagster.wall_seconds))
+
+
+def _critical_path_table(report: Report, dagster, where_it_goes) -> None:
+    report.add()
+    report.add(
+        f"Where the Dagster job's {dagster.wall_seconds:.1f} s went, along the critical chain "
+        f"({where_it_goes.chain_steps} steps, {where_it_goes.chain_llm_steps} of them calling the LLM; "
+        "`bench/critical_path.py`):"
+    )
+    report.add()
+    report.table(["part", "seconds", "share of wall"], where_it_goes.rows(dagster.wall_seconds))
+
+
+def _server_and_failures(report: Report, server_stats, results) -> None:
     report.add()
     report.add(f"Latency server: {server_stats['requests']} requests, at most {server_stats['peak_in_flight']} in flight at once.")
     report.add()
@@ -219,9 +281,29 @@ def plan_side_by_side(report: Report, args, pg_reason: str | None, model, wanted
     if failed:
         report.add(f"**Not completed:** {', '.join(failed)}: " + "; ".join(f"{r.name}: {r.detail[:300]}" for _, r in results if not r.ok))
         report.add()
-    where = f" ({model.short()})"
-    if bound:
-        report.verdict("one plan within 1.2x the lower bound" + where, f"{dagster.wall_seconds / bound:.2f}x", dagster.ok and dagster.wall_seconds <= 1.2 * bound)
+
+
+def _executor_verdict(report: Report, by_key, dagster, where: str) -> None:
+    """planexe_threads against the fastest of Dagster's public executors that completed (issue 15)."""
+    public = [by_key[key] for key in PUBLIC_EXECUTOR_CONTENDERS if key in by_key and by_key[key].ok]
+    if not (public and dagster.ok):
+        return
+    best = min(public, key=lambda r: r.wall_seconds)
+    gain = 1 - dagster.wall_seconds / best.wall_seconds
+    report.add(
+        f"Executors: `planexe_threads` took {dagster.wall_seconds:.1f} s, the best of Dagster's public executors "
+        f"({best.name}) {best.wall_seconds:.1f} s: the custom executor is {gain * 100:.0f}% faster "
+        f"(it is kept only above {EXECUTOR_MARGIN * 100:.0f}%)."
+    )
+    report.add()
+    report.verdict(
+        f"planexe_threads > {EXECUTOR_MARGIN * 100:.0f}% faster than Dagster's best public executor{where}",
+        f"{gain * 100:.0f}% ({best.wall_seconds:.1f} s -> {dagster.wall_seconds:.1f} s)",
+        gain > EXECUTOR_MARGIN,
+    )
+
+
+def _luigi_verdicts(report: Report, by_key, dagster, where: str) -> None:
     for key, label, target in (("luigi1", "Luigi workers=1 (PlanExe mode)", 2.5), ("luigi8", "Luigi workers=8 (PlanExe mode)", 1.8)):
         other = by_key.get(key)
         if other is not None:
@@ -233,47 +315,22 @@ def plan_side_by_side(report: Report, args, pg_reason: str | None, model, wanted
 
 
 def section_overhead(report: Report, args, pg_reason: str | None) -> None:
-    from bench.contenders import run_dagster, run_direct, run_luigi
-
     report.add("## Orchestration overhead at zero latency")
     report.add()
-    rows = []
     measured: dict[str, float] = {}
     with latency_server("fixed:0", 1.0, args.shape) as server:
         configs = [("sqlite", True), ("sqlite", False)]
         if pg_reason is None:
             configs += [("postgres", True), ("postgres", False)]
-        homes = []
+        homes: list[BenchHome] = []
         try:
             base = make_home(base_url=server.base_url, in_flight=args.in_flight)
             homes.append(base)
-            create_bench_plan(base, "zero_direct", PROMPT)
-            direct = run_direct(base, "zero_direct")
-            create_bench_plan(base, "zero_luigi", PROMPT)
-            luigi = run_luigi(base, "zero_luigi", 1, planexe_mode=False, name="Luigi workers=1")
-            baseline = direct.inner_seconds or direct.wall_seconds
-            rows.append(["no orchestrator (plain loop over the steps)", "–", _s(direct.wall_seconds), _s(baseline), "0 (baseline)", "–", direct.status])
-            luigi_overhead = luigi.wall_seconds - direct.wall_seconds
-            rows.append(["Luigi workers=1", "–", _s(luigi.wall_seconds), "–", f"{luigi_overhead:.1f} s (wall vs wall)", f"{luigi_overhead / STEPS:.3f} s", luigi.status])
+            rows, baseline = _overhead_baselines(base)
             for storage, pooled in configs:
                 home = make_home(base_url=server.base_url, in_flight=args.in_flight, dagster_storage=storage, pooled_storage=pooled)
                 homes.append(home)
-                label = ("project storage (pooled)" if pooled else "Dagster's stock storage")
-                for executor in ("in_process", "threads"):
-                    if not pooled and executor == "threads":
-                        continue
-                    plan_id = f"zero_{storage}_{'pooled' if pooled else 'stock'}_{executor}"
-                    create_bench_plan(home, plan_id, PROMPT)
-                    print(f"... {plan_id}", flush=True)
-                    r = run_dagster(home, plan_id, executor)
-                    inner = r.inner_seconds or r.wall_seconds
-                    overhead = inner - baseline
-                    measured[f"{storage}/{'pooled' if pooled else 'stock'}/{executor}"] = overhead
-                    rows.append([
-                        f"Dagster, {executor.replace('_', '-')} executor",
-                        f"{'SQLite' if storage == 'sqlite' else 'PostgreSQL'}, {label}",
-                        _s(r.wall_seconds), _s(inner), f"{overhead:.1f} s", f"{overhead / STEPS:.3f} s", r.status,
-                    ])
+                rows += _overhead_dagster_rows(home, storage, pooled, baseline, measured)
         finally:
             for home in homes:
                 home.close()
@@ -284,6 +341,56 @@ def section_overhead(report: Report, args, pg_reason: str | None) -> None:
         "storage, IO-manager bookkeeping, scheduling. Wall times include interpreter start-up and imports."
     )
     report.add()
+    _overhead_verdicts(report, measured)
+
+
+def _overhead_baselines(base: BenchHome) -> tuple[list[list[str]], float]:
+    """The plain loop over the steps and Luigi workers=1 in ``base``: their table rows and the plain
+    loop's execution time, which every Dagster run's overhead is measured from."""
+    from bench.contenders import run_direct, run_luigi
+
+    create_bench_plan(base, "zero_direct", PROMPT)
+    direct = run_direct(base, "zero_direct")
+    create_bench_plan(base, "zero_luigi", PROMPT)
+    luigi = run_luigi(base, "zero_luigi", 1, planexe_mode=False, name="Luigi workers=1")
+    baseline = direct.inner_seconds or direct.wall_seconds
+    luigi_overhead = luigi.wall_seconds - direct.wall_seconds
+    rows = [
+        ["no orchestrator (plain loop over the steps)", "–", _s(direct.wall_seconds), _s(baseline), "0 (baseline)", "–", direct.status],
+        ["Luigi workers=1", "–", _s(luigi.wall_seconds), "–", f"{luigi_overhead:.1f} s (wall vs wall)", f"{luigi_overhead / STEPS:.3f} s", luigi.status],
+    ]
+    return rows, baseline
+
+
+def _overhead_dagster_rows(
+    home: BenchHome, storage: str, pooled: bool, baseline: float, measured: dict[str, float]
+) -> list[list[str]]:
+    """Runs the Dagster job in ``home`` with each executor of the storage configuration (the stock
+    storage with the in-process one only); records each overhead in ``measured`` by
+    ``storage/pooled|stock/executor`` and returns the table rows."""
+    from bench.contenders import run_dagster
+
+    rows = []
+    label = ("project storage (pooled)" if pooled else "Dagster's stock storage")
+    for executor in ("in_process", "threads"):
+        if not pooled and executor == "threads":
+            continue
+        plan_id = f"zero_{storage}_{'pooled' if pooled else 'stock'}_{executor}"
+        create_bench_plan(home, plan_id, PROMPT)
+        print(f"... {plan_id}", flush=True)
+        r = run_dagster(home, plan_id, executor)
+        inner = r.inner_seconds or r.wall_seconds
+        overhead = inner - baseline
+        measured[f"{storage}/{'pooled' if pooled else 'stock'}/{executor}"] = overhead
+        rows.append([
+            f"Dagster, {executor.replace('_', '-')} executor",
+            f"{'SQLite' if storage == 'sqlite' else 'PostgreSQL'}, {label}",
+            _s(r.wall_seconds), _s(inner), f"{overhead:.1f} s", f"{overhead / STEPS:.3f} s", r.status,
+        ])
+    return rows
+
+
+def _overhead_verdicts(report: Report, measured: dict[str, float]) -> None:
     for storage in ("sqlite", "postgres"):
         for executor in ("threads", "in_process"):
             key = f"{storage}/pooled/{executor}"
@@ -416,7 +523,7 @@ def section_celery(report: Report, args, pg_reason: str | None) -> None:
                 batches.append(batch)
     report.table(HEADER, rows)
     report.add(
-        "Each row is a fresh deployment of `deploy/` as separate processes: PostgreSQL for both stores, the code "
+        "Each row is a fresh deployment of `planexe_assets/deploy/` as separate processes: PostgreSQL for both stores, the code "
         "location as a gRPC server, the daemon (plan sensor every 1 s, `max_concurrent_runs` 4), plans queued as "
         "`pending` rows in fast mode. Celery: `full_plan_celery_job`, each worker `--concurrency 4` with its own "
         "`PLANEXE_HOME`, RabbitMQ as broker; threads: `full_plan_job` in each run's process. Broker wait: the run "
@@ -437,8 +544,38 @@ def section_celery(report: Report, args, pg_reason: str | None) -> None:
 # -- main -------------------------------------------------------------------------------------------
 
 
+SECTION_RUNNERS = {
+    "plan": section_plan,
+    "overhead": section_overhead,
+    "upserts": section_upserts,
+    "concurrent": section_concurrent,
+    "celery": section_celery,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    from bench.latency_server import SHAPES, LatencyModel, LatencyModelError
+    args = _parse_args(argv)
+    os.environ.setdefault("PLANEXE_LLM_STEP_RETRY_DELAY", "1")
+    logging.disable(logging.INFO)  # Alembic's migration chatter in the set-up of every home
+
+    pg_reason = "--skip-postgres" if args.skip_postgres else postgres_available()
+    report = Report()
+    started = time.perf_counter()
+    _report_header(report, argv, pg_reason)
+    body_start = len(report.lines)
+    for name in args.section_names:
+        SECTION_RUNNERS[name](report, args, pg_reason)
+    summary = _targets_summary(report, started)
+    report.lines[body_start:body_start] = summary
+    for line in summary:
+        print(line)
+    args.output.write_text("\n".join(report.lines).rstrip() + "\n", encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from bench.latency_server import SHAPES
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {', '.join(SECTIONS)}")
@@ -453,10 +590,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="list lengths of the server's answers: PlanExe's, so its fan-outs are as wide as in "
                         "PlanExe's recorded runs (default), or the offline faker's short lists")
     parser.add_argument("--contenders", default="",
-                        help="plan section: comma-separated subset of dagster_pg, dagster_inproc, luigi1, luigi8, "
-                        "luigi1_shipped, luigi8_shipped, for every latency model (the Dagster job on SQLite always "
-                        "runs; default: dagster_pg, dagster_inproc, luigi1, luigi8 for the first model, luigi1 and "
-                        "luigi8 for the others)")
+                        help=f"plan section: comma-separated subset of {', '.join(CONTENDERS)}, for every latency "
+                        "model (the Dagster job on SQLite always runs; default: "
+                        f"{', '.join(DEFAULT_CONTENDERS)} for the first model, luigi1 and luigi8 for the others)")
     parser.add_argument("--concurrent-plans", type=int, default=4)
     parser.add_argument("--celery-plans", default="4,8",
                         help="celery section: comma-separated numbers of plans queued at once (default 4,8)")
@@ -464,31 +600,53 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds one batch of queued plans may take")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the results (default bench/RESULTS.md)")
+    return parser
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, checked; adds ``section_names``, ``latency_models`` and ``contender_set``
+    (None: the defaults of each latency model). Exits with argparse's usage error on bad input."""
+    parser = _build_parser()
     args = parser.parse_args(argv)
-    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = sorted(set(sections) - set(SECTIONS))
-    if unknown:
-        parser.error(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
-    try:
-        args.latency_models = [LatencyModel.parse(text, args.scale) for text in args.latency.split(",") if text.strip()]
-    except LatencyModelError as exc:
-        parser.error(str(exc))
-    if not args.latency_models:
-        parser.error("--latency names no latency model")
+    args.section_names = _section_names(parser, args.sections)
+    args.latency_models = _latency_models(parser, args.latency, args.scale)
+    args.contender_set = _contender_set(parser, args.contenders)
     try:
         args.celery_plan_counts = [int(x) for x in args.celery_plans.split(",") if x.strip()]
     except ValueError:
         parser.error(f"--celery-plans {args.celery_plans!r} is not a list of numbers")
-    args.contender_set = {c.strip() for c in args.contenders.split(",") if c.strip()} or None
-    unknown_contenders = sorted((args.contender_set or set()) - set(CONTENDERS))
+    return args
+
+
+def _section_names(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    sections = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
+    return sections
+
+
+def _latency_models(parser: argparse.ArgumentParser, text: str, scale: float) -> list:
+    from bench.latency_server import LatencyModel, LatencyModelError
+
+    try:
+        models = [LatencyModel.parse(item, scale) for item in text.split(",") if item.strip()]
+    except LatencyModelError as exc:
+        parser.error(str(exc))
+    if not models:
+        parser.error("--latency names no latency model")
+    return models
+
+
+def _contender_set(parser: argparse.ArgumentParser, text: str) -> set[str] | None:
+    contender_set = {c.strip() for c in text.split(",") if c.strip()} or None
+    unknown_contenders = sorted((contender_set or set()) - set(CONTENDERS))
     if unknown_contenders:
         parser.error(f"unknown contenders {unknown_contenders}; choose from {', '.join(CONTENDERS)}")
-    os.environ.setdefault("PLANEXE_LLM_STEP_RETRY_DELAY", "1")
-    logging.disable(logging.INFO)  # Alembic's migration chatter in the set-up of every home
+    return contender_set
 
-    pg_reason = "--skip-postgres" if args.skip_postgres else postgres_available()
-    report = Report()
-    started = time.perf_counter()
+
+def _report_header(report: Report, argv: list[str] | None, pg_reason: str | None) -> None:
     report.add("# planexe-dagster benchmark results")
     report.add()
     report.add(
@@ -501,27 +659,15 @@ def main(argv: list[str] | None = None) -> int:
         "PostgreSQL: " + (f"{postgres_server_url().split('@')[-1]}" if pg_reason is None else f"skipped ({pg_reason})") + "."
     )
     report.add()
-    body_start = len(report.lines)
-    for name in sections:
-        {
-            "plan": section_plan,
-            "overhead": section_overhead,
-            "upserts": section_upserts,
-            "concurrent": section_concurrent,
-            "celery": section_celery,
-        }[name](
-            report, args, pg_reason
-        )
+
+
+def _targets_summary(report: Report, started: float) -> list[str]:
+    """The targets table (each verdict: met, missed or not measured) and the run's duration."""
     summary = ["## Targets", ""]
     summary += ["| target | measured | met |", "|---|---|---|"]
     summary += [f"| {t} | {m} | {'yes' if ok else 'no' if ok is not None else '–'} |" for t, m, ok in report.verdicts]
     summary += ["", f"Benchmark took {time.perf_counter() - started:.0f} s; load average after {_load()}.", ""]
-    report.lines[body_start:body_start] = summary
-    for line in summary:
-        print(line)
-    args.output.write_text("\n".join(report.lines).rstrip() + "\n", encoding="utf-8")
-    print(f"wrote {args.output}")
-    return 0
+    return summary
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """What the ``llm`` concurrency pool costs on the local (SQLite) Dagster instance.
 
 ``python -m bench.bench_llm_pool [--plans N]`` runs N offline fast-mode plans in-process on a
-persistent instance made from ``deploy/dagster.local.yaml`` as shipped (the ``llm`` pool with its
+persistent instance made from ``planexe_assets/deploy/dagster.local.yaml`` as shipped (the ``llm`` pool with its
 ``default_limit``: every LLM step claims and releases a slot in the instance database) and on the
 same file without the limit, alternating the variants so machine load hits both alike. Prints one
 ``BENCH {json}`` line with the wall times per variant.
@@ -43,7 +43,7 @@ def main() -> None:
 
     shipped = LOCAL_CONFIG.read_text()
     limit = re.search(r"^    default_limit: (\d+)\n", shipped, re.M)
-    assert limit, "deploy/dagster.local.yaml changed shape; update the bench"
+    assert limit, "planexe_assets/deploy/dagster.local.yaml changed shape; update the bench"
     unlimited = shipped.replace(limit.group(0), "")
     homes = {}
     for name, text in (("no_limit", unlimited), (f"shipped_limit_{limit.group(1)}", shipped)):

@@ -3,7 +3,7 @@ gRPC server, the daemon (and optionally the webserver) against PostgreSQL storag
 of ``full_plan_celery_job`` with RabbitMQ as broker, each worker with its own ``PLANEXE_HOME``.
 
 Used by ``tests/test_distributed.py`` (plans complete, steps spread over the workers, a worker killed
-mid-run) and by the benchmark's ``celery`` section. The configuration is ``deploy/``'s:
+mid-run) and by the benchmark's ``celery`` section. The configuration is ``planexe_assets/deploy/``'s:
 ``dagster.postgres.yaml`` as every ``dagster.yaml``, ``workspace.grpc.yaml`` (its port changed to a
 free one) and ``celery_worker.yaml``.
 """
@@ -23,7 +23,7 @@ import yaml
 
 from bench.environment import REPO, BenchSetupError
 
-DEPLOY = REPO / "deploy"
+DEPLOY = REPO / "planexe_assets" / "deploy"
 DEFAULT_BROKER_URL = "pyamqp://guest:guest@127.0.0.1:5672//"
 BROKER_ENV = "PLANEXE_TEST_CELERY_BROKER_URL"
 CELERY_QUEUE = "dagster"  # dagster_celery's queue (dagster_celery.make_app)
@@ -176,12 +176,12 @@ class CeleryDeployment:
         return self.root / name / "planexe"
 
     def install_instance(self, dagster_home: Path) -> Path:
-        """deploy/dagster.postgres.yaml as ``dagster_home/dagster.yaml`` (with ``pool_size``)."""
+        """planexe_assets/deploy/dagster.postgres.yaml as ``dagster_home/dagster.yaml`` (with ``pool_size``)."""
         from planexe_assets.dagster_defs.instance_config import install_instance_config
 
         path = install_instance_config(dagster_home, "postgres", overwrite=True)
         if path is None:
-            raise BenchSetupError("deploy/dagster.postgres.yaml was not installed")
+            raise BenchSetupError("planexe_assets/deploy/dagster.postgres.yaml was not installed")
         if self.pool_size is not None:
             config = yaml.safe_load(path.read_text(encoding="utf-8"))
             config["storage"]["custom"]["config"].update({"pool_size": self.pool_size, "max_overflow": 8})
@@ -257,7 +257,7 @@ class CeleryDeployment:
         return process, port
 
     def start_worker(self, name: str, concurrency: int = 2) -> Process:
-        """``dagster-celery worker start`` with deploy/celery_worker.yaml, its own PLANEXE_HOME and
+        """``dagster-celery worker start`` with planexe_assets/deploy/celery_worker.yaml, its own PLANEXE_HOME and
         DAGSTER_HOME (the same instance configuration)."""
         return self._start(
             name,

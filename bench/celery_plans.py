@@ -1,9 +1,9 @@
 """N plans through the plan sensor on Celery workers (1 or 2) and on the thread executor, side by side.
 
-Each configuration is a fresh deployment of ``deploy/`` as separate processes
+Each configuration is a fresh deployment of ``planexe_assets/deploy/`` as separate processes
 (``bench/celery_cluster.py``): PostgreSQL for both stores, the code server, the daemon, and for
 Celery the workers (``--concurrency 4`` each) with their own ``PLANEXE_HOME``; the instance's ``llm``
-pool limit is deploy/dagster.postgres.yaml's (4). Measured from the Dagster event log of the runs:
+pool limit is planexe_assets/deploy/dagster.postgres.yaml's (4). Measured from the Dagster event log of the runs:
 
 - wall time from queueing the plans until every run has ended;
 - per step on Celery: broker wait (the run process submitting the task -> a worker starting it; it
@@ -29,7 +29,7 @@ from bench.environment import (
     write_llm_config,
 )
 
-POOL_LIMIT = 4  # deploy/dagster.postgres.yaml's concurrency.pools.default_limit
+POOL_LIMIT = 4  # planexe_assets/deploy/dagster.postgres.yaml's concurrency.pools.default_limit
 # Worker processes per Celery worker: two workers offer 8 step slots, more than the pool allows.
 WORKER_CONCURRENCY = 4
 

@@ -41,6 +41,28 @@ def _epoch(value: datetime) -> float:
     return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).timestamp()
 
 
+def _step_times(records) -> dict[str, dict[str, float]]:
+    """Step key -> {"STEP_START": t, "STEP_SUCCESS": t} from a run's event records."""
+    steps: dict[str, dict[str, float]] = {}
+    for record in records:
+        kind = record.dagster_event.event_type_value
+        if kind in ("STEP_START", "STEP_SUCCESS") and record.step_key:
+            steps.setdefault(record.step_key, {})[kind] = record.timestamp
+    return steps
+
+
+def _call_spans(app_db, plan_id: str) -> dict[str, list[float]]:
+    """Stage -> [first call's start, last call's end] of the plan's finished LLM calls."""
+    spans: dict[str, list[float]] = {}
+    for row in app_db.get_plan_interactions(plan_id):
+        if row.started_at is None or row.completed_at is None:
+            continue
+        start, end = _epoch(row.started_at), _epoch(row.completed_at)
+        span = spans.setdefault(row.stage, [start, end])
+        span[0], span[1] = min(span[0], start), max(span[1], end)
+    return spans
+
+
 def breakdown(instance, app_db, plan_id: str, bound: LowerBound, wall: float, inner: float | None) -> Breakdown:
     """The run of ``plan_id`` on ``instance`` (its latest), split along ``bound.critical_path``."""
     from dagster import RunsFilter
@@ -51,19 +73,8 @@ def breakdown(instance, app_db, plan_id: str, bound: LowerBound, wall: float, in
     records = [r for r in instance.all_logs(runs[0].run_id) if r.dagster_event is not None]
     first_event = min(r.timestamp for r in records)
     last_event = max(r.timestamp for r in records)
-    steps: dict[str, dict[str, float]] = {}
-    for record in records:
-        kind = record.dagster_event.event_type_value
-        if kind in ("STEP_START", "STEP_SUCCESS") and record.step_key:
-            steps.setdefault(record.step_key, {})[kind] = record.timestamp
-
-    spans: dict[str, list[float]] = {}
-    for row in app_db.get_plan_interactions(plan_id):
-        if row.started_at is None or row.completed_at is None:
-            continue
-        start, end = _epoch(row.started_at), _epoch(row.completed_at)
-        span = spans.setdefault(row.stage, [start, end])
-        span[0], span[1] = min(span[0], start), max(span[1], end)
+    steps = _step_times(records)
+    spans = _call_spans(app_db, plan_id)
 
     totals = dict.fromkeys(
         ("scheduling", "before the first call", "LLM latency (as the bound counts it)",

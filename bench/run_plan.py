@@ -1,7 +1,9 @@
 """One plan, one way, in this process: the contender processes the benchmark starts and times.
 
-``python -m bench.run_plan dagster PLAN_ID [--executor threads|in_process] [--max-concurrent N]``
-runs ``full_plan_job`` for the plan on the instance of ``DAGSTER_HOME``; ``python -m bench.run_plan
+``python -m bench.run_plan dagster PLAN_ID [--executor threads|in_process|multiprocess|public_in_process]
+[--max-concurrent N]`` runs ``full_plan_job`` for the plan on the instance of ``DAGSTER_HOME``: on the
+project's executor (``threads``, ``in_process``) or on Dagster's public ``multiprocess_executor`` and
+``in_process_executor`` (``bench/public_executors.py``); ``python -m bench.run_plan
 direct PLAN_ID`` runs every step with ``StepRunner.run`` in table order, no orchestrator at all (the
 baseline that orchestration overhead is measured against). The last line printed is ``BENCH {json}``
 with the time spent executing (after imports) and the outcome.
@@ -15,6 +17,8 @@ import resource
 import sys
 import time
 
+#: Dagster's own executors (bench/public_executors.py), beside the project's threads and in_process.
+PUBLIC_EXECUTORS = ("multiprocess", "public_in_process")
 
 def run_dagster(plan_id: str, executor: str, max_concurrent: int | None) -> dict:
     from dagster import DagsterInstance
@@ -22,10 +26,17 @@ def run_dagster(plan_id: str, executor: str, max_concurrent: int | None) -> dict
     from planexe_assets.dagster_defs.launch import run_plan_in_process
 
     instance = DagsterInstance.get()
-    started = time.perf_counter()
-    outcome = run_plan_in_process(
-        plan_id, instance, log_level="ERROR", executor=executor, max_concurrent=max_concurrent
-    )
+    if executor in PUBLIC_EXECUTORS:
+        from bench.public_executors import run_plan_on_public_executor
+        from planexe_assets.dagster_defs.executor import default_max_concurrent
+
+        started = time.perf_counter()
+        outcome = run_plan_on_public_executor(plan_id, instance, executor, max_concurrent or default_max_concurrent())
+    else:
+        started = time.perf_counter()
+        outcome = run_plan_in_process(
+            plan_id, instance, log_level="ERROR", executor=executor, max_concurrent=max_concurrent
+        )
     return {
         "seconds": time.perf_counter() - started,
         "success": outcome.success,
@@ -63,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run_plan", description=__doc__.split("\n\n")[0])
     parser.add_argument("how", choices=["dagster", "direct"])
     parser.add_argument("plan_id")
-    parser.add_argument("--executor", default="threads", choices=["threads", "in_process"])
+    parser.add_argument("--executor", default="threads", choices=["threads", "in_process", *PUBLIC_EXECUTORS])
     parser.add_argument("--max-concurrent", type=int, default=None)
     args = parser.parse_args(argv)
     before = resource.getrusage(resource.RUSAGE_SELF)

@@ -51,7 +51,7 @@ class PlanTask(luigi.Task):
         return PlanStore(get_database_service(), Path(self.run_id_dir).resolve().parent)
 
     def requires(self):
-        reqs = {key: self.clone(TASK_CLASSES[upstream]) for key, upstream in self.step.requires.items()}
+        reqs = {key: self.clone(TASK_CLASSES[upstream]) for key, upstream in self.step.all_requires.items()}
         if list(reqs) == [""]:
             return reqs[""]
         return reqs

@@ -1,7 +1,7 @@
 """The name ``dagster.yaml`` files give the pooled instance storage (``storage: custom: module:``).
 
-``deploy/*.yaml`` and every Dagster home they were installed into name this module; the classes live
-in ``planexe_assets.dagster_defs.instance_storage``.
+``planexe_assets/deploy/*.yaml`` and every Dagster home they were installed into name this module; the
+classes live in ``planexe_assets.dagster_defs.instance_storage``.
 """
 
 from planexe_assets.dagster_defs.instance_storage import PlanexePostgresStorage, PlanexeSqliteStorage

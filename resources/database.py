@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, delete, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -163,6 +164,14 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _rowcount(result: Result) -> int:
+    """The rows a DELETE matched. ``Session.execute`` is typed as returning a ``Result``; for a DML
+    statement it is a ``CursorResult``, which carries the count."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"expected the CursorResult of a DML statement, got {type(result).__name__}")
+    return result.rowcount
 
 
 def sha256_text(content: str) -> str:
@@ -309,7 +318,7 @@ class DatabaseService:
             for model in (LLMInteraction, PlanFile, PlanMetrics, PlanContent):
                 s.execute(delete(model).where(model.plan_id == plan_id))
             result = s.execute(delete(Plan).where(Plan.plan_id == plan_id))
-            return result.rowcount > 0
+            return _rowcount(result) > 0
 
     # -- LLM interactions ---------------------------------------------------------------------
     def create_llm_interaction(self, data: Mapping[str, Any]) -> LLMInteraction:
@@ -361,8 +370,8 @@ class DatabaseService:
             entry["attempts"] += count
             if status in ("completed", "failed"):
                 entry[status] += count
-            entry["input_tokens"] += int(tokens_in)
-            entry["output_tokens"] += int(tokens_out)
+            entry["input_tokens"] += int(tokens_in or 0)  # coalesce() makes it 0 already
+            entry["output_tokens"] += int(tokens_out or 0)
         return out
 
     def usage_totals(self, plan_id: str, stage: str | None = None, since: datetime | None = None) -> UsageTotals:
@@ -401,9 +410,9 @@ class DatabaseService:
         data = dict(data)
         with self.session() as s:
             self._upsert_plan_file(s, data)
-            return s.scalar(
+            return s.scalars(
                 select(PlanFile).where(PlanFile.plan_id == data["plan_id"], PlanFile.filename == data["filename"])
-            )
+            ).one()
 
     def _upsert_plan_file(self, s: Session, data: dict[str, Any]) -> None:
         data.setdefault("created_at", utcnow())
@@ -428,7 +437,7 @@ class DatabaseService:
             else:
                 stmt = stmt.on_conflict_do_nothing(index_elements=["plan_id"])
             s.execute(stmt)
-            return s.scalar(select(PlanMetrics).where(PlanMetrics.plan_id == data["plan_id"]))
+            return s.scalars(select(PlanMetrics).where(PlanMetrics.plan_id == data["plan_id"])).one()
 
     def get_plan_metrics(self, plan_id: str) -> PlanMetrics | None:
         with self.read_session() as s:
@@ -462,9 +471,9 @@ class DatabaseService:
         data.setdefault("content_hash", sha256_text(content))
         with self.session() as s:
             self._upsert_content(s, data)
-            return s.scalar(
+            return s.scalars(
                 select(PlanContent).where(PlanContent.plan_id == data["plan_id"], PlanContent.filename == data["filename"])
-            )
+            ).one()
 
     def _upsert_content(self, s: Session, data: dict[str, Any]) -> None:
         now = utcnow()
@@ -541,7 +550,7 @@ class DatabaseService:
         if not names:
             return 0
         with self.session() as s:
-            n = s.execute(delete(PlanContent).where(PlanContent.plan_id == plan_id, PlanContent.filename.in_(names))).rowcount
+            n = _rowcount(s.execute(delete(PlanContent).where(PlanContent.plan_id == plan_id, PlanContent.filename.in_(names))))
             s.execute(delete(PlanFile).where(PlanFile.plan_id == plan_id, PlanFile.filename.in_(names)))
             return n
 

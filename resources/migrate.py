@@ -54,7 +54,10 @@ def current_revision(url: str | None = None) -> str | None:
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError("the migrations folder has no revision; the installation is incomplete")
+    return head
 
 
 def is_up_to_date(url: str | None = None) -> bool:

@@ -20,7 +20,7 @@ from planexe_assets.dagster_defs.jobs import FULL_PLAN_JOB_NAME
 from planexe_assets.dagster_defs.sensors import plan_launch_sensor
 from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 
-DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
+DEPLOY_DIR = Path(__file__).resolve().parent.parent / "planexe_assets" / "deploy"
 
 
 def test_the_celery_job_runs_every_asset_on_the_celery_executor():

@@ -1,7 +1,7 @@
 """Dagster's own command-line tools against our definitions, run as a user runs them.
 
 Each command is a subprocess with ``DAGSTER_HOME`` in a temporary directory (holding the project's
-``deploy/dagster.local.yaml``), ``PLANEXE_HOME`` and ``DATABASE_URL`` (SQLite) set. Plans are created
+``planexe_assets/deploy/dagster.local.yaml``), ``PLANEXE_HOME`` and ``DATABASE_URL`` (SQLite) set. Plans are created
 first with ``planexe_assets.lifecycle.plans.create_plan`` (offline model, fast mode to keep the suite lean) and
 their partition added, as the issue describes; one test covers a partition key with no plan behind it.
 
@@ -16,7 +16,6 @@ their partition added, as the issue describes; one test covers a partition key w
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatu
 
 from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME, step_file
 from planexe_assets.dagster_defs.checks import verify_files, verify_json
+from planexe_assets.dagster_defs.instance_config import LOCAL_CONFIG
 from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 from planexe_assets.lifecycle.runner import pipeline_steps
 from resources import migrate
@@ -56,7 +56,7 @@ class CliEnv:
         self.home = root / "planexe_home"
         self.dagster_home = root / "dagster_home"
         self.dagster_home.mkdir(parents=True)
-        shutil.copyfile(REPO / "deploy" / "dagster.local.yaml", self.dagster_home / "dagster.yaml")
+        (self.dagster_home / "dagster.yaml").write_bytes(LOCAL_CONFIG.read_bytes())
         self.url = f"sqlite:///{root / 'app.db'}"
         migrate.upgrade(self.url)
         self.db = DatabaseService(make_engine(self.url))

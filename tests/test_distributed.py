@@ -1,8 +1,8 @@
 """Past one machine, for real: ``full_plan_celery_job`` on two Celery workers.
 
 The deployment is production-shaped and made of separate processes (``bench/celery_cluster.py``,
-configured by ``deploy/``): the code location as its own gRPC server (``dagster code-server start``),
-``dagster-daemon`` against PostgreSQL storage (``deploy/dagster.postgres.yaml``), RabbitMQ as
+configured by ``planexe_assets/deploy/``): the code location as its own gRPC server (``dagster code-server start``),
+``dagster-daemon`` against PostgreSQL storage (``planexe_assets/deploy/dagster.postgres.yaml``), RabbitMQ as
 broker, and two ``dagster-celery worker start`` processes, each with its own ``PLANEXE_HOME`` (no
 shared run directories) and the same application database on PostgreSQL. Three plans are queued
 as ``pending`` rows; the plan sensor launches them with ``PLANEXE_PLAN_EXECUTOR=celery`` against the

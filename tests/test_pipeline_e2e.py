@@ -11,7 +11,7 @@ from dagster import AssetKey, DagsterInstance
 from typer.testing import CliRunner
 
 from planexe_assets.cli.app import app
-from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, step_file
+from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, STEPS, step_file
 from planexe_assets.dagster_defs.launch import run_plan_in_process
 from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 from planexe_assets.lifecycle.runner import pipeline_steps
@@ -214,7 +214,7 @@ def test_luigi_produces_the_same_file_names(app_db, isolated_home, monkeypatch):
     assert done.stderr == ""
     lines = done.stdout.splitlines()
     assert len(lines) <= 6, done.stdout
-    assert lines[0] == "plan luigi_plan: completed (61 of 61 steps)"
+    assert lines[0] == f"plan luigi_plan: completed ({len(STEPS)} of {len(STEPS)} steps)"
     assert f"report: {run_dir / step_file('report')}" in lines and f"run directory: {run_dir}" in lines
     # The offline model's answers draw warnings (unknown role ids, ...): they are in the log only.
     (log_line,) = [line for line in lines if line.startswith("log: ")]

@@ -3,7 +3,7 @@ that is the command's controlling terminal, so Ctrl-C is the terminal's SIGINT) 
 piped, against a slow OpenAI-compatible endpoint (``bench.latency_server``, 0.4 s per call).
 
 - the progress moves while the plan runs: the completed-asset count rises through several values
-  (it used to stay at 0/61 until the end), in the terminal and as plain lines when piped, on SQLite
+  (it used to stay at 0 of all until the end), in the terminal and as plain lines when piped, on SQLite
   and on PostgreSQL;
 - Ctrl-C stops the plan cleanly: one line says so and how to resume, exit 130, no traceback, the plan
   ``stopped``, the Dagster run CANCELED, every file with its row; ``planexe resume`` finishes it.
@@ -30,7 +30,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from bench.latency_server import LatencyModel, LatencyServer
-from planexe_assets.core import PIPELINE_COMPLETE_FILENAME
+from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, STEPS
 from resources.database import DatabaseService, make_engine, sha256_text
 from resources.plan_store import TEMP_PREFIX
 from tests.support.terminal import Terminal, strip_ansi
@@ -39,8 +39,8 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 PLANEXE = [sys.executable, "-c", "import sys; from planexe_assets.cli.app import app; sys.argv[0] = 'planexe'; app()"]
 PROMPT = "Open a bakery in Oslo"
-TOTAL = 61
-COUNT = re.compile(r"(\d+)/61 assets")
+TOTAL = len(STEPS)
+COUNT = re.compile(rf"(\d+)/{TOTAL} assets")
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +181,7 @@ def _plan_in_a_terminal(home: Home, plan_id: str) -> None:
     run_dir = str(home.planexe_home / "runs" / plan_id)
     assert f"run directory: {run_dir}" in said
     run = home.run_of(plan_id)
-    assert f"plan {plan_id} completed (61 of 61 steps); Dagster run {run.run_id}" in said
+    assert f"plan {plan_id} completed ({TOTAL} of {TOTAL} steps); Dagster run {run.run_id}" in said
     assert run.status == DagsterRunStatus.SUCCESS
     home.assert_files_match_rows(plan_id)
 
@@ -243,7 +243,7 @@ def test_ctrl_c_stops_the_plan_and_resume_finishes_it_with_plain_lines(home):
     assert figures["redraws"] == len([line for _, line in lines if COUNT.search(line)])  # one count per line
     run = home.run_of("interrupted")
     said = [line for _, line in lines]
-    assert f"plan interrupted completed (61 of 61 steps); Dagster run {run.run_id}" in said
+    assert f"plan interrupted completed ({TOTAL} of {TOTAL} steps); Dagster run {run.run_id}" in said
     assert f"run directory: {home.planexe_home / 'runs' / 'interrupted'}" in said
     plan = home.db.get_plan("interrupted")
     assert plan.status == "completed" and plan.failure_reason is None and plan.recoverable is None

@@ -1,4 +1,4 @@
-"""Instance configuration files (deploy/) and ``planexe ui``.
+"""Instance configuration files (planexe_assets/deploy/) and ``planexe ui``.
 
 Fast tests check the two ``dagster.yaml`` variants load as Dagster instances with the run queue and
 the ``llm`` pool, and how the Dagster home is chosen and prepared. One slow test starts
@@ -120,6 +120,16 @@ def test_install_keeps_an_existing_file_and_refuses_unknown_variants(tmp_path):
     assert [p.name for p in home.iterdir()] == ["dagster.yaml"], "no temporary file left behind"
     with pytest.raises(InstanceConfigError, match="unknown instance config 'k8s'"):
         install_instance_config(home, "k8s")
+
+
+def test_a_package_without_its_config_file_is_an_error_not_dagsters_defaults(tmp_path, monkeypatch):
+    from planexe_assets.dagster_defs import instance_config
+
+    monkeypatch.setitem(instance_config.VARIANTS, "local", tmp_path / "missing" / "dagster.local.yaml")
+    home = tmp_path / "dh"
+    with pytest.raises(InstanceConfigError, match="dagster.local.yaml cannot be read .*reinstall planexe-dagster"):
+        install_instance_config(home)
+    assert not (home / "dagster.yaml").exists()
 
 
 def test_dagster_home_defaults_under_planexe_home_and_cli_and_ui_agree(isolated_home, no_dagster_home):

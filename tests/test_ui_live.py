@@ -1,7 +1,7 @@
 """The Dagster UI as a user drives it, live: headless Chromium (Selenium + chromedriver) on ``dagster dev``.
 
 ``dagster dev`` (webserver and daemon) runs on a free port of 127.0.0.1 with the default instance
-configuration (``deploy/dagster.local.yaml``: the project's pooled SQLite storage, the run queue,
+configuration (``planexe_assets/deploy/dagster.local.yaml``: the project's pooled SQLite storage, the run queue,
 the ``llm`` pool) and the project's definitions, served through ``tests/support/
 prompt_edit_definitions.py`` so that one test can edit a prompt and reload the code location.
 
@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pytest
 
+from planexe_assets.dagster_defs.instance_config import LOCAL_CONFIG
 from planexe_assets.lifecycle.runner import pipeline_steps
 from resources import migrate
 from resources.database import DatabaseService, make_engine
@@ -97,7 +98,7 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("live_ui")
     dagster_home = root / "dagster_home"
     dagster_home.mkdir()
-    shutil.copyfile(REPO / "deploy" / "dagster.local.yaml", dagster_home / "dagster.yaml")
+    (dagster_home / "dagster.yaml").write_bytes(LOCAL_CONFIG.read_bytes())
     workspace = root / "workspace.yaml"
     workspace.write_text(
         "load_from:\n  - python_module:\n      module_name: tests.support.prompt_edit_definitions\n"

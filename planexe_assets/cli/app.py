@@ -368,42 +368,15 @@ def list_command(limit: int = typer.Option(50, help="How many plans, newest firs
     console.print(plans_table(plans, console.width), soft_wrap=False)
 
 
+_PER_COLUMN = 3  # box edge and padding of each column of the plan list
+
+
 def plans_table(plans, width: int):
     """The plan list, fitted to ``width`` columns without ever cutting a plan id."""
-
-    def failure(plan) -> str:
-        if plan.status not in ("failed", "stopped", "refused") or not (plan.failed_step or plan.recoverable is not None):
-            return ""
-        resumable = {True: "resumable", False: "needs a change", None: ""}[plan.recoverable]
-        return ", ".join(filter(None, [plan.failed_step, resumable]))
-
-    rows = [
-        {
-            "plan id": p.plan_id,
-            "status": p.status,
-            "progress": f"{p.progress_percentage or 0}%",
-            "failure": failure(p),
-            "model": p.llm_model or "",
-            "created (UTC)": f"{p.created_at:%Y-%m-%d %H:%M}" if p.created_at else "",
-            "prompt": " ".join(p.prompt.split()),
-        }
-        for p in plans
-    ]
-    required = ["plan id", "status", "progress"]
-    optional = ["failure", "created (UTC)", "model"]  # added in this order while they fit
-    widths = {name: max([len(name)] + [len(r[name]) for r in rows]) for name in required + optional}
-    per_column = 3  # box edge and padding of each column
-    used = 1 + sum(widths[c] + per_column for c in required)
-    chosen = list(required)
-    for name in optional:
-        if not any(r[name] for r in rows):
-            continue
-        if used + widths[name] + per_column <= width:
-            chosen.append(name)
-            used += widths[name] + per_column
-    prompt_room = width - used - per_column
+    rows = [_plan_row(p) for p in plans]
+    order, widths, used = _fitting_columns(rows, width)
+    prompt_room = width - used - _PER_COLUMN
     show_prompt = prompt_room >= 12
-    order = [c for c in ["plan id", "status", "progress", "failure", "model", "created (UTC)"] if c in chosen]
     table = Table(box=box.SQUARE, pad_edge=True)
     for name in order:
         table.add_column(name, no_wrap=True, min_width=widths[name] if name == "plan id" else None)
@@ -415,6 +388,44 @@ def plans_table(plans, width: int):
             cells.append(r["prompt"])
         table.add_row(*cells)
     return table
+
+
+def _plan_failure(plan) -> str:
+    """The failure column: the failed step and whether a resume can fix it."""
+    if plan.status not in ("failed", "stopped", "refused") or not (plan.failed_step or plan.recoverable is not None):
+        return ""
+    resumable = {True: "resumable", False: "needs a change", None: ""}[plan.recoverable]
+    return ", ".join(filter(None, [plan.failed_step, resumable]))
+
+
+def _plan_row(p) -> dict[str, str]:
+    return {
+        "plan id": p.plan_id,
+        "status": p.status,
+        "progress": f"{p.progress_percentage or 0}%",
+        "failure": _plan_failure(p),
+        "model": p.llm_model or "",
+        "created (UTC)": f"{p.created_at:%Y-%m-%d %H:%M}" if p.created_at else "",
+        "prompt": " ".join(p.prompt.split()),
+    }
+
+
+def _fitting_columns(rows: list[dict[str, str]], width: int) -> tuple[list[str], dict[str, int], int]:
+    """The columns shown (id, status and progress always; failure, time and model while they fit
+    and say something), their widths, and the width they use."""
+    required = ["plan id", "status", "progress"]
+    optional = ["failure", "created (UTC)", "model"]  # added in this order while they fit
+    widths = {name: max([len(name)] + [len(r[name]) for r in rows]) for name in required + optional}
+    used = 1 + sum(widths[c] + _PER_COLUMN for c in required)
+    chosen = list(required)
+    for name in optional:
+        if not any(r[name] for r in rows):
+            continue
+        if used + widths[name] + _PER_COLUMN <= width:
+            chosen.append(name)
+            used += widths[name] + _PER_COLUMN
+    order = [c for c in ["plan id", "status", "progress", "failure", "model", "created (UTC)"] if c in chosen]
+    return order, widths, used
 
 
 @app.command("status")

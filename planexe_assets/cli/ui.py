@@ -110,11 +110,7 @@ def run_dagster_dev(command: DevCommand, stop_timeout: float = STOP_TIMEOUT_SECO
 
     child = subprocess.Popen(command.argv, env=command.env, start_new_session=True, preexec_fn=default_signals)
     received: list[int] = []
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for name in _STOP_SIGNALS:
-            signum = getattr(signals, name)
-            previous[signum] = signals.signal(signum, lambda s, _f: received.append(s))
+    previous = _trap_stop_signals(received)
     try:
         while child.poll() is None and not received:
             try:
@@ -124,33 +120,56 @@ def run_dagster_dev(command: DevCommand, stop_timeout: float = STOP_TIMEOUT_SECO
         if not received:
             _end_group(child.pid, signals.SIGKILL)  # it exited on its own: leave nothing behind
             return DevResult(child.returncode, None, True)
-        child.send_signal(signals.SIGINT)
-        escalation = None
-        if not _wait_for(child, stop_timeout, lambda: len(received) > 1):
-            escalation = "terminated"
-            _end_group(child.pid, signals.SIGTERM)
-            if not _wait_for(child, TERMINATE_TIMEOUT_SECONDS, lambda: False):
-                escalation = "killed"
-                _end_group(child.pid, signals.SIGKILL)
-                child.wait()
-        # Children that outlive `dagster dev` (they are still in its process group) get a moment to
-        # follow it, then are terminated.
-        deadline = time.monotonic() + DRAIN_SECONDS
-        while _group_alive(child.pid) and time.monotonic() < deadline and len(received) < 2:
-            time.sleep(0.1)
-        if _group_alive(child.pid):
-            escalation = escalation or "terminated"
-            _end_group(child.pid, signals.SIGTERM)
-            deadline = time.monotonic() + TERMINATE_TIMEOUT_SECONDS
-            while _group_alive(child.pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if _group_alive(child.pid):
-                escalation = "killed"
-                _end_group(child.pid, signals.SIGKILL)
+        escalation = _interrupt(child, received, stop_timeout)
+        escalation = _clear_group(child.pid, received, escalation)
         return DevResult(child.returncode, received[0], escalation is None, escalation)
     finally:
         for signum, handler in previous.items():
             signals.signal(signum, handler)
+
+
+def _trap_stop_signals(received: list[int]) -> dict:
+    """Record SIGINT/SIGTERM/SIGHUP in ``received`` instead of dying (main thread only); returns the
+    handlers to restore."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in _STOP_SIGNALS:
+            signum = getattr(signals, name)
+            previous[signum] = signals.signal(signum, lambda s, _f: received.append(s))
+    return previous
+
+
+def _interrupt(child, received: list[int], stop_timeout: float) -> str | None:
+    """SIGINT to ``dagster dev``; if it does not stop in time (or a second signal comes), SIGTERM and
+    then SIGKILL to its group. Returns what had to be done beyond the interrupt, if anything."""
+    child.send_signal(signals.SIGINT)
+    if _wait_for(child, stop_timeout, lambda: len(received) > 1):
+        return None
+    _end_group(child.pid, signals.SIGTERM)
+    if _wait_for(child, TERMINATE_TIMEOUT_SECONDS, lambda: False):
+        return "terminated"
+    _end_group(child.pid, signals.SIGKILL)
+    child.wait()
+    return "killed"
+
+
+def _clear_group(pgid: int, received: list[int], escalation: str | None) -> str | None:
+    """Children that outlive `dagster dev` (they are still in its process group) get a moment to
+    follow it, then are terminated, then killed. Returns the escalation so far."""
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while _group_alive(pgid) and time.monotonic() < deadline and len(received) < 2:
+        time.sleep(0.1)
+    if not _group_alive(pgid):
+        return escalation
+    escalation = escalation or "terminated"
+    _end_group(pgid, signals.SIGTERM)
+    deadline = time.monotonic() + TERMINATE_TIMEOUT_SECONDS
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _group_alive(pgid):
+        escalation = "killed"
+        _end_group(pgid, signals.SIGKILL)
+    return escalation
 
 
 def _wait_for(child, seconds: float, give_up) -> bool:

@@ -1,6 +1,7 @@
 """The bottom layer: the contract between a step and whichever orchestrator runs it.
 
-- ``step_table``: the 61 steps as data (``STEPS``, ``STEP_BY_NAME``, ``Step``) and their file names
+- ``step_table``: the steps as data (``STEPS``, ``STEP_BY_NAME``, ``Step``; the 61 of PlanExe's 2025
+  pipeline are ``LEGACY_STEPS``, the 2026 steps added around them ``ADDED_STEPS``) and their file names
   (``step_file``, ``matches_template``, ``step_for_filename``);
 - ``contract``: what a step function takes and returns (``StepContext``, ``StepInputs``,
   ``UpstreamFiles``, ``StepResult``) and the LLM caller it gets (``LLMCaller``, replies, usage);
@@ -47,7 +48,10 @@ from planexe_assets.core.outputs import (
     or_planexe,
 )
 from planexe_assets.core.step_table import (
+    ADDED_STEPS,
     FULL_PLAN_PIPELINE_REQUIRES,
+    LEGACY_FULL_PLAN_PIPELINE_REQUIRES,
+    LEGACY_STEPS,
     PIPELINE_COMPLETE_FILENAME,
     STEP_BY_NAME,
     STEPS,
@@ -61,7 +65,10 @@ from planexe_assets.core.step_table import (
 )
 
 __all__ = [
+    "ADDED_STEPS",
     "FULL_PLAN_PIPELINE_REQUIRES",
+    "LEGACY_FULL_PLAN_PIPELINE_REQUIRES",
+    "LEGACY_STEPS",
     "PIPELINE_COMPLETE_FILENAME",
     "STEPS",
     "STEP_BY_NAME",

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from planexe_assets.core.failures import (
     FailureKind,
@@ -48,6 +48,19 @@ class Outcome(Generic[R]):
     def ok(self) -> bool:
         return self.error is None
 
+    def result(self) -> R:
+        """The item's value; a failed item raises its error instead (check ``ok`` first)."""
+        if self.error is not None:
+            raise self.error
+        # ``value`` is the function's return value here (None only when ``R`` admits None).
+        return cast(R, self.value)
+
+    def failure(self) -> BaseException:
+        """The item's error; only for a failed item (``not ok``)."""
+        if self.error is None:
+            raise ValueError(f"item {self.index} succeeded: it has no error")
+        return self.error
+
 
 AllFailedMessage = Callable[[Sequence[Outcome[Any]]], str]
 
@@ -68,6 +81,15 @@ def fan_out(
     items = list(items)
     if not items:
         return []
+    done, outage = _run_all(fn, items, name=name, max_concurrency=max_concurrency)
+    return _settle(done, len(items), name=name, outage=outage, all_failed=all_failed)
+
+
+def _run_all(
+    fn: Callable[[Any], R], items: list[Any], *, name: str, max_concurrency: int
+) -> tuple[list[Outcome[R]], bool]:
+    """The outcomes of the items that ran, in input order, and whether one of them found an outage
+    (a transient failure), after which the items not started yet were skipped."""
     outcomes: list[Outcome[R] | None] = [None] * len(items)
     lock = threading.Lock()
     outage = threading.Event()
@@ -88,16 +110,23 @@ def fan_out(
     workers = max(1, min(max_concurrency, len(items)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name) as pool:
         list(pool.map(run_one, range(len(items))))
-    done = [o for o in outcomes if o is not None]
+    return [o for o in outcomes if o is not None], outage.is_set()
+
+
+def _settle(
+    done: list[Outcome[R]], count: int, *, name: str, outage: bool, all_failed: AllFailedMessage | None
+) -> list[Outcome[R]]:
+    """The failure policy over the finished items: a stop is re-raised, an outage fails the step as
+    transient, every item failed fails it with their combined kind; otherwise the outcomes."""
     for o in done:
         if isinstance(o.error, PipelineStopRequested):
             raise o.error
-    if outage.is_set():
+    if outage:
         transient = [o for o in done if o.error is not None and failure_kind(o.error) is FailureKind.TRANSIENT]
         succeeded = sum(1 for o in done if o.ok)
         raise StepError(
-            f"{name}: {len(transient)} of {len(items)} items failed transiently, "
-            f"{len(items) - len(done)} not started, {succeeded} succeeded; the step is to be retried "
+            f"{name}: {len(transient)} of {count} items failed transiently, "
+            f"{count - len(done)} not started, {succeeded} succeeded; the step is to be retried "
             f"as a whole. First error: {transient[0].error}",
             kind=FailureKind.TRANSIENT,
         ) from transient[0].error

@@ -1,4 +1,5 @@
-"""The 61 steps of PlanExe's Luigi pipeline, as data, and the file names they write.
+"""The steps of the plan pipeline, as data, and the file names they write: the 61 steps of PlanExe's
+2025 Luigi pipeline (``legacy``) and the 11 steps of upstream's 2026 pipeline added around them.
 
 One row per step: the asset name, PlanExe's Luigi class name, its stage, its LLM call shape, its
 ``requires()`` mapping (PlanExe's dict keys -> upstream asset name; the empty key means PlanExe's
@@ -7,6 +8,18 @@ its side files (our keys -> file name, or a per-item template where ``{}`` is th
 a short description in our own words of what the step produces (shown as the Dagster asset's
 description). These are facts of the reference pipeline; the Dagster assets and the Luigi tasks are
 both built from this table, and ``tests/test_parity.py`` checks the table against the reference edges.
+
+The 61 legacy steps keep PlanExe's 2025 ``requires()`` and file names exactly (``LEGACY_STEPS``). The
+added steps (``ADDED_STEPS``, ``legacy=False``: prompt screening, constraint extraction and the six
+constraint checks, domain classification, prompt adherence, self audit) follow upstream's 2026
+``requires()``, with upstream's ``InitialPlanRawTask`` (the bare prompt) served by ``setup``, whose
+``001-2-plan.txt`` is the prompt exactly as given; their files use the numbered names upstream gave
+them before it dropped the prefixes, and the ones that never had one (domain, adherence) take the
+prefix of their neighbours. A legacy step may read an added step through ``extra_requires`` (our
+edges beside PlanExe's ``requires()``), so its reference edges stay as they are: the report reads
+every added step that way. Those inputs are optional: they order the graph like any edge, and the
+step gets what is stored (a plan imported from a 2025 run has none of them, and its report is still
+rebuilt from what it has).
 
 Every other module names a step's files through the table: ``step_file("identify_purpose", "raw")``,
 ``STEP_BY_NAME["expert_review"].side_file("criticism_raw", 2)``. A step's response models per output
@@ -53,11 +66,20 @@ class Step:
     side_files: Mapping[str, str] = field(default_factory=dict)
     # What the step produces for the plan, in one or two sentences (the Dagster asset's description).
     description: str = ""
+    # One of the 61 tasks of PlanExe's 2025 pipeline (False: a 2026 step added around them).
+    legacy: bool = True
+    # Our edges beside PlanExe's requires() (key -> upstream step): inputs a legacy step reads from an
+    # added step. They order both graphs like ``requires``, but are optional: the step gets the files
+    # that are stored (none for a plan imported from a run that predates the added step).
+    extra_requires: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         clash = set(self.outputs) & set(self.side_files)
         if clash:
             raise ValueError(f"step {self.name}: keys {sorted(clash)} name both an output and a side file")
+        shared = set(self.requires) & set(self.extra_requires)
+        if shared:
+            raise ValueError(f"step {self.name}: keys {sorted(shared)} are in both requires and extra_requires")
 
     @property
     def group(self) -> str:
@@ -65,12 +87,23 @@ class Step:
         return self.stage.replace("/", "_")
 
     @property
+    def all_requires(self) -> Mapping[str, str]:
+        """Every input key -> upstream step: PlanExe's requires(), then our ``extra_requires``."""
+        return {**self.requires, **self.extra_requires}
+
+    @property
     def deps(self) -> tuple[str, ...]:
-        """Distinct upstream step names, in PlanExe's requires() order."""
+        """Distinct upstream step names, in PlanExe's requires() order (then ``extra_requires``)."""
         seen: dict[str, None] = {}
-        for upstream in self.requires.values():
+        for upstream in self.all_requires.values():
             seen.setdefault(upstream, None)
         return tuple(seen)
+
+    @property
+    def required_deps(self) -> tuple[str, ...]:
+        """The upstream steps whose outputs must all be stored before this step can run (PlanExe's
+        requires(); ``extra_requires`` inputs are optional)."""
+        return tuple(dict.fromkeys(self.requires.values()))
 
     @property
     def filenames(self) -> tuple[str, ...]:
@@ -121,6 +154,21 @@ class Step:
         return filename in self.outputs.values() or any(matches_template(filename, t) for t in self.side_outputs)
 
 
+# The steps added from upstream's 2026 pipeline (their rows have ``legacy=False``), in table order.
+ADDED_STEP_NAMES: tuple[str, ...] = (
+    "screen_planning_prompt",
+    "extract_constraints",
+    "classify_domain",
+    "potential_levers_constraint",
+    "deduplicated_levers_constraint",
+    "enriched_levers_constraint",
+    "vital_few_levers_constraint",
+    "candidate_scenarios_constraint",
+    "selected_scenario_constraint",
+    "prompt_adherence",
+    "self_audit",
+)
+
 STEPS: tuple[Step, ...] = (
     Step(
         "start_time",
@@ -139,6 +187,26 @@ STEPS: tuple[Step, ...] = (
         requires={},
         outputs={"": "001-2-plan.txt"},
         description="The plan's prompt as plain text, written from its row in the database: the document every other step starts from.",
+    ),
+    Step(
+        "screen_planning_prompt",
+        "ScreenPlanningPromptTask",
+        "diagnostics",
+        "one",
+        requires={"": "setup"},
+        outputs={"raw": "002-0-screen_planning_prompt.json", "markdown": "002-0-screen_planning_prompt.md"},
+        legacy=False,
+        description="Whether the prompt can carry a plan at all (USABLE or UNUSABLE), with a reason code, a confidence and a short rationale. An UNUSABLE prompt gets a warning on the report.",
+    ),
+    Step(
+        "extract_constraints",
+        "ExtractConstraintsTask",
+        "context",
+        "one",
+        requires={"": "setup"},
+        outputs={"raw": "002-0-extract_constraints_raw.json", "markdown": "002-0-extract_constraints.md"},
+        legacy=False,
+        description="The explicit constraints of the prompt (budgets, places, deadlines, required and banned things), each marked as wanted or to be avoided; the constraint checks test the levers and scenarios against them.",
     ),
     Step(
         "redline_gate",
@@ -168,6 +236,16 @@ STEPS: tuple[Step, ...] = (
         description="Whether the plan is personal, business or other, with its topic and a one-sentence purpose. Later steps pick their prompt variant from it.",
     ),
     Step(
+        "classify_domain",
+        "ClassifyDomainTask",
+        "context",
+        "several",
+        requires={"setup": "setup", "identify_purpose": "identify_purpose", "extract_constraints": "extract_constraints"},
+        outputs={"raw": "002-0-classify_domain_raw.json", "markdown": "002-0-classify_domain.md"},
+        legacy=False,
+        description="The expert disciplines the plan draws on, each rated for importance and specificity, and the primary domain picked from them.",
+    ),
+    Step(
         "plan_type",
         "PlanTypeTask",
         "context",
@@ -186,6 +264,17 @@ STEPS: tuple[Step, ...] = (
         description="Candidate strategic levers for the plan (the big decisions that shape it), each with its options, gathered over three rounds of the conversation.",
     ),
     Step(
+        "potential_levers_constraint",
+        "PotentialLeversConstraintTask",
+        "diagnostics",
+        "one",
+        requires={"extract_constraints": "extract_constraints", "potential_levers": "potential_levers"},
+        outputs={"": "002-10-potential_levers_constraint.json"},
+        side_files={"markdown": "002-10-potential_levers_constraint.md"},
+        legacy=False,
+        description="The candidate levers checked against the prompt's constraints: each constraint satisfied, violated or unclear, with evidence, and pass or fail overall.",
+    ),
+    Step(
         "deduplicate_levers",
         "DeduplicateLeversTask",
         "strategy/levers",
@@ -198,6 +287,17 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "002-11-deduplicated_levers_raw.json"},
         description="The candidate levers with overlaps resolved: each one kept, absorbed into another or removed, with the reason.",
+    ),
+    Step(
+        "deduplicated_levers_constraint",
+        "DeduplicatedLeversConstraintTask",
+        "diagnostics",
+        "one",
+        requires={"extract_constraints": "extract_constraints", "deduplicate_levers": "deduplicate_levers"},
+        outputs={"": "002-11-deduplicated_levers_constraint.json"},
+        side_files={"markdown": "002-11-deduplicated_levers_constraint.md"},
+        legacy=False,
+        description="The deduplicated levers checked against the prompt's constraints: each constraint satisfied, violated or unclear, with evidence, and pass or fail overall.",
     ),
     Step(
         "enrich_levers",
@@ -214,6 +314,17 @@ STEPS: tuple[Step, ...] = (
         description="Every remaining lever with a description and its synergies and conflicts with the other levers.",
     ),
     Step(
+        "enriched_levers_constraint",
+        "EnrichedLeversConstraintTask",
+        "diagnostics",
+        "one",
+        requires={"extract_constraints": "extract_constraints", "enriched_levers": "enrich_levers"},
+        outputs={"": "002-12-enriched_levers_constraint.json"},
+        side_files={"markdown": "002-12-enriched_levers_constraint.md"},
+        legacy=False,
+        description="The enriched levers checked against the prompt's constraints: each constraint satisfied, violated or unclear, with evidence, and pass or fail overall.",
+    ),
+    Step(
         "focus_on_vital_few_levers",
         "FocusOnVitalFewLeversTask",
         "strategy/levers",
@@ -226,6 +337,17 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "002-13-vital_few_levers_raw.json"},
         description="Every lever rated for importance, and the vital few that matter most for this plan picked out.",
+    ),
+    Step(
+        "vital_few_levers_constraint",
+        "VitalFewLeversConstraintTask",
+        "diagnostics",
+        "one",
+        requires={"extract_constraints": "extract_constraints", "focus_on_vital_few_levers": "focus_on_vital_few_levers"},
+        outputs={"": "002-13-vital_few_levers_constraint.json"},
+        side_files={"markdown": "002-13-vital_few_levers_constraint.md"},
+        legacy=False,
+        description="The vital few levers checked against the prompt's constraints: each constraint satisfied, violated or unclear, with evidence, and pass or fail overall.",
     ),
     Step(
         "strategic_decisions_markdown",
@@ -251,6 +373,17 @@ STEPS: tuple[Step, ...] = (
         description="Three coherent scenarios, each choosing one option for every vital lever, checked against the levers.",
     ),
     Step(
+        "candidate_scenarios_constraint",
+        "CandidateScenariosConstraintTask",
+        "diagnostics",
+        "one",
+        requires={"extract_constraints": "extract_constraints", "candidate_scenarios": "candidate_scenarios"},
+        outputs={"": "002-16-candidate_scenarios_constraint.json"},
+        side_files={"markdown": "002-16-candidate_scenarios_constraint.md"},
+        legacy=False,
+        description="The candidate scenarios checked against the prompt's constraints: each constraint satisfied, violated or unclear, with evidence, and pass or fail overall.",
+    ),
+    Step(
         "select_scenario",
         "SelectScenarioTask",
         "strategy/levers",
@@ -264,6 +397,17 @@ STEPS: tuple[Step, ...] = (
         },
         outputs={"raw": "002-17-selected_scenario_raw.json", "clean": "002-18-selected_scenario.json"},
         description="The scenario that fits the plan best, with a score for each candidate and the plan profile behind the choice.",
+    ),
+    Step(
+        "selected_scenario_constraint",
+        "SelectedScenarioConstraintTask",
+        "diagnostics",
+        "one",
+        requires={"extract_constraints": "extract_constraints", "select_scenario": "select_scenario"},
+        outputs={"": "002-18-selected_scenario_constraint.json"},
+        side_files={"markdown": "002-18-selected_scenario_constraint.md"},
+        legacy=False,
+        description="The selected scenario checked against the prompt's constraints: each constraint satisfied, violated or unclear, with evidence, and pass or fail overall.",
     ),
     Step(
         "scenarios_markdown",
@@ -1014,6 +1158,21 @@ STEPS: tuple[Step, ...] = (
         description="The one-page executive summary that opens the report.",
     ),
     Step(
+        "prompt_adherence",
+        "PromptAdherenceTask",
+        "summary/review",
+        "several",
+        requires={
+            "plan_raw": "setup",
+            "project_plan": "project_plan",
+            "executive_summary": "executive_summary",
+            "consolidate_assumptions_markdown": "consolidate_assumptions_markdown",
+        },
+        outputs={"raw": "029-3-prompt_adherence_raw.json", "markdown": "029-4-prompt_adherence.md"},
+        legacy=False,
+        description="How faithfully the plan follows the prompt: the prompt's directives, each scored 1 to 5 with what the plan did with it, and an overall adherence percentage weighted by importance.",
+    ),
+    Step(
         "schedule",
         "CreateScheduleTask",
         "schedule",
@@ -1086,6 +1245,34 @@ STEPS: tuple[Step, ...] = (
         description="A premortem: the assumptions that would sink the project if false, and stories of how it failed.",
     ),
     Step(
+        "self_audit",
+        "SelfAuditTask",
+        "summary/review",
+        "per_item",
+        requires={
+            "setup": "setup",
+            "strategic_decisions_markdown": "strategic_decisions_markdown",
+            "scenarios_markdown": "scenarios_markdown",
+            "consolidate_assumptions_markdown": "consolidate_assumptions_markdown",
+            "team_markdown": "team_markdown",
+            "related_resources": "related_resources",
+            "consolidate_governance": "consolidate_governance",
+            "swot_analysis": "swot_analysis",
+            "pitch_markdown": "pitch_markdown",
+            "data_collection": "data_collection",
+            "documents_to_create_and_find": "documents_to_create_and_find_markdown",
+            "wbs_project123": "wbs_project_level1_and_level2_and_level3",
+            "expert_review": "expert_review",
+            "project_plan": "project_plan",
+            "review_plan": "review_plan",
+            "questions_and_answers": "questions_and_answers",
+            "premortem": "premortem",
+        },
+        outputs={"raw": "029-1-self_audit_raw.json", "markdown": "029-2-self_audit.md"},
+        legacy=False,
+        description="The plan audited against a checklist of twenty red flags (broken physics, missing evidence, thin budget, legal minefields, ...), each rated low, medium or high with a justification and a mitigation.",
+    ),
+    Step(
         "report",
         "ReportTask",
         "report",
@@ -1114,15 +1301,19 @@ STEPS: tuple[Step, ...] = (
             "questions_and_answers": "questions_and_answers",
             "premortem": "premortem",
         },
+        # The 2026 steps the report shows (screening banner, constraints, self audit, adherence, domain).
+        extra_requires={name: name for name in ADDED_STEP_NAMES},
         outputs={"": "029-report.html"},
         description="The final report: every document of the plan in one self-contained HTML page that works offline.",
     ),
 )
 
 STEP_BY_NAME: Mapping[str, Step] = MappingProxyType({s.name: s for s in STEPS})
+LEGACY_STEPS: tuple[Step, ...] = tuple(s for s in STEPS if s.legacy)
+ADDED_STEPS: tuple[Step, ...] = tuple(s for s in STEPS if not s.legacy)
 
-# FullPlanPipeline.requires(): PlanExe's keys for the aggregate, mapped to step names.
-FULL_PLAN_PIPELINE_REQUIRES: Mapping[str, str] = MappingProxyType(
+# FullPlanPipeline.requires() of PlanExe's 2025 pipeline: its keys, mapped to step names.
+LEGACY_FULL_PLAN_PIPELINE_REQUIRES: Mapping[str, str] = MappingProxyType(
     {
         "start_time": "start_time",
         "setup": "setup",
@@ -1187,9 +1378,15 @@ FULL_PLAN_PIPELINE_REQUIRES: Mapping[str, str] = MappingProxyType(
         "report": "report",
     }
 )
+# The aggregate of our pipeline: the legacy keys, then every added step under its own name (upstream's
+# FullPlanPipeline requires each 2026 task too; the constraint checks are required by nothing else).
+FULL_PLAN_PIPELINE_REQUIRES: Mapping[str, str] = MappingProxyType(
+    {**LEGACY_FULL_PLAN_PIPELINE_REQUIRES, **{s.name: s.name for s in ADDED_STEPS}}
+)
 PIPELINE_COMPLETE_FILENAME = "999-pipeline_complete.txt"
 
-assert len(STEPS) == 61, len(STEPS)
+assert len(LEGACY_STEPS) == 61, len(LEGACY_STEPS)
+assert tuple(s.name for s in ADDED_STEPS) == ADDED_STEP_NAMES, [s.name for s in ADDED_STEPS]
 
 
 def step(name: str) -> Step:

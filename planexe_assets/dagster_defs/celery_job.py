@@ -4,7 +4,7 @@ The same assets, checks, resources and partitions as ``full_plan_job``; only the
 ``dagster_celery``'s ``celery_executor`` instead of ``planexe_threads``. The run's process (started
 by the run launcher) keeps Dagster's plan of the run, claims the ``llm`` pool's slots and submits
 each ready step to the broker; a worker (``dagster-celery worker start -A dagster_celery.app -y
-deploy/celery_worker.yaml``) executes the step in its own process, with its own ``PLANEXE_HOME``,
+planexe_assets/deploy/celery_worker.yaml``) executes the step in its own process, with its own ``PLANEXE_HOME``,
 and writes the step's events to the shared instance. What makes that safe:
 
 - the step reads its inputs from ``plan_content`` (the run directory of each worker is a cache of
@@ -41,7 +41,7 @@ CELERY_JOB_NAME = "full_plan_celery_job"
 BROKER_ENV = "PLANEXE_CELERY_BROKER_URL"
 RESULT_BACKEND = "rpc://"
 
-#: Celery settings of the run's app; the workers get the same from deploy/celery_worker.yaml.
+#: Celery settings of the run's app; the workers get the same from planexe_assets/deploy/celery_worker.yaml.
 CELERY_SETTINGS = {
     "task_acks_late": True,
     "task_reject_on_worker_lost": True,

@@ -45,7 +45,7 @@ import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dagster import (
@@ -232,13 +232,10 @@ class ThreadedStepExecutor(Executor):
     # -- the run's thread ---------------------------------------------------------------------------
     def _plan_iterator(self, job_context: PlanExecutionContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
         check.inst_param(job_context, "job_context", PlanExecutionContext)
-        compute_log_manager = job_context.instance.compute_log_manager
         step_keys = [step.key for step in execution_plan.get_steps_to_execute_in_topo_order()]
         events: queue.Queue[DagsterEvent | _StepFinished] = queue.Queue()
-        running: set[str] = set()
         barrier = _GateBarrier.for_run(job_context, execution_plan)
-        stopping = False
-        deferred_error: BaseException | None = None
+        flight = _Flight()
 
         with ExitStack() as stack:
             concurrency_context = stack.enter_context(
@@ -255,92 +252,146 @@ class ThreadedStepExecutor(Executor):
                 )
             )
             capture_stack = stack.enter_context(ExitStack())
-            # One compute-log capture for the whole process, as the in-process executor does: the
-            # capture redirects the process's stdout/stderr, which per-thread capture cannot.
-            log_key = compute_log_manager.build_log_key_for_run(job_context.run_id, create_compute_log_file_key())
-            try:
-                log_context = capture_stack.enter_context(compute_log_manager.capture_logs(log_key))
-                yield DagsterEvent.capture_logs(job_context, step_keys, log_key, log_context)
-            except Exception:
-                yield from handle_compute_log_setup_error(job_context, sys.exc_info())
+            yield from _capture_logs(job_context, step_keys, capture_stack)
 
             pool = stack.enter_context(
                 ThreadPoolExecutor(max_workers=self._max_concurrent, thread_name_prefix="planexe-step")
             )
             try:
-                while running or (not stopping and not active.is_complete):
-                    if not stopping and active.check_for_interrupts():
-                        stopping = True
-                        active.mark_interrupted()
-                        _record_stop_request(job_context)
-                        _set_stopping(job_context.run_id, True)
-                        yield DagsterEvent.engine_event(
-                            job_context,
-                            "Thread executor: received a termination request; no new steps will start, "
-                            f"waiting for the steps in flight: {sorted(running)}",
-                            EngineEventData.interrupted(sorted(running)),
-                        )
-
-                    if not stopping and deferred_error is None:
-                        free = self._max_concurrent - len(running)
-                        if barrier is not None and barrier.holds():
-                            free = min(free, barrier.free_slots(running))
-                        ready = active.get_steps_to_execute(limit=free) if free > 0 else []
-                        yield from active.concurrency_event_iterator(job_context)
-                        for step in ready:
-                            step_context = job_context.for_step(step, active.get_known_state())
-                            _check_resources(step_context)
-                            running.add(step.key)
-                            pool.submit(_run_step, step_context, events)
-
-                    if not running:
-                        if stopping or deferred_error is not None or active.is_complete:
+                while flight.running or (not flight.stopping and not active.is_complete):
+                    if not flight.stopping and active.check_for_interrupts():
+                        yield _stop(active, job_context, flight)
+                    if flight.scheduling:
+                        yield from self._start_ready(active, job_context, barrier, flight, pool, events)
+                    if not flight.running:
+                        if flight.stopping or flight.deferred_error is not None or active.is_complete:
                             break
-                        # Nothing in flight but the plan is not done: a step waits for a retry
-                        # delay or a concurrency slot.
-                        if active.sleep_interval() > 0:
-                            active.sleep_til_ready()
-                        else:
-                            time.sleep(0.05)
+                        _wait_for_ready(active)
                         continue
-
                     try:
                         item = events.get(timeout=_POLL_SECONDS)
                     except queue.Empty:
                         continue
-                    while True:
-                        if isinstance(item, _StepFinished):
-                            running.discard(item.step_key)
-                            if item.error is not None and deferred_error is None:
-                                deferred_error = item.error
-                            active.verify_complete(job_context, item.step_key)
-                            yield from _plan_events(active, job_context, barrier)
-                        else:
-                            yield item
-                            active.handle_event(item)
-                            if barrier is not None and (item.is_step_success or item.is_step_failure):
-                                barrier.finished(item.step_key)
-                        try:  # drain what else is ready before scheduling again
-                            item = events.get_nowait()
-                        except queue.Empty:
-                            break
-                    if not stopping and deferred_error is None:
+                    yield from _handle_events(item, events, active, job_context, barrier, flight)
+                    if flight.scheduling:
                         yield from _plan_events(active, job_context, barrier)
             finally:
                 _set_stopping(job_context.run_id, False)
+            yield from _end_run(job_context, flight, capture_stack)
 
-            if deferred_error is not None:
-                raise deferred_error
-            if stopping:
-                yield DagsterEvent.engine_event(
-                    job_context, "Thread executor: every step in flight has finished; stopping the run", EngineEventData()
-                )
-                raise DagsterExecutionInterruptedError()
+    def _start_ready(
+        self,
+        active,
+        job_context: PlanExecutionContext,
+        barrier: "_GateBarrier | None",
+        flight: "_Flight",
+        pool: ThreadPoolExecutor,
+        events: "queue.Queue[DagsterEvent | _StepFinished]",
+    ) -> Iterator[DagsterEvent]:
+        """Start the ready steps on the free threads (fewer while a gate barrier holds)."""
+        free = self._max_concurrent - len(flight.running)
+        if barrier is not None and barrier.holds():
+            free = min(free, barrier.free_slots(flight.running))
+        ready = active.get_steps_to_execute(limit=free) if free > 0 else []
+        yield from active.concurrency_event_iterator(job_context)
+        for step in ready:
+            step_context = job_context.for_step(step, active.get_known_state())
+            _check_resources(step_context)
+            flight.running.add(step.key)
+            pool.submit(_run_step, step_context, events)
 
-            try:
-                capture_stack.close()
-            except Exception:
-                yield from handle_compute_log_teardown_error(job_context, sys.exc_info())
+
+@dataclass
+class _Flight:
+    """The run thread's view of its steps: those in flight, a stop request, the first step error.
+    New steps start only while there is neither a stop nor an error."""
+
+    running: set[str] = field(default_factory=set)
+    stopping: bool = False
+    deferred_error: BaseException | None = None
+
+    @property
+    def scheduling(self) -> bool:
+        return not self.stopping and self.deferred_error is None
+
+
+def _capture_logs(job_context: PlanExecutionContext, step_keys: list[str], capture_stack: ExitStack) -> Iterator[DagsterEvent]:
+    """One compute-log capture for the whole process, as the in-process executor does: the capture
+    redirects the process's stdout/stderr, which per-thread capture cannot."""
+    compute_log_manager = job_context.instance.compute_log_manager
+    log_key = compute_log_manager.build_log_key_for_run(job_context.run_id, create_compute_log_file_key())
+    try:
+        log_context = capture_stack.enter_context(compute_log_manager.capture_logs(log_key))
+        yield DagsterEvent.capture_logs(job_context, step_keys, log_key, log_context)
+    except Exception:
+        yield from handle_compute_log_setup_error(job_context, sys.exc_info())
+
+
+def _end_run(job_context: PlanExecutionContext, flight: _Flight, capture_stack: ExitStack) -> Iterator[DagsterEvent]:
+    """Every step in flight has finished: raise the first step error, or end a stopped run as
+    interrupted, or close the log capture."""
+    if flight.deferred_error is not None:
+        raise flight.deferred_error
+    if flight.stopping:
+        yield DagsterEvent.engine_event(
+            job_context, "Thread executor: every step in flight has finished; stopping the run", EngineEventData()
+        )
+        raise DagsterExecutionInterruptedError()
+    try:
+        capture_stack.close()
+    except Exception:
+        yield from handle_compute_log_teardown_error(job_context, sys.exc_info())
+
+
+def _stop(active, job_context: PlanExecutionContext, flight: _Flight) -> DagsterEvent:
+    """A termination request: no new step starts; the steps in flight finish. Returns the event
+    that says so."""
+    flight.stopping = True
+    active.mark_interrupted()
+    _record_stop_request(job_context)
+    _set_stopping(job_context.run_id, True)
+    return DagsterEvent.engine_event(
+        job_context,
+        "Thread executor: received a termination request; no new steps will start, "
+        f"waiting for the steps in flight: {sorted(flight.running)}",
+        EngineEventData.interrupted(sorted(flight.running)),
+    )
+
+
+def _wait_for_ready(active) -> None:
+    """Nothing in flight but the plan is not done: a step waits for a retry delay or a concurrency slot."""
+    if active.sleep_interval() > 0:
+        active.sleep_til_ready()
+    else:
+        time.sleep(0.05)
+
+
+def _handle_events(
+    item: "DagsterEvent | _StepFinished",
+    events: "queue.Queue[DagsterEvent | _StepFinished]",
+    active,
+    job_context: PlanExecutionContext,
+    barrier: "_GateBarrier | None",
+    flight: _Flight,
+) -> Iterator[DagsterEvent]:
+    """Pass on ``item`` and every event already queued behind it (a step thread's events, then its
+    end), before scheduling again."""
+    while True:
+        if isinstance(item, _StepFinished):
+            flight.running.discard(item.step_key)
+            if item.error is not None and flight.deferred_error is None:
+                flight.deferred_error = item.error
+            active.verify_complete(job_context, item.step_key)
+            yield from _plan_events(active, job_context, barrier)
+        else:
+            yield item
+            active.handle_event(item)
+            if barrier is not None and (item.is_step_success or item.is_step_failure):
+                barrier.finished(item.step_key)
+        try:  # drain what else is ready before scheduling again
+            item = events.get_nowait()
+        except queue.Empty:
+            return
 
 
 class _GateBarrier:

@@ -1,11 +1,16 @@
-"""The Dagster instance configuration files in ``deploy/`` and installing one into a DAGSTER_HOME.
+"""The Dagster instance configuration files shipped in ``planexe_assets/deploy/``, and installing one
+into a DAGSTER_HOME.
 
-- ``deploy/dagster.local.yaml``: the default. SQLite storage under DAGSTER_HOME
-  (``$PLANEXE_HOME/dagster`` unless DAGSTER_HOME is set), the queued run coordinator, the ``llm``
-  concurrency pool. ``planexe ui``, ``planexe plan`` and ``planexe resume`` install it when the
-  Dagster home has no ``dagster.yaml``.
-- ``deploy/dagster.postgres.yaml``: Dagster's storage on PostgreSQL (dagster-postgres), the URL read
-  from ``PLANEXE_DAGSTER_POSTGRES_URL``; same run queue and pool.
+- ``dagster.local.yaml``: the default. SQLite storage under DAGSTER_HOME (``$PLANEXE_HOME/dagster``
+  unless DAGSTER_HOME is set), the queued run coordinator, the ``llm`` concurrency pool.
+  ``planexe ui``, ``planexe plan`` and ``planexe resume`` install it when the Dagster home has no
+  ``dagster.yaml``.
+- ``dagster.postgres.yaml``: Dagster's storage on PostgreSQL (dagster-postgres), the URL read from
+  ``PLANEXE_DAGSTER_POSTGRES_URL``; same run queue and pool.
+
+They are package data of ``planexe_assets`` (pyproject ``[tool.setuptools.package-data]``), found
+through ``importlib.resources``, so a source checkout, an editable install and an installed wheel
+read the same files; ``python -m planexe_assets.dagster_defs.instance_config`` prints where they are.
 
 No Dagster import at module level: the CLI uses this before it decides to start Dagster at all.
 """
@@ -13,16 +18,19 @@ No Dagster import at module level: the CLI uses this before it decides to start 
 from __future__ import annotations
 
 import os
-import shutil
+import sys
 import tempfile
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from resources.config import dagster_home
 
-DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy"
-LOCAL_CONFIG = DEPLOY_DIR / "dagster.local.yaml"
-POSTGRES_CONFIG = DEPLOY_DIR / "dagster.postgres.yaml"
-VARIANTS = {"local": LOCAL_CONFIG, "postgres": POSTGRES_CONFIG}
+#: The folder of the instance configuration files inside the installed ``planexe_assets`` package.
+DEPLOY_DIR: Traversable = files("planexe_assets") / "deploy"
+LOCAL_CONFIG: Traversable = DEPLOY_DIR / "dagster.local.yaml"
+POSTGRES_CONFIG: Traversable = DEPLOY_DIR / "dagster.postgres.yaml"
+VARIANTS: dict[str, Traversable] = {"local": LOCAL_CONFIG, "postgres": POSTGRES_CONFIG}
 
 #: The environment variable holding Dagster's PostgreSQL storage URL in the PostgreSQL variant.
 DAGSTER_POSTGRES_URL_ENV = "PLANEXE_DAGSTER_POSTGRES_URL"
@@ -40,9 +48,10 @@ class InstanceConfigError(RuntimeError):
 def install_instance_config(home: Path, variant: str = "local", overwrite: bool = False) -> Path | None:
     """Copy the variant's file to ``home/dagster.yaml`` unless one is there (or ``overwrite``).
 
-    Returns the path of the installed file, or None when nothing was copied (a file was already
-    there, or this is an installed wheel without the ``deploy/`` directory: Dagster's defaults apply).
-    The copy is atomic: a half-written dagster.yaml would break every Dagster process.
+    Returns the path of the installed file, or None when a file was already there. A package without
+    the file (a broken install) is an error rather than a silent fall-back to Dagster's defaults,
+    which would lose the run queue and the ``llm`` pool. The copy is atomic: a half-written
+    dagster.yaml would break every Dagster process.
     """
     if variant not in VARIANTS:
         raise InstanceConfigError(f"unknown instance config {variant!r}; choose one of {', '.join(VARIANTS)}")
@@ -50,16 +59,19 @@ def install_instance_config(home: Path, variant: str = "local", overwrite: bool 
     target = home / INSTANCE_FILENAME
     if target.exists() and not overwrite:
         return None
-    if not source.is_file():
-        if variant == "local":
-            return None
-        raise InstanceConfigError(f"{source} is missing; it ships with the source tree (deploy/)")
+    try:
+        content = source.read_bytes()
+    except OSError as exc:
+        raise InstanceConfigError(
+            f"the package's {source.name} cannot be read ({exc.strerror or exc}); "
+            "reinstall planexe-dagster (the file ships in planexe_assets/deploy/)"
+        ) from None
     temp: str | None = None
     try:
         home.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(prefix=".dagster-", suffix=".yaml.tmp", dir=home)
-        os.close(fd)
-        shutil.copyfile(source, temp)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
         os.replace(temp, target)
         temp = None
     except OSError as exc:
@@ -76,7 +88,7 @@ def prepare_dagster_home() -> Path:
     """The Dagster home of this process, ready to use; the one place that decides it.
 
     ``DAGSTER_HOME`` if set, else ``$PLANEXE_HOME/dagster`` (then exported as DAGSTER_HOME so every
-    Dagster call and child process agrees). Created if missing; given ``deploy/dagster.local.yaml``
+    Dagster call and child process agrees). Created if missing; given the packaged ``dagster.local.yaml``
     as its ``dagster.yaml`` if it has none. Dagster requires an absolute path.
     """
     configured = os.environ.get("DAGSTER_HOME")
@@ -107,3 +119,18 @@ def show_llm_pool(home: Path) -> int | None:
                 return None
             storage.initialize_concurrency_limit_to_default(LLM_POOL)
         return storage.get_concurrency_info(LLM_POOL).slot_count
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the path of each shipped instance configuration file (to copy one by hand)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args:
+        print("usage: python -m planexe_assets.dagster_defs.instance_config (no arguments)", file=sys.stderr)
+        return 2
+    for variant, source in VARIANTS.items():
+        print(f"{variant}\t{source}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

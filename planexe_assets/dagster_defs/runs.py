@@ -29,7 +29,7 @@ MAX_ERROR_MESSAGE_CHARS = 600
 def ensure_dagster_home() -> str:
     """Use ``DAGSTER_HOME`` if set, else ``$PLANEXE_HOME/dagster`` (created on first use).
 
-    A home without ``dagster.yaml`` gets ``deploy/dagster.local.yaml`` (as ``planexe ui`` does), so
+    A home without ``dagster.yaml`` gets ``planexe_assets/deploy/dagster.local.yaml`` (as ``planexe ui`` does), so
     the CLI's in-process runs and the UI's daemon share one instance and one ``llm`` pool.
     """
     return str(prepare_dagster_home())

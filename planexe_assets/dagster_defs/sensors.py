@@ -143,18 +143,7 @@ def plan_launch_sensor(context: SensorEvaluationContext, database: DatabaseResou
             db.update_plan(plan.plan_id, {"output_dir": str(run_dir_for(plan.plan_id, runs_dir()))})
         if plan.plan_id not in known:
             new_partitions.append(plan.plan_id)
-        requests.append(
-            RunRequest(
-                run_key=plan.plan_id,
-                job_name=job_name,
-                partition_key=plan.plan_id,
-                tags={
-                    PLAN_ID_TAG: plan.plan_id,
-                    LAUNCHED_BY_TAG: LAUNCH_SENSOR_NAME,
-                    PROMPT_TAG: prompt_tag(plan.prompt),
-                },
-            )
-        )
+        requests.append(_launch_request(plan, job_name))
     if requests:
         context.log.info(
             f"launching {len(requests)} queued plan(s): {', '.join(r.partition_key for r in requests)}"
@@ -162,17 +151,37 @@ def plan_launch_sensor(context: SensorEvaluationContext, database: DatabaseResou
     partition_requests = [plans_partitions.build_add_request(new_partitions)] if new_partitions else []
     partition_requests += orphans.requests()
     if not requests:
-        reason = []
-        if refused:
-            reason.append(f"refused {len(refused)}: {', '.join(refused)}")
-        if busy:
-            reason.append(f"already running or queued: {', '.join(busy)}")
         return SensorResult(
-            skip_reason=orphans.note("; ".join(reason) or "nothing to launch"),
+            skip_reason=orphans.note(_nothing_launched(refused, busy)),
             dynamic_partitions_requests=partition_requests,
             cursor=orphans.cursor,
         )
     return SensorResult(run_requests=requests, dynamic_partitions_requests=partition_requests, cursor=orphans.cursor)
+
+
+def _launch_request(plan, job_name: str) -> RunRequest:
+    """One run of the plan's partition with ``job_name`` (``celery_job.plan_launch_job_name``); the
+    plan id is the run key, so a plan is launched once."""
+    return RunRequest(
+        run_key=plan.plan_id,
+        job_name=job_name,
+        partition_key=plan.plan_id,
+        tags={
+            PLAN_ID_TAG: plan.plan_id,
+            LAUNCHED_BY_TAG: LAUNCH_SENSOR_NAME,
+            PROMPT_TAG: prompt_tag(plan.prompt),
+        },
+    )
+
+
+def _nothing_launched(refused: list[str], busy: list[str]) -> str:
+    """Why a tick with queued plans launched none: refused plans, plans already in flight."""
+    reason = []
+    if refused:
+        reason.append(f"refused {len(refused)}: {', '.join(refused)}")
+    if busy:
+        reason.append(f"already running or queued: {', '.join(busy)}")
+    return "; ".join(reason) or "nothing to launch"
 
 
 class OrphanPartitions:

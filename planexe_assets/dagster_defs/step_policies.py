@@ -1,6 +1,6 @@
 """How Dagster treats the assets that call an LLM: the ``llm`` concurrency pool and a retry policy.
 
-- Pool: every LLM-calling asset has ``pool="llm"``; the instance's pool limit (``deploy/*.yaml``,
+- Pool: every LLM-calling asset has ``pool="llm"``; the instance's pool limit (``planexe_assets/deploy/*.yaml``,
   or ``dagster instance concurrency set llm N``) caps how many of them execute at once across
   every run of the instance, whatever executor each run uses.
 - Retries: the LLM executor already retries a call and falls back across models within seconds.

@@ -18,7 +18,7 @@ from typing import Any
 
 from dagster import AssetKey, AssetMaterialization, AssetRecordsFilter, MetadataValue
 
-from planexe_assets.core import STEP_BY_NAME
+from planexe_assets.core import STEP_BY_NAME, Step
 from planexe_assets.dagster_defs._internals import DATA_VERSION_IS_USER_PROVIDED_TAG, DATA_VERSION_TAG
 from planexe_assets.dagster_defs.asset_metadata import preview as asset_preview
 from planexe_assets.dagster_defs.launch import run_plan_in_process
@@ -60,40 +60,51 @@ def record_in_dagster(
     reported: list[str] = []
     for name in result.complete_steps:
         s = STEP_BY_NAME[name]
-        files = result.step_files(s)
-        metadata: dict[str, Any] = {
-            "imported_from": MetadataValue.path(str(result.source)),
-            "import_id": result.import_id,
-            "files": [n for n in s.filenames],
-            "per_item_files": len(files) - len(s.filenames),
-            "sha256": {n: result.files[n] for n in s.filenames},
-            "run_dir": str(result.run_dir),
-            "planexe_class": s.luigi_class,
-        }
-        restored = {n: result.derived_from[n] for n in s.filenames if n in result.derived_from}
-        if restored:
-            metadata["restored_files"] = {n: f"rendered from {src}" for n, src in restored.items()}
-        if store_contents is not None:
-            preview = asset_preview({n: store_contents[n] for n in s.filenames if n in store_contents})
-            if preview:
-                metadata["preview"] = MetadataValue.md(preview)
-        tags = {"planexe/imported": "true"}
-        if store_contents is not None and all(n in store_contents for n in files):
-            # The content's data version, as a run of the step records it: a re-run that writes the
-            # same content does not make downstream assets stale.
-            tags[DATA_VERSION_TAG] = data_version({n: store_contents[n] for n in files})
-            tags[DATA_VERSION_IS_USER_PROVIDED_TAG] = "true"
         instance.report_runless_asset_event(
             AssetMaterialization(
                 asset_key=AssetKey(name),
                 partition=result.plan_id,
                 description=f"Imported from the PlanExe run {result.source}",
-                metadata=metadata,
-                tags=tags,
+                metadata=_import_metadata(result, s, store_contents),
+                tags=_import_tags(result, s, store_contents),
             )
         )
         reported.append(name)
     return reported
+
+
+def _import_metadata(result: ImportResult, s: Step, store_contents: Mapping[str, str] | None) -> dict[str, Any]:
+    """An imported step's materialization metadata: where its files came from, their hashes, which
+    ones were rendered from another file, and a preview when the contents are at hand."""
+    files = result.step_files(s)
+    metadata: dict[str, Any] = {
+        "imported_from": MetadataValue.path(str(result.source)),
+        "import_id": result.import_id,
+        "files": [n for n in s.filenames],
+        "per_item_files": len(files) - len(s.filenames),
+        "sha256": {n: result.files[n] for n in s.filenames},
+        "run_dir": str(result.run_dir),
+        "planexe_class": s.luigi_class,
+    }
+    restored = {n: result.derived_from[n] for n in s.filenames if n in result.derived_from}
+    if restored:
+        metadata["restored_files"] = {n: f"rendered from {src}" for n, src in restored.items()}
+    if store_contents is not None:
+        preview = asset_preview({n: store_contents[n] for n in s.filenames if n in store_contents})
+        if preview:
+            metadata["preview"] = MetadataValue.md(preview)
+    return metadata
+
+
+def _import_tags(result: ImportResult, s: Step, store_contents: Mapping[str, str] | None) -> dict[str, str]:
+    files = result.step_files(s)
+    tags = {"planexe/imported": "true"}
+    if store_contents is not None and all(n in store_contents for n in files):
+        # The content's data version, as a run of the step records it: a re-run that writes the
+        # same content does not make downstream assets stale.
+        tags[DATA_VERSION_TAG] = data_version({n: store_contents[n] for n in files})
+        tags[DATA_VERSION_IS_USER_PROVIDED_TAG] = "true"
+    return tags
 
 
 def _forget_replaced(instance, result: ImportResult) -> None:
@@ -153,7 +164,7 @@ def rematerialize_plan(
     skipped: dict[str, str] = {}
     for name in DETERMINISTIC_DOWNSTREAM:
         s = STEP_BY_NAME[name]
-        missing = [d for d in s.deps if d not in available and d not in chosen]
+        missing = [d for d in s.required_deps if d not in available and d not in chosen]
         if missing:
             skipped[name] = f"upstream step(s) without all their outputs: {', '.join(missing)}"
             continue

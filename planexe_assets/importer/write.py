@@ -91,18 +91,7 @@ def import_run(
     target = run_dir_for(run.plan_id, root)
     same_dir = target == run.source
     existing = db.get_plan(run.plan_id)
-    if existing is not None and not replace:
-        raise RunImportError(
-            f"plan {run.plan_id} already exists; pass --replace to overwrite it, or --plan-id to import under another id"
-        )
-    if existing is not None and existing.status == PlanStatus.RUNNING:
-        raise RunImportError(f"plan {run.plan_id} is running; it cannot be replaced until its run ends")
-    if target.exists() and not target.is_dir():
-        raise RunImportError(f"{target} exists and is not a directory; it cannot hold the plan's files")
-    if existing is None and not replace and not same_dir and target.exists() and any(target.iterdir()):
-        raise RunImportError(
-            f"the run directory {target} already holds files of no known plan; pass --replace to overwrite them"
-        )
+    _refuse_conflicts(run.plan_id, existing, target, replace=replace, same_dir=same_dir)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -115,38 +104,12 @@ def import_run(
     complete = run.complete_steps()
     incomplete = run.incomplete_steps()
     status, error_message = _status(run.plan_id, incomplete, run.stopped)
-    done, total = len(complete), len(pipeline_steps())
-    ended = max((u.completed_at for u in run.usage if u.completed_at is not None), default=None)
-    created = run.created_at or utcnow()
-    plan_row: dict[str, Any] = {
-        "plan_id": run.plan_id,
-        "prompt": run.prompt,
-        # PlanExe's model names are not ours; the models used are kept in llm_interactions. A resume
-        # of this plan uses whichever models are configured.
-        "llm_model": "auto",
-        "status": status,
-        "error_message": error_message,
-        **_failure_fields(status, incomplete, run.stopped),
-        "progress_percentage": int(100 * done / total) if total else 0,
-        "progress_message": f"{done} of {total} steps",
-        "created_at": created,
-        "started_at": created,
-        "completed_at": ended,
-        "actual_duration_minutes": (ended - created).total_seconds() / 60
-        if ended and ended >= created
-        else None,
-        "output_dir": str(target),
-    }
+    plan_row = _plan_row(run, target, status, error_message, incomplete, done=len(complete))
 
     written: list[str] = []
     try:
         db.create_plan(plan_row)
-        by_stage: dict[str, dict[str, str]] = {}
-        for name in sorted(run.all_files, key=_natural_key):
-            by_stage.setdefault(stage_for(name), {})[name] = run.all_files[name]
-        for stage, files in by_stage.items():
-            store.write(run.plan_id, stage, files, run_id=import_id)
-            written.extend(files)
+        _write_contents(store, run, import_id, written)
         calls, tokens, cost = _store_usage(db, run)
     except BaseException:
         _undo(db, run.plan_id, target, written if not same_dir else [])
@@ -168,6 +131,66 @@ def import_run(
         warnings=list(run.warnings),
         replaced=existing is not None,
     )
+
+
+def _refuse_conflicts(plan_id: str, existing: Any, target: Path, *, replace: bool, same_dir: bool) -> None:
+    """Raise ``RunImportError`` when the import would overwrite a plan or files it must not."""
+    if existing is not None and not replace:
+        raise RunImportError(
+            f"plan {plan_id} already exists; pass --replace to overwrite it, or --plan-id to import under another id"
+        )
+    if existing is not None and existing.status == PlanStatus.RUNNING:
+        raise RunImportError(f"plan {plan_id} is running; it cannot be replaced until its run ends")
+    if target.exists() and not target.is_dir():
+        raise RunImportError(f"{target} exists and is not a directory; it cannot hold the plan's files")
+    if existing is None and not replace and not same_dir and target.exists() and any(target.iterdir()):
+        raise RunImportError(
+            f"the run directory {target} already holds files of no known plan; pass --replace to overwrite them"
+        )
+
+
+def _plan_row(
+    run: ScannedRun,
+    target: Path,
+    status: str,
+    error_message: str | None,
+    incomplete: Mapping[str, list[str]],
+    done: int,
+) -> dict[str, Any]:
+    """The imported plan's row: status and progress from its files, times from its usage log."""
+    total = len(pipeline_steps())
+    ended = max((u.completed_at for u in run.usage if u.completed_at is not None), default=None)
+    created = run.created_at or utcnow()
+    return {
+        "plan_id": run.plan_id,
+        "prompt": run.prompt,
+        # PlanExe's model names are not ours; the models used are kept in llm_interactions. A resume
+        # of this plan uses whichever models are configured.
+        "llm_model": "auto",
+        "status": status,
+        "error_message": error_message,
+        **_failure_fields(status, incomplete, run.stopped),
+        "progress_percentage": int(100 * done / total) if total else 0,
+        "progress_message": f"{done} of {total} steps",
+        "created_at": created,
+        "started_at": created,
+        "completed_at": ended,
+        "actual_duration_minutes": (ended - created).total_seconds() / 60
+        if ended and ended >= created
+        else None,
+        "output_dir": str(target),
+    }
+
+
+def _write_contents(store: PlanStore, run: ScannedRun, import_id: str, written: list[str]) -> None:
+    """Store every file, stage by stage; ``written`` grows as files land, so a failure part-way
+    knows what to remove."""
+    by_stage: dict[str, dict[str, str]] = {}
+    for name in sorted(run.all_files, key=_natural_key):
+        by_stage.setdefault(stage_for(name), {})[name] = run.all_files[name]
+    for stage, files in by_stage.items():
+        store.write(run.plan_id, stage, files, run_id=import_id)
+        written.extend(files)
 
 
 def _status(plan_id: str, incomplete: Mapping[str, list[str]], stopped: bool) -> tuple[str, str | None]:
@@ -202,31 +225,7 @@ def _failure_fields(status: str, incomplete: Mapping[str, list[str]], stopped: b
 
 def _store_usage(db: DatabaseService, run: ScannedRun) -> tuple[int, int, float]:
     """One ``llm_interactions`` row per usage line (one transaction) and the plan's totals."""
-    rows = [
-        LLMInteraction(
-            plan_id=run.plan_id,
-            llm_model=u.model,
-            stage=IMPORTED_STAGE,
-            prompt_text="",  # PlanExe's usage log keeps no prompts
-            prompt_metadata={
-                "source": USAGE_FILE,
-                "line": u.line,
-                "imported_from": str(run.source),
-                **({"planexe_error_id": u.error_id} if u.error_id else {}),
-            },
-            response_metadata={"cost_usd": u.cost_usd},
-            status="completed" if u.success else "failed",
-            started_at=u.started_at,
-            completed_at=u.completed_at,
-            duration_seconds=u.duration_seconds,
-            input_tokens=u.input_tokens,
-            output_tokens=u.output_tokens,
-            total_tokens=u.total_tokens,
-            error_message=None if u.success else _failure_message(u),
-            error_code=None if u.success or not u.error or " " in u.error.strip() else u.error.strip()[:50],
-        )
-        for u in run.usage
-    ]
+    rows = [_usage_row(run, u) for u in run.usage]
     calls = len(rows)
     tokens = sum(u.total_tokens or 0 for u in run.usage)
     cost = sum(u.cost_usd or 0.0 for u in run.usage)
@@ -244,6 +243,33 @@ def _store_usage(db: DatabaseService, run: ScannedRun) -> tuple[int, int, float]
             }
         )
     return calls, tokens, cost
+
+
+def _usage_row(run: ScannedRun, u: UsageRecord) -> LLMInteraction:
+    """One line of PlanExe's usage log as an ``llm_interactions`` row (without a prompt: the log
+    keeps none). A one-word error (PlanExe's exception name) is also the row's error code."""
+    return LLMInteraction(
+        plan_id=run.plan_id,
+        llm_model=u.model,
+        stage=IMPORTED_STAGE,
+        prompt_text="",  # PlanExe's usage log keeps no prompts
+        prompt_metadata={
+            "source": USAGE_FILE,
+            "line": u.line,
+            "imported_from": str(run.source),
+            **({"planexe_error_id": u.error_id} if u.error_id else {}),
+        },
+        response_metadata={"cost_usd": u.cost_usd},
+        status="completed" if u.success else "failed",
+        started_at=u.started_at,
+        completed_at=u.completed_at,
+        duration_seconds=u.duration_seconds,
+        input_tokens=u.input_tokens,
+        output_tokens=u.output_tokens,
+        total_tokens=u.total_tokens,
+        error_message=None if u.success else _failure_message(u),
+        error_code=None if u.success or not u.error or " " in u.error.strip() else u.error.strip()[:50],
+    )
 
 
 def _failure_message(u: UsageRecord) -> str:

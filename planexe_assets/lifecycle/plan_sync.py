@@ -128,60 +128,8 @@ def reconcile_after_run(db, plan_id: str, end: RunEnd) -> Reconciled | None:
     changes: dict = {
         "progress_percentage": int(100 * done / total) if total else 0,
         "progress_message": f"{done} of {total} steps",
+        **_status_changes(db, plan_id, plan, end, done, total),
     }
-    same_run = plan.last_run_id == end.run_id
-    # The runner recorded this run's failure itself (first failing step, its exception and kind):
-    # the most precise account, kept.
-    runner_failure = plan.status == PlanStatus.FAILED and same_run and bool(plan.error_message)
-    if plan.status == PlanStatus.REFUSED:
-        pass  # the redline gate's verdict stands, whatever the run's outcome (it failed on purpose)
-    elif end.outcome == RUN_SUCCESS:
-        if total and done == total:
-            if plan.status != PlanStatus.COMPLETED:
-                changes.update(
-                    {**RUNNING_AGAIN, "status": PlanStatus.COMPLETED, "completed_at": plan.completed_at or end.ended_at}
-                )
-        elif plan.status in (PlanStatus.RUNNING, PlanStatus.PENDING) or (
-            plan.status == PlanStatus.FAILED and same_run
-        ):
-            missing = [s.name for s in _missing_steps(db, plan_id)]
-            reason = f"incomplete: {total - done} of {total} steps have no outputs (first: {', '.join(missing[:5])})"
-            changes.update(
-                {
-                    "status": PlanStatus.FAILED,
-                    "error_message": (
-                        f"incomplete: run {end.run_id} succeeded but {total - done} of {total} steps have no "
-                        f"outputs (first: {', '.join(missing[:5])}); `planexe resume {plan_id}` or the backfill "
-                        "schedule materializes them"
-                    )[:MAX_ERROR_CHARS],
-                    "completed_at": end.ended_at,
-                    "failure_reason": reason[:MAX_REASON_CHARS],
-                    "failed_step": missing[0] if missing else None,
-                    "recoverable": True,
-                }
-            )
-    elif end.outcome == RUN_FAILURE:
-        message = plan.error_message if runner_failure else _failure_message(end)
-        changes.update({"status": PlanStatus.FAILED, "error_message": message[:MAX_ERROR_CHARS], "completed_at": end.ended_at})
-        if not (runner_failure and plan.failure_reason):
-            step, reason = _first_failure(end)
-            changes.update({"failure_reason": reason[:MAX_REASON_CHARS], "failed_step": step, "recoverable": end.recoverable})
-    else:
-        during = f" during {', '.join(end.interrupted_steps)}" if end.interrupted_steps else ""
-        by = f" ({end.stopped_by})" if end.stopped_by else ""
-        message = f"stopped: Dagster run {end.run_id} was canceled{by}{during}; {done} of {total} steps are stored"
-        changes.update({"status": PlanStatus.STOPPED, "error_message": message[:MAX_ERROR_CHARS], "completed_at": end.ended_at})
-        if not (runner_failure and plan.failure_reason):
-            # A failure recorded earlier in this run keeps its account; otherwise: who stopped it, where.
-            reason = f"stopped{by}" + (f" during {', '.join(end.interrupted_steps)}" if end.interrupted_steps else "")
-            changes.update(
-                {
-                    "failure_reason": reason[:MAX_REASON_CHARS],
-                    "failed_step": end.interrupted_steps[0] if end.interrupted_steps else None,
-                    "recoverable": True,
-                }
-            )
-
     updated = db.update_plan(plan_id, changes)
     return Reconciled(
         plan_id=plan_id,
@@ -195,6 +143,76 @@ def reconcile_after_run(db, plan_id: str, end: RunEnd) -> Reconciled | None:
         done=done,
         total=total,
     )
+
+
+def _status_changes(db, plan_id: str, plan, end: RunEnd, done: int, total: int) -> dict:
+    """The plan row's status fields after ``end``: a refused plan keeps its verdict; otherwise by the
+    run's outcome (success, failure, or a stop)."""
+    same_run = plan.last_run_id == end.run_id
+    # The runner recorded this run's failure itself (first failing step, its exception and kind):
+    # the most precise account, kept.
+    runner_failure = plan.status == PlanStatus.FAILED and same_run and bool(plan.error_message)
+    if plan.status == PlanStatus.REFUSED:
+        return {}  # the redline gate's verdict stands, whatever the run's outcome (it failed on purpose)
+    if end.outcome == RUN_SUCCESS:
+        return _after_success(db, plan_id, plan, end, done, total, same_run)
+    if end.outcome == RUN_FAILURE:
+        return _after_failure(plan, end, runner_failure)
+    return _after_stop(plan, end, done, total, runner_failure)
+
+
+def _after_success(db, plan_id: str, plan, end: RunEnd, done: int, total: int, same_run: bool) -> dict:
+    """Every step stored: completed. Steps missing although the run succeeded: a recoverable
+    failure naming them (unless the plan already ended otherwise, in another run)."""
+    if total and done == total:
+        if plan.status != PlanStatus.COMPLETED:
+            return {**RUNNING_AGAIN, "status": PlanStatus.COMPLETED, "completed_at": plan.completed_at or end.ended_at}
+        return {}
+    if not (plan.status in (PlanStatus.RUNNING, PlanStatus.PENDING) or (plan.status == PlanStatus.FAILED and same_run)):
+        return {}
+    missing = [s.name for s in _missing_steps(db, plan_id)]
+    reason = f"incomplete: {total - done} of {total} steps have no outputs (first: {', '.join(missing[:5])})"
+    return {
+        "status": PlanStatus.FAILED,
+        "error_message": (
+            f"incomplete: run {end.run_id} succeeded but {total - done} of {total} steps have no "
+            f"outputs (first: {', '.join(missing[:5])}); `planexe resume {plan_id}` or the backfill "
+            "schedule materializes them"
+        )[:MAX_ERROR_CHARS],
+        "completed_at": end.ended_at,
+        "failure_reason": reason[:MAX_REASON_CHARS],
+        "failed_step": missing[0] if missing else None,
+        "recoverable": True,
+    }
+
+
+def _after_failure(plan, end: RunEnd, runner_failure: bool) -> dict:
+    """Failed, with the runner's own account when it recorded one, else Dagster's."""
+    message = plan.error_message if runner_failure else _failure_message(end)
+    changes = {"status": PlanStatus.FAILED, "error_message": message[:MAX_ERROR_CHARS], "completed_at": end.ended_at}
+    if not (runner_failure and plan.failure_reason):
+        step, reason = _first_failure(end)
+        changes.update({"failure_reason": reason[:MAX_REASON_CHARS], "failed_step": step, "recoverable": end.recoverable})
+    return changes
+
+
+def _after_stop(plan, end: RunEnd, done: int, total: int, runner_failure: bool) -> dict:
+    """Stopped: who stopped the run, during which steps, how much is stored."""
+    during = f" during {', '.join(end.interrupted_steps)}" if end.interrupted_steps else ""
+    by = f" ({end.stopped_by})" if end.stopped_by else ""
+    message = f"stopped: Dagster run {end.run_id} was canceled{by}{during}; {done} of {total} steps are stored"
+    changes = {"status": PlanStatus.STOPPED, "error_message": message[:MAX_ERROR_CHARS], "completed_at": end.ended_at}
+    if not (runner_failure and plan.failure_reason):
+        # A failure recorded earlier in this run keeps its account; otherwise: who stopped it, where.
+        reason = f"stopped{by}" + (f" during {', '.join(end.interrupted_steps)}" if end.interrupted_steps else "")
+        changes.update(
+            {
+                "failure_reason": reason[:MAX_REASON_CHARS],
+                "failed_step": end.interrupted_steps[0] if end.interrupted_steps else None,
+                "recoverable": True,
+            }
+        )
+    return changes
 
 
 def _first_failure(end: RunEnd) -> tuple[str | None, str]:

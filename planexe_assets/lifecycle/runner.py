@@ -98,12 +98,20 @@ class StepRunner:
 
     # -- inputs -----------------------------------------------------------------------------------
     def load_inputs(self, plan_id: str, step: Step) -> StepInputs:
-        """The step's inputs keyed like PlanExe's requires(): every upstream file, read in one query
-        and verified against its sha256 (``PlanStore.read``; a missing one raises)."""
+        """The step's inputs keyed like PlanExe's requires() and the step's ``extra_requires``: every
+        upstream file, verified against its sha256 (``PlanStore.read``). A missing file of a
+        requires() step raises; of an ``extra_requires`` step, it is left out (those are optional)."""
         deps = [STEP_BY_NAME[name] for name in step.deps]
-        contents = self.store.read(plan_id, [f for dep in deps for f in dep.filenames])
-        loaded = {dep.name: UpstreamFiles(step=dep, contents={f: contents[f] for f in dep.filenames}) for dep in deps}
-        return StepInputs({key: loaded[name] for key, name in step.requires.items()})
+        required = [STEP_BY_NAME[name] for name in step.required_deps]
+        contents = self.store.read(plan_id, [f for dep in required for f in dep.filenames])
+        optional = [f for dep in deps if dep not in required for f in dep.filenames]
+        if optional:
+            contents.update(self.store.read(plan_id, optional, required=False))
+        loaded = {
+            dep.name: UpstreamFiles(step=dep, contents={f: contents[f] for f in dep.filenames if f in contents})
+            for dep in deps
+        }
+        return StepInputs({key: loaded[name] for key, name in step.all_requires.items()})
 
     # -- one step ---------------------------------------------------------------------------------
     def execute(

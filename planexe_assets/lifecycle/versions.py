@@ -181,23 +181,30 @@ def _canonical(value: Any) -> str | None:
         return f"{type(value).__qualname__}.{value.name}={value.value!r}"
     if isinstance(value, re.Pattern):
         return f"re({value.pattern!r}, {value.flags})"
-    if isinstance(value, (tuple, list)):
-        items = [_canonical(v) for v in value]
-        return None if None in items else f"{type(value).__name__}[{', '.join(items)}]"  # type: ignore[arg-type]
-    if isinstance(value, (set, frozenset)):
-        items = [_canonical(v) for v in value]
-        return None if None in items else f"set[{', '.join(sorted(items))}]"  # type: ignore[arg-type]
-    if isinstance(value, Mapping):
-        pairs = [(_canonical(k), _canonical(v)) for k, v in value.items()]
-        if any(k is None or v is None for k, v in pairs):
-            return None
-        return "dict{" + ", ".join(f"{k}: {v}" for k, v in pairs) + "}"
+    if isinstance(value, (tuple, list, set, frozenset, Mapping)):
+        return _canonical_collection(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type) and _ours(type(value)):
         fields = [(f.name, _canonical(getattr(value, f.name))) for f in dataclasses.fields(value)]
         if any(v is None for _, v in fields):
             return None
         return f"{type(value).__qualname__}(" + ", ".join(f"{n}={v}" for n, v in fields) + ")"
     return None
+
+
+def _canonical_collection(value: tuple | list | set | frozenset | Mapping) -> str | None:
+    """A sequence in order, a set sorted, a mapping in insertion order; None when an item is no
+    plain constant."""
+    if isinstance(value, Mapping):
+        pairs = [(_canonical(k), _canonical(v)) for k, v in value.items()]
+        if any(k is None or v is None for k, v in pairs):
+            return None
+        return "dict{" + ", ".join(f"{k}: {v}" for k, v in pairs) + "}"
+    items = [_canonical(v) for v in value]
+    if None in items:
+        return None
+    if isinstance(value, (set, frozenset)):
+        return f"set[{', '.join(sorted(items))}]"  # type: ignore[arg-type]
+    return f"{type(value).__name__}[{', '.join(items)}]"  # type: ignore[arg-type]
 
 
 @cache
@@ -263,6 +270,8 @@ class _Walker:
         return None, ()
 
     def _function_children(self, fn: types.FunctionType) -> Iterable[Any]:
+        """What a function reaches: the globals and data files its code names, and our functions and
+        classes held by its closure cells and default values."""
         namespace = fn.__globals__
         for code in _code_objects(fn.__code__):
             for name in code.co_names:
@@ -271,16 +280,9 @@ class _Walker:
             for const in code.co_consts:
                 if isinstance(const, str) and const in _data_files():
                     yield _DataFile(const)
-        for cell in fn.__closure__ or ():
-            try:
-                value = cell.cell_contents
-            except ValueError:  # an empty cell
-                continue
-            if _ours(value) and isinstance(value, (types.FunctionType, type)):
+        for value in (*_closure_values(fn), *(fn.__defaults__ or ()), *(fn.__kwdefaults__ or {}).values()):
+            if isinstance(value, (types.FunctionType, type)) and _ours(value):
                 yield value
-        for default in (fn.__defaults__ or ()) + tuple((fn.__kwdefaults__ or {}).values()):
-            if isinstance(default, (types.FunctionType, type)) and _ours(default):
-                yield default
 
     def _global(self, module: str, name: str, value: Any) -> Iterable[Any]:
         if name.startswith("__") and name.endswith("__"):  # __name__, __file__: not content
@@ -296,35 +298,13 @@ class _Walker:
             if _ours(value):
                 yield value
             return
-        text = _canonical(value)
-        if text is None:
-            return
-        if isinstance(value, str) and "PROMPT" in name.upper():
-            kind = "prompt"
-        elif isinstance(value, Mapping) and "PROMPT" in name.upper():
-            kind = "prompt"
-        else:
-            kind = "constant"
-        yield _Named(Part(kind, f"{module}.{name}", _sha(text)))
-        # Constants may hold functions or classes (dispatch tables): follow them too.
-        for item in _flatten(value):
-            if isinstance(item, (types.FunctionType, type)) and _ours(item):
-                yield item
-            elif isinstance(item, str) and item in _data_files():
-                yield _DataFile(item)
+        yield from _constant_parts(module, name, value)
 
     def _class(self, cls: type) -> tuple[Part | None, tuple[Any, ...]]:
         if not _ours(cls) or issubclass(cls, BaseException):
             return None, ()
         name = f"{cls.__module__}.{cls.__qualname__}"
-        children: list[Any] = []
-        for attr in vars(cls).values():
-            if isinstance(attr, (staticmethod, classmethod)):
-                attr = attr.__func__
-            if isinstance(attr, property):
-                children.extend(f for f in (attr.fget, attr.fset) if f is not None)
-            elif isinstance(attr, types.FunctionType):
-                children.append(attr)
+        children: list[Any] = _class_functions(cls)
         schema = _pydantic_schema(cls)
         if schema is not None:
             children.extend(_annotation_classes(cls))
@@ -335,6 +315,46 @@ class _Walker:
         if dataclasses.is_dataclass(cls):
             children.extend(_annotation_classes(cls))
         return Part("class", name, _sha(_source(cls) or name)), tuple(children)
+
+
+def _closure_values(fn: types.FunctionType) -> list[Any]:
+    """The values of a function's closure cells (an empty cell has none)."""
+    values = []
+    for cell in fn.__closure__ or ():
+        try:
+            values.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            continue
+    return values
+
+
+def _constant_parts(module: str, name: str, value: Any) -> Iterable[Any]:
+    """A module-level constant: its part (a prompt when its name says so), then the functions,
+    classes and data files it holds (dispatch tables, template names)."""
+    text = _canonical(value)
+    if text is None:
+        return
+    is_prompt = isinstance(value, (str, Mapping)) and "PROMPT" in name.upper()
+    yield _Named(Part("prompt" if is_prompt else "constant", f"{module}.{name}", _sha(text)))
+    # Constants may hold functions or classes (dispatch tables): follow them too.
+    for item in _flatten(value):
+        if isinstance(item, (types.FunctionType, type)) and _ours(item):
+            yield item
+        elif isinstance(item, str) and item in _data_files():
+            yield _DataFile(item)
+
+
+def _class_functions(cls: type) -> list[Any]:
+    """The functions a class defines: methods, static and class methods, property accessors."""
+    found: list[Any] = []
+    for attr in vars(cls).values():
+        if isinstance(attr, (staticmethod, classmethod)):
+            attr = attr.__func__
+        if isinstance(attr, property):
+            found.extend(f for f in (attr.fget, attr.fset) if f is not None)
+        elif isinstance(attr, types.FunctionType):
+            found.append(attr)
+    return found
 
 
 @dataclasses.dataclass(frozen=True)

@@ -275,15 +275,15 @@ _REVIEW_DOCUMENTS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _optional_markdown(inputs: StepInputs, key: str) -> tuple[str | None, str | None]:
-    """``(text, None)`` or ``(None, problem)`` for an upstream markdown that may be missing or empty."""
+def _optional_markdown(inputs: StepInputs, key: str) -> tuple[str, str | None]:
+    """``(text, None)``, or ``("", problem)`` for an upstream markdown that is missing or empty."""
     try:
         upstream = inputs[key]
         text = upstream.text("markdown")
     except StepError as exc:
-        return None, str(exc)
+        return "", str(exc)
     if not text.strip():
-        return None, f"upstream file {upstream.filename('markdown')} is empty"
+        return "", f"upstream file {upstream.filename('markdown')} is empty"
     return text, None
 
 
@@ -400,15 +400,7 @@ def extract_shortened(reply_text: str) -> Shortened:
     markers is used whole. Bold is removed, bullets use "- ", a list gets a blank line before it,
     and level-1 headings are demoted so the section title stays the only level-1 heading.
     """
-    text = reply_text.strip()
-    start = text.find(_START_MARKER)
-    end = text.find(_END_MARKER, start + 1 if start >= 0 else 0)
-    if start >= 0 and end >= 0:
-        text, markers = text[start + len(_START_MARKER) : end], "complete"
-    elif start >= 0:
-        text, markers = text[start + len(_START_MARKER) :], "unterminated"
-    else:
-        text, markers = text.replace(_END_MARKER, ""), "missing"
+    text, markers = _between_markers(reply_text.strip())
     fenced = _FENCE.match(text.strip())
     if fenced:
         text = fenced.group(1)
@@ -419,6 +411,24 @@ def extract_shortened(reply_text: str) -> Shortened:
         lines = [
             _HEADING.sub(lambda m: ("#" * min(6, len(m.group(1)) + 1)) + m.group(2), line) for line in lines
         ]
+    markdown = re.sub(r"\n{3,}", "\n\n", "\n".join(_space_lists(lines))).strip()
+    return Shortened(markdown=markdown, markers=markers)
+
+
+def _between_markers(text: str) -> tuple[str, str]:
+    """The text between the start and end markers, and how the markers were found: ``complete``,
+    ``unterminated`` (the reply stops before the end marker) or ``missing`` (the whole reply)."""
+    start = text.find(_START_MARKER)
+    end = text.find(_END_MARKER, start + 1 if start >= 0 else 0)
+    if start >= 0 and end >= 0:
+        return text[start + len(_START_MARKER) : end], "complete"
+    if start >= 0:
+        return text[start + len(_START_MARKER) :], "unterminated"
+    return text.replace(_END_MARKER, ""), "missing"
+
+
+def _space_lists(lines: list[str]) -> list[str]:
+    """The lines with a blank line before each list that follows a paragraph line."""
     tidy: list[str] = []
     for line in lines:
         is_bullet = line.lstrip().startswith("- ")
@@ -431,8 +441,7 @@ def extract_shortened(reply_text: str) -> Shortened:
         ):
             tidy.append("")
         tidy.append(line)
-    markdown = re.sub(r"\n{3,}", "\n\n", "\n".join(tidy)).strip()
-    return Shortened(markdown=markdown, markers=markers)
+    return tidy
 
 
 def _first_line(error: BaseException, limit: int = 300) -> str:
@@ -491,7 +500,7 @@ def run_consolidate_assumptions_markdown(ctx: StepContext, inputs: StepInputs) -
         full_parts.append(f"{heading}\n\n{original}")
         outcome = outcomes[section.title]
         if outcome.ok:
-            shortened, metadata = outcome.value
+            shortened, metadata = outcome.result()
             calls.append({"section": section.title, "markers": shortened.markers, "metadata": metadata})
             if shortened.markers == "unterminated":
                 # The reply stopped before its end marker, so the shortened text is likely cut off;
@@ -501,7 +510,7 @@ def run_consolidate_assumptions_markdown(ctx: StepContext, inputs: StepInputs) -
             else:
                 short_parts.append(f"{heading}\n\n{shortened.markdown}")
         else:
-            failed[section.title] = _first_line(outcome.error)
+            failed[section.title] = _first_line(outcome.failure())
             calls.append({"section": section.title, "error": failed[section.title]})
             short_parts.append(f"{heading}\n\n{original}")
 

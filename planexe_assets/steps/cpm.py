@@ -259,24 +259,10 @@ def compute_schedule(
         incoming[link.successor].append(link)
         outgoing[link.predecessor].append(link)
 
-    early: dict[str, tuple[Decimal, Decimal]] = {}
-    for activity_id in order:
-        duration = by_id[activity_id].duration
-        start = ZERO  # nothing starts before the project does
-        for link in incoming[activity_id]:
-            start = max(start, _earliest_start_after(link, *early[link.predecessor], duration))
-        early[activity_id] = (start, start + duration)
+    early = _forward_pass(order, by_id, incoming)
     finish = max((ef for _, ef in early.values()), default=ZERO)
     end = finish if deadline is None else to_decimal(deadline, "deadline")
-
-    late: dict[str, tuple[Decimal, Decimal]] = {}
-    for activity_id in reversed(order):
-        duration = by_id[activity_id].duration
-        latest_finish = end
-        for link in outgoing[activity_id]:
-            succ_ls, succ_lf = late[link.successor]
-            latest_finish = min(latest_finish, _latest_finish_before(link, succ_ls, succ_lf, duration))
-        late[activity_id] = (latest_finish - duration, latest_finish)
+    late = _backward_pass(order, by_id, outgoing, end)
 
     timings = {a: Timing(es=early[a][0], ef=early[a][1], ls=late[a][0], lf=late[a][1]) for a in ids}
     warnings = _warnings(order, links, timings, names, finish, None if deadline is None else end)
@@ -287,6 +273,35 @@ def compute_schedule(
         deadline=None if deadline is None else end,
         warnings=tuple(warnings),
     )
+
+
+def _forward_pass(
+    order: Sequence[str], by_id: Mapping[str, Activity], incoming: Mapping[str, list[Link]]
+) -> dict[str, tuple[Decimal, Decimal]]:
+    """Early (start, finish) of every activity, in topological order: as soon as its links allow."""
+    early: dict[str, tuple[Decimal, Decimal]] = {}
+    for activity_id in order:
+        duration = by_id[activity_id].duration
+        start = ZERO  # nothing starts before the project does
+        for link in incoming[activity_id]:
+            start = max(start, _earliest_start_after(link, *early[link.predecessor], duration))
+        early[activity_id] = (start, start + duration)
+    return early
+
+
+def _backward_pass(
+    order: Sequence[str], by_id: Mapping[str, Activity], outgoing: Mapping[str, list[Link]], end: Decimal
+) -> dict[str, tuple[Decimal, Decimal]]:
+    """Late (start, finish) of every activity, in reverse order: as late as its links and ``end`` allow."""
+    late: dict[str, tuple[Decimal, Decimal]] = {}
+    for activity_id in reversed(order):
+        duration = by_id[activity_id].duration
+        latest_finish = end
+        for link in outgoing[activity_id]:
+            succ_ls, succ_lf = late[link.successor]
+            latest_finish = min(latest_finish, _latest_finish_before(link, succ_ls, succ_lf, duration))
+        late[activity_id] = (latest_finish - duration, latest_finish)
+    return late
 
 
 def _warnings(

@@ -282,9 +282,8 @@ def run_premise_attack(ctx: StepContext, inputs: StepInputs) -> StepResult:
     results: list[LensResult] = []
     for lens, outcome in zip(LENSES, outcomes, strict=True):
         if outcome.ok:
-            results.append(
-                LensResult(lens=lens, critique=outcome.value.value, metadata=outcome.value.metadata)
-            )
+            reply = outcome.result()
+            results.append(LensResult(lens=lens, critique=reply.value, metadata=reply.metadata))
         else:
             results.append(LensResult(lens=lens, error=describe_error(outcome.error)))
 
@@ -305,7 +304,7 @@ def run_premise_attack(ctx: StepContext, inputs: StepInputs) -> StepResult:
         ],
         "metadata": {
             "models": [
-                {**r.metadata, "lens_number": n, "lens_name": r.lens.name}
+                {**(r.metadata or {}), "lens_number": n, "lens_name": r.lens.name}
                 for n, r in enumerate(results, start=1)
                 if r.critique is not None
             ]

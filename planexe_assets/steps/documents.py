@@ -563,7 +563,7 @@ def _run_draft(ctx: StepContext, inputs: StepInputs, kind: _Kind, filter_key: st
             continue
         outcome = outcomes[position]
         if outcome.ok:
-            reply, user_prompt = outcome.value
+            reply, user_prompt = outcome.result()
             consolidated.append({**document, **reply.value.model_dump(mode="json")})
             side_files[step.side_file("draft_raw", position + 1)] = dump_json(
                 raw_record(reply, system_prompt, user_prompt, document_id=document["id"])

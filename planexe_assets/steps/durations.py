@@ -332,7 +332,7 @@ def run_estimate_task_durations(ctx: StepContext, inputs: StepInputs) -> StepRes
                 f"chunk {index} failed ({outcome.error}); ids without an estimate: {', '.join(task_ids)}"
             )
             continue
-        reply, user_prompt = outcome.value
+        reply, user_prompt = outcome.result()
         report = reconcile_chunk(index, task_ids, reply.value)
         aggregate.extend(detail.model_dump(mode="json") for detail in report.accepted)
         issues.extend(report.issues)

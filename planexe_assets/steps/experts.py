@@ -252,7 +252,7 @@ def run_expert_review(ctx: StepContext, inputs: StepInputs) -> StepResult:
             message = f"{type(outcome.error).__name__}: {outcome.error}"
             results.append(ConsultationResult(expert=expert, error=message))
             continue
-        reply, user_prompt = outcome.value
+        reply, user_prompt = outcome.result()
         record = raw_record(reply, system_prompt, user_prompt, expert_id=expert["id"], expert_title=expert["title"])
         side_files[step.side_file("criticism_raw", outcome.index + 1)] = dump_json(record)
         results.append(ConsultationResult(expert=expert, consultation=reply.value))

@@ -39,6 +39,7 @@ from planexe_assets.core import (
     StepError,
     StepInputs,
     StepResult,
+    StructuredReply,
     or_planexe,
 )
 from planexe_assets.steps import register
@@ -155,7 +156,7 @@ class LeverProposals(BaseModel):
 def run_potential_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
     user_prompt = bundle(*plan_context_blocks(inputs))
     conversation: list[ChatMessage] = messages(POTENTIAL_LEVERS_SYSTEM_PROMPT, user_prompt)
-    replies = []
+    replies: list[StructuredReply[LeverProposals]] = []
     turn_count = 1 + len(FOLLOW_UP_PROMPTS)
     for turn in range(1, turn_count + 1):
         if turn > 1:
@@ -420,15 +421,7 @@ def merge_characterizations(batches: Sequence[BatchOutcome]) -> EnrichmentOutcom
             continue
         for item in batch.characterizations:
             key = _same_id(item.lever_id)
-            problem = None
-            if key not in batch_of:
-                problem = "unknown lever_id"
-            elif batch_of[key] != number:
-                problem = f"lever belongs to batch {batch_of[key]}"
-            elif key in found:
-                problem = "repeated characterisation of the same lever"
-            elif not item.description.strip():
-                problem = "empty description"
+            problem = _characterization_problem(item, key, number, batch_of, found)
             if problem:
                 outcome.ignored.append({"batch": number, "lever_id": item.lever_id, "problem": problem})
             else:
@@ -441,18 +434,38 @@ def merge_characterizations(batches: Sequence[BatchOutcome]) -> EnrichmentOutcom
         for lever in batch.levers:
             key = _same_id(lever["lever_id"])
             if key in found:
-                item = found[key]
-                outcome.characterized.append(
-                    {
-                        **lever,
-                        "description": item.description,
-                        "synergy_text": item.synergy_text,
-                        "conflict_text": item.conflict_text,
-                    }
-                )
+                outcome.characterized.append(_characterized(lever, found[key]))
             else:
                 outcome.uncharacterized.append({**lever, "reason": reasons[key]})
     return outcome
+
+
+def _characterization_problem(
+    item: LeverCharacterization,
+    key: str,
+    number: int,
+    batch_of: dict[str, int],
+    found: dict[str, LeverCharacterization],
+) -> str | None:
+    """Why a characterisation returned by batch ``number`` cannot be used, or None when it can."""
+    if key not in batch_of:
+        return "unknown lever_id"
+    if batch_of[key] != number:
+        return f"lever belongs to batch {batch_of[key]}"
+    if key in found:
+        return "repeated characterisation of the same lever"
+    if not item.description.strip():
+        return "empty description"
+    return None
+
+
+def _characterized(lever: dict[str, Any], item: LeverCharacterization) -> dict[str, Any]:
+    return {
+        **lever,
+        "description": item.description,
+        "synergy_text": item.synergy_text,
+        "conflict_text": item.conflict_text,
+    }
 
 
 def read_deduplicated_levers(inputs: StepInputs) -> list[dict[str, Any]]:
@@ -517,7 +530,7 @@ def run_enrich_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
     for batch, outcome in zip(batches, outcomes, strict=True):
         if outcome.ok:
             batch_outcomes.append(
-                BatchOutcome(levers=batch, characterizations=outcome.value.value.characterizations)
+                BatchOutcome(levers=batch, characterizations=outcome.result().value.characterizations)
             )
         else:
             ctx.logger.warning("enrich_levers: batch %d failed: %s", outcome.index + 1, outcome.error)
@@ -538,7 +551,7 @@ def run_enrich_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
             }
             for n, b in enumerate(batch_outcomes, start=1)
         ],
-        "metadata": [{**o.value.metadata, "batch": o.index + 1} for o in outcomes if o.ok],
+        "metadata": [{**o.result().metadata, "batch": o.index + 1} for o in outcomes if o.ok],
         "system_prompt": ENRICH_SYSTEM_PROMPT.strip(),
     }
     notes: dict[str, Any] = {
@@ -648,7 +661,8 @@ def read_vital_few(
     if not isinstance(data, dict) or not isinstance(data.get("levers"), list):
         raise StepError(f"{source}: raw JSON has no 'levers' list")
     levers = read_lever_list(data["levers"], source)
-    response = data.get("response") if isinstance(data.get("response"), dict) else data
+    nested = data.get("response")
+    response = nested if isinstance(nested, dict) else data
     assessments = response.get("lever_assessments") or []
     summary = response.get("summary") or ""
     if not isinstance(assessments, list) or not all(isinstance(a, dict) for a in assessments):
@@ -761,7 +775,7 @@ def render_strategic_decisions(
     enriched list lacks it. An undescribed lever or an unrated pick says so in place; ratings for
     unknown ids are in the notes at the end.
     """
-    by_id = {}
+    by_id: dict[str, dict[str, Any]] = {}
     for item in assessments:
         by_id.setdefault(_same_id(item.get("lever_id", "")), item)
     unrated = {_same_id(i) for i in vital_without_assessment}

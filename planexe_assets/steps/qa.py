@@ -299,18 +299,18 @@ class PremortemMerge:
                         f"Round {round_number}: assumption {item.assumption_id!r} became {canonical}."
                     )
             self.assumptions.append(item.model_copy(update={"assumption_id": canonical}))
-        for item in analysis.failure_modes:
+        for mode in analysis.failure_modes:
             index = len(self.failure_modes) + 1
-            label = _norm_id(item.root_cause_assumption_id)
+            label = _norm_id(mode.root_cause_assumption_id)
             root = mapping.get(label) or (label if label in earlier else None)
             if root is None:
-                root = item.root_cause_assumption_id
+                root = mode.root_cause_assumption_id
                 self.unknown_root_causes.append(
-                    f"FM{index} names root cause {item.root_cause_assumption_id!r}, which is not one of the "
+                    f"FM{index} names root cause {mode.root_cause_assumption_id!r}, which is not one of the "
                     "listed assumptions."
                 )
             self.failure_modes.append(
-                item.model_copy(update={"failure_mode_index": index, "root_cause_assumption_id": root})
+                mode.model_copy(update={"failure_mode_index": index, "root_cause_assumption_id": root})
             )
 
     def result(self) -> PremortemAnalysis:

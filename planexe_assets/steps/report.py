@@ -217,18 +217,7 @@ class _AllowListRebuilder(HTMLParser):
         self._start(tag, attrs, self_closing=True)
 
     def _start(self, tag: str, attrs: list[tuple[str, str | None]], self_closing: bool) -> None:
-        if self.skipping:
-            if tag in DROPPED_WITH_CONTENT and not self_closing:
-                self.skipping.append(tag)
-            return
-        if self.root is not None and tag == self.root:
-            self.root_seen = True
-            if not self_closing:
-                self._roots.append(len(self.open))
-            return
-        if not self._emitting:
-            if tag in DROPPED_WITH_CONTENT and not self_closing:
-                self.skipping.append(tag)  # so a <script> outside the root cannot open one
+        if self._outside_content(tag, self_closing):
             return
         if tag in DROPPED_WITH_CONTENT:
             self.removed.append(f"<{tag}> element")
@@ -243,6 +232,38 @@ class _AllowListRebuilder(HTMLParser):
         if tag not in ALLOWED_TAGS:
             self.removed.append(f"<{tag}> tag")
             return
+        kept = self._kept_attributes(tag, attrs)
+        if tag == "table":
+            self.out.append('<div class="table-scroll">')
+        self.out.append(f"<{tag}{''.join(kept)}>")
+        if tag in VOID_TAGS:
+            return
+        if self_closing:
+            self._close(tag)
+        else:
+            self.open.append(tag)
+
+    def _outside_content(self, tag: str, self_closing: bool) -> bool:
+        """Handle a start tag that is not content to keep: inside a dropped element, the root element
+        itself, or outside the root. Returns True when it was such a tag."""
+        if self.skipping:
+            if tag in DROPPED_WITH_CONTENT and not self_closing:
+                self.skipping.append(tag)
+            return True
+        if self.root is not None and tag == self.root:
+            self.root_seen = True
+            if not self_closing:
+                self._roots.append(len(self.open))
+            return True
+        if not self._emitting:
+            if tag in DROPPED_WITH_CONTENT and not self_closing:
+                self.skipping.append(tag)  # so a <script> outside the root cannot open one
+            return True
+        return False
+
+    def _kept_attributes(self, tag: str, attrs: list[tuple[str, str | None]]) -> list[str]:
+        """The allowed attributes, cleaned and escaped (` name="value"`); each dropped one is noted.
+        A link that keeps its href gets rel="noopener noreferrer"."""
         kept = []
         allowed = ALLOWED_ATTRIBUTES.get(tag, set()) | COMMON_ATTRIBUTES
         for name, value in attrs:
@@ -254,15 +275,7 @@ class _AllowListRebuilder(HTMLParser):
             kept.append(f' {name}="{html.escape(clean, quote=True)}"')
         if tag == "a" and any(k.startswith(" href=") for k in kept):
             kept.append(' rel="noopener noreferrer"')
-        if tag == "table":
-            self.out.append('<div class="table-scroll">')
-        self.out.append(f"<{tag}{''.join(kept)}>")
-        if tag in VOID_TAGS:
-            return
-        if self_closing:
-            self._close(tag)
-        else:
-            self.open.append(tag)
+        return kept
 
     def _close(self, tag: str) -> None:
         self.out.append(f"</{tag}>")
@@ -380,20 +393,29 @@ def read_table(text: str) -> tuple[list[str], list[list[str]]]:
     Empty rows are dropped, and so are columns with no value below the header (as PlanExe's
     ``dropna``) unless there are no data rows at all.
     """
-    first_line = text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
-    delimiter = max(CSV_DELIMITERS, key=first_line.count)
-    if first_line.count(delimiter) == 0:
-        delimiter = ";"
-    rows = [row for row in csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=delimiter)]
+    rows = [row for row in csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=_delimiter(text))]
     rows = [row for row in rows if any(cell.strip() for cell in row)]
     if not rows:
         return [], []
+    rows = _without_empty_columns(rows)
+    return rows[0], rows[1:]
+
+
+def _delimiter(text: str) -> str:
+    """The candidate delimiter the header line uses most; ``;`` when it uses none."""
+    first_line = text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
+    delimiter = max(CSV_DELIMITERS, key=first_line.count)
+    return delimiter if first_line.count(delimiter) else ";"
+
+
+def _without_empty_columns(rows: list[list[str]]) -> list[list[str]]:
+    """Rows padded to one width, without the columns that have no value below the header (or, with
+    no data rows, in the header)."""
     width = max(len(row) for row in rows)
     rows = [row + [""] * (width - len(row)) for row in rows]
     body = rows[1:] or rows
     keep = [i for i in range(width) if any(row[i].strip() for row in body)]
-    rows = [[row[i] for i in keep] for row in rows]
-    return rows[0], rows[1:]
+    return [[row[i] for i in keep] for row in rows]
 
 
 # ---------------------------------------------------------------------------------------------------

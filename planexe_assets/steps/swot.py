@@ -95,9 +95,9 @@ def read_purpose(raw: object, filename: str) -> tuple[str, str, str]:
     purpose = value.strip().lower() if isinstance(value, str) else ""
     if purpose not in PROMPT_BY_PURPOSE:
         raise StepError(f"{filename} has purpose {value!r}; expected one of {sorted(PROMPT_BY_PURPOSE)}")
-    topic = raw.get("topic") if isinstance(raw.get("topic"), str) else ""
-    detailed = raw.get("purpose_detailed") if isinstance(raw.get("purpose_detailed"), str) else ""
-    return purpose, topic, detailed
+    topic = raw.get("topic")
+    detailed = raw.get("purpose_detailed")
+    return purpose, topic if isinstance(topic, str) else "", detailed if isinstance(detailed, str) else ""
 
 
 @register("swot_analysis", models={"raw": or_planexe(SWOTAnalysis, nested="response_conduct")})

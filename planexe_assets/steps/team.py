@@ -309,7 +309,7 @@ class _Enrichment:
 
     upstream_key: str
     system_prompt: str
-    response_model: type[BaseModel]
+    response_model: type[ContractTypeDetails] | type[TeamDetails] | type[EnvironmentDetails]
     field_map: dict[str, str]  # answer field -> role key in the clean role list
 
 

@@ -352,7 +352,7 @@ def run_wbs_level3(ctx: StepContext, inputs: StepInputs) -> StepResult:
                 "wbs_level3: task %s (%s) failed: %s", leaf.id, leaf.description, outcome.error
             )
             continue
-        reply, user_prompt = outcome.value
+        reply, user_prompt = outcome.result()
         side_files[ctx.step.side_file("task_raw", index)] = dump_json(
             raw_record(reply, LEVEL3_SYSTEM_PROMPT.strip(), user_prompt, task_id=leaf.id)
         )

@@ -61,8 +61,19 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+)
+from pydantic_core import PydanticCustomError
 
 log = logging.getLogger("planexe.llm")
 
@@ -103,33 +114,10 @@ _IGNORED_ARGUMENTS = frozenset(
         "reuse_client",
     }
 )
-_KNOWN_ARGUMENTS = frozenset(
-    {
-        "model",
-        "model_name",
-        "api_key",
-        "base_url",
-        "api_base",
-        "temperature",
-        "top_p",
-        "frequency_penalty",
-        "presence_penalty",
-        "timeout",
-        "request_timeout",
-        "max_tokens",
-        "max_retries",
-        "structured_output",
-        "max_in_flight",
-        "context_window",
-        "extra_headers",
-        "default_headers",
-        "additional_kwargs",
-        "cost",
-        "seed",
-    }
-)
+
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class LLMConfigError(ValueError):
@@ -320,7 +308,7 @@ class LLMConfig:
     def prioritized(self) -> list[ModelEntry]:
         """Entries with a priority, lowest first; file order breaks ties."""
         ordered = [e for e in self.entries.values() if e.priority is not None]
-        return sorted(ordered, key=lambda e: e.priority)  # sorted() is stable
+        return sorted(ordered, key=lambda e: e.priority or 0)  # never None here; sorted() is stable
 
 
 # ------------------------------------------------------------------------------------------------
@@ -396,6 +384,23 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+# ------------------------------------------------------------------------------------------------
+# One entry, read by two pydantic models: the entry's top-level keys, then its arguments.
+#
+# Every check raises its own sentence (``_problem``) so a broken file reads the same as it always
+# has: ``model 'x': argument 'timeout' must be a positive number, got 0``. ``{argument}`` in a
+# sentence stands for the key as written in the file (``model`` or ``model_name``...).
+
+_ARGUMENT = "{argument}"
+_TOP_LEVEL_KEYS = ("comment", "priority", "class", "arguments", "cost")
+_ABSENT: Any = object()  # "the file does not name this argument", unlike an explicit null
+
+
+def _problem(sentence: str) -> PydanticCustomError:
+    # The sentence travels in the context: PydanticCustomError would read its braces as placeholders.
+    return PydanticCustomError("llm_config", "{sentence}", {"sentence": sentence})
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -404,192 +409,330 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _context(info: ValidationInfo, key: str) -> Any:
+    return (info.context or {}).get(key)
+
+
+# -- the top level ---------------------------------------------------------------------------------
+
+
+def _check_comment(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise _problem("'comment' must be a string")
+    return value
+
+
+def _check_priority(value: Any) -> Any:
+    if value is not None and not _is_int(value):
+        raise _problem(f"'priority' must be an integer, got {value!r}")
+    return value
+
+
+def _check_class(value: Any, info: ValidationInfo) -> Any:
+    if value is None and _context(info, "older_format"):
+        raise _problem(
+            "has 'provider' but no 'class' (an older PlanExe format); write "
+            "\"class\": \"OpenRouter\" or \"OpenAI\" and move 'model' into 'arguments'"
+        )
+    if value is None:
+        raise _problem(f"'class' is missing; use one of {', '.join(PROVIDER_CLASSES)}")
+    if value not in PROVIDER_CLASSES:
+        raise _problem(f"unknown class {value!r}; use one of {', '.join(PROVIDER_CLASSES)}")
+    return value
+
+
+def _check_arguments(value: Any, info: ValidationInfo) -> Any:
+    if _context(info, "older_format"):
+        return {}  # the entry is refused for its format; its arguments are not read
+    if not isinstance(value, dict):
+        raise _problem("'arguments' must be an object")
+    return value
+
+
+class _EntryDocument(BaseModel):
+    """The keys of one entry beside the model id. ``cost`` is read with the arguments (it may sit in
+    either place); an unknown key is an ``extra_forbidden`` error, reported as one sentence."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    comment: Annotated[str, BeforeValidator(_check_comment)] = ""
+    priority: Annotated[int | None, BeforeValidator(_check_priority)] = None
+    class_name: Annotated[
+        str | None, BeforeValidator(_check_class), Field(alias="class", validate_default=True)
+    ] = None
+    arguments: Annotated[dict[str, Any], BeforeValidator(_check_arguments)] = {}
+    cost: Any = None
+
+
+# -- the arguments ---------------------------------------------------------------------------------
+
+
+def _check_string(value: Any) -> Any:
+    if not isinstance(value, str) or not value.strip():
+        raise _problem(f"argument {_ARGUMENT} must be a non-empty string")
+    return value
+
+
+def _check_model(value: Any, info: ValidationInfo) -> Any:
+    if value is not _ABSENT:
+        return _check_string(value)
+    class_name = _context(info, "class_name")
+    if class_name == "Offline":
+        return "offline"
+    if class_name in PROVIDER_CLASSES:
+        raise _problem("argument 'model' is missing")
+    return None
+
+
+def _check_api_key(value: Any, info: ValidationInfo) -> Any:
+    if value is not _ABSENT:
+        return _check_string(value)
+    key_var = _DEFAULT_KEY_VARS.get(_context(info, "class_name"))
+    return None if key_var is None else "${" + key_var + "}"
+
+
+def _check_base_url(value: Any, info: ValidationInfo) -> Any:
+    class_name = _context(info, "class_name")
+    if value is not _ABSENT:
+        value = _check_string(value)
+    elif class_name == "OpenAILike":
+        raise _problem("class OpenAILike needs 'base_url' (or 'api_base'), e.g. http://localhost:8080/v1")
+    else:
+        value = _DEFAULT_BASE_URLS.get(class_name or "")
+    if value is not None and not _ENV_REF.search(value) and urlsplit(value).scheme not in ("http", "https"):
+        raise _problem("base_url must start with http:// or https://")
+    if class_name == "Ollama" and value and not value.rstrip("/").endswith("/v1"):
+        # llama-index's Ollama takes the bare host; its OpenAI-compatible API lives under /v1.
+        value = value.rstrip("/") + "/v1"
+    return value
+
+
+def _check_non_negative(value: Any) -> Any:
+    if not _is_number(value) or value < 0:
+        raise _problem(f"argument {_ARGUMENT} must be a number >= 0, got {value!r}")
+    return value
+
+
+def _check_positive(value: Any) -> Any:
+    if not _is_number(value) or value <= 0:
+        raise _problem(f"argument {_ARGUMENT} must be a positive number, got {value!r}")
+    return value
+
+
+def _check_top_p(value: Any) -> Any:
+    if _check_positive(value) > 1:
+        raise _problem(f"argument 'top_p' must be in (0, 1], got {value!r}")
+    return value
+
+
+def _check_penalty(value: Any) -> Any:
+    if value is not None and (not _is_number(value) or not -2 <= value <= 2):
+        raise _problem(f"argument {_ARGUMENT} must be a number from -2 to 2, got {value!r}")
+    return value
+
+
+def _at_least(minimum: int) -> BeforeValidator:
+    def check(value: Any) -> Any:
+        if not _is_int(value) or value < minimum:
+            raise _problem(f"argument {_ARGUMENT} must be an integer >= {minimum}, got {value!r}")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _check_context_window(value: Any, info: ValidationInfo) -> Any:
+    if not _is_int(value) or value < MIN_CONTEXT_WINDOW:
+        raise _problem(
+            f"argument 'context_window' must be the model's context length in tokens, an "
+            f"integer >= {MIN_CONTEXT_WINDOW}, got {value!r}"
+        )
+    max_tokens = info.data.get("max_tokens")  # only there when it was valid
+    if max_tokens is not None and max_tokens >= value:
+        raise _problem(
+            f"'max_tokens' ({max_tokens}) must be smaller than 'context_window' "
+            f"({value}), which holds the prompt as well as the reply; lower max_tokens "
+            f"or leave it out (the reply then gets what the prompt leaves)"
+        )
+    return value
+
+
+def _check_seed(value: Any) -> Any:
+    if not _is_int(value):
+        raise _problem("argument 'seed' must be an integer")
+    return value
+
+
+def _check_structured_output(value: Any) -> Any:
+    if value not in STRUCTURED_MODES:
+        raise _problem(f"'structured_output' must be one of {', '.join(STRUCTURED_MODES)}, got {value!r}")
+    return value
+
+
+def _check_headers(value: Any, name: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise _problem(f"{name!r} must map header names to strings")
+    return value
+
+
+def _check_additional_kwargs(value: Any) -> Any:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _problem("'additional_kwargs' must be an object")
+    # Of llama-index's additional_kwargs only the headers mean something to an OpenAI client.
+    return {"extra_headers": _check_headers(value.get("extra_headers"), "additional_kwargs.extra_headers")}
+
+
+def _check_cost(value: Any) -> Any:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, dict)
+        or set(value) != {"input", "output"}
+        or not all(_is_number(v) and v >= 0 for v in value.values())
+    ):
+        raise _problem("'cost' must be {\"input\": <USD per 1M tokens>, \"output\": <USD per 1M tokens>}")
+    return Cost(input=float(value["input"]), output=float(value["output"]))
+
+
+def _one_of(*names: str, required: bool = False) -> Any:
+    """The first of ``names`` the file uses (PlanExe's files spell some arguments two ways); with
+    ``required`` the check also runs when the file names none of them."""
+    return Field(validation_alias=AliasChoices(*names), validate_default=required)
+
+
+_Headers = Annotated[dict[str, str], BeforeValidator(lambda v, info: _check_headers(v, info.field_name))]
+
+
+class _Arguments(BaseModel):
+    """An entry's ``arguments``, checked in the order the problems are listed. The entry's class comes
+    in the validation context (``class_name``): it decides defaults and what is required. Arguments
+    this model does not name are ignored (``ModelEntry.ignored_arguments`` lists them)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model: Annotated[
+        str | None, BeforeValidator(_check_model), _one_of("model", "model_name", required=True)
+    ] = _ABSENT
+    api_key: Annotated[str | None, BeforeValidator(_check_api_key), Field(validate_default=True)] = _ABSENT
+    base_url: Annotated[
+        str | None, BeforeValidator(_check_base_url), _one_of("base_url", "api_base", required=True)
+    ] = _ABSENT
+    temperature: Annotated[float | None, BeforeValidator(_check_non_negative)] = None
+    top_p: Annotated[float | None, BeforeValidator(_check_top_p)] = None
+    frequency_penalty: Annotated[float | None, BeforeValidator(_check_penalty)] = None
+    presence_penalty: Annotated[float | None, BeforeValidator(_check_penalty)] = None
+    timeout: Annotated[
+        float, BeforeValidator(_check_positive), _one_of("timeout", "request_timeout")
+    ] = _DEFAULT_TIMEOUT
+    max_tokens: Annotated[int | None, _at_least(1)] = None
+    max_retries: Annotated[int | None, _at_least(0)] = None
+    max_in_flight: Annotated[int | None, _at_least(1)] = None
+    context_window: Annotated[int | None, BeforeValidator(_check_context_window)] = None
+    seed: Annotated[int | None, BeforeValidator(_check_seed)] = None
+    structured_output: Annotated[str, BeforeValidator(_check_structured_output)] = "json_schema"
+    additional_kwargs: Annotated[dict[str, dict[str, str]], BeforeValidator(_check_additional_kwargs)] = {}
+    default_headers: _Headers = {}
+    extra_headers: _Headers = {}
+    cost: Annotated[Cost | None, BeforeValidator(_check_cost)] = None
+
+    def headers(self) -> dict[str, str]:
+        """Every header source merged; a later source wins (extra_headers over default_headers)."""
+        return {
+            **self.additional_kwargs.get("extra_headers", {}),
+            **self.default_headers,
+            **self.extra_headers,
+        }
+
+
+# Every argument name the model reads, aliases included; the others are ignored (and listed).
+_KNOWN_ARGUMENTS = frozenset(
+    name
+    for field_name, info in _Arguments.model_fields.items()
+    for name in (info.validation_alias.choices if isinstance(info.validation_alias, AliasChoices) else [field_name])
+)
+
+
+def _problems_of(exc: ValidationError) -> list[str]:
+    """Pydantic's errors as the config's sentences: unknown top-level keys first, as one sentence."""
+    unknown = sorted(str(err["loc"][0]) for err in exc.errors() if err["type"] == "extra_forbidden")
+    out = []
+    if unknown:
+        out.append(f"unknown key(s) {unknown}; allowed: {', '.join(_TOP_LEVEL_KEYS)}")
+    for err in exc.errors():
+        if err["type"] == "extra_forbidden":
+            continue
+        key = err["loc"][-1] if err["loc"] else ""
+        if err["type"] == "llm_config":
+            out.append(err["msg"].replace(_ARGUMENT, repr(key)))
+        else:  # a value our checks let through but the field's type refuses (a float out of range...)
+            out.append(f"{key!r}: {err['msg']}")
+    return out
+
+
+def _validate(model: type[_M], data: Any, context: dict[str, Any], problems: list[str]) -> _M | None:
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as exc:
+        problems.extend(_problems_of(exc))
+        return None
+
+
 def _parse_entry(model_id: str, raw: Any, problems: list[str]) -> ModelEntry | None:
-    where = f"model {model_id!r}"
-    before = len(problems)
+    """One entry as a ``ModelEntry``, or None with its problems (``model 'x': ...``) added."""
     if not model_id.strip():
         problems.append("a model id is empty")
         return None
     if not isinstance(raw, dict):
-        problems.append(f"{where}: must be an object with 'class' and 'arguments'")
+        problems.append(f"model {model_id!r}: must be an object with 'class' and 'arguments'")
         return None
-    unknown_top = sorted(set(raw) - {"comment", "priority", "class", "arguments", "cost"})
-    if unknown_top:
-        problems.append(f"{where}: unknown key(s) {unknown_top}; allowed: comment, priority, class, arguments, cost")
-
-    comment = raw.get("comment", "")
-    if not isinstance(comment, str):
-        problems.append(f"{where}: 'comment' must be a string")
-    priority = raw.get("priority")
-    if priority is not None and not _is_int(priority):
-        problems.append(f"{where}: 'priority' must be an integer, got {priority!r}")
-
-    class_name = raw.get("class")
-    if class_name is None and "provider" in raw:
-        problems.append(
-            f"{where}: has 'provider' but no 'class' (an older PlanExe format); write "
-            f"\"class\": \"OpenRouter\" or \"OpenAI\" and move 'model' into 'arguments'"
-        )
-        return None
-    if class_name is None:
-        problems.append(f"{where}: 'class' is missing; use one of {', '.join(PROVIDER_CLASSES)}")
-    elif class_name not in PROVIDER_CLASSES:
-        problems.append(f"{where}: unknown class {class_name!r}; use one of {', '.join(PROVIDER_CLASSES)}")
-
+    found: list[str] = []
+    older_format = raw.get("class") is None and "provider" in raw
+    document = _validate(_EntryDocument, raw, {"older_format": older_format}, found)
     args = raw.get("arguments", {})
-    if not isinstance(args, dict):
-        problems.append(f"{where}: 'arguments' must be an object")
-        args = {}
-
-    def string_arg(*names: str) -> str | None:
-        for name in names:
-            if name in args:
-                value = args[name]
-                if not isinstance(value, str) or not value.strip():
-                    problems.append(f"{where}: argument {name!r} must be a non-empty string")
-                    return None
-                return value
+    args = args if isinstance(args, dict) else {}
+    arguments = None
+    if not older_format:
+        class_name = raw.get("class") if raw.get("class") in PROVIDER_CLASSES else None
+        # A top-level cost (PlanExe's place for it) wins over one among the arguments.
+        data = {**args, "cost": raw["cost"]} if "cost" in raw else args
+        arguments = _validate(_Arguments, data, {"class_name": class_name}, found)
+    problems.extend(f"model {model_id!r}: {problem}" for problem in found)
+    if document is None or arguments is None:  # one of them failed: ``found`` says why
         return None
+    return _model_entry(model_id, document, arguments, args)
 
-    def number_arg(*names: str, positive: bool = False) -> float | None:
-        for name in names:
-            if name in args:
-                value = args[name]
-                if not _is_number(value) or (positive and value <= 0) or value < 0:
-                    kind = "a positive number" if positive else "a number >= 0"
-                    problems.append(f"{where}: argument {name!r} must be {kind}, got {value!r}")
-                    return None
-                return float(value)
-        return None
 
-    def int_arg(name: str, minimum: int) -> int | None:
-        if name not in args:
-            return None
-        value = args[name]
-        if not _is_int(value) or value < minimum:
-            problems.append(f"{where}: argument {name!r} must be an integer >= {minimum}, got {value!r}")
-            return None
-        return value
-
-    model = string_arg("model", "model_name")
-    if model is None and "model" not in args and "model_name" not in args:
-        if class_name == "Offline":
-            model = "offline"
-        elif class_name in PROVIDER_CLASSES:
-            problems.append(f"{where}: argument 'model' is missing")
-
-    api_key = string_arg("api_key")
-    if api_key is None and "api_key" not in args and class_name in _DEFAULT_KEY_VARS:
-        api_key = "${" + _DEFAULT_KEY_VARS[class_name] + "}"
-
-    base_url = string_arg("base_url", "api_base")
-    if base_url is None and "base_url" not in args and "api_base" not in args:
-        base_url = _DEFAULT_BASE_URLS.get(class_name or "")
-        if class_name == "OpenAILike":
-            problems.append(f"{where}: class OpenAILike needs 'base_url' (or 'api_base'), e.g. http://localhost:8080/v1")
-    if base_url is not None and not _ENV_REF.search(base_url):
-        if urlsplit(base_url).scheme not in ("http", "https"):
-            problems.append(f"{where}: base_url must start with http:// or https://")
-    if class_name == "Ollama" and base_url and not base_url.rstrip("/").endswith("/v1"):
-        # llama-index's Ollama takes the bare host; its OpenAI-compatible API lives under /v1.
-        base_url = base_url.rstrip("/") + "/v1"
-
-    temperature = number_arg("temperature")
-    top_p = number_arg("top_p", positive=True)
-    if top_p is not None and top_p > 1:
-        problems.append(f"{where}: argument 'top_p' must be in (0, 1], got {args['top_p']!r}")
-    penalties: dict[str, float | None] = {}
-    for name in ("frequency_penalty", "presence_penalty"):
-        value = args.get(name)
-        if value is not None and (not _is_number(value) or not -2 <= value <= 2):
-            problems.append(f"{where}: argument {name!r} must be a number from -2 to 2, got {value!r}")
-            value = None
-        penalties[name] = None if value is None else float(value)
-    timeout = number_arg("timeout", "request_timeout", positive=True)
-    max_tokens = int_arg("max_tokens", 1)
-    max_retries = int_arg("max_retries", 0)
-    max_in_flight = int_arg("max_in_flight", 1)
-    context_window = None
-    if "context_window" in args:
-        value = args["context_window"]
-        if not _is_int(value) or value < MIN_CONTEXT_WINDOW:
-            problems.append(
-                f"{where}: argument 'context_window' must be the model's context length in tokens, an "
-                f"integer >= {MIN_CONTEXT_WINDOW}, got {value!r}"
-            )
-        else:
-            context_window = value
-            if max_tokens is not None and max_tokens >= context_window:
-                problems.append(
-                    f"{where}: 'max_tokens' ({max_tokens}) must be smaller than 'context_window' "
-                    f"({context_window}), which holds the prompt as well as the reply; lower max_tokens "
-                    f"or leave it out (the reply then gets what the prompt leaves)"
-                )
-    seed = None
-    if "seed" in args:
-        seed = args["seed"] if _is_int(args["seed"]) else None
-        if seed is None:
-            problems.append(f"{where}: argument 'seed' must be an integer")
-
-    mode = args.get("structured_output", "json_schema")
-    if mode not in STRUCTURED_MODES:
-        problems.append(f"{where}: 'structured_output' must be one of {', '.join(STRUCTURED_MODES)}, got {mode!r}")
-
-    headers: dict[str, str] = {}
-    extra = args.get("additional_kwargs")
-    sources = [("default_headers", args.get("default_headers")), ("extra_headers", args.get("extra_headers"))]
-    if isinstance(extra, dict):
-        sources.insert(0, ("additional_kwargs.extra_headers", extra.get("extra_headers")))
-    elif extra is not None:
-        problems.append(f"{where}: 'additional_kwargs' must be an object")
-    for name, value in sources:
-        if value is None:
-            continue
-        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            problems.append(f"{where}: {name!r} must map header names to strings")
-            continue
-        headers.update(value)
-
-    cost = None
-    raw_cost = raw.get("cost", args.get("cost"))
-    if raw_cost is not None:
-        if (
-            not isinstance(raw_cost, dict)
-            or set(raw_cost) != {"input", "output"}
-            or not all(_is_number(v) and v >= 0 for v in raw_cost.values())
-        ):
-            problems.append(f"{where}: 'cost' must be {{\"input\": <USD per 1M tokens>, \"output\": <USD per 1M tokens>}}")
-        else:
-            cost = Cost(input=float(raw_cost["input"]), output=float(raw_cost["output"]))
-
+def _model_entry(model_id: str, document: _EntryDocument, arguments: _Arguments, args: dict) -> ModelEntry:
     ignored = tuple(sorted(k for k in args if k not in _KNOWN_ARGUMENTS))
     unexpected = [k for k in ignored if k not in _IGNORED_ARGUMENTS]
     if unexpected:
         log.debug("model %r: ignoring argument(s) %s", model_id, unexpected)
-
-    if len(problems) > before:
-        return None
+    if document.class_name is None:  # _check_class refuses a missing class; this tells the type checker
+        raise ValueError(f"model {model_id!r}: no class after validation")
     return ModelEntry(
         id=model_id,
-        class_name=class_name,
-        model=model or "",
-        comment=comment,
-        priority=priority,
-        base_url=base_url,
-        temperature=temperature,
-        top_p=top_p,
-        frequency_penalty=penalties["frequency_penalty"],
-        presence_penalty=penalties["presence_penalty"],
-        timeout=timeout if timeout is not None else _DEFAULT_TIMEOUT,
-        max_tokens=max_tokens,
-        max_retries=max_retries,
-        structured_output=mode,
-        max_in_flight=max_in_flight,
-        context_window=context_window,
-        cost=cost,
-        seed=seed,
-        extra_headers=headers,
-        api_key=api_key,
+        class_name=document.class_name,
+        model=arguments.model or "",
+        comment=document.comment,
+        priority=document.priority,
+        base_url=arguments.base_url,
+        temperature=arguments.temperature,
+        top_p=arguments.top_p,
+        frequency_penalty=arguments.frequency_penalty,
+        presence_penalty=arguments.presence_penalty,
+        timeout=arguments.timeout,
+        max_tokens=arguments.max_tokens,
+        max_retries=arguments.max_retries,
+        structured_output=arguments.structured_output,
+        max_in_flight=arguments.max_in_flight,
+        context_window=arguments.context_window,
+        cost=arguments.cost,
+        seed=arguments.seed,
+        extra_headers=arguments.headers(),
+        api_key=arguments.api_key,
         ignored_arguments=ignored,
     )
 

@@ -375,6 +375,18 @@ class _ModelOutcome:
     last: Failure
 
 
+@dataclass
+class _Tries:
+    """One model's attempts so far: what the next one sends and which one-off corrections are used."""
+
+    messages: list[ChatMessage]
+    max_tokens: int | None
+    attempts: int = 0
+    transient_retries: int = 0
+    repaired: str | None = None  # why the single repair attempt was used
+    resized: bool = False  # the single correction after a context-length refusal was used
+
+
 # Content failures that another attempt on the same model cannot fix.
 _HOPELESS_CODES = frozenset({"looping", "context_full"})
 
@@ -443,87 +455,125 @@ class _Call:
 
     def _try_model(self, entry: ModelEntry) -> tuple[Any, str] | _ModelOutcome:
         provider = self.ex._providers[entry.id]
-        policy = self.ex.retry
-        budget = entry.max_retries if entry.max_retries is not None else policy.transient_retries
-        messages = self.messages
-        max_tokens = entry.max_tokens  # the reply's upper bound; the window may lower it per request
-        transient_retries = 0
-        repaired: str | None = None  # why the single repair attempt was used
-        resized = False  # the single correction after a context-length refusal was used
-        model_attempts = 0
+        # max_tokens: the reply's upper bound; the window may lower it per request
+        tries = _Tries(messages=self.messages, max_tokens=entry.max_tokens)
         while True:
             self._check_stop()
             mode = self.ex.structured_mode(entry.id) if self.schema is not None else None
-            sent = _with_schema_instruction(messages, self.schema, mode)
-            sized = self._size(entry, sent, max_tokens)
+            sent = _with_schema_instruction(tries.messages, self.schema, mode)
+            sized = self._size(entry, sent, tries.max_tokens)
             if isinstance(sized, Failure):  # the prompt alone does not fit: nothing is sent
                 self._record_unsent(entry, sent, mode, sized)
-                self._log(entry, model_attempts + 1, sized, "not sent; giving up on this model")
-                return _ModelOutcome(entry.id, model_attempts, sized)
+                self._log(entry, tries.attempts + 1, sized, "not sent; giving up on this model")
+                return _ModelOutcome(entry.id, tries.attempts, sized)
             request = ProviderRequest(
                 messages=sent, schema=self.schema, schema_name=self.schema_name, mode=mode, max_tokens=sized,
             )
-            outcome = self._attempt(entry, provider, request, model_attempts + 1, repaired)
+            outcome = self._attempt(entry, provider, request, tries.attempts + 1, tries.repaired)
             if isinstance(outcome, Failure) and outcome.code == "circuit_open":  # not sent
-                return _ModelOutcome(entry.id, model_attempts, outcome)
-            model_attempts += 1
+                return _ModelOutcome(entry.id, tries.attempts, outcome)
+            tries.attempts += 1
             self.attempts += 1
             if not isinstance(outcome, Failure):
                 return outcome
-            failure = outcome
-            if failure.kind == "cancelled":
-                raise PipelineStopRequested(failure.message)
-            if mode in _MODE_CHAIN and _is_mode_rejection(failure):
-                self.ex._downgrade(entry, mode, self.where)
-                continue
-            if failure.code == "context_length":
-                retry_with = self._after_context_refusal(entry, sent, failure, resized)
-                if retry_with is not None:
-                    resized = True
-                    max_tokens = retry_with
-                    self._log(entry, model_attempts, failure, f"the prompt fits: retrying with max_tokens={retry_with}")
-                    continue
-                failure = replace(failure, message=f"{failure.message} [{self._fit_summary(entry, sent, failure)}]")
-                self._log(entry, model_attempts, failure, "the prompt does not fit this model; giving up on it")
-                return _ModelOutcome(entry.id, model_attempts, failure)
-            if failure.kind == "content" and repaired is None and failure.code not in _HOPELESS_CODES:
-                if failure.code == "truncated":
-                    current = sized or policy.assumed_max_tokens
-                    grown = min(policy.max_tokens_cap, int(current * policy.truncation_growth))
-                    room = self._room(entry, sent)
-                    if room is not None:
-                        grown = min(grown, room)
-                    if grown <= current:
-                        limit = (
-                            f"all that the context window of {self.ex.context_window(entry)} tokens leaves after the prompt"
-                            if room is not None and room <= current
-                            else f"the largest allowed ({policy.max_tokens_cap})"
-                        )
-                        failure = replace(failure, message=f"{failure.message}; max_tokens={current} is already {limit}")
-                        self._log(entry, model_attempts, failure, "giving up on this model")
-                        return _ModelOutcome(entry.id, model_attempts, failure)
-                    repaired = failure.code
-                    max_tokens = grown
-                    self._log(entry, model_attempts, failure, f"retrying with max_tokens={grown}")
-                else:
-                    repaired = failure.code
-                    messages = _repair_messages(self.messages, failure, self.schema is not None)
-                    self._log(entry, model_attempts, failure, "asking the model to correct its reply")
-                continue
-            if failure.kind == "transient" and transient_retries < budget:
-                if self.ex.breakers.get(entry.endpoint_key).is_open:
-                    self._log(entry, model_attempts, failure, "its circuit breaker is open; next model")
-                    return _ModelOutcome(entry.id, model_attempts, failure)
-                if failure.retry_after is not None and failure.retry_after > policy.max_retry_after:
-                    self._log(entry, model_attempts, failure, f"Retry-After {failure.retry_after:.0f}s is too long; next model")
-                    return _ModelOutcome(entry.id, model_attempts, failure)
-                transient_retries += 1
-                delay = policy.backoff(transient_retries, failure.retry_after, self.rng)
-                self._log(entry, model_attempts, failure, f"retrying in {delay:.2f}s")
-                self._sleep(delay)
-                continue
-            self._log(entry, model_attempts, failure, "giving up on this model")
-            return _ModelOutcome(entry.id, model_attempts, failure)
+            given_up = self._after_failure(entry, outcome, tries, mode, sent, sized)
+            if given_up is not None:
+                return given_up
+
+    def _after_failure(
+        self,
+        entry: ModelEntry,
+        failure: Failure,
+        tries: _Tries,
+        mode: str | None,
+        sent: list[ChatMessage],
+        sized: int | None,
+    ) -> _ModelOutcome | None:
+        """What follows a failed attempt: None to try this model again (``tries`` says how: a simpler
+        structured mode, a resized or grown reply, a repair prompt, a transient retry after its
+        backoff), or the model's outcome when it is given up."""
+        if failure.kind == "cancelled":
+            raise PipelineStopRequested(failure.message)
+        if mode in _MODE_CHAIN and _is_mode_rejection(failure):
+            self.ex._downgrade(entry, mode, self.where)
+            return None
+        if failure.code == "context_length":
+            retry_with = self._resize_after_refusal(entry, sent, failure, tries.resized, tries.attempts)
+            if isinstance(retry_with, _ModelOutcome):
+                return retry_with
+            tries.resized = True
+            tries.max_tokens = retry_with
+            return None
+        if failure.kind == "content" and tries.repaired is None and failure.code not in _HOPELESS_CODES:
+            if failure.code == "truncated":
+                grown = self._grow_after_truncation(entry, sent, sized, failure, tries.attempts)
+                if isinstance(grown, _ModelOutcome):
+                    return grown
+                tries.max_tokens = grown
+            else:
+                tries.messages = _repair_messages(self.messages, failure, self.schema is not None)
+                self._log(entry, tries.attempts, failure, "asking the model to correct its reply")
+            tries.repaired = failure.code
+            return None
+        budget = entry.max_retries if entry.max_retries is not None else self.ex.retry.transient_retries
+        if failure.kind == "transient" and tries.transient_retries < budget:
+            delay = self._transient_delay(entry, failure, tries.attempts, tries.transient_retries + 1)
+            if delay is None:
+                return _ModelOutcome(entry.id, tries.attempts, failure)
+            tries.transient_retries += 1
+            self._sleep(delay)
+            return None
+        self._log(entry, tries.attempts, failure, "giving up on this model")
+        return _ModelOutcome(entry.id, tries.attempts, failure)
+
+    def _resize_after_refusal(
+        self, entry: ModelEntry, sent: list[ChatMessage], failure: Failure, resized: bool, attempts: int
+    ) -> int | _ModelOutcome:
+        """After a context-length refusal: the max_tokens to retry with, or this model's outcome."""
+        retry_with = self._after_context_refusal(entry, sent, failure, resized)
+        if retry_with is not None:
+            self._log(entry, attempts, failure, f"the prompt fits: retrying with max_tokens={retry_with}")
+            return retry_with
+        failure = replace(failure, message=f"{failure.message} [{self._fit_summary(entry, sent, failure)}]")
+        self._log(entry, attempts, failure, "the prompt does not fit this model; giving up on it")
+        return _ModelOutcome(entry.id, attempts, failure)
+
+    def _grow_after_truncation(
+        self, entry: ModelEntry, sent: list[ChatMessage], sized: int | None, failure: Failure, attempts: int
+    ) -> int | _ModelOutcome:
+        """After a truncated reply: a larger max_tokens (within the cap and the window), or this
+        model's outcome when the reply already had all it can get."""
+        policy = self.ex.retry
+        current = sized or policy.assumed_max_tokens
+        grown = min(policy.max_tokens_cap, int(current * policy.truncation_growth))
+        room = self._room(entry, sent)
+        if room is not None:
+            grown = min(grown, room)
+        if grown <= current:
+            limit = (
+                f"all that the context window of {self.ex.context_window(entry)} tokens leaves after the prompt"
+                if room is not None and room <= current
+                else f"the largest allowed ({policy.max_tokens_cap})"
+            )
+            failure = replace(failure, message=f"{failure.message}; max_tokens={current} is already {limit}")
+            self._log(entry, attempts, failure, "giving up on this model")
+            return _ModelOutcome(entry.id, attempts, failure)
+        self._log(entry, attempts, failure, f"retrying with max_tokens={grown}")
+        return grown
+
+    def _transient_delay(self, entry: ModelEntry, failure: Failure, attempts: int, retry: int) -> float | None:
+        """The backoff before transient retry number ``retry``, or None to move on to the next model
+        (its circuit breaker is open, or the server asks for a longer wait than allowed)."""
+        policy = self.ex.retry
+        if self.ex.breakers.get(entry.endpoint_key).is_open:
+            self._log(entry, attempts, failure, "its circuit breaker is open; next model")
+            return None
+        if failure.retry_after is not None and failure.retry_after > policy.max_retry_after:
+            self._log(entry, attempts, failure, f"Retry-After {failure.retry_after:.0f}s is too long; next model")
+            return None
+        delay = policy.backoff(retry, failure.retry_after, self.rng)
+        self._log(entry, attempts, failure, f"retrying in {delay:.2f}s")
+        return delay
 
     # -- context window ---------------------------------------------------------------------------
 
@@ -768,51 +818,35 @@ class _Call:
         secrets: list[str],
     ) -> None:
         duration = time.perf_counter() - clock
-        failed = isinstance(result, Failure)
-        input_tokens = reply.input_tokens if reply else None
-        output_tokens = reply.output_tokens if reply else None
-        total_tokens = reply.total_tokens if reply else None
-        if total_tokens is None and (input_tokens is not None or output_tokens is not None):
-            total_tokens = (input_tokens or 0) + (output_tokens or 0)
+        failure = result if isinstance(result, Failure) else None
+        input_tokens, output_tokens, total_tokens = _token_counts(reply)
         cost = entry.cost.usd(input_tokens, output_tokens) if entry.cost is not None else None
+        self._add_usage(input_tokens, output_tokens, cost)
+        self.ex.recorder.attempt_finished(
+            handle,
+            {
+                "response_text": _scrub(reply.text, secrets) if reply is not None else None,
+                "response_metadata": _response_metadata(reply, result, cost),
+                "status": "failed" if failure is not None else "completed",
+                "completed_at": _utcnow(),
+                "duration_seconds": round(duration, 4),
+                "input_tokens": input_tokens,
+                "output_tokens": output_tokens,
+                "total_tokens": total_tokens,
+                "error_message": _shorten(failure.message, _MAX_ERROR_CHARS) if failure is not None else None,
+                "error_code": failure.code[:50] if failure is not None else None,
+            },
+        )
+        self.ex.recorder.add_plan_usage(self.plan_id, 1, total_tokens or 0, cost or 0.0)
+
+    def _add_usage(self, input_tokens: int | None, output_tokens: int | None, cost: float | None) -> None:
+        """Add one attempt's tokens and cost to the call's totals (None: the server did not say)."""
         if input_tokens is not None:
             self.input_tokens = (self.input_tokens or 0) + input_tokens
         if output_tokens is not None:
             self.output_tokens = (self.output_tokens or 0) + output_tokens
         if cost is not None:
             self.cost = (self.cost or 0.0) + cost
-        response_metadata: dict[str, Any] = {
-            "finish_reason": reply.finish_reason if reply else None,
-            "response_id": reply.response_id if reply else None,
-            "served_model": reply.served_model if reply else None,
-            "cost_usd": cost,
-        }
-        if failed:
-            response_metadata["failure_kind"] = result.kind
-            if result.context_window is not None:
-                response_metadata["context_window"] = result.context_window
-            if result.prompt_tokens is not None:
-                response_metadata["prompt_tokens"] = result.prompt_tokens
-            if result.status is not None:
-                response_metadata["http_status"] = result.status
-            if result.retry_after is not None:
-                response_metadata["retry_after"] = result.retry_after
-        self.ex.recorder.attempt_finished(
-            handle,
-            {
-                "response_text": _scrub(reply.text, secrets) if reply is not None else None,
-                "response_metadata": response_metadata,
-                "status": "failed" if failed else "completed",
-                "completed_at": _utcnow(),
-                "duration_seconds": round(duration, 4),
-                "input_tokens": input_tokens,
-                "output_tokens": output_tokens,
-                "total_tokens": total_tokens,
-                "error_message": _shorten(result.message, _MAX_ERROR_CHARS) if failed else None,
-                "error_code": result.code[:50] if failed else None,
-            },
-        )
-        self.ex.recorder.add_plan_usage(self.plan_id, 1, total_tokens or 0, cost or 0.0)
 
     def _prompt_metadata(
         self, entry: ModelEntry, request: ProviderRequest, model_attempt: int, repaired: str | None
@@ -939,6 +973,38 @@ def _repair_messages(messages: list[ChatMessage], failure: Failure, structured: 
 _FENCE = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\r?\n(.*?)\r?\n?[ \t]*```", re.DOTALL)
 _LENIENT = json.JSONDecoder(strict=False)  # raw newlines and tabs inside strings are accepted
 _MAX_OBJECT_STARTS = 50
+
+
+def _token_counts(reply: ProviderReply | None) -> tuple[int | None, int | None, int | None]:
+    """Input, output and total tokens of a reply; the total is their sum when the server gave none."""
+    if reply is None:
+        return None, None, None
+    total = reply.total_tokens
+    if total is None and (reply.input_tokens is not None or reply.output_tokens is not None):
+        total = (reply.input_tokens or 0) + (reply.output_tokens or 0)
+    return reply.input_tokens, reply.output_tokens, total
+
+
+def _response_metadata(
+    reply: ProviderReply | None, result: tuple[Any, str] | Failure, cost: float | None
+) -> dict[str, Any]:
+    """What an attempt's record keeps about the reply, and about the failure when it failed."""
+    metadata: dict[str, Any] = {
+        "finish_reason": reply.finish_reason if reply else None,
+        "response_id": reply.response_id if reply else None,
+        "served_model": reply.served_model if reply else None,
+        "cost_usd": cost,
+    }
+    if isinstance(result, Failure):
+        metadata["failure_kind"] = result.kind
+        optional = {
+            "context_window": result.context_window,
+            "prompt_tokens": result.prompt_tokens,
+            "http_status": result.status,
+            "retry_after": result.retry_after,
+        }
+        metadata.update({key: value for key, value in optional.items() if value is not None})
+    return metadata
 
 
 def _extract_json(text: str) -> tuple[Any, str]:

@@ -27,7 +27,7 @@ from typing import Any
 try:  # the regex parser behind ``re``; used to build strings for ``pattern`` constraints
     import re._parser as _sre_parse  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - older interpreters
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
+    import sre_parse as _sre_parse
 
 MARKER = "[offline]"
 PREFIX = MARKER + " "
@@ -150,28 +150,30 @@ class SchemaFaker:
             return schema["const"]
         if "enum" in schema:
             return self.rng.choice(schema["enum"])
+        combined = self.combined(schema, depth)
+        if combined is not None:
+            return self.build(combined, name, depth)
+        kind = _schema_type(schema, depth)
+        builder = getattr(self, f"build_{kind}", None)
+        if builder is None:
+            raise ValueError(f"unsupported JSON schema type {kind!r} for {name or 'the value'}")
+        return builder(schema, name, depth)
+
+    def combined(self, schema: dict[str, Any], depth: int) -> dict[str, Any] | None:
+        """The schema to build for ``allOf`` (merged), ``anyOf`` or ``oneOf`` (one branch); else None."""
         if "allOf" in schema:
             merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
             for part in schema["allOf"]:
                 part = self.resolve(part["$ref"]) if "$ref" in part else part
                 merged = _merge(merged, part)
-            return self.build(merged, name, depth)
+            return merged
         if "anyOf" in schema:
             # The first branch is the declared type's main form (Decimal is number-or-string; the
             # string form has rules a schema does not spell out), so anyOf takes it.
-            return self.build(self.pick_branch(schema["anyOf"], depth, first=True), name, depth)
+            return self.pick_branch(schema["anyOf"], depth, first=True)
         if "oneOf" in schema:  # discriminated unions: any member will do
-            return self.build(self.pick_branch(schema["oneOf"], depth), name, depth)
-        kind = schema.get("type")
-        if isinstance(kind, list):
-            kinds = [k for k in kind if k != "null"] or ["null"]
-            kind = kinds[0] if depth < MAX_DEPTH else (kind[0] if "null" not in kind else "null")
-        if kind is None:
-            kind = _infer_type(schema)
-        builder = getattr(self, f"build_{kind}", None)
-        if builder is None:
-            raise ValueError(f"unsupported JSON schema type {kind!r} for {name or 'the value'}")
-        return builder(schema, name, depth)
+            return self.pick_branch(schema["oneOf"], depth)
+        return None
 
     def resolve(self, ref: str) -> dict[str, Any]:
         if ref == "#":
@@ -202,11 +204,10 @@ class SchemaFaker:
     def build_integer(self, schema: dict[str, Any], name: str, depth: int) -> int:
         low, high = _int_bounds(schema)
         default_low, default_high = _int_defaults(name)
-        if low is None and high is None:
-            low, high = default_low, default_high
-        elif low is None:
-            low = default_low if default_low <= high else high - 10
-        elif high is None:
+        # The defaults are ordered (low < high), so with neither bound given they are taken as they are.
+        if low is None:
+            low = default_low if high is None or default_low <= high else high - 10
+        if high is None:
             high = default_high if default_high >= low else low + 100
         step = schema.get("multipleOf")
         if isinstance(step, int) and step > 0:
@@ -217,19 +218,7 @@ class SchemaFaker:
         return self.rng.randint(low, high)
 
     def build_number(self, schema: dict[str, Any], name: str, depth: int) -> float | int:
-        low = schema.get("minimum")
-        high = schema.get("maximum")
-        ex_low = schema.get("exclusiveMinimum")
-        ex_high = schema.get("exclusiveMaximum")
-        default_low, default_high = _number_defaults(name)
-        lo = max(v for v in (low, ex_low) if v is not None) if (low, ex_low) != (None, None) else None
-        hi = min(v for v in (high, ex_high) if v is not None) if (high, ex_high) != (None, None) else None
-        if lo is None and hi is None:
-            lo, hi = default_low, default_high
-        elif lo is None:
-            lo = default_low if default_low < hi else hi - max(1.0, abs(hi))
-        elif hi is None:
-            hi = default_high if default_high > lo else lo + max(1.0, abs(lo))
+        lo, hi = _number_range(schema, name)
         step = schema.get("multipleOf")
         if isinstance(step, int | float) and step > 0:
             first = math.ceil(lo / step)
@@ -325,30 +314,10 @@ class SchemaFaker:
     def build_array(self, schema: dict[str, Any], name: str, depth: int) -> list[Any]:
         prefix = schema.get("prefixItems")
         if prefix:
-            values = [self.build(item, name, depth + 1) for item in prefix]
-            extra_schema = schema.get("items")
-            min_items = schema.get("minItems", len(prefix))
-            while len(values) < min_items and isinstance(extra_schema, dict):
-                values.append(self.build(extra_schema, name, depth + 1))
-            return values
+            return self.build_tuple(schema, prefix, name, depth)
         items = schema.get("items", {})
         min_items = schema.get("minItems", 0)
-        max_items = schema.get("maxItems")
-        if name in self.list_sizes and depth < MAX_DEPTH:
-            low, high = self.list_sizes[name]
-            low, high = max(low, min_items), max(high, min_items)
-            if max_items is not None:
-                low, high = min(low, max_items), min(high, max_items)
-            count = self.rng.randint(low, high)
-        elif depth >= MAX_DEPTH:
-            count = min_items
-        else:
-            low = max(min_items, 2 if depth < 3 else 1)
-            high = max(low, min_items + (4 if depth < 2 else 2))
-            if max_items is not None:
-                high = min(high, max_items)
-                low = min(low, high)
-            count = self.rng.randint(low, high)
+        count = self.item_count(schema, name, depth)
         item_name = _singular(name)
         values: list[Any] = []
         seen: set[str] = set()
@@ -370,6 +339,35 @@ class SchemaFaker:
                 seen.add(key)
             values.append(value)
         return values
+
+    def build_tuple(self, schema: dict[str, Any], prefix: list[Any], name: str, depth: int) -> list[Any]:
+        """``prefixItems``: one value per position, then ``items`` up to ``minItems``."""
+        values = [self.build(item, name, depth + 1) for item in prefix]
+        extra_schema = schema.get("items")
+        min_items = schema.get("minItems", len(prefix))
+        while len(values) < min_items and isinstance(extra_schema, dict):
+            values.append(self.build(extra_schema, name, depth + 1))
+        return values
+
+    def item_count(self, schema: dict[str, Any], name: str, depth: int) -> int:
+        """How many items a list gets: the configured size for ``name``, the minimum deep down, else
+        a few (more near the top), always within ``minItems``/``maxItems``."""
+        min_items = schema.get("minItems", 0)
+        max_items = schema.get("maxItems")
+        if name in self.list_sizes and depth < MAX_DEPTH:
+            low, high = self.list_sizes[name]
+            low, high = max(low, min_items), max(high, min_items)
+            if max_items is not None:
+                low, high = min(low, max_items), min(high, max_items)
+            return self.rng.randint(low, high)
+        if depth >= MAX_DEPTH:
+            return min_items
+        low = max(min_items, 2 if depth < 3 else 1)
+        high = max(low, min_items + (4 if depth < 2 else 2))
+        if max_items is not None:
+            high = min(high, max_items)
+            low = min(low, high)
+        return self.rng.randint(low, high)
 
     def build_object(self, schema: dict[str, Any], name: str, depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -405,6 +403,35 @@ def _infer_type(schema: dict[str, Any]) -> str:
     if any(k in schema for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")):
         return "number"
     return "string"
+
+
+def _schema_type(schema: dict[str, Any], depth: int) -> str:
+    """The one JSON type to build: of a list, the first non-null one (null deep down, where
+    recursion lurks, when the list allows it); without ``type``, what the keywords imply."""
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kinds = [k for k in kind if k != "null"] or ["null"]
+        kind = kinds[0] if depth < MAX_DEPTH else (kind[0] if "null" not in kind else "null")
+    if kind is None:
+        kind = _infer_type(schema)
+    return kind
+
+
+def _number_range(schema: dict[str, Any], name: str) -> tuple[float, float]:
+    """The range a number is drawn from: the schema's bounds (the tighter of inclusive and exclusive),
+    a default for ``name`` on a missing side, widened past a single bound when the default misses it."""
+    bounds = [schema.get(k) for k in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")]
+    lows = [v for v in bounds[:2] if v is not None]
+    highs = [v for v in bounds[2:] if v is not None]
+    lo = max(lows) if lows else None
+    hi = min(highs) if highs else None
+    default_low, default_high = _number_defaults(name)
+    # The defaults are ordered (low < high), so with neither bound given they are taken as they are.
+    if lo is None:
+        lo = default_low if hi is None or default_low < hi else hi - max(1.0, abs(hi))
+    if hi is None:
+        hi = default_high if default_high > lo else lo + max(1.0, abs(lo))
+    return lo, hi
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -517,32 +544,32 @@ _PRINTABLE = string.ascii_letters + string.digits + " -_.,"
 def _emit(parsed: Any, rng: random.Random, depth: int) -> str:
     if depth > 20:
         raise ValueError("pattern nests too deeply")
-    out: list[str] = []
-    for op, arg in parsed:
-        name = str(op)
-        if name == "LITERAL":
-            out.append(chr(arg))
-        elif name == "NOT_LITERAL":
-            out.append(next(c for c in _PRINTABLE if ord(c) != arg))
-        elif name == "ANY":
-            out.append(rng.choice(string.ascii_letters))
-        elif name == "IN":
-            out.append(_emit_class(arg, rng))
-        elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
-            low, high, sub = arg
-            high = low + 3 if high == _sre_parse.MAXREPEAT else high
-            out.extend(_emit(sub, rng, depth + 1) for _ in range(rng.randint(low, min(high, low + 3))))
-        elif name == "SUBPATTERN":
-            out.append(_emit(arg[-1], rng, depth + 1))
-        elif name == "ATOMIC_GROUP":
-            out.append(_emit(arg, rng, depth + 1))
-        elif name == "BRANCH":
-            out.append(_emit(rng.choice(arg[1]), rng, depth + 1))
-        elif name == "AT":
-            continue
-        else:
-            raise ValueError(f"pattern element {name} is not supported")
-    return "".join(out)
+    return "".join(_emit_element(str(op), arg, rng, depth) for op, arg in parsed)
+
+
+def _emit_element(name: str, arg: Any, rng: random.Random, depth: int) -> str:
+    """The text for one parsed pattern element (an anchor, ``AT``, matches the empty string)."""
+    if name == "LITERAL":
+        return chr(arg)
+    if name == "NOT_LITERAL":
+        return next(c for c in _PRINTABLE if ord(c) != arg)
+    if name == "ANY":
+        return rng.choice(string.ascii_letters)
+    if name == "IN":
+        return _emit_class(arg, rng)
+    if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+        low, high, sub = arg
+        high = low + 3 if high == _sre_parse.MAXREPEAT else high
+        return "".join(_emit(sub, rng, depth + 1) for _ in range(rng.randint(low, min(high, low + 3))))
+    if name == "SUBPATTERN":
+        return _emit(arg[-1], rng, depth + 1)
+    if name == "ATOMIC_GROUP":
+        return _emit(arg, rng, depth + 1)
+    if name == "BRANCH":
+        return _emit(rng.choice(arg[1]), rng, depth + 1)
+    if name == "AT":
+        return ""
+    raise ValueError(f"pattern element {name} is not supported")
 
 
 def _emit_class(items: list[tuple[Any, Any]], rng: random.Random) -> str:

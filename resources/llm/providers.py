@@ -141,6 +141,15 @@ class OpenAICompatibleProvider:
         raise ValueError(f"unknown structured mode {request.mode!r}")
 
     def complete(self, request: ProviderRequest) -> ProviderReply:
+        kwargs = self.request_arguments(request)
+        try:
+            response = self.client().chat.completions.create(**kwargs)
+        except json.JSONDecodeError as exc:
+            raise BadResponse(f"the server's body is not valid JSON ({exc.msg})") from None
+        return _provider_reply(response)
+
+    def request_arguments(self, request: ProviderRequest) -> dict[str, Any]:
+        """The chat-completion call's arguments: model, messages, the entry's sampling settings."""
         kwargs: dict[str, Any] = {"model": self.entry.resolved_model(), "messages": list(request.messages)}
         for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
             value = getattr(self.entry, name)
@@ -153,33 +162,34 @@ class OpenAICompatibleProvider:
         response_format = self.response_format(request)
         if response_format is not None:
             kwargs["response_format"] = response_format
-        try:
-            response = self.client().chat.completions.create(**kwargs)
-        except json.JSONDecodeError as exc:
-            raise BadResponse(f"the server's body is not valid JSON ({exc.msg})") from None
-        if isinstance(response, str | bytes):
-            raise BadResponse(f"the server answered with a non-JSON body starting {str(response)[:80]!r}")
-        choices = getattr(response, "choices", None) or []
-        if not choices:
-            detail = getattr(response, "error", None) or (getattr(response, "model_extra", None) or {}).get("error")
-            raise ReplyWithoutChoices(f"reply has no choices{f': {detail}' if detail else ''}")
-        choice = choices[0]
-        message = choice.message
-        usage = getattr(response, "usage", None)
-        input_tokens = getattr(usage, "prompt_tokens", None)
-        output_tokens = getattr(usage, "completion_tokens", None)
-        total = getattr(usage, "total_tokens", None)
-        if total is None and (input_tokens is not None or output_tokens is not None):
-            total = (input_tokens or 0) + (output_tokens or 0)
-        return ProviderReply(
-            text=(message.content if message is not None else None) or "",
-            finish_reason=choice.finish_reason,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            total_tokens=total,
-            response_id=getattr(response, "id", None),
-            served_model=getattr(response, "model", None),
-        )
+        return kwargs
+
+
+def _provider_reply(response: Any) -> ProviderReply:
+    """The first choice's text, finish reason and token counts of a chat completion."""
+    if isinstance(response, str | bytes):
+        raise BadResponse(f"the server answered with a non-JSON body starting {str(response)[:80]!r}")
+    choices = getattr(response, "choices", None) or []
+    if not choices:
+        detail = getattr(response, "error", None) or (getattr(response, "model_extra", None) or {}).get("error")
+        raise ReplyWithoutChoices(f"reply has no choices{f': {detail}' if detail else ''}")
+    choice = choices[0]
+    message = choice.message
+    usage = getattr(response, "usage", None)
+    input_tokens = getattr(usage, "prompt_tokens", None)
+    output_tokens = getattr(usage, "completion_tokens", None)
+    total = getattr(usage, "total_tokens", None)
+    if total is None and (input_tokens is not None or output_tokens is not None):
+        total = (input_tokens or 0) + (output_tokens or 0)
+    return ProviderReply(
+        text=(message.content if message is not None else None) or "",
+        finish_reason=choice.finish_reason,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=total,
+        response_id=getattr(response, "id", None),
+        served_model=getattr(response, "model", None),
+    )
 
 
 class OfflineProvider:
@@ -264,26 +274,7 @@ def classify_error(exc: BaseException) -> Failure:
         detail = f" ({type(cause).__name__})" if cause is not None else ""
         return Failure("transient", "connection_error", f"connection error{detail}")
     if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        detail = _status_detail(exc)
-        too_long = context_error(status, detail, exc.body)
-        if too_long is not None:
-            return Failure(
-                "permanent",
-                "context_length",
-                f"HTTP {status}: {detail}",
-                status=status,
-                context_window=too_long.window,
-                prompt_tokens=too_long.prompt_tokens,
-            )
-        kind = "transient" if status in _TRANSIENT_STATUS or status >= 500 else "permanent"
-        return Failure(
-            kind,
-            f"http_{status}",
-            f"HTTP {status}: {detail}",
-            status=status,
-            retry_after=retry_after_seconds(exc.response.headers) if kind == "transient" else None,
-        )
+        return _status_failure(exc)
     if isinstance(exc, ReplyWithoutChoices):
         return Failure("transient", "no_choices", str(exc))
     if isinstance(exc, BadResponse):
@@ -295,6 +286,31 @@ def classify_error(exc: BaseException) -> Failure:
     if isinstance(exc, ValueError | TypeError | KeyError):
         return Failure("permanent", "provider_error", f"{type(exc).__name__}: {exc}")
     return Failure("permanent", "error", f"{type(exc).__name__}: {exc}")
+
+
+def _status_failure(exc: openai.APIStatusError) -> Failure:
+    """An HTTP error: a context-window refusal, a transient status (408/409/425/429, 5xx, with the
+    server's Retry-After) or a permanent one."""
+    status = exc.status_code
+    detail = _status_detail(exc)
+    too_long = context_error(status, detail, exc.body)
+    if too_long is not None:
+        return Failure(
+            "permanent",
+            "context_length",
+            f"HTTP {status}: {detail}",
+            status=status,
+            context_window=too_long.window,
+            prompt_tokens=too_long.prompt_tokens,
+        )
+    kind = "transient" if status in _TRANSIENT_STATUS or status >= 500 else "permanent"
+    return Failure(
+        kind,
+        f"http_{status}",
+        f"HTTP {status}: {detail}",
+        status=status,
+        retry_after=retry_after_seconds(exc.response.headers) if kind == "transient" else None,
+    )
 
 
 def _status_detail(exc: openai.APIStatusError) -> str:

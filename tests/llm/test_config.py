@@ -238,6 +238,90 @@ def test_malformed_config_gives_a_clear_error(text, expected):
         parse_llm_config(text, source="bad.json")
 
 
+@pytest.mark.parametrize(
+    ("entry_text", "expected"),
+    [
+        ('{"class": "OpenAI", "comment": 3, "arguments": {"model": "m"}}', "'comment' must be a string"),
+        ('{"class": "OpenAI", "arguments": {"model": "m", "api_key": ""}}', "argument 'api_key' must be a non-empty string"),
+        ('{"class": "LMStudio", "arguments": {"model_name": " "}}', "argument 'model_name' must be a non-empty string"),
+        ('{"class": "OpenAI", "arguments": {"model": "m", "api_base": 7}}', "argument 'api_base' must be a non-empty string"),
+        ('{"class": "OpenAI", "arguments": {"model": "m", "temperature": -1}}', "argument 'temperature' must be a number >= 0, got -1"),
+        ('{"class": "OpenAI", "arguments": {"model": "m", "request_timeout": true}}', "argument 'request_timeout' must be a positive number, got True"),
+        ('{"class": "OpenAI", "arguments": {"model": "m", "max_in_flight": 0}}', "argument 'max_in_flight' must be an integer >= 1, got 0"),
+        ('{"class": "OpenAI", "arguments": {"model": "m", "seed": "x"}}', "argument 'seed' must be an integer"),
+        ('{"class": "OpenAI", "arguments": {"model": "m", "additional_kwargs": []}}', "'additional_kwargs' must be an object"),
+        ('{"class": "OpenAI", "arguments": {"model": "m", "extra_headers": {"X": 1}}}', "'extra_headers' must map header names to strings"),
+        ('{"class": "OpenAI", "arguments": {"model": "m", "default_headers": "X: y"}}', "'default_headers' must map header names to strings"),
+        ('{"class": "OpenAI", "arguments": {"model": "m", "additional_kwargs": {"extra_headers": 1}}}', "'additional_kwargs.extra_headers' must map header names to strings"),
+        ('{"class": "OpenAI", "arguments": {"model": "m", "cost": {"input": 1, "output": -1}}}', "'cost' must be"),
+        # Beyond a float: a clear problem, not an OverflowError.
+        ('{"class": "OpenAI", "arguments": {"model": "m", "timeout": 1' + "0" * 400 + "}}", "model 'a': 'timeout': "),
+    ],
+)
+def test_each_argument_problem_names_the_argument(entry_text, expected):
+    with pytest.raises(LLMConfigError) as caught:
+        parse_llm_config(f'{{"a": {entry_text}}}', source="bad.json")
+    assert expected in str(caught.value)
+    assert str(caught.value).startswith("bad.json has 1 problem(s):\n  - model 'a': ")
+
+
+def test_an_empty_model_id_is_a_problem():
+    with pytest.raises(LLMConfigError, match="a model id is empty"):
+        parse_llm_config('{" ": {"class": "Offline", "arguments": {}}}', source="bad.json")
+
+
+def test_one_entry_lists_its_problems_in_file_order():
+    text = json.dumps(
+        {
+            "a": {
+                "class": "OpenAI",
+                "priority": "first",
+                "prio": 1,
+                "arguments": {"model": "", "temperature": "hot", "max_tokens": 0, "structured_output": "xml"},
+                "cost": {"input": 1},
+            }
+        }
+    )
+    with pytest.raises(LLMConfigError) as caught:
+        parse_llm_config(text, source="bad.json")
+    assert str(caught.value).splitlines() == [
+        "bad.json has 7 problem(s):",
+        "  - model 'a': unknown key(s) ['prio']; allowed: comment, priority, class, arguments, cost",
+        "  - model 'a': 'priority' must be an integer, got 'first'",
+        "  - model 'a': argument 'model' must be a non-empty string",
+        "  - model 'a': argument 'temperature' must be a number >= 0, got 'hot'",
+        "  - model 'a': argument 'max_tokens' must be an integer >= 1, got 0",
+        "  - model 'a': 'structured_output' must be one of json_schema, json_object, prompt, got 'xml'",
+        '  - model \'a\': \'cost\' must be {"input": <USD per 1M tokens>, "output": <USD per 1M tokens>}',
+    ]
+
+
+def test_a_broken_file_names_the_file_and_the_entry(tmp_path):
+    path = tmp_path / "llm_config.json"
+    path.write_text(json.dumps({"good": entry(), "broken": entry(timeout=0)}))
+    with pytest.raises(LLMConfigError) as caught:
+        load_llm_config(path)
+    assert str(caught.value) == (
+        f"{path} has 1 problem(s):\n  - model 'broken': argument 'timeout' must be a positive number, got 0"
+    )
+
+
+def test_arguments_spelled_the_planexe_way_and_header_sources_merge():
+    cfg = config(
+        x=entry(
+            "OpenAI",
+            additional_kwargs={"extra_headers": {"A": "1", "B": "1"}},
+            default_headers={"B": "2", "C": "2"},
+            extra_headers={"C": "3"},
+            request_timeout=30,
+        ),
+        y={"class": "Ollama", "arguments": {"model": "m", "api_base": "http://box:11434/"}},
+    )
+    assert dict(cfg["x"].extra_headers) == {"A": "1", "B": "2", "C": "3"}
+    assert cfg["x"].timeout == 30.0 and isinstance(cfg["x"].timeout, float)
+    assert cfg["y"].base_url == "http://box:11434/v1"
+
+
 def test_every_problem_is_reported_at_once():
     text = json.dumps({"a": {"class": "Nope", "arguments": {"model": "m"}}, "b": {"class": "OpenAI", "arguments": {}}})
     with pytest.raises(LLMConfigError) as caught:

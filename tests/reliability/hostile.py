@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,7 +173,7 @@ def make_hostile_run(root: Path) -> HostileRun:
     home = root / "planexe_home"
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True)
-    shutil.copyfile(LOCAL_CONFIG, dagster_home / "dagster.yaml")
+    (dagster_home / "dagster.yaml").write_bytes(LOCAL_CONFIG.read_bytes())
     with (dagster_home / "dagster.yaml").open("a", encoding="utf-8") as handle:
         handle.write(DAGSTER_YAML_EXTRA)
     db_url = f"sqlite:///{root / 'app.db'}"

@@ -173,7 +173,8 @@ def test_every_model_failing_fails_the_asset_and_resume_starts_there(
     assert len([s for s in pitch_calls if s.model == "m-backup"]) == 2 * attempts
 
     stored = {r.filename: r for r in app_db.get_plan_content("faulty")}
-    downstream = ["pitch_markdown", "review_plan", "executive_summary", "questions_and_answers", "premortem", "report"]
+    downstream = ["pitch_markdown", "review_plan", "executive_summary", "prompt_adherence", "questions_and_answers"]
+    downstream += ["premortem", "self_audit", "report"]  # adherence reads the summary, the audit the pitch
     independent = ["identify_task_dependencies", "estimate_task_durations", "wbs_level3", "schedule"]
     for name in downstream + ["pitch"]:
         assert not any(f in stored for f in STEP_BY_NAME[name].filenames), f"{name} has outputs after pitch failed"

@@ -1,7 +1,7 @@
 """The plan's prompt reaches models only as data in user messages, never inside system instructions.
 
 The shared hostile run's prompt carries a unique marker (and an instruction-injection attempt). Every
-request of every one of the 61 steps is checked twice: as the stub received it (exact roles) and as
+request of every one of the steps is checked twice: as the stub received it (exact roles) and as
 ``llm_interactions`` recorded it (``prompt_text``).
 """
 
@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from planexe_assets.core import step_file
+from planexe_assets.core import STEPS, step_file
 from planexe_assets.lifecycle.runner import pipeline_steps
 from tests.reliability.hostile import FAIL_MARKER, MARKER
 
@@ -25,11 +25,11 @@ def _recorded_messages(prompt_text: str) -> list[tuple[str, str]]:
 
 
 def test_every_llm_step_was_exercised(hostile_run):
-    """All 61 steps ran; every step that calls a model did, except physical_locations when the plan
+    """All the steps ran; every step that calls a model did, except physical_locations when the plan
     came out purely digital (it then writes its files without a call, as in PlanExe)."""
     import json
 
-    assert len(pipeline_steps()) == 61 and hostile_run.plan_row.status == "completed"
+    assert len(pipeline_steps()) == len(STEPS) and hostile_run.plan_row.status == "completed"
     expected = {s.name for s in pipeline_steps() if s.uses_llm}
     plan_type = json.loads((hostile_run.run_dir / step_file("plan_type", "raw")).read_text())["plan_type"]
     if str(plan_type).lower() == "digital":

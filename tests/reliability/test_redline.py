@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from legacy_luigi.__main__ import main as luigi_main
 from planexe_assets.cli.app import app
-from planexe_assets.core import STEP_BY_NAME, step_file
+from planexe_assets.core import STEP_BY_NAME, STEPS, step_file
 from planexe_assets.dagster_defs.launch import run_plan_in_process
 from planexe_assets.dagster_defs.runs import default_instance
 from planexe_assets.lifecycle.plans import PlanRequest, create_plan
@@ -86,7 +86,9 @@ def test_refuse_with_the_flag_stops_the_plan_after_the_gate(app_db, stub, gate_s
     instance = default_instance()
     run = instance.get_runs()[0]
     failed = {e.step_key for e in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)}
-    assert failed == {"premise_attack", "identify_purpose"}
+    beside_gate = {s.name for s in STEPS if s.deps and set(s.deps) <= {"setup"} and s.name != "redline_gate"}
+    assert {"premise_attack", "identify_purpose", "screen_planning_prompt", "extract_constraints"} <= beside_gate
+    assert failed == beside_gate
     assert not list(instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY))
     materialized = {
         e.dagster_event.asset_key.path[-1]
@@ -137,7 +139,7 @@ def test_without_the_gate_refuse_stays_advisory(app_db, stub, gate_stub, monkeyp
     assert plan.refuse_on_redline is False
     outcome = run_plan_in_process("advisory", DagsterInstance.ephemeral(), steps=FIRST_STEPS, log_level="CRITICAL")
     assert outcome.success, outcome.failed_steps
-    assert app_db.get_plan("advisory").status == "running"  # five of 61 steps done, nothing refused
+    assert app_db.get_plan("advisory").status == "running"  # five steps done, nothing refused
     assert _stages(app_db, "advisory") == {"redline_gate", "premise_attack", "identify_purpose"}
     markdown = app_db.get_plan_content_by_filename("advisory", step_file("redline_gate", "markdown")).content
     assert "advisory: the plan was still generated" in markdown

@@ -1,17 +1,4 @@
-"""The project schedule: a Gantt chart built from the WBS, the duration estimates and the dependencies.
-
-No LLM. The step reads the full level 1-3 WBS, the per-task ``days_realistic`` estimates, the model's
-task dependencies and the plan's start time, and writes three exports:
-
-- ``026-1-schedule_gantt_mermaid.html``: a static overview, drawn here as inline SVG (one bar per task,
-  sorted by start) with the equivalent Mermaid ``gantt`` source kept in a ``<pre>`` block;
-- ``026-2-schedule_gantt_dhtmlx.html``: an interactive Gantt (collapsible WBS tree, tooltips,
-  zoom) driven by our own small script, with the ``{tasks, links}`` data embedded as JSON;
-- ``026-3-schedule_gantt_machai.csv``: one row per task in PlanExe's "machai" import format.
-
-Every page works offline: no CDN, no network request. Both pages extend the shared page template
-(``steps/pages.py``); inside the report's frame they report their height so the frame shows the whole
-chart (``static/frame_height.js``).
+"""The schedule's model: durations, links and critical-path dates of every WBS task.
 
 How the schedule is made:
 
@@ -32,16 +19,12 @@ How the schedule is made:
    follows it (FS/FF) also bind every task inside it (``inherited_links``), so float measures real
    slack rather than slack up to the project's end.
 
-Everything left out or adjusted is logged, listed in the step notes and in the closed "Notes" block
-at the end of both HTML pages (``doc_notes``), never above the chart.
+Everything left out or adjusted is listed by ``ProjectSchedule.report_lines``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import logging
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,10 +33,7 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 
-from markupsafe import Markup, escape
-
-from planexe_assets.core import StepContext, StepError, StepInputs, StepResult
-from planexe_assets.steps import register
+from planexe_assets.core import StepError
 from planexe_assets.steps.common import humanize_key, one_line
 from planexe_assets.steps.cpm import (
     Activity,
@@ -64,29 +44,11 @@ from planexe_assets.steps.cpm import (
     Timing,
     compute_schedule,
 )
-from planexe_assets.steps.doc_notes import log_notes, notes_context
-from planexe_assets.steps.durations import (
-    DependencyMapping,
-    TaskTimeEstimateDetail,
-    parse_dependencies,
-    parse_task_durations,
-)
-from planexe_assets.steps.pages import frame_script, render_page, static_script
-from planexe_assets.steps.wbs_tree import WBSNode, parse_project_title, parse_wbs_project
+from planexe_assets.steps.durations import DependencyMapping, TaskTimeEstimateDetail
+from planexe_assets.steps.wbs_tree import WBSNode
 
-MACHAI_COLUMNS = (
-    "project_key",
-    "project_name",
-    "project_description",
-    "project_start_date",
-    "project_end_date",
-    "project_progress",
-    "project_parent",
-    "originating_department",
-)
-MERMAID_SECTION_SIZE = 10
 ADJUSTMENTS_HEADING = "Parent estimates that differ from their tasks"  # informational, not a problem
-DHTMLX_LINK_TYPES = {LinkType.FS: "0", LinkType.SS: "1", LinkType.FF: "2", LinkType.SF: "3"}
+
 
 # ---------------------------------------------------------------------------------------------------
 # Inputs
@@ -636,282 +598,3 @@ def _link_label(p: PlannedLink, other: ScheduledTask) -> str:
 def predecessor_summary(schedule: ProjectSchedule, task: ScheduledTask) -> str:
     """``"Phase A SS, Task B FS"``: what the task waits for, like PlanExe's ``meta`` field."""
     return ", ".join(_link_label(p, schedule.task(p.link.predecessor)) for p in task.predecessors)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Exports: CSV
-# ---------------------------------------------------------------------------------------------------
-
-
-def _us_date(day: date) -> str:
-    return f"{day.month}/{day.day}/{day.year}"
-
-
-def machai_csv(schedule: ProjectSchedule) -> str:
-    """PlanExe's "machai" CSV: one row per task in WBS order, dates as m/d/YYYY, LF line endings."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(MACHAI_COLUMNS)
-    for t in schedule.tasks:
-        writer.writerow(
-            [
-                t.id,
-                t.name,
-                "" if t.details == t.description else t.details,
-                _us_date(t.start),
-                _us_date(t.end),
-                "0",
-                t.predecessors[0].link.predecessor if t.predecessors else "",
-                "PlanExe",
-            ]
-        )
-    return out.getvalue()
-
-
-# ---------------------------------------------------------------------------------------------------
-# Exports: Mermaid source and the static SVG overview
-# ---------------------------------------------------------------------------------------------------
-
-
-def _mermaid_text(text: str) -> str:
-    """Mermaid ends a task name at ':' and treats '#'/';' specially: write them as entity codes."""
-    return "".join(f"#{ord(ch)};" if ch in "#:;" else ch for ch in one_line(text))
-
-
-def _by_start(schedule: ProjectSchedule) -> list[ScheduledTask]:
-    return sorted(schedule.tasks, key=lambda t: t.timing.es)  # stable: WBS order breaks ties
-
-
-def mermaid_gantt(schedule: ProjectSchedule) -> str:
-    """The Mermaid ``gantt`` source: tasks by early start, a new section every ten tasks."""
-    lines = [
-        "gantt",
-        f"    title {_mermaid_text(schedule.title)}",
-        "    dateFormat YYYY-MM-DD",
-        "    axisFormat %d %b",
-        "    todayMarker off",
-    ]
-    ordered = _by_start(schedule)
-    for i, t in enumerate(ordered):
-        if i % MERMAID_SECTION_SIZE == 0:
-            last = min(i + MERMAID_SECTION_SIZE, len(ordered))
-            lines.append(f"    section Tasks {i + 1}-{last}")
-        lines.append(f"    {_mermaid_text(t.name)} :{t.start.isoformat()}, {t.days}d")
-    return "\n".join(lines) + "\n"
-
-
-LABEL_WIDTH = 380
-CHART_WIDTH = 900
-ROW_HEIGHT = 20
-AXIS_HEIGHT = 34
-LABEL_CHARS = 56
-TICK_STEPS_MONTHS = (1, 3, 6, 12, 24, 60, 120, 240)
-MAX_TICKS = 14
-
-
-def _add_months(day: date, months: int) -> date:
-    index = day.year * 12 + day.month - 1 + months
-    return date(index // 12, index % 12 + 1, 1)
-
-
-def axis_ticks(start: date, days: int) -> list[tuple[int, str]]:
-    """Month-aligned ticks (day offset, label) over ``days`` days: at most ``MAX_TICKS``, coarser as needed."""
-    end = start + timedelta(days=max(days, 1))
-    months_span = (end.year - start.year) * 12 + end.month - start.month + 1
-    step = next((s for s in TICK_STEPS_MONTHS if months_span / s <= MAX_TICKS), TICK_STEPS_MONTHS[-1])
-    first = date(start.year, start.month, 1)
-    if step >= 12:
-        first = date(start.year - start.year % (step // 12), 1, 1)
-    ticks = []
-    tick = first
-    while tick <= end:
-        if tick >= start:
-            ticks.append(((tick - start).days, tick.strftime("%Y") if step >= 12 else tick.strftime("%b %Y")))
-        tick = _add_months(tick, step)
-    return ticks
-
-
-def overview_geometry(schedule: ProjectSchedule) -> dict[str, Any]:
-    """Coordinates for the static SVG chart (numbers only; the template escapes all text)."""
-    span = max(schedule.finish_day, 1)
-    scale = CHART_WIDTH / span
-    rows = []
-    for i, t in enumerate(_by_start(schedule)):
-        x = LABEL_WIDTH + float(t.timing.es) * scale
-        label = t.name if len(t.name) <= LABEL_CHARS else t.name[: LABEL_CHARS - 1].rstrip() + "…"
-        rows.append(
-            {
-                "y": AXIS_HEIGHT + i * ROW_HEIGHT,
-                "section_start": i % MERMAID_SECTION_SIZE == 0,
-                "band": (i // MERMAID_SECTION_SIZE) % 2,
-                "x": round(x, 2),
-                "width": round(max(t.days * scale, 1.5), 2),
-                "label": label,
-                "title": (
-                    f"{t.name}\n{t.start.isoformat()} to {t.end.isoformat()} ({t.days} days, "
-                    f"float {t.timing.total_float} days)"
-                ),
-                "summary": t.is_summary,
-                "critical": t.timing.critical,
-            }
-        )
-    ticks = [
-        {"x": round(LABEL_WIDTH + offset * scale, 2), "label": label}
-        for offset, label in axis_ticks(schedule.day_zero, schedule.finish_day)
-    ]
-    return {
-        "width": LABEL_WIDTH + CHART_WIDTH + 20,
-        "height": AXIS_HEIGHT + len(rows) * ROW_HEIGHT + 10,
-        "label_width": LABEL_WIDTH,
-        "row_height": ROW_HEIGHT,
-        "axis_height": AXIS_HEIGHT,
-        "section_size": MERMAID_SECTION_SIZE,
-        "rows": rows,
-        "ticks": ticks,
-    }
-
-
-# ---------------------------------------------------------------------------------------------------
-# Exports: the interactive page
-# ---------------------------------------------------------------------------------------------------
-
-
-def tooltip_html(schedule: ProjectSchedule, t: ScheduledTask) -> Markup:
-    """PlanExe's ``custom_tooltip`` (HTML): every piece of task text escaped, line breaks as <br>."""
-    lines = [Markup("<b>{}</b>").format(t.name)]
-    lines.append(Markup("{} to {} ({} days)").format(t.start.isoformat(), t.end.isoformat(), t.days))
-    waits_for = predecessor_summary(schedule, t)
-    if waits_for:
-        lines.append(Markup("Waits for: {}").format(waits_for))
-    body = Markup("<br>").join(escape(line) for line in t.details.splitlines())
-    return Markup("<br>").join(lines) + Markup("<br><br>") + body
-
-
-def gantt_data(schedule: ProjectSchedule) -> dict[str, Any]:
-    """The ``{tasks, links}`` data of the interactive chart, in PlanExe's DHTMLX shape plus a few fields.
-
-    Added to PlanExe's task fields: ``end_date``, ``total_float``, ``critical``, ``details`` (plain
-    text) and ``origin`` on links. Unlike PlanExe, summary tasks keep their dates (our viewer draws
-    them from the schedule) and every link is kept, including those from a summary task.
-    """
-    tasks = []
-    for t in schedule.tasks:
-        item: dict[str, Any] = {
-            "id": t.id,
-            "text": t.name,
-            "custom_tooltip": str(tooltip_html(schedule, t)),
-            "start_date": t.start.isoformat(),
-            "end_date": t.end.isoformat(),
-            "duration": t.days,
-            "progress": 0,
-            "open": True,
-            "meta": predecessor_summary(schedule, t),
-            "parent": t.parent_id or 0,
-            "total_float": int(t.timing.total_float),
-            "critical": t.timing.critical,
-            "details": t.details,
-        }
-        if t.is_summary:
-            item["type"] = "project"
-        tasks.append(item)
-    links = [
-        {
-            "id": f"link_{i}",
-            "source": p.link.predecessor,
-            "target": p.link.successor,
-            "type": DHTMLX_LINK_TYPES[p.link.type],
-            "lag": int(p.link.lag),
-            "origin": p.origin,
-        }
-        for i, p in enumerate(schedule.links, start=1)
-    ]
-    return {"tasks": tasks, "links": links}
-
-
-def json_for_script(data: Any) -> Markup:
-    """JSON that is safe inside a ``<script>`` element: ``<``, ``>`` and ``&`` become ``\\u`` escapes,
-    so no text can close the element or open a comment; line/paragraph separators are escaped too."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    for raw, escaped in (
-        ("<", "\\u003c"),
-        (">", "\\u003e"),
-        ("&", "\\u0026"),
-        ("\u2028", "\\u2028"),
-        ("\u2029", "\\u2029"),
-    ):
-        text = text.replace(raw, escaped)
-    return Markup(text)
-
-
-def viewer_script() -> Markup:
-    """Our Gantt viewer (``planexe_assets/static/gantt_viewer.js``), inlined so the page works offline."""
-    return static_script("gantt_viewer.js")
-
-
-# ---------------------------------------------------------------------------------------------------
-# Rendering
-# ---------------------------------------------------------------------------------------------------
-
-def _page_context(schedule: ProjectSchedule) -> dict[str, Any]:
-    return {
-        "title": schedule.title,
-        "summary": schedule.summary(),
-        "frame_script": frame_script(),
-        **notes_context(schedule.report_lines()),
-    }
-
-
-def render_overview_page(schedule: ProjectSchedule) -> str:
-    return render_page(
-        "schedule_overview.html.j2",
-        **_page_context(schedule),
-        chart=overview_geometry(schedule),
-        mermaid_source=mermaid_gantt(schedule),
-    )
-
-
-def render_interactive_page(schedule: ProjectSchedule) -> str:
-    return render_page(
-        "schedule_interactive.html.j2",
-        **_page_context(schedule),
-        data_json=json_for_script(gantt_data(schedule)),
-        viewer_script=viewer_script(),
-    )
-
-
-# ---------------------------------------------------------------------------------------------------
-# The step
-# ---------------------------------------------------------------------------------------------------
-
-
-@register("schedule")
-def run_schedule(ctx: StepContext, inputs: StepInputs) -> StepResult:
-    day_zero = parse_day_zero(inputs["start_time"].text())
-    title = parse_project_title(inputs["wbs_level1"].text("project_title"))
-    mapping = parse_dependencies(inputs["dependencies"].json())
-    estimates = parse_task_durations(inputs["durations"].json())
-    root = parse_wbs_project(inputs["wbs_project123"].json("full"))
-
-    schedule = build_schedule(root, estimates, mapping, day_zero, title)
-    for heading, lines in schedule.report_lines():
-        level = logging.INFO if heading == ADJUSTMENTS_HEADING else logging.WARNING
-        log_notes(ctx.logger, "schedule", [(heading, lines)], level)
-
-    outputs = ctx.step.outputs
-    return StepResult(
-        files={
-            outputs["mermaid_html"]: render_overview_page(schedule),
-            outputs["dhtmlx_html"]: render_interactive_page(schedule),
-            outputs["machai_csv"]: machai_csv(schedule),
-        },
-        notes={
-            **schedule.summary(),
-            "dependencies_rejected": [
-                {"dependent": v.dependent_id, "prerequisite": v.prerequisite_id, "reason": v.reason}
-                for v in schedule.rejected_dependencies()
-            ],
-            "duration_issues": schedule.durations.issues,
-            "duration_adjustments": len(schedule.durations.adjustments),
-            "warnings": schedule.warnings,
-        },
-    )
