@@ -18,6 +18,11 @@ Sections (all by default; ``--sections`` picks some):
 - ``upserts``: ``plan_content`` upserts per second, SQLite and PostgreSQL.
 - ``concurrent``: one plan, then N plans at once, queued through the plan sensor, the queued run
   coordinator and the daemon's run workers.
+- ``celery``: N plans (``--celery-plans``, default 4,8) through the plan sensor on a deployment of
+  separate processes (``planexe_assets/deploy/``: gRPC code server, daemon, PostgreSQL storage): on 1 and 2 Celery
+  workers (``full_plan_celery_job``, RabbitMQ) and on the thread executor; broker and worker start-up
+  cost per step, and the ``llm`` pool's limit across workers (``bench/celery_plans.py``). Needs
+  PostgreSQL and RabbitMQ, else skipped with the reason.
 
 PostgreSQL parts use ``PLANEXE_BENCH_POSTGRES_URL`` (else ``PLANEXE_TEST_POSTGRES_URL``, else
 ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``) and are skipped, with the reason, when it
@@ -49,7 +54,7 @@ PROMPT = (
     "Open a small vegan butcher shop in Copenhagen: plant-based sausages, deli slices and a lunch "
     "counter, opening within a year on a budget of 2 million DKK."
 )
-SECTIONS = ("plan", "overhead", "upserts", "concurrent")
+SECTIONS = ("plan", "overhead", "upserts", "concurrent", "celery")
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 STEPS = 61
 
@@ -506,6 +511,64 @@ def section_concurrent(report: Report, args, pg_reason: str | None) -> None:
     report.verdict(f"{n} concurrent plans < 1.5x one plan", f"{ratio:.2f}x", one.ok and many.ok and ratio < 1.5)
 
 
+# -- section: Celery workers ---------------------------------------------------------------------------
+
+
+def section_celery(report: Report, args, pg_reason: str | None) -> None:
+    import tempfile
+
+    from bench.celery_cluster import broker_problem
+    from bench.celery_plans import HEADER, POOL_LIMIT, describe, run_configuration
+
+    model = args.latency_models[0]
+    report.add(f"## Plans on Celery workers and on the thread executor (latency: {model.describe()})")
+    report.add()
+    reason = pg_reason or broker_problem()
+    if reason is not None:
+        report.add(f"Skipped: needs PostgreSQL and RabbitMQ ({reason}).")
+        report.add()
+        return
+    rows = []
+    batches = []
+    with tempfile.TemporaryDirectory(prefix="planexe-bench-celery-") as tmp:
+        for n in args.celery_plan_counts:
+            for label, workers in (("threads", 0), ("celery_1_worker", 1), ("celery_2_workers", 2)):
+                print(f"... {n} plans, {label}", flush=True)
+                with latency_server(model.spec, model.scale, args.shape) as server:
+                    batch = run_configuration(
+                        f"{label}_{n}",
+                        plans=n,
+                        workers=workers,
+                        root=Path(tmp),
+                        latency_server=server,
+                        prompt=PROMPT,
+                        in_flight=args.in_flight,
+                        timeout=args.timeout,
+                    )
+                batch.label = label
+                print(f"    {batch.wall_seconds:.1f} s {batch.statuses}", flush=True)
+                rows.append(describe(batch))
+                batches.append(batch)
+    report.table(HEADER, rows)
+    report.add(
+        "Each row is a fresh deployment of `planexe_assets/deploy/` as separate processes: PostgreSQL for both stores, the code "
+        "location as a gRPC server, the daemon (plan sensor every 1 s, `max_concurrent_runs` 4), plans queued as "
+        "`pending` rows in fast mode. Celery: `full_plan_celery_job`, each worker `--concurrency 4` with its own "
+        "`PLANEXE_HOME`, RabbitMQ as broker; threads: `full_plan_job` in each run's process. Broker wait: the run "
+        "process submitting a step -> a worker starting it (includes waiting for a free worker process); worker "
+        "start: that -> the step's STEP_START. Most LLM steps at once: from the runs' step events, across all "
+        f"runs and workers, against the instance's `llm` pool limit of {POOL_LIMIT}; peak requests: the latency "
+        "server's most requests in flight (a fan-out step sends several at once)."
+    )
+    report.add()
+    held = all(b.max_llm_steps <= POOL_LIMIT for b in batches)
+    report.verdict(
+        f"`llm` pool limit {POOL_LIMIT} holds across Celery workers",
+        ", ".join(f"{b.label}: {b.max_llm_steps}" for b in batches),
+        held and all(b.ok for b in batches),
+    )
+
+
 # -- main -------------------------------------------------------------------------------------------
 
 
@@ -514,6 +577,7 @@ SECTION_RUNNERS = {
     "overhead": section_overhead,
     "upserts": section_upserts,
     "concurrent": section_concurrent,
+    "celery": section_celery,
 }
 
 
@@ -558,6 +622,8 @@ def _build_parser() -> argparse.ArgumentParser:
                         "model (the Dagster job on SQLite always runs; default: "
                         f"{', '.join(DEFAULT_CONTENDERS)} for the first model, luigi1 and luigi8 for the others)")
     parser.add_argument("--concurrent-plans", type=int, default=4)
+    parser.add_argument("--celery-plans", default="4,8",
+                        help="celery section: comma-separated numbers of plans queued at once (default 4,8)")
     parser.add_argument("--upsert-files", type=int, default=300)
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds one batch of queued plans may take")
@@ -573,6 +639,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.section_names = _section_names(parser, args.sections)
     args.latency_models = _latency_models(parser, args.latency, args.scale)
     args.contender_set = _contender_set(parser, args.contenders)
+    try:
+        args.celery_plan_counts = [int(x) for x in args.celery_plans.split(",") if x.strip()]
+    except ValueError:
+        parser.error(f"--celery-plans {args.celery_plans!r} is not a list of numbers")
     return args
 
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -31,6 +32,12 @@ def runs_dir() -> Path:
 
 def dagster_home() -> Path:
     return planexe_home() / "dagster"
+
+
+def worker_identity() -> str:
+    """Which process on which machine did a piece of work: ``host:pid:PLANEXE_HOME``. Recorded with
+    each step's materialization and check, so a distributed run shows where every step ran."""
+    return f"{socket.gethostname()}:{os.getpid()}:{planexe_home()}"
 
 
 def default_database_url() -> str:

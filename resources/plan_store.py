@@ -132,17 +132,29 @@ class PlanStore:
             raise ContentIntegrityError(
                 f"plan {plan_id}: no stored content for {', '.join(missing)}; materialise the upstream step first"
             )
-        out: dict[str, str] = {}
-        for name, row in rows.items():
-            digest = sha256_text(row.content)
-            if row.content_hash and row.content_hash != digest:
-                raise ContentIntegrityError(
-                    f"plan {plan_id}: stored content of {name} does not match its sha256 "
-                    f"(stored {row.content_hash[:12]}…, computed {digest[:12]}…); re-materialise its step"
-                )
-            out[name] = row.content
+        out = _verified(plan_id, rows.values())
         self.repair(plan_id, out)
         return out
+
+    def materialize(self, plan_id: str, filenames: Iterable[str] | None = None) -> tuple[Path, list[str]]:
+        """Write the plan's files (every row, or ``filenames``) from ``plan_content`` into this
+        machine's run directory, each verified against its sha256 first. Returns the directory and
+        the names that were missing there or differed from their rows.
+
+        The run directory is a cache of the rows: a machine that did not run a step (another
+        worker, the machine of someone reading the plan) gets its files this way."""
+        validate_plan_id(plan_id)
+        if filenames is None:
+            rows = self.db.get_plan_content(plan_id)
+        else:
+            names = list(filenames)
+            found = self.db.get_contents(plan_id, names)
+            missing = [n for n in names if n not in found]
+            if missing:
+                raise ContentIntegrityError(f"plan {plan_id}: no stored content for {', '.join(missing)}")
+            rows = list(found.values())
+        fixed = self.repair(plan_id, _verified(plan_id, rows))
+        return self.run_dir(plan_id), fixed
 
     def exists(self, plan_id: str, filenames: Iterable[str]) -> bool:
         names = list(filenames)
@@ -153,6 +165,7 @@ class PlanStore:
         run_dir = self.run_dir(plan_id)
         fixed: list[str] = []
         for name, content in contents.items():
+            _check_filename(name)  # a row's name never leaves the run directory
             path = run_dir / name
             data = content.encode("utf-8")
             try:
@@ -169,6 +182,20 @@ class PlanStore:
             _fsync_dir(run_dir)
             log.warning("plan %s: restored %d file(s) from plan_content: %s", plan_id, len(fixed), ", ".join(fixed))
         return fixed
+
+
+def _verified(plan_id: str, rows: Iterable) -> dict[str, str]:
+    """filename -> content of ``plan_content`` rows, refusing a row whose content is not its sha256."""
+    out: dict[str, str] = {}
+    for row in rows:
+        digest = sha256_text(row.content)
+        if row.content_hash and row.content_hash != digest:
+            raise ContentIntegrityError(
+                f"plan {plan_id}: stored content of {row.filename} does not match its sha256 "
+                f"(stored {row.content_hash[:12]}…, computed {digest[:12]}…); re-materialise its step"
+            )
+        out[row.filename] = row.content
+    return out
 
 
 def _temp_path(run_dir: Path, name: str) -> Path:

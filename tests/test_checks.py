@@ -7,6 +7,8 @@ that the blocking checks stop the downstream assets.
 
 import itertools
 import json
+import os
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,10 @@ from planexe_assets.core import STEP_BY_NAME, STEPS, Fields, Items, OneOf, Reade
 from planexe_assets.dagster_defs.checks import (
     FILES_CHECK,
     JSON_CHECK,
+    LOCAL_ABSENT,
+    LOCAL_DIFFERS,
+    LOCAL_MATCHES,
+    LOCAL_STALE,
     VERDICTS_CHECK,
     build_plan_checks,
     constraint_verdicts,
@@ -216,10 +222,12 @@ def test_verify_files_passes_then_reports_each_kind_of_disagreement(small_store)
     (run_dir / raw).unlink()
     report = verify_files(small_store, "small", step)
     problems = report.all_problems()
-    assert not report.passed and len(problems) == 2
-    assert any(markdown in p and "differs from its row" in p for p in problems)
-    assert any(raw in p and "missing from the run directory" in p for p in problems)
+    assert not report.passed and len(problems) == 1
+    assert markdown in problems[0] and "differs from its row" in problems[0]
+    # The run directory is a cache of the rows: a file this machine never got is no problem.
+    assert {f.filename: f.local for f in report.files} == {raw: LOCAL_ABSENT, markdown: LOCAL_DIFFERS}
     assert (run_dir / markdown).read_text(encoding="utf-8") == "edited by hand\n", "the check must not repair"
+    assert not (run_dir / raw).exists()
 
     small_store.repair("small", small_store.read("small", step.filenames))
     assert verify_files(small_store, "small", step).passed
@@ -230,6 +238,23 @@ def test_verify_files_passes_then_reports_each_kind_of_disagreement(small_store)
 
     unknown = verify_files(small_store, "nobody", step)
     assert not unknown.passed and "no row in plans" in unknown.all_problems()[0]
+
+
+def test_a_copy_older_than_its_row_is_stale_not_a_problem(small_store):
+    """Another machine re-ran the step: this machine's copy predates the row and differs from it."""
+    step = STEP_BY_NAME["plan_type"]
+    raw, markdown = step.filenames
+    path = small_store.run_dir("small") / markdown
+    path.write_text("written by an earlier run on this machine\n", encoding="utf-8")
+    row = small_store.db.get_plan_content_by_filename("small", markdown)
+    before = row.updated_at.replace(tzinfo=UTC).timestamp() - 60
+    os.utime(path, (before, before))
+    report = verify_files(small_store, "small", step)
+    assert report.passed, report.all_problems()
+    assert {f.filename: f.local for f in report.files} == {raw: LOCAL_MATCHES, markdown: LOCAL_STALE}
+    # A reader restores it; then it matches.
+    small_store.read("small", [markdown])
+    assert verify_files(small_store, "small", step).files[1].local == LOCAL_MATCHES
 
 
 def test_verify_files_reports_a_file_without_a_row(small_store):

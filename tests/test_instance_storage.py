@@ -166,3 +166,37 @@ def test_postgres_storage_round_trip(tmp_path, postgres_server):
             assert engine.pool.checkedin() + engine.pool.checkedout() <= max(before, 1) + 1
     finally:
         drop_postgres_database(postgres_server, url)
+
+
+@pytest.mark.postgres
+def test_postgres_instances_of_one_process_share_their_pools(tmp_path, postgres_server):
+    """A Celery worker builds an instance per step (``DagsterInstance.from_ref``) and never disposes
+    it: the instances share one pool per storage kind, so the server's connections stay bounded."""
+    from sqlalchemy import create_engine, text
+
+    from planexe_assets.dagster_defs.instance_storage import shared_pg_engines
+    from tests.conftest import create_postgres_database, drop_postgres_database
+
+    url = create_postgres_database(postgres_server, prefix="planexe_dg")
+    dagster_url = url.replace("postgresql+psycopg://", "postgresql+psycopg2://")
+    server = create_engine(postgres_server)
+    try:
+        home = _home(tmp_path, storage_config_yaml("postgres", postgres_url=dagster_url))
+        with DagsterInstance.from_config(str(home)) as first:
+            ref = first.get_ref()
+        before = shared_pg_engines.open_engines()
+        leaked = [DagsterInstance.from_ref(ref) for _ in range(15)]
+        for instance in leaked:
+            instance.get_runs(limit=1)
+            instance.event_log_storage.has_dynamic_partition("things", "b")
+        assert shared_pg_engines.open_engines() - before <= 3  # run, event log, schedule
+        name = url.rsplit("/", 1)[-1]
+        with server.connect() as conn:
+            count = conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = :n"), {"n": name}).scalar()
+        assert count <= 3 * 4, f"{count} server connections for 15 instances"
+        for instance in leaked:
+            instance.dispose()
+        assert shared_pg_engines.open_engines() == before  # the last one disposed closes the pools
+    finally:
+        server.dispose()
+        drop_postgres_database(postgres_server, url)

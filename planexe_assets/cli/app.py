@@ -248,7 +248,6 @@ def _progress_view(quiet: bool):
 
 def _run_and_report(db, plan_id: str, steps, quiet: bool, run_id: str, command: str) -> None:
     from planexe_assets.cli.supervisor import Supervised, SupervisorError, supervise
-    from planexe_assets.core import step_file
     from resources.database import DatabaseUnavailable
     from resources.models import PlanStatus
 
@@ -276,13 +275,27 @@ def _run_and_report(db, plan_id: str, steps, quiet: bool, run_id: str, command: 
             raise typer.Exit(outcome.exit_code_for_stop)
     console.print(f"run directory: {plan.output_dir}", highlight=False)
 
-    report = Path(plan.output_dir) / step_file("report")
-    if report.exists():
+    report = _local_report(db, plan_id)
+    if report is not None:
         console.print(f"report: {report}", highlight=False)
     if plan.status == PlanStatus.COMPLETED:
         console.print(f"plan {plan_id} completed ({plan.progress_message}); Dagster run {run_id}", highlight=False)
         return
     _report_failure(plan, outcome)
+
+
+def _local_report(db, plan_id: str) -> Path | None:
+    """The plan's report on this machine, written from its ``plan_content`` row when this machine's
+    run directory lacks it (the steps ran on other workers); None when the plan has no report."""
+    from planexe_assets.core import step_file
+    from resources.config import runs_dir
+    from resources.plan_store import PlanStore
+
+    name = step_file("report")
+    if db.get_plan_content_by_filename(plan_id, name) is None:
+        return None
+    run_dir, _ = PlanStore(db, runs_dir()).materialize(plan_id, [name])
+    return run_dir / name
 
 
 def _report_failure(plan, outcome) -> None:
@@ -474,6 +487,46 @@ def show_command(
         sys.stdout.write("\n")
 
 
+@app.command("export")
+def export_command(
+    plan_id: str = typer.Argument(..., help="The plan."),
+    to: str = typer.Option(
+        None,
+        "--to",
+        help="Write into DIR/<plan_id>/ instead of this machine's run directory ($PLANEXE_HOME/runs/<plan_id>/).",
+        metavar="DIR",
+    ),
+) -> None:
+    """Write every file of a plan from plan_content to a run directory on this machine.
+
+    The database is the plan's source of truth and each machine's run directory a copy of it: export
+    a plan whose steps ran on other workers (Celery, Kubernetes) to read its report here. Files that
+    already match their rows are left as they are."""
+    from planexe_assets.core import step_file
+    from resources.config import runs_dir
+    from resources.plan_store import ContentIntegrityError, PlanStore
+
+    db = _open_database()
+    if db.get_plan(plan_id) is None:
+        fail(f"no plan {plan_id}", code=2)
+    store = PlanStore(db, Path(to).expanduser().resolve() if to else runs_dir())
+    # The store logs each restore as a repair; here writing the files is the point (summed up below).
+    logging.getLogger("resources.plan_store").setLevel(logging.ERROR)
+    try:
+        run_dir, written = store.materialize(plan_id)
+    except (ContentIntegrityError, PermissionError, OSError) as exc:
+        fail(f"cannot export plan {plan_id}: {exc}")
+        return
+    total = len(db.get_plan_content(plan_id))
+    console.print(
+        f"plan {plan_id}: {total} file(s) in {run_dir} ({len(written)} written, {total - len(written)} already there)",
+        highlight=False,
+    )
+    report = run_dir / step_file("report")
+    if report.exists():
+        console.print(f"report: {report}", highlight=False)
+
+
 @app.command("import-run")
 def import_run_command(
     directory: str = typer.Argument(..., help="A run directory made by PlanExe's Luigi pipeline."),
@@ -484,7 +537,6 @@ def import_run_command(
     ),
 ) -> None:
     """Import a PlanExe run: plan row, every file into plan_content, usage, Dagster materializations."""
-    from planexe_assets.core import step_file
     from planexe_assets.importer import (
         RunImportError,
         import_run,
@@ -532,6 +584,6 @@ def import_run_command(
     plan = db.get_plan(result.plan_id)
     console.print(f"plan {plan.plan_id} {plan.status} ({plan.progress_message})", highlight=False)
 
-    report = Path(plan.output_dir) / step_file("report")
-    if report.exists():
+    report = _local_report(db, plan.plan_id)
+    if report is not None:
         console.print(f"report: {report}", highlight=False)

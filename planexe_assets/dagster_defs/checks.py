@@ -3,9 +3,13 @@
 Two checks per asset (a third on the six constraint checks), evaluated per plan (partition):
 
 - ``files_match_rows``: every output file of the step (its ``output()`` files and its per-item files)
-  has a ``plan_content`` row whose ``content_hash`` is the sha256 of its content, and the file in the
-  run directory has that same sha256. Read-only: unlike ``PlanStore.read`` it repairs nothing, so a
-  file edited or deleted by hand, or a row changed behind the dual writer's back, is reported.
+  has a ``plan_content`` row whose ``content_hash`` is the sha256 of its content, and the copy in
+  the checking process's run directory, when there is one, has that same sha256. The rows are the
+  source of truth and the run directory their cache (each worker of a multi-machine deployment has
+  its own), so a file absent from this machine passes, and so does a copy older than its row (left
+  by an earlier run before another machine re-ran the step; the next reader restores it).
+  Read-only: unlike ``PlanStore.read`` it repairs nothing, so a file edited by hand after its row
+  was written, a file without a row, or a row changed behind the dual writer's back is reported.
 - ``json_valid`` (assets with JSON outputs): each JSON file parses and validates against the model
   its step produced it with (declared with the step: ``register(..., models=...)``, see
   ``planexe_assets.steps``). Raw files keep the response fields at the top
@@ -30,6 +34,7 @@ import json
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 from dagster import (
@@ -49,6 +54,7 @@ from planexe_assets.dagster_defs.partitions import plans_partitions
 from planexe_assets.lifecycle.runner import pipeline_steps
 from planexe_assets.steps import models_for
 from planexe_assets.steps.constraint_matrix import CONSTRAINT_CHECK_STEPS, check_items, parse_json_object
+from resources.config import worker_identity
 from resources.database import sha256_text
 from resources.plan_store import PlanStore
 
@@ -103,11 +109,19 @@ def json_problems(step: Step, filename: str, text: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------------
 
 
+#: What the run directory of the checking process holds for a file (``FileReport.local``).
+LOCAL_MATCHES = "matches"  # the file is there and is its row's content
+LOCAL_ABSENT = "absent"  # not materialised on this machine (the step ran elsewhere): not a problem
+LOCAL_STALE = "stale"  # an older copy, written before its row last changed: readers restore it
+LOCAL_DIFFERS = "differs"  # changed after its row was written (edited by hand): a problem
+
+
 @dataclass
 class FileReport:
     filename: str
     sha256: str | None = None
     problems: list[str] = field(default_factory=list)
+    local: str | None = None  # one of the LOCAL_* values once the row was found
 
 
 @dataclass
@@ -167,23 +181,37 @@ def verify_files(store: PlanStore, plan_id: str, step: Step) -> StepVerification
                 f"(stored {row.content_hash[:12]}, computed {digest[:12]})"
             )
         result.contents[name] = row.content
-        path = run_dir / name
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            report.problems.append(f"{name}: missing from the run directory {run_dir}")
-            continue
-        except OSError as exc:
-            report.problems.append(f"{name}: cannot read {path}: {exc.strerror}")
-            continue
-        file_digest = hashlib.sha256(data).hexdigest()
-        expected = row.content_hash or digest
-        if file_digest != expected:
-            report.problems.append(
-                f"{name}: the file's sha256 {file_digest[:12]} differs from its row's {expected[:12]} "
-                f"({len(data)} bytes on disk, {row.content_size_bytes} in the row)"
-            )
+        report.local = _local_copy(run_dir / name, row, row.content_hash or digest, report.problems)
     return result
+
+
+def _local_copy(path, row, expected: str, problems: list[str]) -> str:
+    """Compare the run directory's copy of a file with its row (``expected``: the row's sha256).
+
+    The run directory is a cache of ``plan_content``: each worker has its own, so a file is absent
+    where its step did not run, and a copy left by an earlier run elsewhere is stale once another
+    machine re-ran the step. Neither is a problem (any reader restores the file from the row). A
+    copy newer than its row that differs from it was changed behind the writer's back: a problem.
+    """
+    try:
+        data = path.read_bytes()
+        modified = path.stat().st_mtime
+    except FileNotFoundError:
+        return LOCAL_ABSENT
+    except OSError as exc:
+        problems.append(f"{path.name}: cannot read {path}: {exc.strerror}")
+        return LOCAL_DIFFERS
+    file_digest = hashlib.sha256(data).hexdigest()
+    if file_digest == expected:
+        return LOCAL_MATCHES
+    row_written = row.updated_at or row.created_at
+    if row_written is not None and modified < row_written.replace(tzinfo=UTC).timestamp():
+        return LOCAL_STALE
+    problems.append(
+        f"{path.name}: the file's sha256 {file_digest[:12]} differs from its row's {expected[:12]} "
+        f"({len(data)} bytes on disk, {row.content_size_bytes} in the row)"
+    )
+    return LOCAL_DIFFERS
 
 
 def json_outputs(names: Iterable[str]) -> list[str]:
@@ -305,7 +333,7 @@ def _check_for(step: Step, blocking: bool) -> AssetChecksDefinition:
         else "not blocking (no downstream asset)"
     )
     has_json = step_has_json(step)
-    names = [(FILES_CHECK, "Run-directory files and plan_content rows of {} agree by sha256 ({}).")]
+    names = [(FILES_CHECK, "plan_content rows of {} match their sha256, and so do the run directory's copies ({}).")]
     if has_json:
         names.append((JSON_CHECK, "JSON outputs of {} validate against their response models ({})."))
     verdict_check = step.name in CONSTRAINT_CHECK_STEPS
@@ -365,6 +393,11 @@ def _check_for(step: Step, blocking: bool) -> AssetChecksDefinition:
                     "plan_id": plan_id,
                     "files_checked": len(files.files),
                     "run_dir": str(store.run_dir(plan_id)),
+                    "worker": worker_identity(),
+                    "local_copies": {
+                        state: sum(f.local == state for f in files.files)
+                        for state in (LOCAL_MATCHES, LOCAL_ABSENT, LOCAL_STALE, LOCAL_DIFFERS)
+                    },
                     "problems": _problems_metadata(file_problems),
                     "sha256": {f.filename: f.sha256 for f in files.files if f.sha256},
                 },

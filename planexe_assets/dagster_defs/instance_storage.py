@@ -16,7 +16,8 @@ server connection per call, about 3,300 per run). These subclasses change only t
   page) watches: with connections kept open the events would stay in the ``-wal`` file and the run
   page would stop updating (``PooledSqliteEventLogStorage._notify_watchers``);
 - ``PlanexePostgresStorage``: dagster-postgres with a ``QueuePool`` (``pool_size``/``max_overflow``,
-  pre-ping, recycled hourly) instead of ``NullPool`` for its run, event-log and schedule storages;
+  pre-ping, recycled hourly) instead of ``NullPool`` for its run, event-log and schedule storages,
+  one pool per storage kind and process whatever the number of instances (``_SharedPgEngines``);
 - both remember, for ``partition_cache_seconds``, that a dynamic partition exists: Dagster checks the
   run's partition key for every step event and input (about 2,200 checks per run, each one a table
   inspection plus a query). Only positive answers are kept, and adding or deleting partitions through
@@ -414,20 +415,61 @@ class PlanexeSqliteStorage(DagsterSqliteStorage):
 # -- PostgreSQL -------------------------------------------------------------------------------------
 
 
-def _pooled_pg_engine(storage: Any, pool_size: int, max_overflow: int):
-    return create_pg_engine(
-        storage.postgres_url,
-        storage._token_provider,
-        isolation_level="AUTOCOMMIT",
-        pool_size=pool_size,
-        max_overflow=max_overflow,
-        pool_pre_ping=True,
-        pool_recycle=POSTGRES_POOL_RECYCLE_SECONDS,
-    )
+class _SharedPgEngines:
+    """One pooled engine per process, storage kind, URL and pool size, shared by every instance that
+    asks, and disposed when the last of them is.
+
+    A process may build many instances of one configuration: a Celery worker of
+    ``full_plan_celery_job`` builds one per step (``DagsterInstance.from_ref``) and never disposes
+    it. With an engine each, every step would leave ``pool_size`` idle server connections behind
+    until the server refuses new ones; shared, the process holds one pool per storage kind.
+    Keyed by pid too: a forked child (Celery's pool processes) never uses its parent's connections.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._engines: dict[tuple, list[Any]] = {}  # key -> [engine, users]
+
+    def acquire(self, storage: Any, pool_size: int, max_overflow: int) -> tuple[Any, tuple]:
+        key = (os.getpid(), type(storage).__name__, storage.postgres_url, pool_size, max_overflow)
+        with self._lock:
+            entry = self._engines.get(key)
+            if entry is None:
+                engine = create_pg_engine(
+                    storage.postgres_url,
+                    storage._token_provider,
+                    isolation_level="AUTOCOMMIT",
+                    pool_size=pool_size,
+                    max_overflow=max_overflow,
+                    pool_pre_ping=True,
+                    pool_recycle=POSTGRES_POOL_RECYCLE_SECONDS,
+                )
+                entry = self._engines[key] = [engine, 0]
+            entry[1] += 1
+            return entry[0], key
+
+    def release(self, key: tuple) -> None:
+        with self._lock:
+            entry = self._engines.get(key)
+            if entry is None:
+                return
+            entry[1] -= 1
+            if entry[1] > 0:
+                return
+            del self._engines[key]
+        entry[0].dispose()
+
+    def open_engines(self) -> int:
+        with self._lock:
+            return sum(1 for key in self._engines if key[0] == os.getpid())
+
+
+shared_pg_engines = _SharedPgEngines()
 
 
 class _PooledPostgresEngine:
-    """Swaps the ``NullPool`` engine a dagster-postgres storage made in ``__init__`` for a pooled one."""
+    """Swaps the ``NullPool`` engine a dagster-postgres storage made in ``__init__`` for a pooled one
+    (shared within the process, see ``_SharedPgEngines``)."""
 
     _engine: Any
 
@@ -441,12 +483,15 @@ class _PooledPostgresEngine:
         max_overflow: int = POSTGRES_MAX_OVERFLOW,
     ):
         super().__init__(postgres_url, should_autocreate_tables, inst_data=inst_data, token_provider=token_provider)  # type: ignore[call-arg]
-        stock, self._engine = self._engine, _pooled_pg_engine(self, pool_size, max_overflow)
+        stock = self._engine
+        self._engine, self._shared_key = shared_pg_engines.acquire(self, pool_size, max_overflow)
         stock.dispose()
 
     def dispose(self) -> None:
         super().dispose()  # type: ignore[misc]
-        self._engine.dispose()
+        key, self._shared_key = self._shared_key, None
+        if key is not None:
+            shared_pg_engines.release(key)
 
 
 class PooledPostgresEventLogStorage(_PooledPostgresEngine, _PartitionCacheMixin, PostgresEventLogStorage):

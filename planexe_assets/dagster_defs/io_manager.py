@@ -4,7 +4,11 @@ An asset returns its ``StepResult``; ``handle_output`` writes every file to
 ``$PLANEXE_HOME/runs/<plan_id>/`` and upserts its ``plan_content`` / ``plan_files`` rows (write order
 and crash recovery are documented in ``plan_store``), drops per-item files an earlier run left
 behind, and updates the plan's progress. ``load_input`` reads an upstream step's files from
-``plan_content``, each checked against its sha256, as ``UpstreamFiles``.
+``plan_content``, each checked against its sha256, as ``UpstreamFiles``, and restores any of them
+missing from (or stale in) this process's run directory: with Celery or Kubernetes workers, each with
+its own ``PLANEXE_HOME``, a step's upstream files were usually written on another machine. The
+materialization metadata names the process that wrote the outputs (``worker``: host, pid,
+``PLANEXE_HOME``).
 """
 
 from pathlib import Path
@@ -22,7 +26,7 @@ from planexe_assets.core import STEP_BY_NAME, StepResult, UpstreamFiles
 from planexe_assets.dagster_defs.resources import DatabaseResource
 from planexe_assets.dagster_defs.run_partitions import ensure_run_partition
 from planexe_assets.lifecycle.runner import StepRunner
-from resources.config import runs_dir
+from resources.config import runs_dir, worker_identity
 from resources.plan_store import PlanStore
 
 
@@ -53,6 +57,7 @@ class PlanContentIOManager(ConfigurableIOManager):
                 "bytes_written": sum(w.size for w in written),
                 "sha256": {w.filename: w.sha256 for w in written if w.filename in obj.files},
                 "run_dir": str(runner.store.run_dir(plan_id)),
+                "worker": worker_identity(),
             }
         )
 

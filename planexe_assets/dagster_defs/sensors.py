@@ -9,7 +9,8 @@
     The ``create_plan`` job (the UI's Launchpad) queues plans the same way.
 
     Each tick the sensor checks every such row (id, prompt, mode, model and its API key), adds the
-    plan as a partition of ``plans`` and requests one ``full_plan_job`` run with ``run_key`` = the
+    plan as a partition of ``plans`` and requests one ``full_plan_job`` run (``full_plan_celery_job``
+    when ``PLANEXE_PLAN_EXECUTOR=celery``: each step a task on a Celery worker) with ``run_key`` = the
     plan id: Dagster never launches two runs with the same key from this sensor, so a plan is not
     run twice by accident, however often it stays ``pending`` (e.g. while its run waits in the
     queue). A row that cannot run is marked ``failed`` with the reason, before any run exists. Plans
@@ -50,6 +51,7 @@ from dagster import (
 
 from planexe_assets.dagster_defs._internals import PARTITION_NAME_TAG
 from planexe_assets.dagster_defs.asset_metadata import PROMPT_TAG, prompt_tag
+from planexe_assets.dagster_defs.celery_job import celery_jobs, plan_launch_job_name
 from planexe_assets.dagster_defs.jobs import full_plan_job
 from planexe_assets.dagster_defs.partitions import PLANS_PARTITIONS_NAME, plans_partitions
 from planexe_assets.dagster_defs.resources import DatabaseResource
@@ -98,7 +100,8 @@ def sensor_interval_seconds() -> int:
 # -- queued plans -> runs -------------------------------------------------------------------------------
 @sensor(
     name=LAUNCH_SENSOR_NAME,
-    job=full_plan_job,
+    # full_plan_celery_job when PLANEXE_PLAN_EXECUTOR=celery (celery_job.plan_launch_job_name)
+    jobs=[full_plan_job, *celery_jobs()],
     minimum_interval_seconds=sensor_interval_seconds(),
     default_status=DefaultSensorStatus.RUNNING,
     description=(
@@ -112,6 +115,7 @@ def plan_launch_sensor(context: SensorEvaluationContext, database: DatabaseResou
     known = set(instance.get_dynamic_partitions(PLANS_PARTITIONS_NAME))
     orphans = OrphanPartitions.check(context, db, known)
     queued = [p for p in db.list_plans_by_status([PlanStatus.PENDING]) if p.last_run_id is None]
+    job_name = plan_launch_job_name()  # a bad PLANEXE_PLAN_EXECUTOR fails the tick, saying why
     if not queued:
         return SensorResult(
             skip_reason=orphans.note("no queued plans (status 'pending' without a claiming run)"),
@@ -139,7 +143,7 @@ def plan_launch_sensor(context: SensorEvaluationContext, database: DatabaseResou
             db.update_plan(plan.plan_id, {"output_dir": str(run_dir_for(plan.plan_id, runs_dir()))})
         if plan.plan_id not in known:
             new_partitions.append(plan.plan_id)
-        requests.append(_launch_request(plan))
+        requests.append(_launch_request(plan, job_name))
     if requests:
         context.log.info(
             f"launching {len(requests)} queued plan(s): {', '.join(r.partition_key for r in requests)}"
@@ -155,10 +159,12 @@ def plan_launch_sensor(context: SensorEvaluationContext, database: DatabaseResou
     return SensorResult(run_requests=requests, dynamic_partitions_requests=partition_requests, cursor=orphans.cursor)
 
 
-def _launch_request(plan) -> RunRequest:
-    """One run of the plan's partition; the plan id is the run key, so a plan is launched once."""
+def _launch_request(plan, job_name: str) -> RunRequest:
+    """One run of the plan's partition with ``job_name`` (``celery_job.plan_launch_job_name``); the
+    plan id is the run key, so a plan is launched once."""
     return RunRequest(
         run_key=plan.plan_id,
+        job_name=job_name,
         partition_key=plan.plan_id,
         tags={
             PLAN_ID_TAG: plan.plan_id,
