@@ -1,5 +1,5 @@
 """The PostgreSQL deployment end to end: application tables and Dagster's storage in two databases of
-the machine's PostgreSQL, ``deploy/dagster.postgres.yaml`` as the instance, ``dagster-daemon run`` as
+the machine's PostgreSQL, ``planexe_assets/deploy/dagster.postgres.yaml`` as the instance, ``dagster-daemon run`` as
 a subprocess. Three offline plans queued by three kinds of client are launched by the plan sensor
 through the run queue and must all complete: one run each, no lock errors, no duplicate rows, the
 statuses and usage totals right. A fourth queued row names an unknown model and must be refused

@@ -98,7 +98,7 @@ def ui(tmp_path_factory):
     root = tmp_path_factory.mktemp("webserver")
     dagster_home = root / "dagster_home"
     dagster_home.mkdir()
-    shutil.copyfile(REPO / "deploy" / "dagster.local.yaml", dagster_home / "dagster.yaml")
+    shutil.copyfile(REPO / "planexe_assets" / "deploy" / "dagster.local.yaml", dagster_home / "dagster.yaml")
     url = f"sqlite:///{root / 'app.db'}"
     migrate.upgrade(url)
     env = {
