@@ -68,37 +68,100 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
     return best
 
 
-def analyse_runs(instance, run_ids: list[str], llm_steps: set[str], batch: CeleryBatch) -> None:
+def _event_kind(event, message: str) -> str | None:
+    """Which of the moments the analysis times this event is: submitted, executing, start or end."""
     from dagster import DagsterEventType
 
+    if event.event_type == DagsterEventType.ENGINE_EVENT:
+        if "Submitting celery task" in message:
+            return "submitted"
+        if "in celery worker" in message:
+            return "executing"  # a redelivered step: its last start counts
+        return None
+    if event.event_type == DagsterEventType.STEP_START:
+        return "start"
+    if event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
+        return "end"
+    return None
+
+
+def _analyse_run(instance, run_id: str, llm_steps: set[str], batch: CeleryBatch, intervals: list) -> None:
+    """One run's steps: broker wait and worker start per step, LLM step intervals, step count."""
+    moments: dict[str, dict[str, float]] = {"submitted": {}, "executing": {}, "start": {}}
+    for record in instance.all_logs(run_id):
+        event, key = record.dagster_event, record.step_key
+        if event is None or not key:
+            continue
+        # report_engine_event (the worker's) leaves user_message empty: the text is the event's.
+        kind = _event_kind(event, event.message or record.user_message or "")
+        if kind == "end":
+            if key in llm_steps and key in moments["start"]:
+                intervals.append((moments["start"][key], record.timestamp))
+        elif kind is not None:
+            moments[kind][key] = record.timestamp
+            if kind == "start":
+                batch.steps += 1
+    submitted, started = moments["submitted"], moments["start"]
+    for key, at in moments["executing"].items():
+        if key in submitted:
+            batch.broker_wait.append(at - submitted[key])
+        if key in started:
+            batch.worker_start.append(started[key] - at)
+
+
+def analyse_runs(instance, run_ids: list[str], llm_steps: set[str], batch: CeleryBatch) -> None:
     intervals: list[tuple[float, float]] = []
     for run_id in run_ids:
-        submitted: dict[str, float] = {}
-        executing: dict[str, float] = {}
-        started: dict[str, float] = {}
-        for record in instance.all_logs(run_id):
-            event = record.dagster_event
-            key = record.step_key
-            if event is None or not key:
-                continue
-            # report_engine_event (the worker's) leaves user_message empty: the text is the event's.
-            message = event.message or record.user_message or ""
-            if event.event_type == DagsterEventType.ENGINE_EVENT and "Submitting celery task" in message:
-                submitted[key] = record.timestamp
-            elif event.event_type == DagsterEventType.ENGINE_EVENT and "in celery worker" in message:
-                executing[key] = record.timestamp  # a redelivered step: its last start counts
-            elif event.event_type == DagsterEventType.STEP_START:
-                started[key] = record.timestamp
-                batch.steps += 1
-            elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
-                if key in llm_steps and key in started:
-                    intervals.append((started[key], record.timestamp))
-        for key, at in executing.items():
-            if key in submitted:
-                batch.broker_wait.append(at - submitted[key])
-            if key in started:
-                batch.worker_start.append(started[key] - at)
+        _analyse_run(instance, run_id, llm_steps, batch, intervals)
     batch.max_llm_steps = max_overlap(intervals)
+
+
+def _start_deployment(label: str, *, workers: int, root: Path, app_url: str, dagster_url: str, llm_config: Path):
+    """The code server, ``workers`` Celery workers (when any) and the daemon, started and ready."""
+    cluster = CeleryDeployment.prepare(
+        root / label,
+        app_db_url=app_url,
+        dagster_postgres_url=dagster_url,
+        llm_config=llm_config,
+        pool_size=1,
+        extra_env={"PLANEXE_PLAN_EXECUTOR": "celery" if workers else "threads"},
+    )
+    try:
+        if workers:
+            purge_broker_queue()
+        cluster.start_code_server()
+        started_workers = [
+            cluster.start_worker(f"bench_worker_{i + 1}", concurrency=WORKER_CONCURRENCY) for i in range(workers)
+        ]
+        if started_workers:
+            cluster.wait_for_workers(started_workers)
+        cluster.start_daemon()
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def _wait_for_plans(cluster, db, instance, plan_ids: list[str], timeout: float) -> None:
+    """Until every plan has ended and none has a run still going, or the timeout."""
+    from planexe_assets.dagster_defs.runs import unfinished_runs
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        cluster.check_alive()
+        statuses = {p: db.get_plan(p).status for p in plan_ids}
+        ended = all(s in ("completed", "failed", "stopped") for s in statuses.values())
+        if ended and not any(unfinished_runs(instance, p) for p in plan_ids):
+            return
+        time.sleep(1)
+
+
+def _restore_environment(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def run_configuration(
@@ -115,7 +178,6 @@ def run_configuration(
     """One deployment: ``workers`` Celery workers (0: the thread executor), ``plans`` queued at once."""
     from dagster import DagsterInstance, RunsFilter
 
-    from planexe_assets.dagster_defs.runs import unfinished_runs
     from planexe_assets.lifecycle.plans import PlanRequest, create_plan
     from planexe_assets.lifecycle.runner import pipeline_steps
     from resources import migrate
@@ -126,44 +188,22 @@ def run_configuration(
     dagster_url = create_postgres_database("planexe_bcel_dagster", driver="postgresql+psycopg2")
     cluster = None
     db = None
-    saved: dict[str, str | None] = {}
+    # This process creates the plans (the model is checked then) and reads the instance.
+    saved = {k: os.environ.get(k) for k in ("PLANEXE_LLM_CONFIG", "PLANEXE_DAGSTER_POSTGRES_URL")}
     try:
         migrate.upgrade(app_url)
         llm_config = write_llm_config(root / "llm_config.json", latency_server.base_url, in_flight)
-        cluster = CeleryDeployment.prepare(
-            root / label,
-            app_db_url=app_url,
-            dagster_postgres_url=dagster_url,
-            llm_config=llm_config,
-            pool_size=1,
-            extra_env={"PLANEXE_PLAN_EXECUTOR": "celery" if workers else "threads"},
+        cluster = _start_deployment(
+            label, workers=workers, root=root, app_url=app_url, dagster_url=dagster_url, llm_config=llm_config
         )
-        if workers:
-            purge_broker_queue()
-        cluster.start_code_server()
-        started_workers = [
-            cluster.start_worker(f"bench_worker_{i + 1}", concurrency=WORKER_CONCURRENCY) for i in range(workers)
-        ]
-        if started_workers:
-            cluster.wait_for_workers(started_workers)
-        cluster.start_daemon()
         db = DatabaseService(make_engine(app_url))
         plan_ids = [f"{label}_{i + 1}" for i in range(plans)]
         queued_at = time.monotonic()
-        # This process creates the plans (the model is checked then) and reads the instance.
-        saved = {k: os.environ.get(k) for k in ("PLANEXE_LLM_CONFIG", "PLANEXE_DAGSTER_POSTGRES_URL")}
         os.environ.update({"PLANEXE_LLM_CONFIG": str(llm_config), "PLANEXE_DAGSTER_POSTGRES_URL": dagster_url})
         for plan_id in plan_ids:
             create_plan(db, PlanRequest(prompt=prompt, model=BENCH_MODEL, fast=True, plan_id=plan_id))
         with DagsterInstance.from_config(str(cluster.dagster_home("control"))) as instance:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                cluster.check_alive()
-                statuses = {p: db.get_plan(p).status for p in plan_ids}
-                ended = all(s in ("completed", "failed", "stopped") for s in statuses.values())
-                if ended and not any(unfinished_runs(instance, p) for p in plan_ids):
-                    break
-                time.sleep(1)
+            _wait_for_plans(cluster, db, instance, plan_ids, timeout)
             batch.wall_seconds = time.monotonic() - queued_at
             batch.statuses = {p: db.get_plan(p).status for p in plan_ids}
             run_ids = [r.run_id for p in plan_ids for r in instance.get_runs(RunsFilter(tags={"dagster/partition": p}))]
@@ -171,11 +211,7 @@ def run_configuration(
             analyse_runs(instance, run_ids, llm_steps, batch)
         batch.peak_requests = latency_server.stats()["peak_in_flight"]
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _restore_environment(saved)
         if cluster is not None:
             cluster.stop()
             if workers:
