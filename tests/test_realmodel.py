@@ -127,6 +127,7 @@ def llama_server(tmp_path_factory):
             if time.monotonic() > deadline:
                 pytest.fail(f"the llama.cpp server did not answer within 180 s: {log_path.read_text()[-2000:]}")
             time.sleep(0.5)
+        _first_completion(server, base_url, log_path)
         yield base_url
     finally:
         server.terminate()
@@ -135,6 +136,28 @@ def llama_server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def _first_completion(server: subprocess.Popen, base_url: str, log_path: Path) -> None:
+    """One short completion before the plan: a server whose build uses an instruction this CPU lacks
+    answers ``/models`` and dies on its first completion (SIGILL), which would otherwise show only
+    as a plan of connection errors."""
+    body = json.dumps({"model": "gemma3-270m", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1})
+    request = urllib.request.Request(
+        f"{base_url}/chat/completions", data=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            if answer.status == 200:
+                return
+    except OSError:
+        pass
+    try:
+        code = server.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the llama.cpp server did not answer a one-token completion: {log_path.read_text()[-2000:]}")
+    reason = "SIGILL: its llama-cpp-python build uses an instruction this CPU lacks; .ci/run rebuilds it" if code == -4 else ""
+    pytest.fail(f"the llama.cpp server died on its first completion (exit {code}) {reason}")
 
 
 class StatusWatch:
