@@ -37,6 +37,7 @@ otherwise; a process that interrupts its own run on purpose (the CLI's plan work
 records the request (CANCELING) the moment it sees the interrupt, so the run ends CANCELED.
 """
 
+import collections
 import os
 import queue
 import sys
@@ -236,6 +237,11 @@ class ThreadedStepExecutor(Executor):
         step_keys = [step.key for step in execution_plan.get_steps_to_execute_in_topo_order()]
         events: queue.Queue[DagsterEvent | _StepFinished] = queue.Queue()
         running: set[str] = set()
+        # Workers per step key. A retried step can be started again (its retry delay over) before
+        # the worker of its failed attempt has put its _StepFinished: that marker must then neither
+        # drop the key from ``running`` nor make ``verify_complete`` see the new attempt in flight
+        # (it would mark the step unknown and fail the run with DagsterUnknownStepStateError).
+        workers: collections.Counter[str] = collections.Counter()
         barrier = _GateBarrier.for_run(job_context, execution_plan)
         stopping = False
         deferred_error: BaseException | None = None
@@ -291,6 +297,7 @@ class ThreadedStepExecutor(Executor):
                             step_context = job_context.for_step(step, active.get_known_state())
                             _check_resources(step_context)
                             running.add(step.key)
+                            workers[step.key] += 1
                             pool.submit(_run_step, step_context, events)
 
                     if not running:
@@ -310,10 +317,13 @@ class ThreadedStepExecutor(Executor):
                         continue
                     while True:
                         if isinstance(item, _StepFinished):
-                            running.discard(item.step_key)
+                            workers[item.step_key] -= 1
                             if item.error is not None and deferred_error is None:
                                 deferred_error = item.error
-                            active.verify_complete(job_context, item.step_key)
+                            if workers[item.step_key] <= 0:  # no later attempt of it is running
+                                del workers[item.step_key]
+                                running.discard(item.step_key)
+                                active.verify_complete(job_context, item.step_key)
                             yield from _plan_events(active, job_context, barrier)
                         else:
                             yield item
