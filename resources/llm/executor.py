@@ -9,7 +9,8 @@ One logical call (``StepLLM.structured`` or ``StepLLM.text``) walks the models i
 - with a ``context_window`` (from the config, or learned from the server, see below),
   ``max_tokens`` is what the window leaves after the prompt (``budget.py`` estimates the prompt
   without a tokenizer and corrects itself from the server's reported usage), capped by the model's
-  own ``max_tokens``. A prompt that leaves less than ``RetryPolicy.min_reply_tokens`` fails at once
+  own ``max_tokens`` and by the call's (``max_tokens=`` of ``structured``/``text``). A prompt that
+  leaves less than ``RetryPolicy.min_reply_tokens`` fails at once
   as permanent (recorded ``skipped``, error code ``context_window``), naming the model, the window
   and the estimated prompt size;
 - transient errors (429, 408, 409, 5xx, timeouts, connection errors, replies without choices) are
@@ -26,8 +27,9 @@ One logical call (``StepLLM.structured`` or ``StepLLM.text``) walks the models i
   fences and prose around the object are dropped and raw control characters (newlines) inside
   strings are accepted; the schema is always enforced;
 - a reply cut off at ``max_tokens`` (``finish_reason == "length"``) is sent again once with a larger
-  ``max_tokens``, never past the context window; it moves on at once when that cannot help: the
-  reply repeats itself (the model loops), the budget already is all the window leaves, or the server
+  ``max_tokens``, never past the context window nor the call's own bound; it moves on at once when
+  that cannot help: the reply repeats itself (the model loops), the budget already is all the window
+  leaves or the call's bound, or the server
   stopped the reply before ``max_tokens`` because its own window was full (llama.cpp shrinks
   ``max_tokens`` silently). In that last case, and from a context-length refusal naming the window,
   the window is learned for the life of the executor;
@@ -261,10 +263,14 @@ class LLMExecutor:
         response_model: type[BaseModel] | None,
         label: str | None,
         should_stop: Callable[[], bool] | None,
+        max_tokens: int | None = None,
     ) -> tuple[Any, str, CallUsage]:
-        """Returns (validated value or text, reply text, usage). Raises StepError or PipelineStopRequested."""
+        """Returns (validated value or text, reply text, usage). Raises StepError or PipelineStopRequested.
+        ``max_tokens``: this call's bound on the reply, below each model's own."""
         checked = _check_messages(messages)
-        call = _Call(self, plan_id, stage, checked, response_model, label, should_stop)
+        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+            raise ValueError(f"max_tokens must be a positive whole number or None, got {max_tokens!r}")
+        call = _Call(self, plan_id, stage, checked, response_model, label, should_stop, max_tokens)
         return call.run()
 
     def context_window(self, entry: ModelEntry) -> int | None:
@@ -327,21 +333,28 @@ class StepLLM:
         return f"StepLLM(plan_id={self.plan_id!r}, stage={self.stage!r}, models={[m.id for m in self.executor.models]})"
 
     def structured(
-        self, messages: Sequence[ChatMessage], response_model: type[T], *, label: str | None = None
+        self,
+        messages: Sequence[ChatMessage],
+        response_model: type[T],
+        *,
+        label: str | None = None,
+        max_tokens: int | None = None,
     ) -> StructuredReply[T]:
         if not (isinstance(response_model, type) and issubclass(response_model, BaseModel)):
             raise TypeError(f"response_model must be a pydantic model class, got {response_model!r}")
         value, text, usage = self.executor.run_call(
             plan_id=self.plan_id, stage=self.stage, messages=messages, response_model=response_model,
-            label=label, should_stop=self.should_stop,
+            label=label, should_stop=self.should_stop, max_tokens=max_tokens,
         )
         self._keep(usage)
         return StructuredReply(value=value, text=text, usage=usage)
 
-    def text(self, messages: Sequence[ChatMessage], *, label: str | None = None) -> TextReply:
+    def text(
+        self, messages: Sequence[ChatMessage], *, label: str | None = None, max_tokens: int | None = None
+    ) -> TextReply:
         _, text, usage = self.executor.run_call(
             plan_id=self.plan_id, stage=self.stage, messages=messages, response_model=None,
-            label=label, should_stop=self.should_stop,
+            label=label, should_stop=self.should_stop, max_tokens=max_tokens,
         )
         self._keep(usage)
         return TextReply(text=text, usage=usage)
@@ -391,8 +404,10 @@ class _Call:
         response_model: type[BaseModel] | None,
         label: str | None,
         should_stop: Callable[[], bool] | None,
+        max_tokens: int | None = None,
     ):
         self.ex = executor
+        self.call_max_tokens = max_tokens
         self.plan_id = plan_id
         self.stage = stage
         self.messages = messages
@@ -446,7 +461,8 @@ class _Call:
         policy = self.ex.retry
         budget = entry.max_retries if entry.max_retries is not None else policy.transient_retries
         messages = self.messages
-        max_tokens = entry.max_tokens  # the reply's upper bound; the window may lower it per request
+        # The reply's upper bound: the model's, lowered by the call's own; the window may lower it per request.
+        max_tokens = _smaller(entry.max_tokens, self.call_max_tokens)
         transient_retries = 0
         repaired: str | None = None  # why the single repair attempt was used
         resized = False  # the single correction after a context-length refusal was used
@@ -490,15 +506,18 @@ class _Call:
                 if failure.code == "truncated":
                     current = sized or policy.assumed_max_tokens
                     grown = min(policy.max_tokens_cap, int(current * policy.truncation_growth))
+                    if self.call_max_tokens is not None:
+                        grown = min(grown, self.call_max_tokens)
                     room = self._room(entry, sent)
                     if room is not None:
                         grown = min(grown, room)
                     if grown <= current:
-                        limit = (
-                            f"all that the context window of {self.ex.context_window(entry)} tokens leaves after the prompt"
-                            if room is not None and room <= current
-                            else f"the largest allowed ({policy.max_tokens_cap})"
-                        )
+                        if room is not None and room <= current:
+                            limit = f"all that the context window of {self.ex.context_window(entry)} tokens leaves after the prompt"
+                        elif self.call_max_tokens is not None and self.call_max_tokens <= current:
+                            limit = f"this call's own bound ({self.call_max_tokens})"
+                        else:
+                            limit = f"the largest allowed ({policy.max_tokens_cap})"
                         failure = replace(failure, message=f"{failure.message}; max_tokens={current} is already {limit}")
                         self._log(entry, model_attempts, failure, "giving up on this model")
                         return _ModelOutcome(entry.id, model_attempts, failure)
@@ -856,6 +875,10 @@ class _Call:
 
 # ------------------------------------------------------------------------------------------------
 # helpers
+
+
+def _smaller(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def _utcnow() -> datetime:

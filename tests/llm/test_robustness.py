@@ -427,3 +427,35 @@ def test_a_skipped_calls_reason_never_holds_the_key(stub, canary_env):
         llm.structured(SHORT, Purpose)
     [skipped] = [r for r in rows(executor) if r["status"] == "skipped"]
     assert "[REDACTED]" in skipped["error_message"] and canary_env not in json.dumps(rows(executor), default=str)
+
+
+# -- a call's own bound on its reply ---------------------------------------------------------------
+
+
+def test_a_call_bounds_its_own_reply_below_the_models_max_tokens(stub, canary_env):
+    stub.script("local", Reply(VALID), Reply(VALID), Reply(VALID))
+    executor = stub_executor(stub, {"local": {"max_tokens": 3000, "context_window": 4096}})
+    llm = executor.for_step("p1", "identify_purpose")
+    llm.structured(SHORT, Purpose, max_tokens=200)
+    llm.text(SHORT, max_tokens=5000)  # above the model's own: the model's wins
+    llm.structured(SHORT, Purpose)
+    assert [s.body["max_tokens"] for s in stub.seen("local")] == [200, 3000, 3000]
+    assert [r["prompt_metadata"]["max_tokens"] for r in rows(executor)] == [200, 3000, 3000]
+
+
+def test_a_reply_cut_off_at_the_calls_bound_is_not_grown(stub, canary_env):
+    stub.script("local", Reply('{"purpose": "business", "topic": "a bakery that', finish_reason="length"))
+    executor = stub_executor(stub, {"local": {"max_tokens": 3000}})
+    with pytest.raises(StepError) as caught:
+        executor.for_step("p1", "identify_purpose").structured(SHORT, Purpose, max_tokens=200)
+    assert caught.value.kind is FailureKind.CONTENT
+    assert "this call's own bound (200)" in str(caught.value)
+    assert [s.body["max_tokens"] for s in stub.seen("local")] == [200]
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, True])
+def test_a_calls_bound_must_be_a_positive_whole_number(stub, canary_env, bad):
+    executor = stub_executor(stub, {"local": {}})
+    with pytest.raises(ValueError, match="max_tokens"):
+        executor.for_step("p1", "identify_purpose").text(SHORT, max_tokens=bad)
+    assert stub.seen("local") == []
