@@ -33,6 +33,10 @@ One logical call (``StepLLM.structured`` or ``StepLLM.text``) walks the models i
   stopped the reply before ``max_tokens`` because its own window was full (llama.cpp shrinks
   ``max_tokens`` silently). In that last case, and from a context-length refusal naming the window,
   the window is learned for the life of the executor;
+- a structured reply cut off where another attempt cannot help (it loops, or the window is full)
+  keeps its complete part when that satisfies the schema: the reply up to its last complete JSON
+  array item, closed, with items that repeat an earlier one dropped (``salvage.py``); the row is
+  ``completed`` with ``response_metadata.salvaged`` saying what was kept;
 - a server that rejects the structured-output mode (llama.cpp answers ``json_schema`` with HTTP 500
   "should be 'text' or 'json_object'") is downgraded json_schema -> json_object -> prompt, once per
   model for the life of the executor, with a log line, and the request is sent again at once;
@@ -91,6 +95,7 @@ from resources.llm.providers import (
     make_provider,
 )
 from resources.llm.recording import InteractionRecorder, NullRecorder
+from resources.llm.salvage import complete_prefixes, drop_repeated_items
 from resources.models import NOT_SENT
 
 T = TypeVar("T", bound=BaseModel)
@@ -390,6 +395,8 @@ class _ModelOutcome:
 
 # Content failures that another attempt on the same model cannot fix.
 _HOPELESS_CODES = frozenset({"looping", "context_full"})
+# Cut-off replies whose complete JSON array items are kept when they satisfy the schema (salvage.py).
+_SALVAGE_CODES = _HOPELESS_CODES
 
 
 class _Call:
@@ -422,6 +429,7 @@ class _Call:
         self.output_tokens: int | None = None
         self.cost: float | None = None
         self.rng = executor._jitter_rng()
+        self.salvaged: str | None = None  # how the last reply was salvaged (salvage.py), for its row
         self.where = f"{stage}" + (f" [{label}]" if label else "")
 
     def run(self) -> tuple[Any, str, CallUsage]:
@@ -690,7 +698,12 @@ class _Call:
             )
         try:
             if reply.finish_reason == "length":
-                raise self._cut_off(entry, request, reply)
+                cut = self._cut_off(entry, request, reply)
+                if self.response_model is not None and cut.code in _SALVAGE_CODES:
+                    kept = self._salvage(entry, reply.text, cut)
+                    if kept is not None:
+                        return kept
+                raise cut
             if not reply.text.strip():
                 raise _Unusable("empty_reply", "the reply is empty")
             if self.response_model is None:
@@ -727,6 +740,30 @@ class _Call:
         if repeats_itself(reply.text):
             return _Unusable("looping", f"the reply repeats itself until it was cut off at {budget} (the model looped)")
         return _Unusable("truncated", f"the reply was cut off at {budget}")
+
+    def _salvage(self, entry: ModelEntry, text: str, cut: _Unusable) -> tuple[Any, str] | None:
+        """The complete part of a reply cut off inside a JSON array (``salvage.py``), when it is valid
+        against the schema; else None. Only for cut-offs that another attempt cannot fix (a loop, a
+        full window): a reply cut off only by ``max_tokens`` is first sent again with a larger one."""
+        assert self.response_model is not None
+        for candidate in complete_prefixes(text):
+            try:
+                data = _LENIENT.decode(candidate)
+            except json.JSONDecodeError:
+                continue
+            data, repeated = drop_repeated_items(data)
+            try:
+                value = self.response_model.model_validate(data)
+            except ValidationError:
+                continue
+            note = (
+                f"kept the first {len(candidate)} of {len(text)} characters of a reply cut off at max_tokens "
+                f"({cut.code}), closed after its last complete array item; {repeated} repeated item(s) dropped"
+            )
+            self.salvaged = note
+            self.ex.warn_once(entry, f"salvaged:{self.stage}", f"{self.where}: {note}")
+            return value, json.dumps(data, ensure_ascii=False)
+        return None
 
     # -- recording --------------------------------------------------------------------------------
 
@@ -806,6 +843,8 @@ class _Call:
             "served_model": reply.served_model if reply else None,
             "cost_usd": cost,
         }
+        if self.salvaged is not None and not failed:
+            response_metadata["salvaged"] = self.salvaged
         if failed:
             response_metadata["failure_kind"] = result.kind
             if result.context_window is not None:

@@ -459,3 +459,77 @@ def test_a_calls_bound_must_be_a_positive_whole_number(stub, canary_env, bad):
     with pytest.raises(ValueError, match="max_tokens"):
         executor.for_step("p1", "identify_purpose").text(SHORT, max_tokens=bad)
     assert stub.seen("local") == []
+
+
+# -- what is kept of a reply that looped inside a JSON array -------------------------------------------
+
+
+class Decision(BaseModel):
+    lever_id: str
+    classification: str
+
+
+class Decisions(BaseModel):
+    decisions: list[Decision]
+
+
+def _decision(n: int) -> str:
+    return json.dumps({"lever_id": f"lever-{n}", "classification": "keep"})
+
+
+def test_a_looping_array_keeps_its_complete_items(stub, canary_env):
+    """What Gemma 3 270M sent for deduplicate_levers, in short: good items, then one item repeated
+    until max_tokens. The complete items are kept; the repeats and the cut-off item are dropped."""
+    loop = '{ "decisions": [ ' + ", ".join([_decision(1), _decision(2), *[_decision(3)] * 30]) + ', {"lever_id": "lev'
+    stub.script("local", Reply(loop, finish_reason="length"))
+    executor = stub_executor(stub, {"local": {"max_tokens": 512}})
+    reply = executor.for_step("p", "deduplicate_levers").structured(SHORT, Decisions)
+    assert [d.lever_id for d in reply.value.decisions] == ["lever-1", "lever-2", "lever-3"]
+    assert json.loads(reply.text) == reply.value.model_dump()
+    assert len(stub.seen("local")) == 1
+    [row] = rows(executor)
+    assert row["status"] == "completed" and row["response_metadata"]["finish_reason"] == "length"
+    assert "29 repeated item(s) dropped" in row["response_metadata"]["salvaged"]
+
+
+def test_a_looping_reply_whose_complete_part_fails_the_schema_still_fails(stub, canary_env):
+    # The loop is inside a string of a required field: no array item is complete, nothing is kept.
+    loop = '{"purpose": "business", "topic": "' + "the bakery sells bread and " * 60
+    stub.script("local", Reply(loop, finish_reason="length"))
+    executor = stub_executor(stub, {"local": {"max_tokens": 512}})
+    with pytest.raises(StepError, match="repeats itself"):
+        executor.for_step("p", "s").structured(SHORT, Purpose)
+    # An array loop before a required field that never came: the closed prefix fails the schema.
+    class Later(BaseModel):
+        items: list[int]
+        summary: str
+
+    stub.script("local", Reply('{"items": [' + "1, " * 200, finish_reason="length"))
+    with pytest.raises(StepError, match="repeats itself"):
+        executor.for_step("p", "s").structured(SHORT, Later)
+    assert [r["status"] for r in rows(executor)] == ["failed", "failed"]
+
+
+def test_a_reply_cut_off_only_by_max_tokens_is_grown_not_salvaged(stub, canary_env):
+    cut = '{ "decisions": [ ' + ", ".join(_decision(n) for n in range(1, 4)) + ', { "lever_id": "lev'
+    whole = '{ "decisions": [ ' + ", ".join(_decision(n) for n in range(1, 6)) + "]}"
+    stub.script("local", Reply(cut, finish_reason="length"), Reply(whole))
+    executor = stub_executor(stub, {"local": {"max_tokens": 300}})
+    reply = executor.for_step("p", "s").structured(SHORT, Decisions)
+    assert len(reply.value.decisions) == 5
+    assert [s.body["max_tokens"] for s in stub.seen("local")] == [300, 600]
+
+
+def test_complete_prefixes_close_what_is_open():
+    from resources.llm.salvage import complete_prefixes, drop_repeated_items
+
+    text = 'Here: {"a": [1, "x, ]", {"b": [true, null]} , {"c": "unfinished'
+    assert list(complete_prefixes(text)) == [
+        '{"a": [1, "x, ]", {"b": [true, null]}]}',
+        '{"a": [1, "x, ]", {"b": [true]}]}',
+        '{"a": [1, "x, ]"]}',
+        '{"a": [1]}',
+    ]
+    assert list(complete_prefixes('{"a": [1, 2]}')) == []  # complete: nothing to salvage
+    assert list(complete_prefixes("no json")) == []
+    assert drop_repeated_items({"a": [1, 1, {"b": [2, 2]}, {"b": [2, 2]}]}) == ({"a": [1, {"b": [2]}]}, 4)
