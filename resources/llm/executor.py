@@ -14,7 +14,8 @@ One logical call (``StepLLM.structured`` or ``StepLLM.text``) walks the models i
   as permanent (recorded ``skipped``, error code ``context_window``), naming the model, the window
   and the estimated prompt size;
 - transient errors (429, 408, 409, 5xx, timeouts, connection errors, replies without choices) are
-  retried with exponential backoff plus jitter, waiting at least the server's ``Retry-After``; after
+  retried with exponential backoff plus jitter (after a timeout with a longer one, up to
+  ``RetryPolicy.timeout_growth_cap`` times the model's), waiting at least the server's ``Retry-After``; after
   the model's retry budget (its ``max_retries``, else ``RetryPolicy.transient_retries``), when
   ``Retry-After`` asks for longer than ``RetryPolicy.max_retry_after``, or once the model's breaker
   has opened, the next model is tried;
@@ -144,6 +145,11 @@ class RetryPolicy:
     truncation_growth: float = 2.0  # a cut-off reply is retried with max_tokens times this
     assumed_max_tokens: int = 4096  # the budget assumed when a cut-off model had no max_tokens set
     max_tokens_cap: int = 65536
+    # After a timeout the same call's next request to that model waits this many times longer, up
+    # to timeout_growth_cap times the model's timeout: a local server that is merely slow (or still
+    # busy with the abandoned request, which llama-cpp-python finishes anyway) gets the time it needs.
+    timeout_growth: float = 2.0
+    timeout_growth_cap: float = 4.0
     # Context windows (budget.py): the smallest reply a budget may leave; a prompt leaving less fails.
     min_reply_tokens: int = 256
     chars_per_token: float = 3.5  # the estimate before the server reported any usage
@@ -475,6 +481,7 @@ class _Call:
         repaired: str | None = None  # why the single repair attempt was used
         resized = False  # the single correction after a context-length refusal was used
         model_attempts = 0
+        timeout: float | None = None  # the model's own until a request times out
         while True:
             self._check_stop()
             mode = self.ex.structured_mode(entry.id) if self.schema is not None else None
@@ -486,6 +493,7 @@ class _Call:
                 return _ModelOutcome(entry.id, model_attempts, sized)
             request = ProviderRequest(
                 messages=sent, schema=self.schema, schema_name=self.schema_name, mode=mode, max_tokens=sized,
+                timeout=timeout,
             )
             outcome = self._attempt(entry, provider, request, model_attempts + 1, repaired)
             if isinstance(outcome, Failure) and outcome.code == "circuit_open":  # not sent
@@ -546,7 +554,12 @@ class _Call:
                     return _ModelOutcome(entry.id, model_attempts, failure)
                 transient_retries += 1
                 delay = policy.backoff(transient_retries, failure.retry_after, self.rng)
-                self._log(entry, model_attempts, failure, f"retrying in {delay:.2f}s")
+                then = f"retrying in {delay:.2f}s"
+                if failure.code == "timeout":
+                    longest = entry.timeout * policy.timeout_growth_cap
+                    timeout = min(longest, (timeout or entry.timeout) * policy.timeout_growth)
+                    then += f" with a timeout of {timeout:.0f}s"
+                self._log(entry, model_attempts, failure, then)
                 self._sleep(delay)
                 continue
             self._log(entry, model_attempts, failure, "giving up on this model")
@@ -885,6 +898,7 @@ class _Call:
             "call_id": self.call_id,
             "repair_of": repaired,
             "max_tokens": request.max_tokens,
+            "timeout": request.timeout if request.timeout is not None else entry.timeout,
             "temperature": entry.temperature,
             "provider_class": entry.class_name,
             "model_name": entry.model,

@@ -44,6 +44,7 @@ class ProviderRequest:
     schema_name: str | None = None
     mode: str | None = None  # json_schema | json_object | prompt; None for free text
     max_tokens: int | None = None
+    timeout: float | None = None  # seconds for this request; None: the model's configured timeout
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,8 @@ class OpenAICompatibleProvider:
         response_format = self.response_format(request)
         if response_format is not None:
             kwargs["response_format"] = response_format
+        if request.timeout is not None:
+            kwargs["timeout"] = request.timeout
         try:
             response = self.client().chat.completions.create(**kwargs)
         except json.JSONDecodeError as exc:

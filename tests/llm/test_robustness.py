@@ -533,3 +533,14 @@ def test_complete_prefixes_close_what_is_open():
     assert list(complete_prefixes('{"a": [1, 2]}')) == []  # complete: nothing to salvage
     assert list(complete_prefixes("no json")) == []
     assert drop_repeated_items({"a": [1, 1, {"b": [2, 2]}, {"b": [2, 2]}]}) == ({"a": [1, {"b": [2]}]}, 4)
+
+
+def test_after_a_timeout_the_retry_waits_longer(stub, canary_env):
+    """A local server that needs longer than the timeout (or is still finishing the abandoned request)
+    gets a longer timeout on the retry, up to four times the model's, instead of the same, hopeless one."""
+    stub.script("local", Reply(VALID, delay=1.5), Reply(VALID, delay=1.5), Reply(VALID, delay=1.0))
+    executor = stub_executor(stub, {"local": {"timeout": 0.5, "max_retries": 3}})
+    reply = executor.for_step("p", "s").structured(SHORT, Purpose)
+    assert reply.value.topic == "bakery"
+    sent = [(r["status"], r["error_code"], r["prompt_metadata"]["timeout"]) for r in rows(executor)]
+    assert sent == [("failed", "timeout", 0.5), ("failed", "timeout", 1.0), ("completed", None, 2.0)]
