@@ -30,8 +30,8 @@ frequency penalty against loops, one step retry with a 1 s delay, a server on on
 and a timeout on the whole plan (``PLANEXE_REALMODEL_TIMEOUT``, default 1200 s; the test fails when
 the plan is not over by then) inside the test's own 1800 s. Measured on two cores shared with a
 second real-model plan and other test runs: 20.5 minutes, ending at the plan timeout while
-``potential_levers`` was still retrying cut-off replies; the machine to itself is about three
-times faster (generation 13-22 tokens/s against 5-9).
+``potential_levers`` was still retrying cut-off replies (generation ran at 5-9 tokens/s with the
+two servers, 13-22 with one).
 """
 
 from __future__ import annotations
