@@ -544,3 +544,27 @@ def test_after_a_timeout_the_retry_waits_longer(stub, canary_env):
     assert reply.value.topic == "bakery"
     sent = [(r["status"], r["error_code"], r["prompt_metadata"]["timeout"]) for r in rows(executor)]
     assert sent == [("failed", "timeout", 0.5), ("failed", "timeout", 1.0), ("completed", None, 2.0)]
+
+
+def test_a_loop_that_counts_up_is_a_loop_and_keeps_its_items(stub, canary_env):
+    """Gemma 3 270M's physical_locations reply: the schema's own descriptions copied into item after
+    item, only item_index counting up, until max_tokens (2048; 1024 first, "grown" once)."""
+    item = (
+        '{{"item_index": {n}, "physical_location_broad": "Country or wide region of the candidate", '
+        '"physical_location_detailed": "Narrower area within the broad one"}}'
+    )
+    loop = '{"places": [' + ", ".join(item.format(n=n) for n in range(1, 26)) + ', {"item_index": 26, "phys'
+    assert repeats_itself(loop)
+
+    class Place(BaseModel):
+        item_index: int
+        physical_location_broad: str
+
+    class Places(BaseModel):
+        places: list[Place]
+
+    stub.script("local", Reply(loop, finish_reason="length"))
+    executor = stub_executor(stub, {"local": {"max_tokens": 1024}})
+    reply = executor.for_step("p", "physical_locations").structured(SHORT, Places)
+    assert [p.item_index for p in reply.value.places] == list(range(1, 26))
+    assert len(stub.seen("local")) == 1  # not resent with max_tokens=2048 to loop for longer
