@@ -240,6 +240,29 @@ def test_retry_requested_by_a_step_is_honoured():
     assert STORE["total"] == 22 + 21 + 31
 
 
+def test_a_retry_started_before_the_failed_attempts_worker_finished(monkeypatch):
+    """The failed attempt's worker is still busy after its STEP_UP_FOR_RETRY (its hooks run) when the
+    retry, with no delay, is already started: the late end of the first worker must not be taken for
+    the end of the second attempt (which made the run fail with DagsterUnknownStepStateError)."""
+    from planexe_assets.dagster_defs import executor as executor_module
+
+    real_trigger_hook = executor_module.trigger_hook
+
+    def slow_after_a_retry_request(step_context, step_events):
+        if any(event.is_step_up_for_retry for event in step_events):
+            time.sleep(0.5)  # the run's thread meanwhile starts the retry
+        return real_trigger_hook(step_context, step_events)
+
+    monkeypatch.setattr(executor_module, "trigger_hook", slow_after_a_retry_request)
+    _reset(barrier_parties=3)
+    STATE["retry_once"] = {"middle"}
+    STATE["sleep"] = 1.0  # the second attempt is still running when the first worker ends
+    result, _ = _run(diamond_job)
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    assert STATE["attempts"]["middle"] == 2
+    assert STORE["total"] == 22 + 21 + 31
+
+
 def test_results_equal_the_in_process_executor():
     def outcome(executor: str) -> tuple[dict, dict, set]:
         _reset(barrier_parties=1)  # no waiting: both executors can run the job

@@ -271,6 +271,7 @@ def test_failed_run_outside_the_cli_marks_the_plan_failed(app_db, resources, ins
         closed.status == "failed"
         and closed.error_code == "run_ended"
         and outcome.run_id in closed.error_message
+        and closed.response_metadata == {"failure_kind": "transient"}  # every failed row has its kind
     )
     metrics = app_db.get_plan_metrics("killed")
     assert (metrics.total_llm_calls, metrics.total_tokens_used, metrics.total_cost_usd) == (2, 40, 0.25)

@@ -102,13 +102,24 @@ class LLMCaller(Protocol):
     permanent ones), record every attempt in ``llm_interactions`` under this step's stage, and raise
     ``StepError`` naming the step and every model tried when all fail. They are thread-safe, so a
     fan-out step may call them from ``ctx.map_concurrent``.
+
+    ``max_tokens`` bounds this call's reply below every model's own ``max_tokens`` (a step whose
+    answer is short need not pay for a model that loops to a large budget); a reply cut off at it
+    is not sent again with a larger one. ``None``: the models' own budgets.
     """
 
     def structured(
-        self, messages: Sequence[ChatMessage], response_model: type[T], *, label: str | None = None
+        self,
+        messages: Sequence[ChatMessage],
+        response_model: type[T],
+        *,
+        label: str | None = None,
+        max_tokens: int | None = None,
     ) -> StructuredReply[T]: ...
 
-    def text(self, messages: Sequence[ChatMessage], *, label: str | None = None) -> TextReply: ...
+    def text(
+        self, messages: Sequence[ChatMessage], *, label: str | None = None, max_tokens: int | None = None
+    ) -> TextReply: ...
 
     @property
     def usage(self) -> list[CallUsage]: ...

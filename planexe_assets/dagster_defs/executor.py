@@ -37,6 +37,7 @@ otherwise; a process that interrupts its own run on purpose (the CLI's plan work
 records the request (CANCELING) the moment it sees the interrupt, so the run ends CANCELED.
 """
 
+import collections
 import os
 import queue
 import sys
@@ -298,6 +299,7 @@ class ThreadedStepExecutor(Executor):
             step_context = job_context.for_step(step, active.get_known_state())
             _check_resources(step_context)
             flight.running.add(step.key)
+            flight.workers[step.key] += 1
             pool.submit(_run_step, step_context, events)
 
 
@@ -307,6 +309,11 @@ class _Flight:
     New steps start only while there is neither a stop nor an error."""
 
     running: set[str] = field(default_factory=set)
+    # Workers per step key. A retried step can be started again (its retry delay over) before the
+    # worker of its failed attempt has put its _StepFinished: that marker must then neither drop the
+    # key from ``running`` nor make ``verify_complete`` see the new attempt in flight (it would mark
+    # the step unknown and fail the run with DagsterUnknownStepStateError).
+    workers: collections.Counter[str] = field(default_factory=collections.Counter)
     stopping: bool = False
     deferred_error: BaseException | None = None
 
@@ -378,10 +385,13 @@ def _handle_events(
     end), before scheduling again."""
     while True:
         if isinstance(item, _StepFinished):
-            flight.running.discard(item.step_key)
+            flight.workers[item.step_key] -= 1
             if item.error is not None and flight.deferred_error is None:
                 flight.deferred_error = item.error
-            active.verify_complete(job_context, item.step_key)
+            if flight.workers[item.step_key] <= 0:  # no later attempt of it is running
+                del flight.workers[item.step_key]
+                flight.running.discard(item.step_key)
+                active.verify_complete(job_context, item.step_key)
             yield from _plan_events(active, job_context, barrier)
         else:
             yield item

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 
-from planexe_assets.core import SpeedVsDetail
+from planexe_assets.core import FailureKind, SpeedVsDetail
 from planexe_assets.lifecycle.plans import PlanInputError, validate_model_choice, validate_prompt
 from planexe_assets.lifecycle.runner import MAX_REASON_CHARS, RUNNING_AGAIN, pipeline_steps, stored_steps
 from resources.config import ConfigError
@@ -240,7 +240,8 @@ def _failure_message(end: RunEnd) -> str:
 
 
 def close_orphan_attempts(db, plan_id: str, end: RunEnd) -> int:
-    """LLM attempts still ``pending`` that started before the run ended will never finish: fail them."""
+    """LLM attempts still ``pending`` that started before the run ended will never finish: fail them,
+    as ``transient`` (the run was stopped or died; the model did nothing wrong, and resuming can help)."""
     with db.session() as s:
         result = s.execute(
             update(LLMInteraction)
@@ -254,6 +255,7 @@ def close_orphan_attempts(db, plan_id: str, end: RunEnd) -> int:
                 completed_at=end.ended_at,
                 error_code=ORPHAN_ERROR_CODE,
                 error_message=f"Dagster run {end.run_id} ended ({end.outcome}) before this attempt finished",
+                response_metadata={"failure_kind": FailureKind.TRANSIENT.value},
             )
         )
         return result.rowcount or 0

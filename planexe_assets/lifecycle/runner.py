@@ -386,10 +386,10 @@ class NoLLM:
     def __init__(self, step_name: str):
         self.step_name = step_name
 
-    def structured(self, messages, response_model, *, label=None):
+    def structured(self, messages, response_model, *, label=None, max_tokens=None):
         raise StepError(f"step {self.step_name} is declared without LLM calls but made one")
 
-    def text(self, messages, *, label=None):
+    def text(self, messages, *, label=None, max_tokens=None):
         raise StepError(f"step {self.step_name} is declared without LLM calls but made one")
 
     @property

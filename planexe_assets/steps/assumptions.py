@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from planexe_assets.core import (
+    FailureKind,
     Items,
     StepContext,
     StepError,
@@ -472,7 +473,7 @@ def run_consolidate_assumptions_markdown(ctx: StepContext, inputs: StepInputs) -
         )
         shortened = extract_shortened(reply.text)
         if not shortened.markdown:
-            raise StepError(f"the model returned no shortened text for '{section.title}'")
+            raise StepError(f"the model returned no shortened text for '{section.title}'", kind=FailureKind.CONTENT)
         return shortened, reply.metadata
 
     def every_call_failed(failed_outcomes) -> str:

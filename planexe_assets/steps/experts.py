@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from planexe_assets.core import (
     ChatMessage,
+    FailureKind,
     Items,
     StepContext,
     StepError,
@@ -212,7 +213,7 @@ def run_expert_review(ctx: StepContext, inputs: StepInputs) -> StepResult:
         rounds.append(len(second.value.experts))
         metadata["result2"] = {**second.metadata, "expert_count": len(second.value.experts)}
     if not found:
-        raise StepError("the expert finder proposed no experts, so there is nobody to consult")
+        raise StepError("the expert finder proposed no experts, so there is nobody to consult", kind=FailureKind.CONTENT)
 
     experts = [clean_expert(expert) for expert in found]
     experts_raw = {

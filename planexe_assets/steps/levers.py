@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field
 
 from planexe_assets.core import (
     ChatMessage,
+    FailureKind,
     Fields,
     Items,
     OneOf,
@@ -326,7 +327,8 @@ def run_deduplicate_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
     outcome = apply_decisions(levers, reply.value.decisions)
     if not outcome.kept:
         raise StepError(
-            f"deduplicate_levers: the model absorbed or removed all {len(levers)} levers; nothing is left to plan with"
+            f"deduplicate_levers: the model absorbed or removed all {len(levers)} levers; nothing is left to plan with",
+            kind=FailureKind.CONTENT,
         )
     raw = raw_record(
         reply,

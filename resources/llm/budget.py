@@ -148,8 +148,17 @@ def _first_int(patterns: Sequence[re.Pattern[str]], text: str) -> int | None:
 def repeats_itself(text: str, min_span: int = 240, min_repeats: int = 3, max_period: int = 400) -> bool:
     """True if the reply ends in one piece of text repeated back to back (at least ``min_repeats``
     times, covering at least ``min_span`` characters): the model was looping when it was cut off.
-    Whitespace runs count as one space, so a loop that varies only in line breaks is found too."""
+    Whitespace runs count as one space, so a loop that varies only in line breaks is found too. A
+    loop that only counts up (``{"item_index": 7, ...}``, ``8``, ``9``, ...) is found too: with every
+    run of digits read as one digit, a repeated piece holding at least 20 letters counts (a mere
+    list of numbers does not)."""
     tail = re.sub(r"\s+", " ", text[-(max_period * min_repeats * 2) :]).rstrip()
+    if _ends_in_repeats(tail, min_span, min_repeats, max_period, min_letters=0):
+        return True
+    return _ends_in_repeats(re.sub(r"\d+", "0", tail), min_span, min_repeats, max_period, min_letters=20)
+
+
+def _ends_in_repeats(tail: str, min_span: int, min_repeats: int, max_period: int, min_letters: int) -> bool:
     length = len(tail)
     for period in range(1, min(max_period, length // min_repeats) + 1):
         unit = tail[length - period :]
@@ -158,6 +167,6 @@ def repeats_itself(text: str, min_span: int = 240, min_repeats: int = 3, max_per
         while end - period >= 0 and tail[end - period : end] == unit:
             repeats += 1
             end -= period
-        if repeats >= min_repeats and repeats * period >= min_span:
+        if repeats >= min_repeats and repeats * period >= min_span and sum(c.isalpha() for c in unit) >= min_letters:
             return True
     return False

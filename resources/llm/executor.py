@@ -9,11 +9,13 @@ One logical call (``StepLLM.structured`` or ``StepLLM.text``) walks the models i
 - with a ``context_window`` (from the config, or learned from the server, see below),
   ``max_tokens`` is what the window leaves after the prompt (``budget.py`` estimates the prompt
   without a tokenizer and corrects itself from the server's reported usage), capped by the model's
-  own ``max_tokens``. A prompt that leaves less than ``RetryPolicy.min_reply_tokens`` fails at once
+  own ``max_tokens`` and by the call's (``max_tokens=`` of ``structured``/``text``). A prompt that
+  leaves less than ``RetryPolicy.min_reply_tokens`` fails at once
   as permanent (recorded ``skipped``, error code ``context_window``), naming the model, the window
   and the estimated prompt size;
 - transient errors (429, 408, 409, 5xx, timeouts, connection errors, replies without choices) are
-  retried with exponential backoff plus jitter, waiting at least the server's ``Retry-After``; after
+  retried with exponential backoff plus jitter (after a timeout with a longer one, up to
+  ``RetryPolicy.timeout_growth_cap`` times the model's), waiting at least the server's ``Retry-After``; after
   the model's retry budget (its ``max_retries``, else ``RetryPolicy.transient_retries``), when
   ``Retry-After`` asks for longer than ``RetryPolicy.max_retry_after``, or once the model's breaker
   has opened, the next model is tried;
@@ -26,11 +28,16 @@ One logical call (``StepLLM.structured`` or ``StepLLM.text``) walks the models i
   fences and prose around the object are dropped and raw control characters (newlines) inside
   strings are accepted; the schema is always enforced;
 - a reply cut off at ``max_tokens`` (``finish_reason == "length"``) is sent again once with a larger
-  ``max_tokens``, never past the context window; it moves on at once when that cannot help: the
-  reply repeats itself (the model loops), the budget already is all the window leaves, or the server
+  ``max_tokens``, never past the context window nor the call's own bound; it moves on at once when
+  that cannot help: the reply repeats itself (the model loops), the budget already is all the window
+  leaves or the call's bound, or the server
   stopped the reply before ``max_tokens`` because its own window was full (llama.cpp shrinks
   ``max_tokens`` silently). In that last case, and from a context-length refusal naming the window,
   the window is learned for the life of the executor;
+- a structured reply cut off where another attempt cannot help (it loops, or the window is full)
+  keeps its complete part when that satisfies the schema: the reply up to its last complete JSON
+  array item, closed, with items that repeat an earlier one dropped (``salvage.py``); the row is
+  ``completed`` with ``response_metadata.salvaged`` saying what was kept;
 - a server that rejects the structured-output mode (llama.cpp answers ``json_schema`` with HTTP 500
   "should be 'text' or 'json_object'") is downgraded json_schema -> json_object -> prompt, once per
   model for the life of the executor, with a log line, and the request is sent again at once;
@@ -89,6 +96,7 @@ from resources.llm.providers import (
     make_provider,
 )
 from resources.llm.recording import InteractionRecorder, NullRecorder
+from resources.llm.salvage import complete_prefixes, drop_repeated_items
 from resources.models import NOT_SENT
 
 T = TypeVar("T", bound=BaseModel)
@@ -137,6 +145,11 @@ class RetryPolicy:
     truncation_growth: float = 2.0  # a cut-off reply is retried with max_tokens times this
     assumed_max_tokens: int = 4096  # the budget assumed when a cut-off model had no max_tokens set
     max_tokens_cap: int = 65536
+    # After a timeout the same call's next request to that model waits this many times longer, up
+    # to timeout_growth_cap times the model's timeout: a local server that is merely slow (or still
+    # busy with the abandoned request, which llama-cpp-python finishes anyway) gets the time it needs.
+    timeout_growth: float = 2.0
+    timeout_growth_cap: float = 4.0
     # Context windows (budget.py): the smallest reply a budget may leave; a prompt leaving less fails.
     min_reply_tokens: int = 256
     chars_per_token: float = 3.5  # the estimate before the server reported any usage
@@ -261,10 +274,14 @@ class LLMExecutor:
         response_model: type[BaseModel] | None,
         label: str | None,
         should_stop: Callable[[], bool] | None,
+        max_tokens: int | None = None,
     ) -> tuple[Any, str, CallUsage]:
-        """Returns (validated value or text, reply text, usage). Raises StepError or PipelineStopRequested."""
+        """Returns (validated value or text, reply text, usage). Raises StepError or PipelineStopRequested.
+        ``max_tokens``: this call's bound on the reply, below each model's own."""
         checked = _check_messages(messages)
-        call = _Call(self, plan_id, stage, checked, response_model, label, should_stop)
+        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+            raise ValueError(f"max_tokens must be a positive whole number or None, got {max_tokens!r}")
+        call = _Call(self, plan_id, stage, checked, response_model, label, should_stop, max_tokens)
         return call.run()
 
     def context_window(self, entry: ModelEntry) -> int | None:
@@ -327,21 +344,28 @@ class StepLLM:
         return f"StepLLM(plan_id={self.plan_id!r}, stage={self.stage!r}, models={[m.id for m in self.executor.models]})"
 
     def structured(
-        self, messages: Sequence[ChatMessage], response_model: type[T], *, label: str | None = None
+        self,
+        messages: Sequence[ChatMessage],
+        response_model: type[T],
+        *,
+        label: str | None = None,
+        max_tokens: int | None = None,
     ) -> StructuredReply[T]:
         if not (isinstance(response_model, type) and issubclass(response_model, BaseModel)):
             raise TypeError(f"response_model must be a pydantic model class, got {response_model!r}")
         value, text, usage = self.executor.run_call(
             plan_id=self.plan_id, stage=self.stage, messages=messages, response_model=response_model,
-            label=label, should_stop=self.should_stop,
+            label=label, should_stop=self.should_stop, max_tokens=max_tokens,
         )
         self._keep(usage)
         return StructuredReply(value=value, text=text, usage=usage)
 
-    def text(self, messages: Sequence[ChatMessage], *, label: str | None = None) -> TextReply:
+    def text(
+        self, messages: Sequence[ChatMessage], *, label: str | None = None, max_tokens: int | None = None
+    ) -> TextReply:
         _, text, usage = self.executor.run_call(
             plan_id=self.plan_id, stage=self.stage, messages=messages, response_model=None,
-            label=label, should_stop=self.should_stop,
+            label=label, should_stop=self.should_stop, max_tokens=max_tokens,
         )
         self._keep(usage)
         return TextReply(text=text, usage=usage)
@@ -385,10 +409,13 @@ class _Tries:
     transient_retries: int = 0
     repaired: str | None = None  # why the single repair attempt was used
     resized: bool = False  # the single correction after a context-length refusal was used
+    timeout: float | None = None  # the model's own until a request times out
 
 
 # Content failures that another attempt on the same model cannot fix.
 _HOPELESS_CODES = frozenset({"looping", "context_full"})
+# Cut-off replies whose complete JSON array items are kept when they satisfy the schema (salvage.py).
+_SALVAGE_CODES = _HOPELESS_CODES
 
 
 class _Call:
@@ -403,8 +430,10 @@ class _Call:
         response_model: type[BaseModel] | None,
         label: str | None,
         should_stop: Callable[[], bool] | None,
+        max_tokens: int | None = None,
     ):
         self.ex = executor
+        self.call_max_tokens = max_tokens
         self.plan_id = plan_id
         self.stage = stage
         self.messages = messages
@@ -419,6 +448,7 @@ class _Call:
         self.output_tokens: int | None = None
         self.cost: float | None = None
         self.rng = executor._jitter_rng()
+        self.salvaged: str | None = None  # how the last reply was salvaged (salvage.py), for its row
         self.where = f"{stage}" + (f" [{label}]" if label else "")
 
     def run(self) -> tuple[Any, str, CallUsage]:
@@ -455,8 +485,8 @@ class _Call:
 
     def _try_model(self, entry: ModelEntry) -> tuple[Any, str] | _ModelOutcome:
         provider = self.ex._providers[entry.id]
-        # max_tokens: the reply's upper bound; the window may lower it per request
-        tries = _Tries(messages=self.messages, max_tokens=entry.max_tokens)
+        # The reply's upper bound: the model's, lowered by the call's own; the window may lower it per request.
+        tries = _Tries(messages=self.messages, max_tokens=_smaller(entry.max_tokens, self.call_max_tokens))
         while True:
             self._check_stop()
             mode = self.ex.structured_mode(entry.id) if self.schema is not None else None
@@ -468,6 +498,7 @@ class _Call:
                 return _ModelOutcome(entry.id, tries.attempts, sized)
             request = ProviderRequest(
                 messages=sent, schema=self.schema, schema_name=self.schema_name, mode=mode, max_tokens=sized,
+                timeout=tries.timeout,
             )
             outcome = self._attempt(entry, provider, request, tries.attempts + 1, tries.repaired)
             if isinstance(outcome, Failure) and outcome.code == "circuit_open":  # not sent
@@ -498,26 +529,13 @@ class _Call:
             self.ex._downgrade(entry, mode, self.where)
             return None
         if failure.code == "context_length":
-            retry_with = self._resize_after_refusal(entry, sent, failure, tries.resized, tries.attempts)
-            if isinstance(retry_with, _ModelOutcome):
-                return retry_with
-            tries.resized = True
-            tries.max_tokens = retry_with
-            return None
+            return self._retry_resized(entry, sent, failure, tries)
         if failure.kind == "content" and tries.repaired is None and failure.code not in _HOPELESS_CODES:
-            if failure.code == "truncated":
-                grown = self._grow_after_truncation(entry, sent, sized, failure, tries.attempts)
-                if isinstance(grown, _ModelOutcome):
-                    return grown
-                tries.max_tokens = grown
-            else:
-                tries.messages = _repair_messages(self.messages, failure, self.schema is not None)
-                self._log(entry, tries.attempts, failure, "asking the model to correct its reply")
-            tries.repaired = failure.code
-            return None
+            return self._retry_corrected(entry, sent, sized, failure, tries)
         budget = entry.max_retries if entry.max_retries is not None else self.ex.retry.transient_retries
         if failure.kind == "transient" and tries.transient_retries < budget:
-            delay = self._transient_delay(entry, failure, tries.attempts, tries.transient_retries + 1)
+            tries.timeout = self._next_timeout(entry, failure, tries.timeout)
+            delay = self._transient_delay(entry, failure, tries.attempts, tries.transient_retries + 1, tries.timeout)
             if delay is None:
                 return _ModelOutcome(entry.id, tries.attempts, failure)
             tries.transient_retries += 1
@@ -525,6 +543,40 @@ class _Call:
             return None
         self._log(entry, tries.attempts, failure, "giving up on this model")
         return _ModelOutcome(entry.id, tries.attempts, failure)
+
+    def _retry_resized(
+        self, entry: ModelEntry, sent: list[ChatMessage], failure: Failure, tries: _Tries
+    ) -> _ModelOutcome | None:
+        """After a context-length refusal: None with ``tries`` set to a smaller reply, or the outcome."""
+        retry_with = self._resize_after_refusal(entry, sent, failure, tries.resized, tries.attempts)
+        if isinstance(retry_with, _ModelOutcome):
+            return retry_with
+        tries.resized = True
+        tries.max_tokens = retry_with
+        return None
+
+    def _retry_corrected(
+        self, entry: ModelEntry, sent: list[ChatMessage], sized: int | None, failure: Failure, tries: _Tries
+    ) -> _ModelOutcome | None:
+        """The single correction of an unusable reply: a truncated one gets more tokens, any other a
+        repair prompt. None with ``tries`` set for it, or the outcome when it cannot be corrected."""
+        if failure.code == "truncated":
+            grown = self._grow_after_truncation(entry, sent, sized, failure, tries.attempts)
+            if isinstance(grown, _ModelOutcome):
+                return grown
+            tries.max_tokens = grown
+        else:
+            tries.messages = _repair_messages(self.messages, failure, self.schema is not None)
+            self._log(entry, tries.attempts, failure, "asking the model to correct its reply")
+        tries.repaired = failure.code
+        return None
+
+    def _next_timeout(self, entry: ModelEntry, failure: Failure, timeout: float | None) -> float | None:
+        """The timeout of the next request: after a timeout, the last one grown (up to the cap)."""
+        if failure.code != "timeout":
+            return timeout
+        policy = self.ex.retry
+        return min(entry.timeout * policy.timeout_growth_cap, (timeout or entry.timeout) * policy.timeout_growth)
 
     def _resize_after_refusal(
         self, entry: ModelEntry, sent: list[ChatMessage], failure: Failure, resized: bool, attempts: int
@@ -546,24 +598,33 @@ class _Call:
         policy = self.ex.retry
         current = sized or policy.assumed_max_tokens
         grown = min(policy.max_tokens_cap, int(current * policy.truncation_growth))
+        if self.call_max_tokens is not None:
+            grown = min(grown, self.call_max_tokens)
         room = self._room(entry, sent)
         if room is not None:
             grown = min(grown, room)
         if grown <= current:
-            limit = (
-                f"all that the context window of {self.ex.context_window(entry)} tokens leaves after the prompt"
-                if room is not None and room <= current
-                else f"the largest allowed ({policy.max_tokens_cap})"
-            )
+            limit = self._growth_limit(entry, room, current)
             failure = replace(failure, message=f"{failure.message}; max_tokens={current} is already {limit}")
             self._log(entry, attempts, failure, "giving up on this model")
             return _ModelOutcome(entry.id, attempts, failure)
         self._log(entry, attempts, failure, f"retrying with max_tokens={grown}")
         return grown
 
-    def _transient_delay(self, entry: ModelEntry, failure: Failure, attempts: int, retry: int) -> float | None:
+    def _growth_limit(self, entry: ModelEntry, room: int | None, current: int) -> str:
+        """What stops a truncated reply from getting more tokens, for the failure's message."""
+        if room is not None and room <= current:
+            return f"all that the context window of {self.ex.context_window(entry)} tokens leaves after the prompt"
+        if self.call_max_tokens is not None and self.call_max_tokens <= current:
+            return f"this call's own bound ({self.call_max_tokens})"
+        return f"the largest allowed ({self.ex.retry.max_tokens_cap})"
+
+    def _transient_delay(
+        self, entry: ModelEntry, failure: Failure, attempts: int, retry: int, timeout: float | None
+    ) -> float | None:
         """The backoff before transient retry number ``retry``, or None to move on to the next model
-        (its circuit breaker is open, or the server asks for a longer wait than allowed)."""
+        (its circuit breaker is open, or the server asks for a longer wait than allowed). ``timeout``:
+        the longer one the retry of a timed-out request gets, None for the model's own."""
         policy = self.ex.retry
         if self.ex.breakers.get(entry.endpoint_key).is_open:
             self._log(entry, attempts, failure, "its circuit breaker is open; next model")
@@ -572,7 +633,10 @@ class _Call:
             self._log(entry, attempts, failure, f"Retry-After {failure.retry_after:.0f}s is too long; next model")
             return None
         delay = policy.backoff(retry, failure.retry_after, self.rng)
-        self._log(entry, attempts, failure, f"retrying in {delay:.2f}s")
+        then = f"retrying in {delay:.2f}s"
+        if failure.code == "timeout" and timeout is not None:
+            then += f" with a timeout of {timeout:.0f}s"
+        self._log(entry, attempts, failure, then)
         return delay
 
     # -- context window ---------------------------------------------------------------------------
@@ -721,7 +785,12 @@ class _Call:
             )
         try:
             if reply.finish_reason == "length":
-                raise self._cut_off(entry, request, reply)
+                cut = self._cut_off(entry, request, reply)
+                if self.response_model is not None and cut.code in _SALVAGE_CODES:
+                    kept = self._salvage(entry, reply.text, cut)
+                    if kept is not None:
+                        return kept
+                raise cut
             if not reply.text.strip():
                 raise _Unusable("empty_reply", "the reply is empty")
             if self.response_model is None:
@@ -758,6 +827,30 @@ class _Call:
         if repeats_itself(reply.text):
             return _Unusable("looping", f"the reply repeats itself until it was cut off at {budget} (the model looped)")
         return _Unusable("truncated", f"the reply was cut off at {budget}")
+
+    def _salvage(self, entry: ModelEntry, text: str, cut: _Unusable) -> tuple[Any, str] | None:
+        """The complete part of a reply cut off inside a JSON array (``salvage.py``), when it is valid
+        against the schema; else None. Only for cut-offs that another attempt cannot fix (a loop, a
+        full window): a reply cut off only by ``max_tokens`` is first sent again with a larger one."""
+        assert self.response_model is not None
+        for candidate in complete_prefixes(text):
+            try:
+                data = _LENIENT.decode(candidate)
+            except json.JSONDecodeError:
+                continue
+            data, repeated = drop_repeated_items(data)
+            try:
+                value = self.response_model.model_validate(data)
+            except ValidationError:
+                continue
+            note = (
+                f"kept the first {len(candidate)} of {len(text)} characters of a reply cut off at max_tokens "
+                f"({cut.code}), closed after its last complete array item; {repeated} repeated item(s) dropped"
+            )
+            self.salvaged = note
+            self.ex.warn_once(entry, f"salvaged:{self.stage}", f"{self.where}: {note}")
+            return value, json.dumps(data, ensure_ascii=False)
+        return None
 
     # -- recording --------------------------------------------------------------------------------
 
@@ -826,7 +919,7 @@ class _Call:
             handle,
             {
                 "response_text": _scrub(reply.text, secrets) if reply is not None else None,
-                "response_metadata": _response_metadata(reply, result, cost),
+                "response_metadata": _response_metadata(reply, result, cost, self.salvaged),
                 "status": "failed" if failure is not None else "completed",
                 "completed_at": _utcnow(),
                 "duration_seconds": round(duration, 4),
@@ -861,6 +954,7 @@ class _Call:
             "call_id": self.call_id,
             "repair_of": repaired,
             "max_tokens": request.max_tokens,
+            "timeout": request.timeout if request.timeout is not None else entry.timeout,
             "temperature": entry.temperature,
             "provider_class": entry.class_name,
             "model_name": entry.model,
@@ -890,6 +984,10 @@ class _Call:
 
 # ------------------------------------------------------------------------------------------------
 # helpers
+
+
+def _smaller(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def _utcnow() -> datetime:
@@ -986,15 +1084,18 @@ def _token_counts(reply: ProviderReply | None) -> tuple[int | None, int | None, 
 
 
 def _response_metadata(
-    reply: ProviderReply | None, result: tuple[Any, str] | Failure, cost: float | None
+    reply: ProviderReply | None, result: tuple[Any, str] | Failure, cost: float | None, salvaged: str | None = None
 ) -> dict[str, Any]:
-    """What an attempt's record keeps about the reply, and about the failure when it failed."""
+    """What an attempt's record keeps about the reply (and how it was salvaged, when it was), and
+    about the failure when it failed."""
     metadata: dict[str, Any] = {
         "finish_reason": reply.finish_reason if reply else None,
         "response_id": reply.response_id if reply else None,
         "served_model": reply.served_model if reply else None,
         "cost_usd": cost,
     }
+    if salvaged is not None and not isinstance(result, Failure):
+        metadata["salvaged"] = salvaged
     if isinstance(result, Failure):
         metadata["failure_kind"] = result.kind
         optional = {

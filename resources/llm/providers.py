@@ -44,6 +44,7 @@ class ProviderRequest:
     schema_name: str | None = None
     mode: str | None = None  # json_schema | json_object | prompt; None for free text
     max_tokens: int | None = None
+    timeout: float | None = None  # seconds for this request; None: the model's configured timeout
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,8 @@ class OpenAICompatibleProvider:
 
     def complete(self, request: ProviderRequest) -> ProviderReply:
         kwargs = self.request_arguments(request)
+        if request.timeout is not None:  # a retry after a timeout waits longer than the model's own
+            kwargs["timeout"] = request.timeout
         try:
             response = self.client().chat.completions.create(**kwargs)
         except json.JSONDecodeError as exc:

@@ -77,7 +77,7 @@ def test_attempts_are_recorded_with_tokens_and_plan_metrics(stub, canary_env, db
     assert [r.prompt_metadata["attempt"] for r in rows] == [1, 2, 3, 1]
     assert success.prompt_metadata | {"call_id": None} == {
         "label": "purpose", "kind": "structured", "response_model": "Purpose", "structured_mode": "json_schema",
-        "attempt": 3, "model_attempt": 3, "call_id": None, "repair_of": "invalid_json", "max_tokens": None,
+        "attempt": 3, "model_attempt": 3, "call_id": None, "repair_of": "invalid_json", "max_tokens": None, "timeout": 2.0,
         "temperature": None, "provider_class": "OpenAILike", "model_name": "alpha",
         "base_url": stub.base_url, "message_count": 4,
     }

@@ -427,3 +427,144 @@ def test_a_skipped_calls_reason_never_holds_the_key(stub, canary_env):
         llm.structured(SHORT, Purpose)
     [skipped] = [r for r in rows(executor) if r["status"] == "skipped"]
     assert "[REDACTED]" in skipped["error_message"] and canary_env not in json.dumps(rows(executor), default=str)
+
+
+# -- a call's own bound on its reply ---------------------------------------------------------------
+
+
+def test_a_call_bounds_its_own_reply_below_the_models_max_tokens(stub, canary_env):
+    stub.script("local", Reply(VALID), Reply(VALID), Reply(VALID))
+    executor = stub_executor(stub, {"local": {"max_tokens": 3000, "context_window": 4096}})
+    llm = executor.for_step("p1", "identify_purpose")
+    llm.structured(SHORT, Purpose, max_tokens=200)
+    llm.text(SHORT, max_tokens=5000)  # above the model's own: the model's wins
+    llm.structured(SHORT, Purpose)
+    assert [s.body["max_tokens"] for s in stub.seen("local")] == [200, 3000, 3000]
+    assert [r["prompt_metadata"]["max_tokens"] for r in rows(executor)] == [200, 3000, 3000]
+
+
+def test_a_reply_cut_off_at_the_calls_bound_is_not_grown(stub, canary_env):
+    stub.script("local", Reply('{"purpose": "business", "topic": "a bakery that', finish_reason="length"))
+    executor = stub_executor(stub, {"local": {"max_tokens": 3000}})
+    with pytest.raises(StepError) as caught:
+        executor.for_step("p1", "identify_purpose").structured(SHORT, Purpose, max_tokens=200)
+    assert caught.value.kind is FailureKind.CONTENT
+    assert "this call's own bound (200)" in str(caught.value)
+    assert [s.body["max_tokens"] for s in stub.seen("local")] == [200]
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, True])
+def test_a_calls_bound_must_be_a_positive_whole_number(stub, canary_env, bad):
+    executor = stub_executor(stub, {"local": {}})
+    with pytest.raises(ValueError, match="max_tokens"):
+        executor.for_step("p1", "identify_purpose").text(SHORT, max_tokens=bad)
+    assert stub.seen("local") == []
+
+
+# -- what is kept of a reply that looped inside a JSON array -------------------------------------------
+
+
+class Decision(BaseModel):
+    lever_id: str
+    classification: str
+
+
+class Decisions(BaseModel):
+    decisions: list[Decision]
+
+
+def _decision(n: int) -> str:
+    return json.dumps({"lever_id": f"lever-{n}", "classification": "keep"})
+
+
+def test_a_looping_array_keeps_its_complete_items(stub, canary_env):
+    """What Gemma 3 270M sent for deduplicate_levers, in short: good items, then one item repeated
+    until max_tokens. The complete items are kept; the repeats and the cut-off item are dropped."""
+    loop = '{ "decisions": [ ' + ", ".join([_decision(1), _decision(2), *[_decision(3)] * 30]) + ', {"lever_id": "lev'
+    stub.script("local", Reply(loop, finish_reason="length"))
+    executor = stub_executor(stub, {"local": {"max_tokens": 512}})
+    reply = executor.for_step("p", "deduplicate_levers").structured(SHORT, Decisions)
+    assert [d.lever_id for d in reply.value.decisions] == ["lever-1", "lever-2", "lever-3"]
+    assert json.loads(reply.text) == reply.value.model_dump()
+    assert len(stub.seen("local")) == 1
+    [row] = rows(executor)
+    assert row["status"] == "completed" and row["response_metadata"]["finish_reason"] == "length"
+    assert "29 repeated item(s) dropped" in row["response_metadata"]["salvaged"]
+
+
+def test_a_looping_reply_whose_complete_part_fails_the_schema_still_fails(stub, canary_env):
+    # The loop is inside a string of a required field: no array item is complete, nothing is kept.
+    loop = '{"purpose": "business", "topic": "' + "the bakery sells bread and " * 60
+    stub.script("local", Reply(loop, finish_reason="length"))
+    executor = stub_executor(stub, {"local": {"max_tokens": 512}})
+    with pytest.raises(StepError, match="repeats itself"):
+        executor.for_step("p", "s").structured(SHORT, Purpose)
+    # An array loop before a required field that never came: the closed prefix fails the schema.
+    class Later(BaseModel):
+        items: list[int]
+        summary: str
+
+    stub.script("local", Reply('{"items": [' + "1, " * 200, finish_reason="length"))
+    with pytest.raises(StepError, match="repeats itself"):
+        executor.for_step("p", "s").structured(SHORT, Later)
+    assert [r["status"] for r in rows(executor)] == ["failed", "failed"]
+
+
+def test_a_reply_cut_off_only_by_max_tokens_is_grown_not_salvaged(stub, canary_env):
+    cut = '{ "decisions": [ ' + ", ".join(_decision(n) for n in range(1, 4)) + ', { "lever_id": "lev'
+    whole = '{ "decisions": [ ' + ", ".join(_decision(n) for n in range(1, 6)) + "]}"
+    stub.script("local", Reply(cut, finish_reason="length"), Reply(whole))
+    executor = stub_executor(stub, {"local": {"max_tokens": 300}})
+    reply = executor.for_step("p", "s").structured(SHORT, Decisions)
+    assert len(reply.value.decisions) == 5
+    assert [s.body["max_tokens"] for s in stub.seen("local")] == [300, 600]
+
+
+def test_complete_prefixes_close_what_is_open():
+    from resources.llm.salvage import complete_prefixes, drop_repeated_items
+
+    text = 'Here: {"a": [1, "x, ]", {"b": [true, null]} , {"c": "unfinished'
+    assert list(complete_prefixes(text)) == [
+        '{"a": [1, "x, ]", {"b": [true, null]}]}',
+        '{"a": [1, "x, ]", {"b": [true]}]}',
+        '{"a": [1, "x, ]"]}',
+        '{"a": [1]}',
+    ]
+    assert list(complete_prefixes('{"a": [1, 2]}')) == []  # complete: nothing to salvage
+    assert list(complete_prefixes("no json")) == []
+    assert drop_repeated_items({"a": [1, 1, {"b": [2, 2]}, {"b": [2, 2]}]}) == ({"a": [1, {"b": [2]}]}, 4)
+
+
+def test_after_a_timeout_the_retry_waits_longer(stub, canary_env):
+    """A local server that needs longer than the timeout (or is still finishing the abandoned request)
+    gets a longer timeout on the retry, up to four times the model's, instead of the same, hopeless one."""
+    stub.script("local", Reply(VALID, delay=1.5), Reply(VALID, delay=1.5), Reply(VALID, delay=1.0))
+    executor = stub_executor(stub, {"local": {"timeout": 0.5, "max_retries": 3}})
+    reply = executor.for_step("p", "s").structured(SHORT, Purpose)
+    assert reply.value.topic == "bakery"
+    sent = [(r["status"], r["error_code"], r["prompt_metadata"]["timeout"]) for r in rows(executor)]
+    assert sent == [("failed", "timeout", 0.5), ("failed", "timeout", 1.0), ("completed", None, 2.0)]
+
+
+def test_a_loop_that_counts_up_is_a_loop_and_keeps_its_items(stub, canary_env):
+    """Gemma 3 270M's physical_locations reply: the schema's own descriptions copied into item after
+    item, only item_index counting up, until max_tokens (2048; 1024 first, "grown" once)."""
+    item = (
+        '{{"item_index": {n}, "physical_location_broad": "Country or wide region of the candidate", '
+        '"physical_location_detailed": "Narrower area within the broad one"}}'
+    )
+    loop = '{"places": [' + ", ".join(item.format(n=n) for n in range(1, 26)) + ', {"item_index": 26, "phys'
+    assert repeats_itself(loop)
+
+    class Place(BaseModel):
+        item_index: int
+        physical_location_broad: str
+
+    class Places(BaseModel):
+        places: list[Place]
+
+    stub.script("local", Reply(loop, finish_reason="length"))
+    executor = stub_executor(stub, {"local": {"max_tokens": 1024}})
+    reply = executor.for_step("p", "physical_locations").structured(SHORT, Places)
+    assert [p.item_index for p in reply.value.places] == list(range(1, 26))
+    assert len(stub.seen("local")) == 1  # not resent with max_tokens=2048 to loop for longer

@@ -160,3 +160,63 @@ def test_the_no_flicker_prediction_follows_the_retry_decision(monkeypatch):
     assert [pending(permanent, n) for n in range(3)] == [False, False, False]
     assert pending(transient, 0, None) is False  # no retry policy
     assert pending(OperationalError("SELECT 1", {}, Exception("server closed the connection")), 0)
+
+
+@pytest.fixture
+def status_writes(monkeypatch):
+    """Every ``status`` written to a plan row, in order, by any process-local database service."""
+    from resources.database import DatabaseService
+
+    writes: list[tuple[str, str]] = []
+    original = DatabaseService.update_plan
+
+    def recording(self, plan_id, data):
+        if "status" in data:
+            writes.append((plan_id, str(data["status"])))
+        return original(self, plan_id, data)
+
+    monkeypatch.setattr(DatabaseService, "update_plan", recording)
+    return writes
+
+
+@pytest.mark.parametrize(
+    ("first", "kind"),
+    [(Status(503, "overloaded"), "transient"), (Reply(LOOP, finish_reason="length"), "content")],
+    ids=["transient", "content"],
+)
+def test_status_is_never_failed_while_a_retry_is_pending(app_db, stub, purpose_fault, status_writes, first, kind):
+    """The first attempt of identify_purpose fails (and Dagster retries it), the second succeeds: the
+    plan row is never written ``failed`` in between, so no reader sees it flicker."""
+    sent = {"n": 0}
+
+    def first_fails(body):
+        if schema_name(body) != PURPOSE_SCHEMA:
+            return None
+        sent["n"] += 1
+        return first if sent["n"] == 1 else None
+
+    purpose_fault(None, max_retries=0, max_tokens=300)
+    stub.reset()
+    stub.script("solo", then=OfflineModel(fault=first_fails))
+
+    outcome, events = _run_purpose(app_db, f"pending_{kind}")
+
+    assert outcome.success and sent["n"] == 2
+    assert len(events[DagsterEventType.STEP_UP_FOR_RETRY]) == 1
+    rows = app_db.get_plan_interactions(f"pending_{kind}", stage="identify_purpose")
+    assert [r.response_metadata.get("failure_kind") for r in rows if r.status == "failed"] == [kind]
+    written = [status for plan_id, status in status_writes if plan_id == f"pending_{kind}"]
+    assert written and "failed" not in written, written
+
+
+def test_status_becomes_failed_only_when_the_last_retry_failed(app_db, stub, purpose_fault, status_writes):
+    """A step that fails every attempt: the plan row turns ``failed`` once, after the last attempt."""
+    purpose_fault(Status(503, "overloaded"), max_retries=0)
+
+    outcome, events = _run_purpose(app_db, "always_down")
+
+    retries = llm_retry_policy().max_retries
+    assert not outcome.success and len(events[DagsterEventType.STEP_UP_FOR_RETRY]) == retries
+    written = [status for plan_id, status in status_writes if plan_id == "always_down"]
+    assert written.count("failed") == 1 and written[-1] == "failed", written
+    assert len(_purpose_requests(stub)) == 1 + retries  # the failed write came after every attempt

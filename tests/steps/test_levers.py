@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from planexe_assets.core import STEP_BY_NAME, StepError, StepInputs, UpstreamFiles, step_file
+from planexe_assets.core import STEP_BY_NAME, FailureKind, StepError, StepInputs, UpstreamFiles, step_file
 from planexe_assets.steps import step_function
 from planexe_assets.steps.doc_notes import split_notes
 from planexe_assets.steps.levers import (
@@ -196,8 +196,9 @@ def test_dedup_step_reports_undecided_and_unknown_levers():
 def test_dedup_step_fails_when_nothing_survives():
     run = RUNS[1]
     decisions = [{**d, "classification": "remove"} for d in load_run_json(run, DEDUP_RAW)["response"]]
-    with pytest.raises(StepError, match="nothing is left"):
+    with pytest.raises(StepError, match="nothing is left") as caught:
         _run("deduplicate_levers", ReplayLLM(answers=[{"decisions": decisions}]), run)
+    assert caught.value.kind is FailureKind.CONTENT  # another sample may keep some: the step may retry
 
 
 def test_dedup_step_rejects_a_broken_lever_list():
@@ -206,9 +207,10 @@ def test_dedup_step_rejects_a_broken_lever_list():
         inputs_from_run("deduplicate_levers", run), "potential_levers", POTENTIAL_CLEAN, '{"a": 1}'
     )
     llm = ReplayLLM(answers=[])
-    with pytest.raises(StepError, match="expected a list of levers"):
+    with pytest.raises(StepError, match="expected a list of levers") as caught:
         _run("deduplicate_levers", llm, run, inputs)
     assert llm.calls == []
+    assert caught.value.kind is FailureKind.PERMANENT  # bad upstream data: retrying this step cannot help
 
 
 # --- enrich_levers ---------------------------------------------------------------------------------
