@@ -117,10 +117,20 @@ def _load() -> str:
 
 def _git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent.parent)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10,
-                               cwd=Path(__file__).resolve().parent.parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
         return out.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -137,7 +147,10 @@ DAGSTER_RUNS = {
     "dagster": ("threads", "Dagster job, thread executor, SQLite instance"),
     "dagster_pg": ("threads", "Dagster job, thread executor, PostgreSQL instance"),
     "dagster_inproc": ("in_process", "Dagster job, in-process executor (reference)"),
-    "dagster_multiprocess": ("multiprocess", "Dagster job, Dagster's multiprocess_executor (forkserver, preloaded)"),
+    "dagster_multiprocess": (
+        "multiprocess",
+        "Dagster job, Dagster's multiprocess_executor (forkserver, preloaded)",
+    ),
     "dagster_public_inproc": ("public_in_process", "Dagster job, Dagster's in_process_executor"),
 }
 LUIGI_RUNS = {
@@ -149,7 +162,14 @@ LUIGI_RUNS = {
 CONTENDERS = tuple(key for key in (*DAGSTER_RUNS, *LUIGI_RUNS) if key != "dagster")
 # The first latency model runs these besides the Dagster job on SQLite (which always runs); later
 # models (a second view of the same plan) run the Luigi baselines of the targets only.
-DEFAULT_CONTENDERS = ("dagster_pg", "dagster_inproc", "dagster_multiprocess", "dagster_public_inproc", "luigi1", "luigi8")
+DEFAULT_CONTENDERS = (
+    "dagster_pg",
+    "dagster_inproc",
+    "dagster_multiprocess",
+    "dagster_public_inproc",
+    "luigi1",
+    "luigi8",
+)
 # Dagster's public executors against the project's planexe_threads (issue 15): the custom executor
 # stays only if it beats the best of them by more than this fraction of their wall time.
 EXECUTOR_MARGIN = 0.10
@@ -179,7 +199,11 @@ def plan_side_by_side(report: Report, args, pg_reason: str | None, model, wanted
     _server_and_failures(report, server_stats, results)
     where = f" ({model.short()})"
     if bound:
-        report.verdict("one plan within 1.2x the lower bound" + where, f"{dagster.wall_seconds / bound:.2f}x", dagster.ok and dagster.wall_seconds <= 1.2 * bound)
+        report.verdict(
+            "one plan within 1.2x the lower bound" + where,
+            f"{dagster.wall_seconds / bound:.2f}x",
+            dagster.ok and dagster.wall_seconds <= 1.2 * bound,
+        )
     _executor_verdict(report, by_key, dagster, where)
     _luigi_verdicts(report, by_key, dagster, where)
 
@@ -195,7 +219,9 @@ def _run_side_by_side(server, args, pg_reason: str | None, wanted: set[str], tag
         homes.append(sqlite_home)
         pg_home = None
         if pg_reason is None and "dagster_pg" in wanted:
-            pg_home = make_home(base_url=server.base_url, in_flight=args.in_flight, dagster_storage="postgres")
+            pg_home = make_home(
+                base_url=server.base_url, in_flight=args.in_flight, dagster_storage="postgres"
+            )
             homes.append(pg_home)
         for key in _selected_contenders(wanted, with_postgres=pg_home is not None):
             home = pg_home if key == "dagster_pg" else sqlite_home
@@ -211,7 +237,8 @@ def _run_side_by_side(server, args, pg_reason: str | None, wanted: set[str], tag
 def _selected_contenders(wanted: set[str], with_postgres: bool) -> list[str]:
     """The keys to run, in table order: "dagster" always, "dagster_pg" only with a PostgreSQL home."""
     return [
-        key for key in (*DAGSTER_RUNS, *LUIGI_RUNS)
+        key
+        for key in (*DAGSTER_RUNS, *LUIGI_RUNS)
         if key == "dagster" or (key in wanted and (key != "dagster_pg" or with_postgres))
     ]
 
@@ -229,7 +256,9 @@ def _run_contender(key: str, home: BenchHome, plan_id: str):
     else:
         workers, planexe_mode = LUIGI_RUNS[key]
         result = run_luigi(home, plan_id, workers, planexe_mode=planexe_mode)
-    print(f"    {result.name}: {result.wall_seconds:.1f} s, {result.status}, {result.calls} calls", flush=True)
+    print(
+        f"    {result.name}: {result.wall_seconds:.1f} s, {result.status}, {result.calls} calls", flush=True
+    )
     return result
 
 
@@ -245,8 +274,12 @@ def _critical_path_breakdown(sqlite_home: BenchHome, results):
     instance = sqlite_home.instance()
     try:
         return breakdown(
-            instance, get_database_service(sqlite_home.app_db_url), first.plan_id, first.bound,
-            first.wall_seconds, first.inner_seconds,
+            instance,
+            get_database_service(sqlite_home.app_db_url),
+            first.plan_id,
+            first.bound,
+            first.wall_seconds,
+            first.inner_seconds,
         )
     finally:
         instance.dispose()
@@ -258,10 +291,30 @@ def _side_by_side_table(report: Report, results, dagster, bound: float | None) -
         ratio_bound = f"{r.wall_seconds / bound:.2f}x" if bound else "–"
         vs_dagster = f"{r.wall_seconds / dagster.wall_seconds:.2f}x" if dagster.wall_seconds else "–"
         calls = f"{r.calls} / {r.bound.serial_seconds:.1f} s" if r.bound else str(r.calls)
-        rows.append([r.name, _s(r.wall_seconds), _s(r.inner_seconds), r.status, calls, ratio_bound, vs_dagster])
-    rows.append(["**lower bound** (longest latency-weighted chain of the Dagster run's calls)", _s(bound), "", "", "", "1.00x", ""])
+        rows.append(
+            [r.name, _s(r.wall_seconds), _s(r.inner_seconds), r.status, calls, ratio_bound, vs_dagster]
+        )
+    rows.append(
+        [
+            "**lower bound** (longest latency-weighted chain of the Dagster run's calls)",
+            _s(bound),
+            "",
+            "",
+            "",
+            "1.00x",
+            "",
+        ]
+    )
     report.table(
-        ["contender", "wall", "executing (after imports)", "plan", "calls / sum of latencies", "x lower bound", "x Dagster"],
+        [
+            "contender",
+            "wall",
+            "executing (after imports)",
+            "plan",
+            "calls / sum of latencies",
+            "x lower bound",
+            "x Dagster",
+        ],
         rows,
     )
 
@@ -287,7 +340,9 @@ def _lower_bound_notes(report: Report, results, dagster) -> None:
             report.add()
             report.add(two_thousand_26_summary(dagster.bound, without))
         if dagster.bound.fanout_capped:
-            report.add(f"Fan-outs that may have been cut into waves by their thread pool: {', '.join(dagster.bound.fanout_capped)}.")
+            report.add(
+                f"Fan-outs that may have been cut into waves by their thread pool: {', '.join(dagster.bound.fanout_capped)}."
+            )
 
 
 def _critical_path_table(report: Report, dagster, where_it_goes) -> None:
@@ -303,11 +358,16 @@ def _critical_path_table(report: Report, dagster, where_it_goes) -> None:
 
 def _server_and_failures(report: Report, server_stats, results) -> None:
     report.add()
-    report.add(f"Latency server: {server_stats['requests']} requests, at most {server_stats['peak_in_flight']} in flight at once.")
+    report.add(
+        f"Latency server: {server_stats['requests']} requests, at most {server_stats['peak_in_flight']} in flight at once."
+    )
     report.add()
     failed = [r.name for _, r in results if not r.ok]
     if failed:
-        report.add(f"**Not completed:** {', '.join(failed)}: " + "; ".join(f"{r.name}: {r.detail[:300]}" for _, r in results if not r.ok))
+        report.add(
+            f"**Not completed:** {', '.join(failed)}: "
+            + "; ".join(f"{r.name}: {r.detail[:300]}" for _, r in results if not r.ok)
+        )
         report.add()
 
 
@@ -332,11 +392,18 @@ def _executor_verdict(report: Report, by_key, dagster, where: str) -> None:
 
 
 def _luigi_verdicts(report: Report, by_key, dagster, where: str) -> None:
-    for key, label, target in (("luigi1", "Luigi workers=1 (PlanExe mode)", 2.5), ("luigi8", "Luigi workers=8 (PlanExe mode)", 1.8)):
+    for key, label, target in (
+        ("luigi1", "Luigi workers=1 (PlanExe mode)", 2.5),
+        ("luigi8", "Luigi workers=8 (PlanExe mode)", 1.8),
+    ):
         other = by_key.get(key)
         if other is not None:
             ratio = other.wall_seconds / dagster.wall_seconds
-            report.verdict(f">= {target}x faster than {label}{where}", f"{ratio:.2f}x", dagster.ok and other.ok and ratio >= target)
+            report.verdict(
+                f">= {target}x faster than {label}{where}",
+                f"{ratio:.2f}x",
+                dagster.ok and other.ok and ratio >= target,
+            )
 
 
 # -- section: orchestration overhead -----------------------------------------------------------------
@@ -356,13 +423,21 @@ def section_overhead(report: Report, args, pg_reason: str | None) -> None:
             homes.append(base)
             rows, baseline = _overhead_baselines(base)
             for storage, pooled in configs:
-                home = make_home(base_url=server.base_url, in_flight=args.in_flight, dagster_storage=storage, pooled_storage=pooled)
+                home = make_home(
+                    base_url=server.base_url,
+                    in_flight=args.in_flight,
+                    dagster_storage=storage,
+                    pooled_storage=pooled,
+                )
                 homes.append(home)
                 rows += _overhead_dagster_rows(home, storage, pooled, baseline, measured)
         finally:
             for home in homes:
                 home.close()
-    report.table(["orchestrator", "Dagster instance storage", "wall", "executing", "overhead", "per asset", "plan"], rows)
+    report.table(
+        ["orchestrator", "Dagster instance storage", "wall", "executing", "overhead", "per asset", "plan"],
+        rows,
+    )
     report.add(
         "Overhead = the run's execution time minus the plain loop's (same steps, same zero-latency server, "
         "same SQLite application database), i.e. what the orchestrator adds: events, run and event-log "
@@ -384,8 +459,24 @@ def _overhead_baselines(base: BenchHome) -> tuple[list[list[str]], float]:
     baseline = direct.inner_seconds or direct.wall_seconds
     luigi_overhead = luigi.wall_seconds - direct.wall_seconds
     rows = [
-        ["no orchestrator (plain loop over the steps)", "–", _s(direct.wall_seconds), _s(baseline), "0 (baseline)", "–", direct.status],
-        ["Luigi workers=1", "–", _s(luigi.wall_seconds), "–", f"{luigi_overhead:.1f} s (wall vs wall)", f"{luigi_overhead / STEPS:.3f} s", luigi.status],
+        [
+            "no orchestrator (plain loop over the steps)",
+            "–",
+            _s(direct.wall_seconds),
+            _s(baseline),
+            "0 (baseline)",
+            "–",
+            direct.status,
+        ],
+        [
+            "Luigi workers=1",
+            "–",
+            _s(luigi.wall_seconds),
+            "–",
+            f"{luigi_overhead:.1f} s (wall vs wall)",
+            f"{luigi_overhead / STEPS:.3f} s",
+            luigi.status,
+        ],
     ]
     return rows, baseline
 
@@ -399,7 +490,7 @@ def _overhead_dagster_rows(
     from bench.contenders import run_dagster
 
     rows = []
-    label = ("project storage (pooled)" if pooled else "Dagster's stock storage")
+    label = "project storage (pooled)" if pooled else "Dagster's stock storage"
     for executor in ("in_process", "threads"):
         if not pooled and executor == "threads":
             continue
@@ -410,11 +501,17 @@ def _overhead_dagster_rows(
         inner = r.inner_seconds or r.wall_seconds
         overhead = inner - baseline
         measured[f"{storage}/{'pooled' if pooled else 'stock'}/{executor}"] = overhead
-        rows.append([
-            f"Dagster, {executor.replace('_', '-')} executor",
-            f"{'SQLite' if storage == 'sqlite' else 'PostgreSQL'}, {label}",
-            _s(r.wall_seconds), _s(inner), f"{overhead:.1f} s", f"{overhead / STEPS:.3f} s", r.status,
-        ])
+        rows.append(
+            [
+                f"Dagster, {executor.replace('_', '-')} executor",
+                f"{'SQLite' if storage == 'sqlite' else 'PostgreSQL'}, {label}",
+                _s(r.wall_seconds),
+                _s(inner),
+                f"{overhead:.1f} s",
+                f"{overhead / STEPS:.3f} s",
+                r.status,
+            ]
+        )
     return rows
 
 
@@ -426,7 +523,8 @@ def _overhead_verdicts(report: Report, measured: dict[str, float]) -> None:
                 name = "SQLite" if storage == "sqlite" else "PostgreSQL"
                 report.verdict(
                     f"overhead <= 15 s, {name} instance, {executor.replace('_', '-')} executor",
-                    f"{measured[key]:.1f} s", measured[key] <= 15.0,
+                    f"{measured[key]:.1f} s",
+                    measured[key] <= 15.0,
                 )
 
 
@@ -461,9 +559,20 @@ def section_upserts(report: Report, args, pg_reason: str | None) -> None:
             drop_postgres_database(url)
     report.table(
         ["database", "files", "new rows / s", "updated rows / s", "dual writes / s (file + rows)"],
-        [[r.backend, f"{r.files} x {r.size} B", f"{r.insert_per_second:.0f}", f"{r.update_per_second:.0f}", f"{r.dual_write_per_second:.0f}"] for r in results],
+        [
+            [
+                r.backend,
+                f"{r.files} x {r.size} B",
+                f"{r.insert_per_second:.0f}",
+                f"{r.update_per_second:.0f}",
+                f"{r.dual_write_per_second:.0f}",
+            ]
+            for r in results
+        ],
     )
-    report.add("One file per transaction (a step's output), each upsert writing its plan_content and plan_files rows.")
+    report.add(
+        "One file per transaction (a step's output), each upsert writing its plan_content and plan_files rows."
+    )
     report.add()
 
 
@@ -498,8 +607,18 @@ def section_concurrent(report: Report, args, pg_reason: str | None) -> None:
     report.table(
         ["plans queued at once", "wall (queued -> last plan completed)", "each plan", "statuses"],
         [
-            ["1", _s(one.wall_seconds), ", ".join(_s(v) for v in one.per_plan_seconds.values()), ", ".join(one.statuses.values())],
-            [str(n), _s(many.wall_seconds), ", ".join(_s(v) for v in sorted(many.per_plan_seconds.values())), ", ".join(many.statuses.values())],
+            [
+                "1",
+                _s(one.wall_seconds),
+                ", ".join(_s(v) for v in one.per_plan_seconds.values()),
+                ", ".join(one.statuses.values()),
+            ],
+            [
+                str(n),
+                _s(many.wall_seconds),
+                ", ".join(_s(v) for v in sorted(many.per_plan_seconds.values())),
+                ", ".join(many.statuses.values()),
+            ],
         ],
     )
     report.add(
@@ -508,7 +627,9 @@ def section_concurrent(report: Report, args, pg_reason: str | None) -> None:
         f"own run worker process with the thread executor. Latency server: at most {stats['peak_in_flight']} requests in flight."
     )
     report.add()
-    report.verdict(f"{n} concurrent plans < 1.5x one plan", f"{ratio:.2f}x", one.ok and many.ok and ratio < 1.5)
+    report.verdict(
+        f"{n} concurrent plans < 1.5x one plan", f"{ratio:.2f}x", one.ok and many.ok and ratio < 1.5
+    )
 
 
 # -- section: Celery workers ---------------------------------------------------------------------------
@@ -606,28 +727,53 @@ def _build_parser() -> argparse.ArgumentParser:
     from bench.latency_server import SHAPES
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {', '.join(SECTIONS)}")
-    parser.add_argument("--latency", default="planexe,fixed:4",
-                        help="comma-separated latency models, each 'planexe' (log-normal, median 4 s, p90 12 s) or "
-                        "'fixed:SECONDS'; the plan section runs once per model, the concurrent section uses the first "
-                        "(default: planexe,fixed:4, i.e. PlanExe-like and a fixed latency at the same median)")
-    parser.add_argument("--scale", type=float, default=0.5, help="multiply every latency by this (default 0.5)")
-    parser.add_argument("--in-flight", type=int, default=64,
-                        help="the LLM executor's in-flight limit for the server (default 64: wider than any fan-out)")
-    parser.add_argument("--shape", choices=sorted(SHAPES), default="planexe",
-                        help="list lengths of the server's answers: PlanExe's, so its fan-outs are as wide as in "
-                        "PlanExe's recorded runs (default), or the offline faker's short lists")
-    parser.add_argument("--contenders", default="",
-                        help=f"plan section: comma-separated subset of {', '.join(CONTENDERS)}, for every latency "
-                        "model (the Dagster job on SQLite always runs; default: "
-                        f"{', '.join(DEFAULT_CONTENDERS)} for the first model, luigi1 and luigi8 for the others)")
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help=f"comma-separated, from {', '.join(SECTIONS)}"
+    )
+    parser.add_argument(
+        "--latency",
+        default="planexe,fixed:4",
+        help="comma-separated latency models, each 'planexe' (log-normal, median 4 s, p90 12 s) or "
+        "'fixed:SECONDS'; the plan section runs once per model, the concurrent section uses the first "
+        "(default: planexe,fixed:4, i.e. PlanExe-like and a fixed latency at the same median)",
+    )
+    parser.add_argument(
+        "--scale", type=float, default=0.5, help="multiply every latency by this (default 0.5)"
+    )
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=64,
+        help="the LLM executor's in-flight limit for the server (default 64: wider than any fan-out)",
+    )
+    parser.add_argument(
+        "--shape",
+        choices=sorted(SHAPES),
+        default="planexe",
+        help="list lengths of the server's answers: PlanExe's, so its fan-outs are as wide as in "
+        "PlanExe's recorded runs (default), or the offline faker's short lists",
+    )
+    parser.add_argument(
+        "--contenders",
+        default="",
+        help=f"plan section: comma-separated subset of {', '.join(CONTENDERS)}, for every latency "
+        "model (the Dagster job on SQLite always runs; default: "
+        f"{', '.join(DEFAULT_CONTENDERS)} for the first model, luigi1 and luigi8 for the others)",
+    )
     parser.add_argument("--concurrent-plans", type=int, default=4)
-    parser.add_argument("--celery-plans", default="4,8",
-                        help="celery section: comma-separated numbers of plans queued at once (default 4,8)")
+    parser.add_argument(
+        "--celery-plans",
+        default="4,8",
+        help="celery section: comma-separated numbers of plans queued at once (default 4,8)",
+    )
     parser.add_argument("--upsert-files", type=int, default=300)
     parser.add_argument("--skip-postgres", action="store_true")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds one batch of queued plans may take")
-    parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the results (default bench/RESULTS.md)")
+    parser.add_argument(
+        "--timeout", type=float, default=1800, help="seconds one batch of queued plans may take"
+    )
+    parser.add_argument(
+        "--output", type=Path, default=RESULTS, help="where to write the results (default bench/RESULTS.md)"
+    )
     return parser
 
 
@@ -684,7 +830,9 @@ def _report_header(report: Report, argv: list[str] | None, pg_reason: str | None
         f"{os.cpu_count()} CPUs, load average before {_load()}."
     )
     report.add(
-        "PostgreSQL: " + (f"{postgres_server_url().split('@')[-1]}" if pg_reason is None else f"skipped ({pg_reason})") + "."
+        "PostgreSQL: "
+        + (f"{postgres_server_url().split('@')[-1]}" if pg_reason is None else f"skipped ({pg_reason})")
+        + "."
     )
     report.add()
 
@@ -693,8 +841,14 @@ def _targets_summary(report: Report, started: float) -> list[str]:
     """The targets table (each verdict: met, missed or not measured) and the run's duration."""
     summary = ["## Targets", ""]
     summary += ["| target | measured | met |", "|---|---|---|"]
-    summary += [f"| {t} | {m} | {'yes' if ok else 'no' if ok is not None else '–'} |" for t, m, ok in report.verdicts]
-    summary += ["", f"Benchmark took {time.perf_counter() - started:.0f} s; load average after {_load()}.", ""]
+    summary += [
+        f"| {t} | {m} | {'yes' if ok else 'no' if ok is not None else '–'} |" for t, m, ok in report.verdicts
+    ]
+    summary += [
+        "",
+        f"Benchmark took {time.perf_counter() - started:.0f} s; load average after {_load()}.",
+        "",
+    ]
     return summary
 
 

@@ -60,7 +60,10 @@ def _median(values: list[float]) -> float | None:
 
 def max_overlap(intervals: list[tuple[float, float]]) -> int:
     """The most intervals open at one moment (an end at t closes before a start at t opens)."""
-    points = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals], key=lambda p: (p[0], p[1]))
+    points = sorted(
+        [(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals],
+        key=lambda p: (p[0], p[1]),
+    )
     open_now = best = 0
     for _, delta in points:
         open_now += delta
@@ -116,7 +119,9 @@ def analyse_runs(instance, run_ids: list[str], llm_steps: set[str], batch: Celer
     batch.max_llm_steps = max_overlap(intervals)
 
 
-def _start_deployment(label: str, *, workers: int, root: Path, app_url: str, dagster_url: str, llm_config: Path):
+def _start_deployment(
+    label: str, *, workers: int, root: Path, app_url: str, dagster_url: str, llm_config: Path
+):
     """The code server, ``workers`` Celery workers (when any) and the daemon, started and ready."""
     cluster = CeleryDeployment.prepare(
         root / label,
@@ -131,7 +136,8 @@ def _start_deployment(label: str, *, workers: int, root: Path, app_url: str, dag
             purge_broker_queue()
         cluster.start_code_server()
         started_workers = [
-            cluster.start_worker(f"bench_worker_{i + 1}", concurrency=WORKER_CONCURRENCY) for i in range(workers)
+            cluster.start_worker(f"bench_worker_{i + 1}", concurrency=WORKER_CONCURRENCY)
+            for i in range(workers)
         ]
         if started_workers:
             cluster.wait_for_workers(started_workers)
@@ -199,14 +205,20 @@ def run_configuration(
         db = DatabaseService(make_engine(app_url))
         plan_ids = [f"{label}_{i + 1}" for i in range(plans)]
         queued_at = time.monotonic()
-        os.environ.update({"PLANEXE_LLM_CONFIG": str(llm_config), "PLANEXE_DAGSTER_POSTGRES_URL": dagster_url})
+        os.environ.update(
+            {"PLANEXE_LLM_CONFIG": str(llm_config), "PLANEXE_DAGSTER_POSTGRES_URL": dagster_url}
+        )
         for plan_id in plan_ids:
             create_plan(db, PlanRequest(prompt=prompt, model=BENCH_MODEL, fast=True, plan_id=plan_id))
         with DagsterInstance.from_config(str(cluster.dagster_home("control"))) as instance:
             _wait_for_plans(cluster, db, instance, plan_ids, timeout)
             batch.wall_seconds = time.monotonic() - queued_at
             batch.statuses = {p: db.get_plan(p).status for p in plan_ids}
-            run_ids = [r.run_id for p in plan_ids for r in instance.get_runs(RunsFilter(tags={"dagster/partition": p}))]
+            run_ids = [
+                r.run_id
+                for p in plan_ids
+                for r in instance.get_runs(RunsFilter(tags={"dagster/partition": p}))
+            ]
             llm_steps = {s.name for s in pipeline_steps() if s.uses_llm}
             analyse_runs(instance, run_ids, llm_steps, batch)
         batch.peak_requests = latency_server.stats()["peak_in_flight"]

@@ -61,9 +61,13 @@ class Daemon:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise BenchSetupError(f"dagster-daemon exited ({self.process.returncode}); see {self.log_path}")
+                raise BenchSetupError(
+                    f"dagster-daemon exited ({self.process.returncode}); see {self.log_path}"
+                )
             for state in instance.all_instigator_state():
-                if state.name == SENSOR_NAME and instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1):
+                if state.name == SENSOR_NAME and instance.get_ticks(
+                    state.instigator_origin_id, state.selector_id, limit=1
+                ):
                     return
             time.sleep(1)
         raise BenchSetupError(f"the plan sensor did not tick within {timeout:.0f} s; see {self.log_path}")

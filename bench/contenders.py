@@ -34,7 +34,9 @@ class ContenderResult:
     extra: dict = field(default_factory=dict)
 
 
-def _finish(home: BenchHome, name: str, plan_id: str, wall: float, inner: float | None, returncode: int, output: str) -> ContenderResult:
+def _finish(
+    home: BenchHome, name: str, plan_id: str, wall: float, inner: float | None, returncode: int, output: str
+) -> ContenderResult:
     from resources.database import get_database_service
 
     db = get_database_service(home.app_db_url)
@@ -51,8 +53,14 @@ def _finish(home: BenchHome, name: str, plan_id: str, wall: float, inner: float 
     return ContenderResult(name, plan_id, wall, inner, ok, status, len(rows), bound, detail or "", extra)
 
 
-def run_child(home: BenchHome, name: str, plan_id: str, argv: list[str], env_extra: dict[str, str] | None = None,
-              timeout: float = 3600) -> ContenderResult:
+def run_child(
+    home: BenchHome,
+    name: str,
+    plan_id: str,
+    argv: list[str],
+    env_extra: dict[str, str] | None = None,
+    timeout: float = 3600,
+) -> ContenderResult:
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, *argv],
@@ -70,19 +78,29 @@ def run_child(home: BenchHome, name: str, plan_id: str, argv: list[str], env_ext
     return _finish(home, name, plan_id, wall, inner, done.returncode, done.stdout + done.stderr)
 
 
-def run_dagster(home: BenchHome, plan_id: str, executor: str = "threads", max_concurrent: int | None = None,
-                name: str | None = None, env_extra: dict[str, str] | None = None) -> ContenderResult:
+def run_dagster(
+    home: BenchHome,
+    plan_id: str,
+    executor: str = "threads",
+    max_concurrent: int | None = None,
+    name: str | None = None,
+    env_extra: dict[str, str] | None = None,
+) -> ContenderResult:
     argv = ["-m", "bench.run_plan", "dagster", plan_id, "--executor", executor]
     if max_concurrent:
         argv += ["--max-concurrent", str(max_concurrent)]
     return run_child(home, name or f"dagster ({executor})", plan_id, argv, env_extra)
 
 
-def run_luigi(home: BenchHome, plan_id: str, workers: int, planexe_mode: bool, name: str | None = None) -> ContenderResult:
+def run_luigi(
+    home: BenchHome, plan_id: str, workers: int, planexe_mode: bool, name: str | None = None
+) -> ContenderResult:
     """``python -m legacy_luigi``; ``planexe_mode`` runs every fan-out's items one at a time, as PlanExe does."""
     env = {"PLANEXE_FANOUT_CONCURRENCY": "1"} if planexe_mode else {}
     label = name or f"luigi workers={workers}" + (" (PlanExe mode)" if planexe_mode else "")
-    return run_child(home, label, plan_id, ["-m", "legacy_luigi", "--plan-id", plan_id, "--workers", str(workers)], env)
+    return run_child(
+        home, label, plan_id, ["-m", "legacy_luigi", "--plan-id", plan_id, "--workers", str(workers)], env
+    )
 
 
 def run_direct(home: BenchHome, plan_id: str) -> ContenderResult:

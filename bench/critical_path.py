@@ -63,7 +63,9 @@ def _call_spans(app_db, plan_id: str) -> dict[str, list[float]]:
     return spans
 
 
-def breakdown(instance, app_db, plan_id: str, bound: LowerBound, wall: float, inner: float | None) -> Breakdown:
+def breakdown(
+    instance, app_db, plan_id: str, bound: LowerBound, wall: float, inner: float | None
+) -> Breakdown:
     """The run of ``plan_id`` on ``instance`` (its latest), split along ``bound.critical_path``."""
     from dagster import RunsFilter
 
@@ -77,8 +79,14 @@ def breakdown(instance, app_db, plan_id: str, bound: LowerBound, wall: float, in
     spans = _call_spans(app_db, plan_id)
 
     totals = dict.fromkeys(
-        ("scheduling", "before the first call", "LLM latency (as the bound counts it)",
-         "LLM calls beyond their latency (HTTP, parsing, recording)", "after the last call", "asset check"),
+        (
+            "scheduling",
+            "before the first call",
+            "LLM latency (as the bound counts it)",
+            "LLM calls beyond their latency (HTTP, parsing, recording)",
+            "after the last call",
+            "asset check",
+        ),
         0.0,
     )
     previous_done = first_event
@@ -98,14 +106,18 @@ def breakdown(instance, app_db, plan_id: str, bound: LowerBound, wall: float, in
         totals["scheduling"] += max(0.0, started - previous_done)
         totals["before the first call"] += max(0.0, first_call - started)
         totals["LLM latency (as the bound counts it)"] += own
-        totals["LLM calls beyond their latency (HTTP, parsing, recording)"] += max(0.0, (last_call - first_call) - own)
+        totals["LLM calls beyond their latency (HTTP, parsing, recording)"] += max(
+            0.0, (last_call - first_call) - own
+        )
         totals["after the last call"] += max(0.0, succeeded - last_call)
         totals["asset check"] += max(0.0, check_done - succeeded)
         previous_done = check_done
 
     parts = {"imports and interpreter start-up": max(0.0, wall - inner) if inner is not None else 0.0}
     if inner is not None:
-        parts["job set-up and teardown (outside the run's events)"] = max(0.0, inner - (last_event - first_event))
+        parts["job set-up and teardown (outside the run's events)"] = max(
+            0.0, inner - (last_event - first_event)
+        )
     parts.update(totals)
     parts["after the chain (to the run's last event)"] = max(0.0, last_event - previous_done)
     return Breakdown(parts=parts, chain_steps=chain_steps, chain_llm_steps=chain_llm_steps)

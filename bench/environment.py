@@ -62,7 +62,17 @@ class LatencyServerProcess:
 def start_latency_server(latency: str, scale: float, shape: str = "planexe") -> LatencyServerProcess:
     """Start ``bench.latency_server`` in its own process (it must not share the GIL of a contender)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.latency_server", "--latency", latency, "--scale", str(scale), "--shape", shape],
+        [
+            sys.executable,
+            "-m",
+            "bench.latency_server",
+            "--latency",
+            latency,
+            "--scale",
+            str(scale),
+            "--shape",
+            shape,
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -196,7 +206,10 @@ class BenchHome:
     @contextmanager
     def activated(self) -> Iterator[None]:
         """This process's environment pointed at the home (for in-process measurements)."""
-        saved = {k: os.environ.get(k) for k in ("DAGSTER_HOME", "DATABASE_URL", "PLANEXE_HOME", "PLANEXE_LLM_CONFIG")}
+        saved = {
+            k: os.environ.get(k)
+            for k in ("DAGSTER_HOME", "DATABASE_URL", "PLANEXE_HOME", "PLANEXE_LLM_CONFIG")
+        }
         os.environ.update(
             {
                 "PLANEXE_HOME": str(self.planexe_home),
@@ -309,7 +322,9 @@ def make_home(
         raise BenchSetupError(f"unknown Dagster storage {dagster_storage!r}")
     (root / "dagster").mkdir(parents=True, exist_ok=True)
     (root / "dagster" / "dagster.yaml").write_text(
-        dagster_yaml(dagster_storage, dagster_pg, max_concurrent_runs, pool_limit, pooled_storage, root / "dagster"),
+        dagster_yaml(
+            dagster_storage, dagster_pg, max_concurrent_runs, pool_limit, pooled_storage, root / "dagster"
+        ),
         encoding="utf-8",
     )
     llm_config = write_llm_config(root / "llm_config.json", base_url, in_flight)

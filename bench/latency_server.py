@@ -144,7 +144,10 @@ def normalized_seed(messages: list[dict[str, Any]], schema: dict[str, Any] | Non
 
     canonical = json.dumps(
         {
-            "messages": [{"role": m.get("role"), "content": _UUID.sub(rename, str(m.get("content", "")))} for m in messages],
+            "messages": [
+                {"role": m.get("role"), "content": _UUID.sub(rename, str(m.get("content", "")))}
+                for m in messages
+            ],
             "schema": schema,
         },
         sort_keys=True,
@@ -202,7 +205,11 @@ class _Stats:
 
     def snapshot(self) -> dict[str, int]:
         with self.lock:
-            return {"requests": self.requests, "in_flight": self.in_flight, "peak_in_flight": self.peak_in_flight}
+            return {
+                "requests": self.requests,
+                "in_flight": self.in_flight,
+                "peak_in_flight": self.peak_in_flight,
+            }
 
 
 class LatencyServer(ThreadingHTTPServer):
@@ -240,7 +247,9 @@ class LatencyServer(ThreadingHTTPServer):
             "object": "chat.completion",
             "created": int(time.time()),
             "model": str(body.get("model") or "bench"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            ],
             "usage": {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
@@ -293,7 +302,9 @@ class _Handler(BaseHTTPRequestHandler):
                 body = json.loads(raw or b"{}")
                 reply, latency = self.server.answer(body)
             except (ValueError, TypeError) as exc:
-                self._send(400, {"error": {"message": f"bad request: {exc}", "type": "invalid_request_error"}})
+                self._send(
+                    400, {"error": {"message": f"bad request: {exc}", "type": "invalid_request_error"}}
+                )
                 return
             remaining = latency - (time.monotonic() - started)
             if remaining > 0:
@@ -304,12 +315,18 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.latency_server", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.latency_server", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--latency", default="planexe", help="'planexe' or 'fixed:SECONDS' (default planexe)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every latency by this (default 1)")
-    parser.add_argument("--shape", choices=sorted(SHAPES), default="planexe",
-                        help="list lengths of the answers: PlanExe's (default) or the offline faker's short ones")
+    parser.add_argument(
+        "--shape",
+        choices=sorted(SHAPES),
+        default="planexe",
+        help="list lengths of the answers: PlanExe's (default) or the offline faker's short ones",
+    )
     args = parser.parse_args(argv)
     try:
         model = LatencyModel.parse(args.latency, args.scale)

@@ -142,7 +142,9 @@ def _longest_path(steps, step_seconds: dict[str, float]) -> tuple[dict[str, floa
 
 
 def _max_overlap(attempts: list[Attempt]) -> int:
-    edges = sorted([(a.started, 1) for a in attempts] + [(a.finished, -1) for a in attempts], key=lambda e: (e[0], e[1]))
+    edges = sorted(
+        [(a.started, 1) for a in attempts] + [(a.finished, -1) for a in attempts], key=lambda e: (e[0], e[1])
+    )
     current = peak = 0
     for _, delta in edges:
         current += delta

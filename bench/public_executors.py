@@ -77,5 +77,7 @@ def run_plan_on_public_executor(
         result = execute_run(recon, dagster_run, instance, raise_on_error=False)
     finally:
         release_pool_slots(instance, run_id)
-    failed = [event.step_key for event in result.all_events if event.is_step_failure and event.step_key is not None]
+    failed = [
+        event.step_key for event in result.all_events if event.is_step_failure and event.step_key is not None
+    ]
     return RunOutcome(success=result.success, run_id=result.run_id, failed_steps=failed)

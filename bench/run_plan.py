@@ -20,6 +20,7 @@ import time
 #: Dagster's own executors (bench/public_executors.py), beside the project's threads and in_process.
 PUBLIC_EXECUTORS = ("multiprocess", "public_in_process")
 
+
 def run_dagster(plan_id: str, executor: str, max_concurrent: int | None) -> dict:
     from dagster import DagsterInstance
 
@@ -31,7 +32,9 @@ def run_dagster(plan_id: str, executor: str, max_concurrent: int | None) -> dict
         from planexe_assets.dagster_defs.executor import default_max_concurrent
 
         started = time.perf_counter()
-        outcome = run_plan_on_public_executor(plan_id, instance, executor, max_concurrent or default_max_concurrent())
+        outcome = run_plan_on_public_executor(
+            plan_id, instance, executor, max_concurrent or default_max_concurrent()
+        )
     else:
         started = time.perf_counter()
         outcome = run_plan_in_process(
@@ -67,7 +70,12 @@ def run_direct(plan_id: str) -> dict:
         except Exception as exc:  # noqa: BLE001 - reported in the result
             failed.append(f"{step.name}: {type(exc).__name__}: {exc}"[:300])
             break
-    return {"seconds": time.perf_counter() - started, "success": not failed, "run_id": run_id, "failed_steps": failed}
+    return {
+        "seconds": time.perf_counter() - started,
+        "success": not failed,
+        "run_id": run_id,
+        "failed_steps": failed,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

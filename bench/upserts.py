@@ -43,7 +43,9 @@ def measure_upserts(db_url: str, backend: str, files: int = 200, size: int = 400
     db = DatabaseService(make_engine(db_url))
     rng = random.Random(1)
     try:
-        db.create_plan({"plan_id": "upserts", "prompt": "benchmark", "llm_model": "none", "status": "running"})
+        db.create_plan(
+            {"plan_id": "upserts", "prompt": "benchmark", "llm_model": "none", "status": "running"}
+        )
         names = [f"{i:03d}-bench_file.md" for i in range(files)]
 
         def one_pass(tag: str) -> float:
@@ -60,7 +62,9 @@ def measure_upserts(db_url: str, backend: str, files: int = 200, size: int = 400
         if len(rows) != files or any(not r.content.endswith(" (again)") for r in rows):
             raise RuntimeError(f"{backend}: expected {files} updated rows, found {len(rows)}")
 
-        db.create_plan({"plan_id": "dualwrite", "prompt": "benchmark", "llm_model": "none", "status": "running"})
+        db.create_plan(
+            {"plan_id": "dualwrite", "prompt": "benchmark", "llm_model": "none", "status": "running"}
+        )
         with tempfile.TemporaryDirectory(prefix="planexe-bench-runs-") as runs:
             store = PlanStore(db, Path(runs))
             contents = [_text(rng, size) for _ in names]

@@ -33,13 +33,17 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m legacy_luigi", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m legacy_luigi",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--plan-id", required=True, help="The plan (its row must exist, or give --prompt).")
     parser.add_argument("--workers", type=int, default=1, help="Luigi workers (PlanExe runs with 1).")
     parser.add_argument("--prompt", help="Create the plan with this prompt if it does not exist.")
     parser.add_argument("--model", default=None, help="Model id or 'auto' (default: the plan's model).")
-    parser.add_argument("--fast", action="store_true", help="fast_but_skip_details (default: the plan's mode).")
+    parser.add_argument(
+        "--fast", action="store_true", help="fast_but_skip_details (default: the plan's mode)."
+    )
     args = parser.parse_args(argv)
 
     build_id = f"luigi-{uuid.uuid4().hex[:12]}"
@@ -55,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
             if not args.prompt:
                 parser.error(f"no plan {plan_id}; create it with `planexe plan` or pass --prompt")
             # Claimed by this build from the start, so the Dagster plan sensor does not launch it too.
-            request = PlanRequest(prompt=args.prompt, model=args.model or "auto", fast=args.fast, plan_id=plan_id)
+            request = PlanRequest(
+                prompt=args.prompt, model=args.model or "auto", fast=args.fast, plan_id=plan_id
+            )
             plan = create_plan(db, replace(request, claimed_by_run=build_id))
     except (InvalidPlanId, PlanInputError, LLMConfigError, ConfigError, DatabaseUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -85,13 +91,18 @@ def _build(db, plan, args, build_id: str, log_path: Path) -> int:
     plan_id = plan.plan_id
     speed = SpeedVsDetailEnum.FAST_BUT_SKIP_DETAILS if args.fast else SpeedVsDetailEnum(plan.speed_vs_detail)
     models = [args.model or plan.llm_model or "auto"]
-    task = FullPlanPipeline(run_id_dir=run_dir_for(plan_id, runs_dir()), speedvsdetail=speed, llm_models=models)
-    logging.getLogger("planexe.luigi").info("build %s of plan %s: %s, models %s", build_id, plan_id, speed.value, models)
+    task = FullPlanPipeline(
+        run_id_dir=run_dir_for(plan_id, runs_dir()), speedvsdetail=speed, llm_models=models
+    )
+    logging.getLogger("planexe.luigi").info(
+        "build %s of plan %s: %s, models %s", build_id, plan_id, speed.value, models
+    )
     if _gated(plan):
         # A gated plan (planexe_assets/lifecycle/redline.py) runs nothing past the gates before their verdicts:
         # build the redline gate and the prompt screening alone first, so no worker starts another step beside them.
         gates = [
-            TASK_CLASSES[name](run_id_dir=task.run_id_dir, speedvsdetail=speed, llm_models=models) for name in GATE_STEPS
+            TASK_CLASSES[name](run_id_dir=task.run_id_dir, speedvsdetail=speed, llm_models=models)
+            for name in GATE_STEPS
         ]
         luigi.build(gates, local_scheduler=True, workers=1)
         plan = db.get_plan(plan_id)

@@ -38,7 +38,9 @@ class PlanTask(luigi.Task):
     """Base of every generated task (PlanExe's ``PlanTask``)."""
 
     run_id_dir = luigi.PathParameter()
-    speedvsdetail = luigi.EnumParameter(enum=SpeedVsDetailEnum, default=SpeedVsDetailEnum.ALL_DETAILS_BUT_SLOW)
+    speedvsdetail = luigi.EnumParameter(
+        enum=SpeedVsDetailEnum, default=SpeedVsDetailEnum.ALL_DETAILS_BUT_SLOW
+    )
     llm_models = luigi.ListParameter(default=("auto",))
 
     step: Step  # set on each generated subclass
@@ -57,7 +59,10 @@ class PlanTask(luigi.Task):
         return reqs
 
     def output(self):
-        targets = {key: luigi.LocalTarget(str(Path(self.run_id_dir) / name)) for key, name in self.step.outputs.items()}
+        targets = {
+            key: luigi.LocalTarget(str(Path(self.run_id_dir) / name))
+            for key, name in self.step.outputs.items()
+        }
         if list(targets) == [""]:
             return targets[""]
         return targets
@@ -71,7 +76,9 @@ class PlanTask(luigi.Task):
             return access.executor(models).for_step(plan_id, stage)
 
         runner = StepRunner(store, llm_factory=factory, logger=log)
-        runner.run(self.plan_id, self.step.name, run_id=luigi_build_id(), speed_vs_detail=self.speedvsdetail.value)
+        runner.run(
+            self.plan_id, self.step.name, run_id=luigi_build_id(), speed_vs_detail=self.speedvsdetail.value
+        )
 
 
 def _make_task_class(step: Step) -> type[PlanTask]:
@@ -89,7 +96,11 @@ class FullPlanPipeline(PlanTask):
     step = None  # type: ignore[assignment]
 
     def requires(self):
-        return {key: self.clone(TASK_CLASSES[name]) for key, name in FULL_PLAN_PIPELINE_REQUIRES.items() if name in TASK_CLASSES}
+        return {
+            key: self.clone(TASK_CLASSES[name])
+            for key, name in FULL_PLAN_PIPELINE_REQUIRES.items()
+            if name in TASK_CLASSES
+        }
 
     def output(self):
         return luigi.LocalTarget(str(Path(self.run_id_dir) / PIPELINE_COMPLETE_FILENAME))
@@ -97,4 +108,9 @@ class FullPlanPipeline(PlanTask):
     def run(self):
         # Every requirement is complete, so the runner has written the marker with the last step;
         # writing it here too covers a pipeline whose steps were all complete before this build.
-        self.store().write(self.plan_id, "full_plan_pipeline", {PIPELINE_COMPLETE_FILENAME: COMPLETION_TEXT}, run_id=luigi_build_id())
+        self.store().write(
+            self.plan_id,
+            "full_plan_pipeline",
+            {PIPELINE_COMPLETE_FILENAME: COMPLETION_TEXT},
+            run_id=luigi_build_id(),
+        )

@@ -58,7 +58,9 @@ def make_engine(url: str | None = None) -> Engine:
     url = database_url(url)
     if url.startswith("sqlite"):
         _ensure_sqlite_parent(url)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+        engine = create_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        )
         _configure_sqlite(engine)
     else:
         engine = create_engine(
@@ -299,7 +301,12 @@ class DatabaseService:
 
     def list_plans_by_status(self, statuses: Iterable[str], limit: int = 1000) -> list[Plan]:
         with self.read_session() as s:
-            query = select(Plan).where(Plan.status.in_(list(statuses))).order_by(Plan.created_at, Plan.id).limit(limit)
+            query = (
+                select(Plan)
+                .where(Plan.status.in_(list(statuses)))
+                .order_by(Plan.created_at, Plan.id)
+                .limit(limit)
+            )
             return list(s.scalars(query))
 
     def existing_plan_ids(self, plan_ids: Iterable[str]) -> set[str]:
@@ -366,7 +373,9 @@ class DatabaseService:
             ).all()
         out: dict[str, dict[str, int]] = {}
         for stage, status, count, tokens_in, tokens_out in rows:
-            entry = out.setdefault(stage, {"attempts": 0, "completed": 0, "failed": 0, "input_tokens": 0, "output_tokens": 0})
+            entry = out.setdefault(
+                stage, {"attempts": 0, "completed": 0, "failed": 0, "input_tokens": 0, "output_tokens": 0}
+            )
             entry["attempts"] += count
             if status in ("completed", "failed"):
                 entry[status] += count
@@ -374,7 +383,9 @@ class DatabaseService:
             entry["output_tokens"] += int(tokens_out or 0)
         return out
 
-    def usage_totals(self, plan_id: str, stage: str | None = None, since: datetime | None = None) -> UsageTotals:
+    def usage_totals(
+        self, plan_id: str, stage: str | None = None, since: datetime | None = None
+    ) -> UsageTotals:
         """LLM usage of a plan (or one stage of it, or attempts started at or after ``since``): every
         attempt, the completed and the failed ones, tokens, and the cost the providers reported.
         Calls the circuit breaker never sent (status ``skipped``) are not attempts."""
@@ -411,7 +422,9 @@ class DatabaseService:
         with self.session() as s:
             self._upsert_plan_file(s, data)
             return s.scalars(
-                select(PlanFile).where(PlanFile.plan_id == data["plan_id"], PlanFile.filename == data["filename"])
+                select(PlanFile).where(
+                    PlanFile.plan_id == data["plan_id"], PlanFile.filename == data["filename"]
+                )
             ).one()
 
     def _upsert_plan_file(self, s: Session, data: dict[str, Any]) -> None:
@@ -422,7 +435,9 @@ class DatabaseService:
 
     def get_plan_files(self, plan_id: str) -> list[PlanFile]:
         with self.read_session() as s:
-            return list(s.scalars(select(PlanFile).where(PlanFile.plan_id == plan_id).order_by(PlanFile.filename)))
+            return list(
+                s.scalars(select(PlanFile).where(PlanFile.plan_id == plan_id).order_by(PlanFile.filename))
+            )
 
     # -- metrics --------------------------------------------------------------------------------
     def create_plan_metrics(self, data: Mapping[str, Any]) -> PlanMetrics:
@@ -441,22 +456,31 @@ class DatabaseService:
 
     def get_plan_metrics(self, plan_id: str) -> PlanMetrics | None:
         with self.read_session() as s:
-            return s.scalar(select(PlanMetrics).where(PlanMetrics.plan_id == plan_id).order_by(PlanMetrics.id))
+            return s.scalar(
+                select(PlanMetrics).where(PlanMetrics.plan_id == plan_id).order_by(PlanMetrics.id)
+            )
 
     def add_plan_usage(self, plan_id: str, calls: int = 0, tokens: int = 0, cost_usd: float = 0.0) -> None:
         """Atomically add to the plan's totals, creating its metrics row on first use."""
         with self.session() as s:
             stmt = self._insert(PlanMetrics).values(
-                plan_id=plan_id, total_llm_calls=calls, total_tokens_used=tokens, total_cost_usd=cost_usd, created_at=utcnow()
+                plan_id=plan_id,
+                total_llm_calls=calls,
+                total_tokens_used=tokens,
+                total_cost_usd=cost_usd,
+                created_at=utcnow(),
             )
             table = PlanMetrics.__table__
             s.execute(
                 stmt.on_conflict_do_update(
                     index_elements=["plan_id"],
                     set_={
-                        "total_llm_calls": func.coalesce(table.c.total_llm_calls, 0) + stmt.excluded.total_llm_calls,
-                        "total_tokens_used": func.coalesce(table.c.total_tokens_used, 0) + stmt.excluded.total_tokens_used,
-                        "total_cost_usd": func.coalesce(table.c.total_cost_usd, 0.0) + stmt.excluded.total_cost_usd,
+                        "total_llm_calls": func.coalesce(table.c.total_llm_calls, 0)
+                        + stmt.excluded.total_llm_calls,
+                        "total_tokens_used": func.coalesce(table.c.total_tokens_used, 0)
+                        + stmt.excluded.total_tokens_used,
+                        "total_cost_usd": func.coalesce(table.c.total_cost_usd, 0.0)
+                        + stmt.excluded.total_cost_usd,
                     },
                 )
             )
@@ -472,7 +496,9 @@ class DatabaseService:
         with self.session() as s:
             self._upsert_content(s, data)
             return s.scalars(
-                select(PlanContent).where(PlanContent.plan_id == data["plan_id"], PlanContent.filename == data["filename"])
+                select(PlanContent).where(
+                    PlanContent.plan_id == data["plan_id"], PlanContent.filename == data["filename"]
+                )
             ).one()
 
     def _upsert_content(self, s: Session, data: dict[str, Any]) -> None:
@@ -522,7 +548,9 @@ class DatabaseService:
 
     def get_plan_content_by_filename(self, plan_id: str, filename: str) -> PlanContent | None:
         with self.read_session() as s:
-            return s.scalar(select(PlanContent).where(PlanContent.plan_id == plan_id, PlanContent.filename == filename))
+            return s.scalar(
+                select(PlanContent).where(PlanContent.plan_id == plan_id, PlanContent.filename == filename)
+            )
 
     def get_contents(self, plan_id: str, filenames: Iterable[str]) -> dict[str, PlanContent]:
         """Several files of one plan in one query, keyed by filename (missing ones absent)."""
@@ -530,7 +558,9 @@ class DatabaseService:
         if not names:
             return {}
         with self.read_session() as s:
-            rows = s.scalars(select(PlanContent).where(PlanContent.plan_id == plan_id, PlanContent.filename.in_(names)))
+            rows = s.scalars(
+                select(PlanContent).where(PlanContent.plan_id == plan_id, PlanContent.filename.in_(names))
+            )
             return {row.filename: row for row in rows}
 
     def stored_filenames(self, plan_id: str, filenames: Iterable[str]) -> set[str]:
@@ -541,7 +571,9 @@ class DatabaseService:
         with self.read_session() as s:
             return set(
                 s.scalars(
-                    select(PlanContent.filename).where(PlanContent.plan_id == plan_id, PlanContent.filename.in_(names))
+                    select(PlanContent.filename).where(
+                        PlanContent.plan_id == plan_id, PlanContent.filename.in_(names)
+                    )
                 )
             )
 
@@ -550,7 +582,11 @@ class DatabaseService:
         if not names:
             return 0
         with self.session() as s:
-            n = _rowcount(s.execute(delete(PlanContent).where(PlanContent.plan_id == plan_id, PlanContent.filename.in_(names))))
+            n = _rowcount(
+                s.execute(
+                    delete(PlanContent).where(PlanContent.plan_id == plan_id, PlanContent.filename.in_(names))
+                )
+            )
             s.execute(delete(PlanFile).where(PlanFile.plan_id == plan_id, PlanFile.filename.in_(names)))
             return n
 

@@ -57,11 +57,15 @@ class Plan(Base):
         String(50), nullable=False, default="all_details_but_slow", server_default="all_details_but_slow"
     )
     openrouter_api_key_hash: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(50), nullable=False, default="pending", server_default="pending")
+    status: Mapped[str] = mapped_column(
+        String(50), nullable=False, default="pending", server_default="pending"
+    )
     progress_percentage: Mapped[int | None] = mapped_column(Integer, default=0, server_default=text("0"))
     progress_message: Mapped[str | None] = mapped_column(Text, default="", server_default="")
     error_message: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime | None] = mapped_column(DateTime, default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
+    created_at: Mapped[datetime | None] = mapped_column(
+        DateTime, default=utcnow, server_default=text("CURRENT_TIMESTAMP")
+    )
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime)
     output_dir: Mapped[str | None] = mapped_column(String(500))
@@ -70,7 +74,9 @@ class Plan(Base):
     # Added: the run (Dagster run id / Luigi build id) that last worked on this plan.
     last_run_id: Mapped[str | None] = mapped_column(String(64))
     # Added: a REFUSE verdict of the redline gate stops this plan (see planexe_assets/lifecycle/redline.py).
-    refuse_on_redline: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+    refuse_on_redline: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
     # Added (the names of PlanExe's MCP plan_status): why the plan failed or was stopped, the step
     # where it happened, and whether `planexe resume` can succeed without changing anything (False:
     # a permanent error such as a rejected request or bad data; see steps.base.FailureKind). Cleared
@@ -94,8 +100,12 @@ class LLMInteraction(Base):
     prompt_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     response_text: Mapped[str | None] = mapped_column(Text)
     response_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(50), nullable=False, default="pending", server_default="pending")
-    started_at: Mapped[datetime | None] = mapped_column(DateTime, default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
+    status: Mapped[str] = mapped_column(
+        String(50), nullable=False, default="pending", server_default="pending"
+    )
+    started_at: Mapped[datetime | None] = mapped_column(
+        DateTime, default=utcnow, server_default=text("CURRENT_TIMESTAMP")
+    )
     completed_at: Mapped[datetime | None] = mapped_column(DateTime)
     duration_seconds: Mapped[float | None] = mapped_column(Float)
     input_tokens: Mapped[int | None] = mapped_column(Integer)
@@ -119,7 +129,9 @@ class PlanFile(Base):
     content_hash: Mapped[str | None] = mapped_column(String(64))
     content_summary: Mapped[str | None] = mapped_column(Text)
     generated_by_stage: Mapped[str | None] = mapped_column(String(100))
-    created_at: Mapped[datetime | None] = mapped_column(DateTime, default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
+    created_at: Mapped[datetime | None] = mapped_column(
+        DateTime, default=utcnow, server_default=text("CURRENT_TIMESTAMP")
+    )
     file_path: Mapped[str] = mapped_column(String(500), nullable=False)
 
 
@@ -147,7 +159,9 @@ class PlanMetrics(Base):
     user_feedback: Mapped[str | None] = mapped_column(Text)
     peak_memory_mb: Mapped[float | None] = mapped_column(Float)
     cpu_time_seconds: Mapped[float | None] = mapped_column(Float)
-    created_at: Mapped[datetime | None] = mapped_column(DateTime, default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
+    created_at: Mapped[datetime | None] = mapped_column(
+        DateTime, default=utcnow, server_default=text("CURRENT_TIMESTAMP")
+    )
 
 
 class PlanContent(Base):
@@ -172,7 +186,9 @@ class PlanContent(Base):
     content_type: Mapped[str] = mapped_column(String(50), nullable=False)
     content: Mapped[str] = mapped_column(Text, nullable=False)
     content_size_bytes: Mapped[int | None] = mapped_column(Integer)
-    created_at: Mapped[datetime | None] = mapped_column(DateTime, default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
+    created_at: Mapped[datetime | None] = mapped_column(
+        DateTime, default=utcnow, server_default=text("CURRENT_TIMESTAMP")
+    )
     content_hash: Mapped[str | None] = mapped_column(String(64))
     run_id: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime | None] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

@@ -28,10 +28,14 @@ def validate_plan_id(plan_id: object) -> str:
     if plan_id == "":
         raise InvalidPlanId("plan id is empty")
     if len(plan_id) > MAX_PLAN_ID_LENGTH:
-        raise InvalidPlanId(f"plan id is {len(plan_id)} characters long; at most {MAX_PLAN_ID_LENGTH} are allowed")
+        raise InvalidPlanId(
+            f"plan id is {len(plan_id)} characters long; at most {MAX_PLAN_ID_LENGTH} are allowed"
+        )
     if not _PLAN_ID.fullmatch(plan_id):
         bad = sorted({ch for ch in plan_id if not (ch.isascii() and (ch.isalnum() or ch in "_-"))})
-        detail = f" (not allowed: {', '.join(repr(c) for c in bad)})" if bad else " (it may not start with '-')"
+        detail = (
+            f" (not allowed: {', '.join(repr(c) for c in bad)})" if bad else " (it may not start with '-')"
+        )
         raise InvalidPlanId(
             f"invalid plan id {plan_id!r}: use ASCII letters, digits, '_' and '-' only{detail}"
         )

@@ -180,7 +180,9 @@ class PlanStore:
                 fixed.append(name)
         if fixed:
             _fsync_dir(run_dir)
-            log.warning("plan %s: restored %d file(s) from plan_content: %s", plan_id, len(fixed), ", ".join(fixed))
+            log.warning(
+                "plan %s: restored %d file(s) from plan_content: %s", plan_id, len(fixed), ", ".join(fixed)
+            )
         return fixed
 
 

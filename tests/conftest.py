@@ -72,7 +72,9 @@ def _postgres_server_url() -> str | None:
     if not url:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{POSTGRES_ENV} is not set; CI must run the PostgreSQL tests (.ci/run sets it)")
-        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV}=postgresql+psycopg://user@host:port/db (see .ci/run)")
+        pytest.skip(
+            f"PostgreSQL tests need {POSTGRES_ENV}=postgresql+psycopg://user@host:port/db (see .ci/run)"
+        )
     return url
 
 
@@ -85,7 +87,9 @@ def postgres_server() -> str:
             conn.execute(text("select 1"))
     except Exception as exc:  # noqa: BLE001
         if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at {make_url(url).render_as_string(hide_password=True)} is unreachable: {exc}")
+            pytest.fail(
+                f"PostgreSQL at {make_url(url).render_as_string(hide_password=True)} is unreachable: {exc}"
+            )
         pytest.skip(f"PostgreSQL at {make_url(url).render_as_string(hide_password=True)} is unreachable")
     finally:
         engine.dispose()

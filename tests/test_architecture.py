@@ -48,9 +48,14 @@ def test_the_contracts_catch_an_upward_import_and_a_cycle(tmp_path):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     table = tmp_path / "planexe_assets" / "core" / "step_table.py"
-    table.write_text(table.read_text() + "\n\ndef _upward():\n    import planexe_assets.dagster_defs.assets  # noqa: F401\n")
+    table.write_text(
+        table.read_text()
+        + "\n\ndef _upward():\n    import planexe_assets.dagster_defs.assets  # noqa: F401\n"
+    )
     versions = tmp_path / "planexe_assets" / "lifecycle" / "versions.py"
-    versions.write_text(versions.read_text() + "\n\ndef _back():\n    import planexe_assets.lifecycle.runner  # noqa: F401\n")
+    versions.write_text(
+        versions.read_text() + "\n\ndef _back():\n    import planexe_assets.lifecycle.runner  # noqa: F401\n"
+    )
     runner = tmp_path / "planexe_assets" / "lifecycle" / "runner.py"
     runner.write_text(runner.read_text() + "\nimport planexe_assets.lifecycle.versions  # noqa: E402,F401\n")
 

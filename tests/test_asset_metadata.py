@@ -14,7 +14,9 @@ from resources.config import ConfigError
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=300),
-    lambda children: st.lists(children, max_size=40) | st.dictionaries(st.text(max_size=20), children, max_size=40),
+    lambda children: (
+        st.lists(children, max_size=40) | st.dictionaries(st.text(max_size=20), children, max_size=40)
+    ),
     max_leaves=400,
 )
 
@@ -31,7 +33,10 @@ def test_a_json_preview_is_always_valid_json_within_the_limit(value):
 
 
 def test_a_long_json_file_is_shortened_with_markers_and_labelled():
-    data = {"levers": [{"name": f"lever {i}", "description": "x" * 500} for i in range(40)], "metadata": {"a": 1}}
+    data = {
+        "levers": [{"name": f"lever {i}", "description": "x" * 500} for i in range(40)],
+        "metadata": {"a": 1},
+    }
     preview = am.preview({step_file("potential_levers", "clean"): json.dumps(data)}, limit=3000)
     header, _, rest = preview.partition("\n\n")
     assert header.startswith("**`002-10-potential_levers.json`** · JSON ·") and "shortened" in header

@@ -21,7 +21,10 @@ from planexe_assets.dagster_defs.launch import full_plan_job_definition
 def test_the_contenders_are_the_project_job_on_dagsters_own_executors():
     project = full_plan_job_definition()
     assert project.executor_def.name == "planexe_threads"
-    for job, executor in ((multiprocess_job(), multiprocess_executor), (in_process_job(), in_process_executor)):
+    for job, executor in (
+        (multiprocess_job(), multiprocess_executor),
+        (in_process_job(), in_process_executor),
+    ):
         assert job.executor_def is executor
         assert job.name == project.name
         assert set(job.asset_layer.executable_asset_keys) == set(project.asset_layer.executable_asset_keys)

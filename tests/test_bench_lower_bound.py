@@ -89,18 +89,39 @@ def test_latency_model():
 
 
 def test_same_request_with_other_ids_gets_the_same_seed():
-    one = [{"role": "user", "content": "lever 1b2c3d4e-0000-4000-8000-00000000000a then 1b2c3d4e-0000-4000-8000-00000000000b"}]
-    two = [{"role": "user", "content": "lever 99999999-0000-4000-8000-00000000000a then 88888888-0000-4000-8000-00000000000b"}]
-    swapped = [{"role": "user", "content": "lever 88888888-0000-4000-8000-00000000000b then 99999999-0000-4000-8000-00000000000a"}]
+    one = [
+        {
+            "role": "user",
+            "content": "lever 1b2c3d4e-0000-4000-8000-00000000000a then 1b2c3d4e-0000-4000-8000-00000000000b",
+        }
+    ]
+    two = [
+        {
+            "role": "user",
+            "content": "lever 99999999-0000-4000-8000-00000000000a then 88888888-0000-4000-8000-00000000000b",
+        }
+    ]
+    swapped = [
+        {
+            "role": "user",
+            "content": "lever 88888888-0000-4000-8000-00000000000b then 99999999-0000-4000-8000-00000000000a",
+        }
+    ]
     assert normalized_seed(one, None) == normalized_seed(two, None) == normalized_seed(swapped, None)
     assert normalized_seed(one, {"type": "object"}) != normalized_seed(one, None)
 
 
 def test_request_schema_in_every_structured_mode():
     schema = {"type": "object", "properties": {"x": {"type": "integer"}}}
-    assert request_schema({"response_format": {"type": "json_schema", "json_schema": {"schema": schema}}}) == schema
+    assert (
+        request_schema({"response_format": {"type": "json_schema", "json_schema": {"schema": schema}}})
+        == schema
+    )
     assert request_schema({"response_format": {"type": "json_object", "schema": schema}}) == schema
-    prompt = "Reply with one JSON object. The object must be valid against this JSON schema:\n" + '{"type": "object"}'
+    prompt = (
+        "Reply with one JSON object. The object must be valid against this JSON schema:\n"
+        + '{"type": "object"}'
+    )
     assert request_schema({"messages": [{"role": "system", "content": prompt}]}) == {"type": "object"}
     assert request_schema({"messages": [{"role": "user", "content": "hi"}]}) is None
 
@@ -188,7 +209,9 @@ def test_two_thousand_26_summary_names_the_added_steps_on_the_chain_and_the_chec
         row("self_audit", 10, 12, 2.0),
     ]
     bound = compute_lower_bound(rows, pipeline_steps())
-    without = compute_lower_bound(rows, pipeline_steps(), free_stages=("potential_levers_constraint", "self_audit"))
+    without = compute_lower_bound(
+        rows, pipeline_steps(), free_stages=("potential_levers_constraint", "self_audit")
+    )
     text = two_thousand_26_summary(bound, without)
     assert "lengthen the lower bound by 2.0 s" in text and "self_audit 2.0 s" in text
     assert "potential_levers_constraint" not in text.split("on the critical chain:")[1].split(".")[0]

@@ -50,7 +50,8 @@ def test_workers_and_the_run_process_share_the_celery_settings():
 
 
 @pytest.mark.parametrize(
-    ("value", "job"), [(None, FULL_PLAN_JOB_NAME), ("threads", FULL_PLAN_JOB_NAME), ("Celery", CELERY_JOB_NAME)]
+    ("value", "job"),
+    [(None, FULL_PLAN_JOB_NAME), ("threads", FULL_PLAN_JOB_NAME), ("Celery", CELERY_JOB_NAME)],
 )
 def test_plan_executor_setting_picks_the_job(monkeypatch, value, job):
     if value is None:
@@ -68,7 +69,9 @@ def test_an_unknown_plan_executor_is_refused(monkeypatch):
 
 def test_the_plan_sensor_launches_queued_plans_with_the_celery_job(app_db, resources, instance, monkeypatch):
     monkeypatch.setenv(PLAN_EXECUTOR_ENV, "celery")
-    create_plan(app_db, PlanRequest(prompt="Open a bakery in Aarhus.", model="offline", plan_id="queued_celery"))
+    create_plan(
+        app_db, PlanRequest(prompt="Open a bakery in Aarhus.", model="offline", plan_id="queued_celery")
+    )
     result = plan_launch_sensor(build_sensor_context(instance=instance, resources=resources))
     [request] = result.run_requests
     assert request.job_name == CELERY_JOB_NAME and request.partition_key == "queued_celery"

@@ -141,7 +141,9 @@ def test_json_problems_name_the_file_the_model_and_the_field():
     assert len(broken) == 1 and "not valid JSON" in broken[0]
 
     items = json_problems(
-        STEP_BY_NAME["make_assumptions"], step_file("make_assumptions", "clean"), json.dumps([{"question": "q"}])
+        STEP_BY_NAME["make_assumptions"],
+        step_file("make_assumptions", "clean"),
+        json.dumps([{"question": "q"}]),
     )
     assert len(items) == 1 and "item 1" in items[0] and "CleanAssumption" in items[0]
 
@@ -189,7 +191,9 @@ def test_downstream_guarding_checks_are_blocking():
     for step in pipeline_steps():
         assert AssetCheckKey(AssetKey(step.name), FILES_CHECK) in seen
         assert (AssetCheckKey(AssetKey(step.name), JSON_CHECK) in seen) == step_has_json(step)
-        assert (AssetCheckKey(AssetKey(step.name), VERDICTS_CHECK) in seen) == (step.name in CONSTRAINT_CHECK_STEPS)
+        assert (AssetCheckKey(AssetKey(step.name), VERDICTS_CHECK) in seen) == (
+            step.name in CONSTRAINT_CHECK_STEPS
+        )
 
 
 # -- plain verification of files and rows ----------------------------------------------------------
@@ -319,12 +323,16 @@ def test_every_check_passes_on_a_fresh_plan(checked):
     result = checked["result"]
     assert result.success
     evaluations = _evaluations(result)
-    expected = {(s.name, FILES_CHECK) for s in pipeline_steps()} | {
-        (s.name, JSON_CHECK) for s in pipeline_steps() if step_has_json(s)
-    } | {(name, VERDICTS_CHECK) for name in CONSTRAINT_CHECK_STEPS}
+    expected = (
+        {(s.name, FILES_CHECK) for s in pipeline_steps()}
+        | {(s.name, JSON_CHECK) for s in pipeline_steps() if step_has_json(s)}
+        | {(name, VERDICTS_CHECK) for name in CONSTRAINT_CHECK_STEPS}
+    )
     assert set(evaluations) == expected
     # The offline model's verdicts are random: a constraint check may warn about a violation.
-    failed = {key: e.description for key, e in evaluations.items() if not e.passed and key[1] != VERDICTS_CHECK}
+    failed = {
+        key: e.description for key, e in evaluations.items() if not e.passed and key[1] != VERDICTS_CHECK
+    }
     assert failed == {}
     for name in CONSTRAINT_CHECK_STEPS:
         verdicts = evaluations[(name, VERDICTS_CHECK)]
@@ -421,7 +429,12 @@ def test_a_violated_constraint_warns_on_its_check_asset(checked):
         "evidence": "Lever 'Energy Source': small modular reactor.",
         "explanation": "A banned technology is offered as an option.",
     }
-    satisfied = {**item, "constraint_text": "Budget under EUR 2M.", "status": "satisfied", "constraint_classification": "positive"}
+    satisfied = {
+        **item,
+        "constraint_text": "Budget under EUR 2M.",
+        "status": "satisfied",
+        "constraint_classification": "positive",
+    }
     record.update(constraint_violations=[item, satisfied], overall_status="fail")
     store.write(PLAN_ID, "enriched_levers_constraint", {name: json.dumps(record, indent=2)}, run_id="violate")
     try:
@@ -430,9 +443,16 @@ def test_a_violated_constraint_warns_on_its_check_asset(checked):
         assert evaluations[("enriched_levers_constraint", JSON_CHECK)].passed
         verdicts = evaluations[("enriched_levers_constraint", VERDICTS_CHECK)]
         assert not verdicts.passed and verdicts.severity == AssetCheckSeverity.WARN and not verdicts.blocking
-        assert "1 constraint(s) of the prompt violated" in verdicts.description and "No nuclear power." in verdicts.description
+        assert (
+            "1 constraint(s) of the prompt violated" in verdicts.description
+            and "No nuclear power." in verdicts.description
+        )
         meta = verdicts.metadata
-        assert (meta["violated"].value, meta["satisfied"].value, meta["overall_status"].value) == (1, 1, "fail")
+        assert (meta["violated"].value, meta["satisfied"].value, meta["overall_status"].value) == (
+            1,
+            1,
+            "fail",
+        )
         assert "small modular reactor" in meta["violations"].value
         assert run.success, "a warning does not fail the run"
     finally:

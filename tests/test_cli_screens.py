@@ -28,10 +28,18 @@ from resources.plan_store import PlanStore
 from tests.support.terminal import Terminal
 
 REPO = Path(__file__).resolve().parent.parent
-PLANEXE = [sys.executable, "-c", "import sys; from planexe_assets.cli.app import app; sys.argv[0] = 'planexe'; app()"]
+PLANEXE = [
+    sys.executable,
+    "-c",
+    "import sys; from planexe_assets.cli.app import app; sys.argv[0] = 'planexe'; app()",
+]
 PROMPT = "Open a vegan butcher shop in Copenhagen, selling plant-based sausages and deli meats."
 # Steps with the longest names and file names of the pipeline.
-LONG_STEPS = ["governance_phase4_decision_escalation_matrix", "wbs_project_level1_and_level2_and_level3", "setup"]
+LONG_STEPS = [
+    "governance_phase4_decision_escalation_matrix",
+    "wbs_project_level1_and_level2_and_level3",
+    "setup",
+]
 
 
 def _screen(args: list[str], env: dict[str, str], columns: int = 80) -> str:
@@ -50,7 +58,12 @@ def plans(app_db, isolated_home):
     ids = [create_plan(app_db, PlanRequest(prompt=PROMPT * 2, model="offline")).plan_id for _ in range(3)]
     app_db.update_plan(
         ids[0],
-        {"status": "failed", "failure_reason": "StepError: every model failed", "failed_step": "identify_purpose", "recoverable": False},
+        {
+            "status": "failed",
+            "failure_reason": "StepError: every model failed",
+            "failed_step": "identify_purpose",
+            "recoverable": False,
+        },
     )
     store = PlanStore(app_db, isolated_home / "runs")
     for name in LONG_STEPS:
@@ -90,7 +103,13 @@ def test_status_keeps_stage_and_bytes_readable_at_80_columns(plans, app_db):
 
 @pytest.mark.parametrize(
     "args",
-    [["db", "current"], ["list"], ["status", "p1"], ["plan", PROMPT, "--model", "offline", "--quiet"], ["resume", "p1"]],
+    [
+        ["db", "current"],
+        ["list"],
+        ["status", "p1"],
+        ["plan", PROMPT, "--model", "offline", "--quiet"],
+        ["resume", "p1"],
+    ],
 )
 def test_checking_a_database_that_does_not_exist_creates_nothing(tmp_path, monkeypatch, args):
     home = tmp_path / "fresh" / "home"
@@ -119,9 +138,16 @@ def _read_only(path: Path, argv: list[str], env: dict[str, str]) -> subprocess.C
         pytest.skip("running as root without unshare(1): cannot make a directory read-only")
     script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
     done = subprocess.run(
-        [unshare, "-m", "sh", "-c", script, str(path), *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        [unshare, "-m", "sh", "-c", script, str(path), *argv],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    if "mount" in done.stderr and ("permission denied" in done.stderr.lower() or "not permitted" in done.stderr.lower()):
+    if "mount" in done.stderr and (
+        "permission denied" in done.stderr.lower() or "not permitted" in done.stderr.lower()
+    ):
         pytest.skip(f"cannot make a read-only bind mount here: {done.stderr.strip()}")
     return done
 
@@ -137,12 +163,16 @@ def test_a_read_only_planexe_home_is_named(tmp_path):
         said = " ".join((done.stdout + done.stderr).split())
         assert done.returncode in (1, 2), said
         assert "Traceback" not in said, said
-        assert f"its directory {home} is not writable" in said or f"directory {home} is not writable" in said, said
+        assert (
+            f"its directory {home} is not writable" in said or f"directory {home} is not writable" in said
+        ), said
         assert "cannot reach the database" not in said
     assert list(home.iterdir()) == []
 
 
-def test_a_read_only_planexe_home_with_a_database_elsewhere_names_what_cannot_be_written(tmp_path, sqlite_url):
+def test_a_read_only_planexe_home_with_a_database_elsewhere_names_what_cannot_be_written(
+    tmp_path, sqlite_url
+):
     """The database is fine (DATABASE_URL elsewhere); the runs, logs and Dagster home cannot be made."""
     home = tmp_path / "home"
     home.mkdir()

@@ -19,7 +19,9 @@ def _execute(instance, config):
     return job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
 
 
-def test_a_plan_created_from_the_launchpad_is_queued_and_launched_once(app_db, resources, instance, isolated_home):
+def test_a_plan_created_from_the_launchpad_is_queued_and_launched_once(
+    app_db, resources, instance, isolated_home
+):
     result = _execute(instance, _config(speed="fast", plan_id="from_ui", refuse_on_redline=True))
     assert result.success
     plan = app_db.get_plan("from_ui")
@@ -62,7 +64,9 @@ def test_a_bad_request_fails_the_run_with_the_reason_and_writes_nothing(app_db, 
     result = _execute(instance, _config(**values))
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
-    text = failure.step_failure_data.error.message + (failure.step_failure_data.user_failure_data.description or "")
+    text = failure.step_failure_data.error.message + (
+        failure.step_failure_data.user_failure_data.description or ""
+    )
     assert "the plan was not created" in text and message in text
     assert app_db.list_plans() == [] and instance.get_dynamic_partitions("plans") == []
 

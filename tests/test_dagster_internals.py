@@ -30,7 +30,9 @@ def _private_imports() -> list[tuple[str, str]]:
 def _written_for() -> dict[str, str]:
     tree = ast.parse(INTERNALS.read_text(encoding="utf-8"))
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "WRITTEN_FOR" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, "id", None) == "WRITTEN_FOR" for t in node.targets
+        ):
             return ast.literal_eval(node.value)
     raise AssertionError(f"{INTERNALS.name} has no WRITTEN_FOR")
 

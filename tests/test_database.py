@@ -19,7 +19,9 @@ def test_plan_crud(db):
     assert created.id and created.status == "pending" and created.progress_percentage == 0
     assert created.speed_vs_detail == "all_details_but_slow"
     assert db.get_plan("plan_a").prompt.startswith("Open a vegan")
-    updated = db.update_plan("plan_a", {"status": "running", "progress_percentage": 40, "progress_message": "4 of 10"})
+    updated = db.update_plan(
+        "plan_a", {"status": "running", "progress_percentage": 40, "progress_message": "4 of 10"}
+    )
     assert (updated.status, updated.progress_percentage) == ("running", 40)
     assert db.update_plan("missing", {"status": "failed"}) is None
     with pytest.raises(AttributeError):
@@ -38,8 +40,24 @@ def test_create_plan_refuses_bad_id(db):
 
 def test_plan_content_upsert_is_idempotent(db):
     _plan(db)
-    first = db.create_plan_content({"plan_id": "plan_a", "filename": step_file("identify_purpose", "markdown"), "stage": "identify_purpose", "content": "v1", "run_id": "r1"})
-    second = db.create_plan_content({"plan_id": "plan_a", "filename": step_file("identify_purpose", "markdown"), "stage": "identify_purpose", "content": "version 2", "run_id": "r2"})
+    first = db.create_plan_content(
+        {
+            "plan_id": "plan_a",
+            "filename": step_file("identify_purpose", "markdown"),
+            "stage": "identify_purpose",
+            "content": "v1",
+            "run_id": "r1",
+        }
+    )
+    second = db.create_plan_content(
+        {
+            "plan_id": "plan_a",
+            "filename": step_file("identify_purpose", "markdown"),
+            "stage": "identify_purpose",
+            "content": "version 2",
+            "run_id": "r2",
+        }
+    )
     rows = db.get_plan_content("plan_a")
     assert len(rows) == 1
     assert second.id == first.id
@@ -47,14 +65,27 @@ def test_plan_content_upsert_is_idempotent(db):
     assert (row.content, row.run_id, row.content_type) == ("version 2", "r2", "markdown")
     assert row.content_hash == sha256_text("version 2") and row.content_size_bytes == 9
     assert row.updated_at >= row.created_at
-    assert db.get_plan_content_by_filename("plan_a", step_file("identify_purpose", "markdown")).content == "version 2"
+    assert (
+        db.get_plan_content_by_filename("plan_a", step_file("identify_purpose", "markdown")).content
+        == "version 2"
+    )
     assert db.get_plan_content_by_filename("plan_a", "nope.md") is None
 
 
 def test_upsert_outputs_writes_content_and_files_together(db):
     records = [
-        OutputRecord(step_file("identify_purpose", "raw"), '{"purpose": "business"}', "identify_purpose", "/runs/p/002-5-identify_purpose_raw.json"),
-        OutputRecord(step_file("identify_purpose", "markdown"), "# Purpose\n\nbusiness – ünïcode", "identify_purpose", "/runs/p/002-6-identify_purpose.md"),
+        OutputRecord(
+            step_file("identify_purpose", "raw"),
+            '{"purpose": "business"}',
+            "identify_purpose",
+            "/runs/p/002-5-identify_purpose_raw.json",
+        ),
+        OutputRecord(
+            step_file("identify_purpose", "markdown"),
+            "# Purpose\n\nbusiness – ünïcode",
+            "identify_purpose",
+            "/runs/p/002-6-identify_purpose.md",
+        ),
     ]
     for run in ("run1", "run2"):
         db.upsert_outputs("plan_a", records, run_id=run)
@@ -65,14 +96,26 @@ def test_upsert_outputs_writes_content_and_files_together(db):
     assert [f.filename for f in files] == [r.filename for r in records]
     assert files[1].file_size_bytes == len(records[1].content.encode()) and files[1].file_type == "md"
     assert files[1].content_hash == content[1].content_hash
-    assert set(db.get_contents("plan_a", [step_file("identify_purpose", "markdown"), "missing"])) == {step_file("identify_purpose", "markdown")}
+    assert set(db.get_contents("plan_a", [step_file("identify_purpose", "markdown"), "missing"])) == {
+        step_file("identify_purpose", "markdown")
+    }
 
 
 def test_interactions_and_metrics(db):
     _plan(db)
-    row = db.create_llm_interaction({"plan_id": "plan_a", "llm_model": "offline", "stage": "identify_purpose", "prompt_text": "p", "prompt_metadata": {"label": "x"}})
+    row = db.create_llm_interaction(
+        {
+            "plan_id": "plan_a",
+            "llm_model": "offline",
+            "stage": "identify_purpose",
+            "prompt_text": "p",
+            "prompt_metadata": {"label": "x"},
+        }
+    )
     assert row.status == "pending" and row.started_at is not None
-    db.update_llm_interaction(row.id, {"status": "completed", "input_tokens": 5, "output_tokens": 7, "total_tokens": 12})
+    db.update_llm_interaction(
+        row.id, {"status": "completed", "input_tokens": 5, "output_tokens": 7, "total_tokens": 12}
+    )
     got = db.get_plan_interactions("plan_a")
     assert len(got) == 1 and got[0].total_tokens == 12 and got[0].prompt_metadata == {"label": "x"}
     assert db.get_plan_interactions("plan_a", stage="other") == []
@@ -109,11 +152,21 @@ def test_eight_threads_upserting_same_rows_lose_nothing(db):
         try:
             barrier.wait()
             for i in range(25):
-                records = [OutputRecord(f"{n:03d}-file.md", f"w{worker}-i{i}-{n}", "s", f"/r/{n}") for n in range(4)]
+                records = [
+                    OutputRecord(f"{n:03d}-file.md", f"w{worker}-i{i}-{n}", "s", f"/r/{n}") for n in range(4)
+                ]
                 db.upsert_outputs("plan_a", records, run_id=f"w{worker}")
-                db.create_plan_content({"plan_id": "plan_a", "filename": "shared.json", "content": f'{{"w": {worker}, "i": {i}}}'})
+                db.create_plan_content(
+                    {
+                        "plan_id": "plan_a",
+                        "filename": "shared.json",
+                        "content": f'{{"w": {worker}, "i": {i}}}',
+                    }
+                )
                 db.add_plan_usage("plan_a", calls=1, tokens=3)
-                db.create_llm_interaction({"plan_id": "plan_a", "llm_model": "m", "stage": f"s{worker}", "prompt_text": str(i)})
+                db.create_llm_interaction(
+                    {"plan_id": "plan_a", "llm_model": "m", "stage": f"s{worker}", "prompt_text": str(i)}
+                )
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -139,7 +192,9 @@ def test_unreachable_database_gives_clear_error():
 
 def test_stored_filenames_names_the_rows_present_without_reading_content(db, tmp_path):
     _plan(db, "plan_names")
-    db.upsert_outputs("plan_names", [OutputRecord("a.md", "A", "s", str(tmp_path / "a.md"), sha256_text("A"))], run_id="r1")
+    db.upsert_outputs(
+        "plan_names", [OutputRecord("a.md", "A", "s", str(tmp_path / "a.md"), sha256_text("A"))], run_id="r1"
+    )
     assert db.stored_filenames("plan_names", ["a.md", "b.md"]) == {"a.md"}
     assert db.stored_filenames("plan_other", ["a.md"]) == set()
     assert db.stored_filenames("plan_names", []) == set()

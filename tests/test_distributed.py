@@ -212,11 +212,11 @@ def test_three_plans_on_two_celery_workers_survive_a_killed_worker(deployment):
     cluster.stop()
 
     expected_files = {name for step in pipeline_steps() for name in step.filenames}
-    expected_checks = {(s.name, FILES_CHECK) for s in pipeline_steps()} | {
-        (s.name, JSON_CHECK) for s in pipeline_steps() if step_has_json(s)
-    } | {
-        (name, VERDICTS_CHECK) for name in CONSTRAINT_CHECK_STEPS
-    }
+    expected_checks = (
+        {(s.name, FILES_CHECK) for s in pipeline_steps()}
+        | {(s.name, JSON_CHECK) for s in pipeline_steps() if step_has_json(s)}
+        | {(name, VERDICTS_CHECK) for name in CONSTRAINT_CHECK_STEPS}
+    )
     all_homes: Counter = Counter()
     for plan_id in PLANS:
         plan = db.get_plan(plan_id)

@@ -270,7 +270,12 @@ def test_results_equal_the_in_process_executor():
         assert result.success
         values = dict(STORE)
         metadata = {
-            key: {k: v.value for k, v in instance.get_latest_materialization_event(AssetKey(key)).asset_materialization.metadata.items()}
+            key: {
+                k: v.value
+                for k, v in instance.get_latest_materialization_event(
+                    AssetKey(key)
+                ).asset_materialization.metadata.items()
+            }
             for key in values
         }
         return values, metadata, set(_events(result, DagsterEventType.ASSET_MATERIALIZATION))
@@ -343,7 +348,9 @@ def test_a_step_failing_beside_running_steps_leaves_the_plan_failed(app_db, monk
     assert plan.last_run_id == second.run_id and "injected failure" in plan.error_message
     assert app_db.get_plan_content_by_filename("again", PIPELINE_COMPLETE_FILENAME) is None
     # premise_attack did finish, in this run, beside the failure.
-    assert {r.run_id for r in app_db.get_plan_content("again") if r.filename.startswith("002-3-")} == {second.run_id}
+    assert {r.run_id for r in app_db.get_plan_content("again") if r.filename.startswith("002-3-")} == {
+        second.run_id
+    }
 
 
 _UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
@@ -375,14 +382,18 @@ def test_plan_outputs_equal_in_process_execution_and_in_flight_limit_holds(app_d
     thread.start()
     limit = 3
     try:
-        config = write_llm_config(tmp_path / "llm_config.json", f"http://127.0.0.1:{server.port}/v1", in_flight=limit)
+        config = write_llm_config(
+            tmp_path / "llm_config.json", f"http://127.0.0.1:{server.port}/v1", in_flight=limit
+        )
         monkeypatch.setenv("PLANEXE_LLM_CONFIG", str(config))
         contents = {}
         for executor in ("in_process", "threads"):
             plan_id = f"same_{executor}"
             create_plan(app_db, PlanRequest(prompt=PROMPT, model="bench-latency", plan_id=plan_id, fast=True))
             before = server.stats.snapshot()["requests"]
-            outcome = run_plan_in_process(plan_id, DagsterInstance.ephemeral(), log_level="ERROR", executor=executor)
+            outcome = run_plan_in_process(
+                plan_id, DagsterInstance.ephemeral(), log_level="ERROR", executor=executor
+            )
             assert outcome.success, outcome.failed_steps
             assert app_db.get_plan(plan_id).status == "completed"
             contents[executor] = {
@@ -397,7 +408,9 @@ def test_plan_outputs_equal_in_process_execution_and_in_flight_limit_holds(app_d
         server.shutdown()
         server.server_close()
     assert sorted(contents["threads"]) == sorted(contents["in_process"])
-    different = [name for name in contents["threads"] if contents["threads"][name] != contents["in_process"][name]]
+    different = [
+        name for name in contents["threads"] if contents["threads"][name] != contents["in_process"][name]
+    ]
     assert different == []
     assert 2 <= stats["peak_in_flight"] <= limit
 
@@ -426,7 +439,11 @@ def test_interrupt_stops_new_steps_and_the_steps_in_flight(tmp_path):
         db = get_database_service(home.app_db_url)
         child = subprocess.Popen(
             [sys.executable, "-m", "bench.run_plan", "dagster", "stopme"],
-            cwd=REPO, env=home.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=REPO,
+            env=home.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and len(db.get_plan_interactions("stopme")) < 6:
@@ -449,11 +466,16 @@ def test_interrupt_stops_new_steps_and_the_steps_in_flight(tmp_path):
         # Nothing started after the stop was seen: every step that started also ended (success or
         # failure), none is left half-way.
         records = instance.get_records_for_run(run.run_id, limit=100000).records
-        started = {r.event_log_entry.step_key for r in records if r.event_log_entry.dagster_event_type == DagsterEventType.STEP_START}
+        started = {
+            r.event_log_entry.step_key
+            for r in records
+            if r.event_log_entry.dagster_event_type == DagsterEventType.STEP_START
+        }
         ended = {
             r.event_log_entry.step_key
             for r in records
-            if r.event_log_entry.dagster_event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE)
+            if r.event_log_entry.dagster_event_type
+            in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE)
         }
         assert started and started == ended
         assert "report" not in started

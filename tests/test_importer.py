@@ -140,7 +140,11 @@ def test_import_full_recorded_run(app_db, isolated_home):
     ):
         assert rows[extra].stage == IMPORTED_STAGE, extra
     # PlanExe's self audit (numbered era) is our self_audit step's output
-    assert rows[step_file("self_audit", "raw")].stage == rows[step_file("self_audit", "markdown")].stage == "self_audit"
+    assert (
+        rows[step_file("self_audit", "raw")].stage
+        == rows[step_file("self_audit", "markdown")].stage
+        == "self_audit"
+    )
     assert rows[PIPELINE_COMPLETE_FILENAME].stage == "full_plan_pipeline"
     assert {r.run_id for r in rows.values()} == {result.import_id}
 
@@ -152,7 +156,9 @@ def test_import_full_recorded_run(app_db, isolated_home):
     for pair in qa["question_answer_pairs"]:
         assert f"<strong>Q{pair['item_index']}.</strong>" in html.content
     assert "Creative Vision vs. Commercial Viability." in html.content
-    assert result.derived_from == {step_file("questions_and_answers", "html"): step_file("questions_and_answers", "raw")}
+    assert result.derived_from == {
+        step_file("questions_and_answers", "html"): step_file("questions_and_answers", "raw")
+    }
 
     # usage_metrics.jsonl -> llm_interactions (one per line) and plan_metrics, cross-checked against
     # PlanExe's own activity_overview.json.
@@ -255,7 +261,11 @@ def test_rematerialize_deterministic_assets_from_real_outputs(sqlite_db, isolate
     ):
         assert json.loads(rows[name].content) == json.loads(source[name]), name
     # The LLM outputs stay as imported.
-    for name in (step_file("executive_summary", "markdown"), step_file("wbs_level3"), step_file("estimate_task_durations")):
+    for name in (
+        step_file("executive_summary", "markdown"),
+        step_file("wbs_level3"),
+        step_file("estimate_task_durations"),
+    ):
         assert rows[name].content.encode("utf-8") == source[name]
 
     # The schedule: every task of the real WBS, day 0 from 001-1-start_time.json.
@@ -285,7 +295,7 @@ def test_rematerialize_deterministic_assets_from_real_outputs(sqlite_db, isolate
     toc = report[report.index('<nav class="toc"') : report.index("</nav>")]
     absent = re.findall(r'href="#([a-z-]+)">[^<]+</a> <span class="na">\(not available\)', toc)
     assert absent == ["prompt-adherence", "constraints"]
-    assert "Prompt Screening</h2>\n        <p class=\"not-available\">" in report
+    assert 'Prompt Screening</h2>\n        <p class="not-available">' in report
     assert report.count('<p class="not-available">') == 3
     assert rows[step_file("report", "markdown")].content.startswith("# Hong Kong Game\n")
     assert sqlite_db.get_plan_content_by_filename(plan_id, PIPELINE_COMPLETE_FILENAME) is not None
@@ -464,7 +474,10 @@ def test_existing_plan_is_refused_unless_replace(sqlite_db, isolated_home, tmp_p
     second = import_run_into_dagster(sqlite_db, instance, run, replace=True)
     assert second.replaced and second.complete_steps == ["start_time", "setup"]
     rows = {r.filename: r.content for r in sqlite_db.get_plan_content("small_run")}
-    assert rows[step_file("redline_gate", "markdown")] == "changed" and step_file("redline_gate", "raw") not in rows
+    assert (
+        rows[step_file("redline_gate", "markdown")] == "changed"
+        and step_file("redline_gate", "raw") not in rows
+    )
     assert not (isolated_home / "runs" / "small_run" / step_file("redline_gate", "raw")).exists()
     assert len(sqlite_db.get_plan_interactions("small_run")) == 3  # replaced, not added
     assert sqlite_db.get_plan_metrics("small_run").total_llm_calls == 3
@@ -623,9 +636,9 @@ def test_cli_import_run_with_rematerialize(sqlite_db, isolated_home, tmp_path, m
     assert "re-materialized 1 step(s): strategic_decisions_markdown" in output
     assert "plan levers failed (6 of 61 steps)" in output
     assert "materialises them" in sqlite_db.get_plan("levers").error_message
-    assert sqlite_db.get_plan_content_by_filename("levers", step_file("strategic_decisions_markdown", "markdown")).stage == (
-        "strategic_decisions_markdown"
-    )
+    assert sqlite_db.get_plan_content_by_filename(
+        "levers", step_file("strategic_decisions_markdown", "markdown")
+    ).stage == ("strategic_decisions_markdown")
 
     again = CliRunner().invoke(app, ["import-run", str(run), "--plan-id", "levers"])
     assert again.exit_code == 2 and "already exists; pass --replace" in " ".join(again.output.split())
@@ -660,14 +673,21 @@ def test_scan_maps_every_unnumbered_file_to_our_step(tmp_path):
     assert scanned.renamed[step_file("prompt_adherence", "markdown")] == "prompt_adherence.md"
     for ours, theirs in scanned.renamed.items():
         assert step_for_filename(ours) is not None and (run / theirs).is_file() and not (run / ours).exists()
-    unnumbered_left = [n for n in scanned.files if not re.match(r"\d{3}-", n) and step_for_filename(n) is None]
+    unnumbered_left = [
+        n for n in scanned.files if not re.match(r"\d{3}-", n) and step_for_filename(n) is None
+    ]
     assert sorted(unnumbered_left) == ["plan_raw.json", "triaged_levers_raw.json"]
-    assert stage_for("plan_raw.json") == "setup" and stage_for("triaged_levers_raw.json") == "deduplicate_levers"
+    assert (
+        stage_for("plan_raw.json") == "setup" and stage_for("triaged_levers_raw.json") == "deduplicate_levers"
+    )
     # TriageLevers' output becomes the deduplication record enrich_levers reads: both surviving
     # classes kept, the triage class beside our own.
     dedup_name = step_file("deduplicate_levers", "raw")
     qa_html = step_file("questions_and_answers", "html")  # removed from the recording, rendered again
-    assert scanned.derived_from == {dedup_name: "triaged_levers_raw.json", qa_html: step_file("questions_and_answers", "raw")}
+    assert scanned.derived_from == {
+        dedup_name: "triaged_levers_raw.json",
+        qa_html: step_file("questions_and_answers", "raw"),
+    }
     dedup = json.loads(scanned.derived[dedup_name])
     triaged = json.loads((run / "triaged_levers_raw.json").read_text())
     assert dedup["deduplicated_levers"] == triaged["triaged_levers"]
@@ -689,17 +709,25 @@ def test_scan_maps_every_unnumbered_file_to_our_step(tmp_path):
     assert set(scanned.incomplete_steps()) == MISSING_IN_RECORDINGS  # the silo recording has no HTML
 
 
-def test_import_2026_run_and_rematerialize_the_report_with_its_constraints(sqlite_db, isolated_home, tmp_path):
+def test_import_2026_run_and_rematerialize_the_report_with_its_constraints(
+    sqlite_db, isolated_home, tmp_path
+):
     run = assemble_2026_run(tmp_path / "silo_2026")
     instance = DagsterInstance.ephemeral()
     result = import_run_into_dagster(sqlite_db, instance, run)
     plan_id = "silo_2026"
     rows = {r.filename: r for r in sqlite_db.get_plan_content(plan_id)}
     assert rows[step_file("screen_planning_prompt", "raw")].stage == "screen_planning_prompt"
-    assert rows[step_file("selected_scenario_constraint")].content == (run / "selected_scenario_constraint.json").read_text()
+    assert (
+        rows[step_file("selected_scenario_constraint")].content
+        == (run / "selected_scenario_constraint.json").read_text()
+    )
     assert rows["plan_raw.json"].stage == "setup"
     assert rows[step_file("deduplicate_levers", "raw")].stage == "deduplicate_levers"
-    assert "screen_planning_prompt.json" not in rows and (isolated_home / "runs" / plan_id / step_file("setup")).is_file()
+    assert (
+        "screen_planning_prompt.json" not in rows
+        and (isolated_home / "runs" / plan_id / step_file("setup")).is_file()
+    )
     assert set(result.incomplete_steps) == MISSING_IN_RECORDINGS
     assert _latest(instance, "deduplicated_levers_constraint", plan_id) is not None
     plan = sqlite_db.get_plan(plan_id)
@@ -728,11 +756,15 @@ def test_2026_run_with_only_plan_raw_and_conflicting_twins(sqlite_db, tmp_path):
     assert any("taken from plan_raw.json" in w for w in scanned.warnings)
 
     (run / "plan_raw.json").write_text(json.dumps({"goal": "x"}))
-    with pytest.raises(RunImportError, match=r"no plan.txt, and its plan_raw.json does not hold the prompt .*keys: goal"):
+    with pytest.raises(
+        RunImportError, match=r"no plan.txt, and its plan_raw.json does not hold the prompt .*keys: goal"
+    ):
         scan_run(run)
 
     twin = assemble_2026_run(tmp_path / "twin")
     shutil.copyfile(twin / "screen_planning_prompt.json", twin / step_file("screen_planning_prompt", "raw"))
-    with pytest.raises(RunImportError, match="screen_planning_prompt.json and 002-0-screen_planning_prompt.json are both"):
+    with pytest.raises(
+        RunImportError, match="screen_planning_prompt.json and 002-0-screen_planning_prompt.json are both"
+    ):
         scan_run(twin)
     assert sqlite_db.list_plans() == []

@@ -78,7 +78,9 @@ def test_sqlite_storage_round_trip(tmp_path, monkeypatch):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     _exercise(home)
     with DagsterInstance.from_config(str(home)) as instance:
-        assert isinstance(instance.get_ref().storage_data.rehydrate(as_type=PlanexeSqliteStorage), PlanexeSqliteStorage)
+        assert isinstance(
+            instance.get_ref().storage_data.rehydrate(as_type=PlanexeSqliteStorage), PlanexeSqliteStorage
+        )
         assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
 
 
@@ -91,11 +93,16 @@ def test_sqlite_storage_defaults_to_dagster_home_and_reads_stock_data(tmp_path, 
     with DagsterInstance.from_config(str(home)) as stock:  # no dagster.yaml: Dagster's own SQLite storage
         _materialise(stock, "old")
         old_run = stock.get_runs()[0].run_id
-    (home / "dagster.yaml").write_text(storage_config_yaml("sqlite") + "telemetry:\n  enabled: false\n", encoding="utf-8")
+    (home / "dagster.yaml").write_text(
+        storage_config_yaml("sqlite") + "telemetry:\n  enabled: false\n", encoding="utf-8"
+    )
     with DagsterInstance.from_config(str(home)) as pooled:
         assert isinstance(pooled.event_log_storage, PooledSqliteEventLogStorage)
         assert pooled.get_run_by_id(old_run) is not None
-        assert pooled.get_latest_materialization_event(AssetKey("second")).asset_materialization.partition == "old"
+        assert (
+            pooled.get_latest_materialization_event(AssetKey("second")).asset_materialization.partition
+            == "old"
+        )
         _materialise(pooled, "new")
         assert len(pooled.get_runs()) == 2
     assert {"runs", "runs.db"} <= {p.name for p in (home / "history").iterdir()}  # Dagster's own layout
@@ -155,7 +162,10 @@ def test_postgres_storage_round_trip(tmp_path, postgres_server):
         home = _home(tmp_path, storage_config_yaml("postgres", postgres_url=dagster_url))
         _exercise(home)
         with DagsterInstance.from_config(str(home)) as instance:
-            assert isinstance(instance.get_ref().storage_data.rehydrate(as_type=PlanexePostgresStorage), PlanexePostgresStorage)
+            assert isinstance(
+                instance.get_ref().storage_data.rehydrate(as_type=PlanexePostgresStorage),
+                PlanexePostgresStorage,
+            )
             engine = instance.event_log_storage._engine
             assert type(engine.pool).__name__ == "QueuePool"
             before = engine.pool.checkedin() + engine.pool.checkedout()
@@ -192,7 +202,9 @@ def test_postgres_instances_of_one_process_share_their_pools(tmp_path, postgres_
         assert shared_pg_engines.open_engines() - before <= 3  # run, event log, schedule
         name = url.rsplit("/", 1)[-1]
         with server.connect() as conn:
-            count = conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = :n"), {"n": name}).scalar()
+            count = conn.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE datname = :n"), {"n": name}
+            ).scalar()
         assert count <= 3 * 4, f"{count} server connections for 15 instances"
         for instance in leaked:
             instance.dispose()

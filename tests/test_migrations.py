@@ -55,7 +55,9 @@ def test_migrated_schema_matches_orm(empty_url):
     engine = make_engine(empty_url)
     try:
         with engine.connect() as conn:
-            ctx = MigrationContext.configure(conn, opts={"compare_type": True, "version_table": "planexe_alembic_version"})
+            ctx = MigrationContext.configure(
+                conn, opts={"compare_type": True, "version_table": "planexe_alembic_version"}
+            )
             diff = compare_metadata(ctx, Base.metadata)
     finally:
         engine.dispose()
@@ -68,7 +70,9 @@ def test_plan_content_keeps_seed_indexes_and_gains_unique_key(empty_url):
     try:
         indexes = {ix["name"]: ix for ix in inspect(engine).get_indexes("plan_content")}
         columns = {c["name"] for c in inspect(engine).get_columns("plan_content")}
-        interaction_indexes = {ix["name"]: ix["column_names"] for ix in inspect(engine).get_indexes("llm_interactions")}
+        interaction_indexes = {
+            ix["name"]: ix["column_names"] for ix in inspect(engine).get_indexes("llm_interactions")
+        }
     finally:
         engine.dispose()
     for name in ("idx_plan_content_plan_id", "idx_plan_content_plan_id_filename", "idx_plan_content_stage"):
@@ -87,7 +91,9 @@ def test_003_collapses_duplicates_left_by_older_writers(empty_url):
     with engine.begin() as conn:
         for i in range(3):
             conn.execute(
-                text("INSERT INTO plan_content (plan_id, filename, content_type, content) VALUES ('p', 'a.md', 'markdown', :c)"),
+                text(
+                    "INSERT INTO plan_content (plan_id, filename, content_type, content) VALUES ('p', 'a.md', 'markdown', :c)"
+                ),
                 {"c": f"v{i}"},
             )
     engine.dispose()
@@ -108,11 +114,16 @@ def test_006_turns_cancelled_plans_into_stopped_ones_and_back(empty_url):
     engine = make_engine(empty_url)
     with engine.begin() as conn:
         for plan_id, status in (("c", "cancelled"), ("f", "failed"), ("d", "completed")):
-            conn.execute(text("INSERT INTO plans (plan_id, prompt, status) VALUES (:p, 'x', :s)"), {"p": plan_id, "s": status})
+            conn.execute(
+                text("INSERT INTO plans (plan_id, prompt, status) VALUES (:p, 'x', :s)"),
+                {"p": plan_id, "s": status},
+            )
         conn.execute(text("INSERT INTO plan_metrics (plan_id, total_llm_calls) VALUES ('c', 3)"))
         for status in ("completed", "failed", "completed"):
             conn.execute(
-                text("INSERT INTO llm_interactions (plan_id, llm_model, stage, prompt_text, status) VALUES ('c', 'm', 's', 'p', :s)"),
+                text(
+                    "INSERT INTO llm_interactions (plan_id, llm_model, stage, prompt_text, status) VALUES ('c', 'm', 's', 'p', :s)"
+                ),
                 {"s": status},
             )
     engine.dispose()
@@ -140,7 +151,11 @@ def test_alembic_cli_from_repo_root(tmp_path):
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     env = {"DATABASE_URL": url, "PATH": str(Path(sys.executable).parent)}
     for args in (["upgrade", "head"], ["downgrade", "base"], ["upgrade", "head"]):
-        done = subprocess.run([sys.executable, "-m", "alembic", *args], cwd=REPO, env=env, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "alembic", *args], cwd=REPO, env=env, capture_output=True, text=True
+        )
         assert done.returncode == 0, done.stderr
-    done = subprocess.run([sys.executable, "-m", "alembic", "current"], cwd=REPO, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "alembic", "current"], cwd=REPO, env=env, capture_output=True, text=True
+    )
     assert "006 (head)" in done.stdout

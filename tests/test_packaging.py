@@ -73,7 +73,9 @@ def test_installed_wheel_ships_the_instance_config_with_the_llm_pool(tmp_path):
     wheels = tmp_path / "wheels"
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(tree)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert built.returncode == 0, built.stdout + built.stderr
     [wheel] = wheels.glob("planexe_dagster-*.whl")
@@ -84,13 +86,17 @@ def test_installed_wheel_ships_the_instance_config_with_the_llm_pool(tmp_path):
     venv_site = Path(
         subprocess.run(
             [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     )
     (venv_site / "_planexe_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     installed = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert installed.returncode == 0, installed.stdout + installed.stderr
 
@@ -99,7 +105,11 @@ def test_installed_wheel_ships_the_instance_config_with_the_llm_pool(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DAGSTER_HOME", "VIRTUAL_ENV")}
     checked = subprocess.run(
         [str(python), "-c", CHECK, str(tmp_path / "dagster_home")],
-        cwd=outside, env=env, capture_output=True, text=True, timeout=300,
+        cwd=outside,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     facts = json.loads(checked.stdout.strip().splitlines()[-1])

@@ -33,7 +33,9 @@ REF_AGGREGATE = next(t for t in REFERENCE if t["aggregate"])
 CLASS_TO_ASSET = {t["luigi_class"]: t["asset"] for t in REFERENCE}
 SHARED_TASKS_JSON = Path(__file__).resolve().parents[2] / "shared" / "reference" / "tasks.json"
 
-REFERENCE_2026 = json.loads((Path(__file__).parent / "fixtures" / "reference_tasks_2026.json").read_text())["tasks"]
+REFERENCE_2026 = json.loads((Path(__file__).parent / "fixtures" / "reference_tasks_2026.json").read_text())[
+    "tasks"
+]
 SHARED_2026_JSON = SHARED_TASKS_JSON.parent / "upstream_2026_tasks.json"
 # Where we run an upstream 2026 task differently, and why (README, "The 2026 steps"):
 # upstream's bare-prompt input task is our setup step (001-2-plan.txt is the prompt exactly as given) ...
@@ -64,7 +66,10 @@ def test_step_table_is_the_reference():
     assert len(LEGACY_STEPS) == len(REF_TASKS) == 61
     for step, ref in zip(LEGACY_STEPS, REF_TASKS, strict=True):
         assert (step.name, step.luigi_class, step.stage, step.llm_calls) == (
-            ref["asset"], ref["luigi_class"], ref["stage"], ref["llm_calls"]
+            ref["asset"],
+            ref["luigi_class"],
+            ref["stage"],
+            ref["llm_calls"],
         )
         assert dict(step.requires) == {k: CLASS_TO_ASSET[c] for k, c in ref["requires"].items()}
         assert dict(step.outputs) == ref["outputs"]
@@ -82,7 +87,9 @@ def test_fixture_2026_matches_shared_reference_when_present():
     for ref in REFERENCE_2026:
         s = shared[ref["upstream_asset"]]
         assert (s["luigi_class"], s["stage"], s["llm_calls"]) == (
-            ref["upstream_luigi_class"], ref["upstream_stage"], ref["upstream_llm_calls"]
+            ref["upstream_luigi_class"],
+            ref["upstream_stage"],
+            ref["upstream_llm_calls"],
         )
         assert s["requires"] == ref["upstream_requires"]
         assert {k: o["filename"] for k, o in s["outputs"].items()} == ref["upstream_outputs"]
@@ -132,9 +139,9 @@ def test_file_names_are_unique_and_legacy_names_untouched():
 
 def test_aggregate_requires_every_step():
     assert set(FULL_PLAN_PIPELINE_REQUIRES.values()) == {s.name for s in STEPS}
-    assert {k: v for k, v in FULL_PLAN_PIPELINE_REQUIRES.items() if k in LEGACY_FULL_PLAN_PIPELINE_REQUIRES} == dict(
-        LEGACY_FULL_PLAN_PIPELINE_REQUIRES
-    )
+    assert {
+        k: v for k, v in FULL_PLAN_PIPELINE_REQUIRES.items() if k in LEGACY_FULL_PLAN_PIPELINE_REQUIRES
+    } == dict(LEGACY_FULL_PLAN_PIPELINE_REQUIRES)
 
 
 def test_every_step_is_implemented():
@@ -166,7 +173,11 @@ def test_dagster_assets_are_partitioned_grouped_and_use_the_io_manager():
         node = graph.get(AssetKey(step.name))
         assert node.partitions_def is not None and node.partitions_def.name == "plans"
         assert node.group_name == step.group
-        assert node.metadata["output_files"].value == list(step.filenames) if hasattr(node.metadata["output_files"], "value") else node.metadata["output_files"] == list(step.filenames)
+        assert (
+            node.metadata["output_files"].value == list(step.filenames)
+            if hasattr(node.metadata["output_files"], "value")
+            else node.metadata["output_files"] == list(step.filenames)
+        )
 
 
 def test_luigi_graph_equals_reference(tmp_path):
@@ -195,7 +206,7 @@ def test_luigi_graph_equals_reference(tmp_path):
             assert {k: Path(v.path).name for k, v in outputs.items()} == ref["outputs"]
             assert all(Path(v.path).parent == run_dir for v in outputs.values())
         # clone() passes every significant parameter down, as PlanExe's tasks do
-        for upstream in (reqs.values() if isinstance(reqs, dict) else [reqs]):
+        for upstream in reqs.values() if isinstance(reqs, dict) else [reqs]:
             assert upstream.run_id_dir == task.run_id_dir and upstream.llm_models == task.llm_models
             assert upstream.speedvsdetail == task.speedvsdetail
 
@@ -216,7 +227,9 @@ def test_luigi_added_tasks(tmp_path):
         outputs = task.output()
         if list(step.outputs) == [""]:
             outputs = {"": outputs}
-        assert {k: Path(v.path) for k, v in outputs.items()} == {k: run_dir / n for k, n in step.outputs.items()}
+        assert {k: Path(v.path) for k, v in outputs.items()} == {
+            k: run_dir / n for k, n in step.outputs.items()
+        }
 
 
 def test_luigi_aggregate(tmp_path):

@@ -69,15 +69,23 @@ def test_offline_plan_materialises_every_asset(app_db, isolated_home):
     assert meta["openai.calls"].value == 1 and meta["models"].value == "offline"
     assert meta["planexe.llm_attempts"].value == 1 and meta["planexe.llm_failed_attempts"].value == 0
     assert meta["openai.prompt_tokens"].value > 0 and meta["openai.completion_tokens"].value > 0
-    assert meta["openai.total_tokens"].value == meta["openai.prompt_tokens"].value + meta["openai.completion_tokens"].value
+    assert (
+        meta["openai.total_tokens"].value
+        == meta["openai.prompt_tokens"].value + meta["openai.completion_tokens"].value
+    )
     assert meta["preview"].value.startswith("**`002-6-identify_purpose.md`** · Markdown")
     assert "Purpose" in meta["preview"].value
     assert event.asset_materialization.partition == "e2e_plan"
     from planexe_assets.lifecycle.versions import data_version
 
-    written = {n: (run_dir / n).read_text(encoding="utf-8") for n in (step_file("identify_purpose", "raw"), step_file("identify_purpose", "markdown"))}
+    written = {
+        n: (run_dir / n).read_text(encoding="utf-8")
+        for n in (step_file("identify_purpose", "raw"), step_file("identify_purpose", "markdown"))
+    }
     assert event.asset_materialization.tags["dagster/data_version"] == data_version(written)
-    premise = instance.get_latest_materialization_event(AssetKey("premise_attack")).asset_materialization.metadata
+    premise = instance.get_latest_materialization_event(
+        AssetKey("premise_attack")
+    ).asset_materialization.metadata
     assert premise["openai.calls"].value == 5 and premise["planexe.llm_attempts"].value == 5
 
     # The report's materialization: its outline, its path and the plan's totals.
@@ -146,7 +154,9 @@ def test_failing_step_marks_plan_failed_and_resume_finishes(app_db, monkeypatch)
 
 def test_cli_plan_list_status_show(app_db, isolated_home):
     runner = CliRunner()
-    result = runner.invoke(app, ["plan", PROMPT, "--model", "offline", "--plan-id", "cli_plan", "--quiet", "--fast"])
+    result = runner.invoke(
+        app, ["plan", PROMPT, "--model", "offline", "--plan-id", "cli_plan", "--quiet", "--fast"]
+    )
     assert result.exit_code == 0, result.output
     assert "cli_plan" in result.output and "completed" in result.output
     assert str(isolated_home / "runs" / "cli_plan") in result.output.replace("\n", "")
@@ -155,7 +165,11 @@ def test_cli_plan_list_status_show(app_db, isolated_home):
     listed = runner.invoke(app, ["list"])
     assert listed.exit_code == 0 and "cli_plan" in listed.output
     status = runner.invoke(app, ["status", "cli_plan"])
-    assert status.exit_code == 0 and "completed" in status.output and step_file("identify_purpose", "markdown") in status.output
+    assert (
+        status.exit_code == 0
+        and "completed" in status.output
+        and step_file("identify_purpose", "markdown") in status.output
+    )
     shown = runner.invoke(app, ["show", "cli_plan", step_file("setup")])
     assert shown.exit_code == 0 and shown.output.strip() == PROMPT
     missing = runner.invoke(app, ["show", "cli_plan", "nope.md"])

@@ -32,7 +32,11 @@ from tests.llm.stub_server import Status, StubLLMServer
 from tests.reliability.support import OfflineModel, schema_name, write_llm_config
 
 REPO = Path(__file__).resolve().parent.parent
-PLANEXE = [sys.executable, "-c", "import sys; from planexe_assets.cli.app import app; sys.argv[0] = 'planexe'; app()"]
+PLANEXE = [
+    sys.executable,
+    "-c",
+    "import sys; from planexe_assets.cli.app import app; sys.argv[0] = 'planexe'; app()",
+]
 PROMPT = "Open a bakery in Oslo"
 KEY_VAR = "PLANEXE_TEST_STUB_KEY"
 
@@ -67,7 +71,11 @@ def test_a_model_that_rejects_every_request_fails_the_plan_for_good(cli_env, app
     stub.script("m1", then=Status(400, "This model's maximum context length is 2048 tokens"))
     done = subprocess.run(
         [*PLANEXE, "plan", PROMPT, "--model", "auto", "--fast", "--plan-id", "rejected"],
-        cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 1, done.stdout + done.stderr
     said = " ".join(done.stderr.split())
@@ -87,26 +95,41 @@ def test_a_transient_failure_is_recoverable_and_status_says_so(app_db, monkeypat
     steps_pkg.implemented_steps()
 
     def unreachable(ctx, inputs):
-        raise StepError("step identify_purpose: every model failed (connection refused)", kind=FailureKind.TRANSIENT)
+        raise StepError(
+            "step identify_purpose: every model failed (connection refused)", kind=FailureKind.TRANSIENT
+        )
 
     monkeypatch.setitem(steps_pkg._REGISTRY, "identify_purpose", unreachable)
     monkeypatch.setenv("PLANEXE_LLM_STEP_RETRIES", "0")
     create_plan(app_db, PlanRequest(prompt=PROMPT, model="offline", plan_id="outage"))
-    outcome = run_plan_in_process("outage", DagsterInstance.ephemeral(), steps=["start_time", "setup", "identify_purpose"], log_level="ERROR")
+    outcome = run_plan_in_process(
+        "outage",
+        DagsterInstance.ephemeral(),
+        steps=["start_time", "setup", "identify_purpose"],
+        log_level="ERROR",
+    )
     assert not outcome.success
     plan = app_db.get_plan("outage")
     assert (plan.status, plan.failed_step, plan.recoverable) == ("failed", "identify_purpose", True)
     shown = _status("outage")
     assert "failed_step: identify_purpose" in shown and "recoverable: yes" in shown
-    assert "failure_reason: StepError: step identify_purpose: every model failed (connection refused)" in shown
+    assert (
+        "failure_reason: StepError: step identify_purpose: every model failed (connection refused)" in shown
+    )
 
 
 def _slow_plan(cli_env, stub, plan_id: str, *, slow_schema: str = "PlanPurposeInfo") -> subprocess.Popen:
     """`planexe plan` (piped) whose identify_purpose call takes 2 s, so the run is caught mid-way."""
-    stub.script("m1", then=OfflineModel(latency=lambda body: 2.0 if schema_name(body) == slow_schema else 0.0))
+    stub.script(
+        "m1", then=OfflineModel(latency=lambda body: 2.0 if schema_name(body) == slow_schema else 0.0)
+    )
     return subprocess.Popen(
         [*PLANEXE, "plan", PROMPT, "--model", "auto", "--fast", "--plan-id", plan_id],
-        cwd=REPO, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO,
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
     )
 
@@ -163,7 +186,9 @@ def test_a_killed_cli_command_does_not_leave_its_run_going(cli_env, app_db, stub
             process.wait()
         process.stdout.close()
     plan = app_db.get_plan("orphaned")
-    assert plan.status == "stopped" and "planexe command that started the run has exited" in plan.failure_reason
+    assert (
+        plan.status == "stopped" and "planexe command that started the run has exited" in plan.failure_reason
+    )
     with DagsterInstance.get() as instance:
         deadline = time.monotonic() + 30
         while instance.get_run_by_id(run.run_id).status != DagsterRunStatus.CANCELED:

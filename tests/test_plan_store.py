@@ -26,7 +26,10 @@ def _rows(store, plan_id):
 
 
 def test_files_and_rows_agree_byte_for_byte(store):
-    files = {step_file("identify_purpose", "raw"): '{"purpose": "business"}\n', step_file("identify_purpose", "markdown"): "# Ünïcode ✓\n"}
+    files = {
+        step_file("identify_purpose", "raw"): '{"purpose": "business"}\n',
+        step_file("identify_purpose", "markdown"): "# Ünïcode ✓\n",
+    }
     written = store.write("p1", "identify_purpose", files, run_id="run-1")
     assert _disk(store, "p1") == _rows(store, "p1") == files
     assert {w.filename: w.sha256 for w in written} == {n: sha256_text(c) for n, c in files.items()}
@@ -71,7 +74,10 @@ def test_crash_after_commit_before_rename_is_repaired(store, monkeypatch):
     assert set(_rows(store, "p1")) >= {n for n in _disk(store, "p1") if not n.startswith(TEMP_PREFIX)}
     # A reader gets the committed content and the run directory is repaired.
     assert store.read("p1", ["a.md", "b.md"]) == {"a.md": "new", "b.md": "fresh"}
-    assert {n: c for n, c in _disk(store, "p1").items() if not n.startswith(TEMP_PREFIX)} == {"a.md": "new", "b.md": "fresh"}
+    assert {n: c for n, c in _disk(store, "p1").items() if not n.startswith(TEMP_PREFIX)} == {
+        "a.md": "new",
+        "b.md": "fresh",
+    }
     # Temporaries of a live writer (this process) are left alone; those of a dead process are removed.
     ours = [n for n in _disk(store, "p1") if n.startswith(TEMP_PREFIX)]
     assert ours

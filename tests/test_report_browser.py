@@ -37,15 +37,38 @@ pytestmark = pytest.mark.slow
 
 # The report's 22 sections, in order: upstream's 2026 report, then Constraints.
 SECTION_TITLES = [
-    "Executive Summary", "Gantt Interactive", "Pitch", "Project Plan",
-    "Strategic Decisions", "Scenarios", "Assumptions", "Governance", "Related Resources",
-    "Data Collection", "Documents to Create and Find", "SWOT Analysis", "Team", "Expert Criticism",
-    "Work Breakdown Structure", "Review Plan", "Questions & Answers", "Premortem", "Self Audit",
-    "Initial Prompt Vetted", "Prompt Adherence", "Constraints",
+    "Executive Summary",
+    "Gantt Interactive",
+    "Pitch",
+    "Project Plan",
+    "Strategic Decisions",
+    "Scenarios",
+    "Assumptions",
+    "Governance",
+    "Related Resources",
+    "Data Collection",
+    "Documents to Create and Find",
+    "SWOT Analysis",
+    "Team",
+    "Expert Criticism",
+    "Work Breakdown Structure",
+    "Review Plan",
+    "Questions & Answers",
+    "Premortem",
+    "Self Audit",
+    "Initial Prompt Vetted",
+    "Prompt Adherence",
+    "Constraints",
 ]
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 # The first line of the shared stylesheet (planexe_assets/templates/planexe.css).
 SHARED_STYLESHEET = "/* The one stylesheet of every HTML page the pipeline writes"
@@ -103,7 +126,15 @@ def test_report_opens_in_chromium_with_every_section(sqlite_url, monkeypatch, is
     chromium = _chromium()
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     db = get_database_service(sqlite_url)
-    create_plan(db, PlanRequest(prompt="Open a vegan butcher shop in Copenhagen", model="offline", fast=True, plan_id="report_plan"))
+    create_plan(
+        db,
+        PlanRequest(
+            prompt="Open a vegan butcher shop in Copenhagen",
+            model="offline",
+            fast=True,
+            plan_id="report_plan",
+        ),
+    )
     outcome = run_plan_in_process("report_plan", DagsterInstance.ephemeral())
     assert outcome.success, outcome.failed_steps
     run_dir = isolated_home / "runs" / "report_plan"
@@ -120,8 +151,17 @@ def test_report_opens_in_chromium_with_every_section(sqlite_url, monkeypatch, is
 
     profile = tmp_path / "profile"
     dom = subprocess.run(
-        [chromium, *FLAGS, "--window-size=1400,2400", f"--user-data-dir={profile}", "--dump-dom", report.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            chromium,
+            *FLAGS,
+            "--window-size=1400,2400",
+            f"--user-data-dir={profile}",
+            "--dump-dom",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert dom.returncode == 0, dom.stderr[-2000:]
     parser = _Summaries()
@@ -133,8 +173,17 @@ def test_report_opens_in_chromium_with_every_section(sqlite_url, monkeypatch, is
 
     shot = tmp_path / "report.png"
     done = subprocess.run(
-        [chromium, *FLAGS, "--window-size=1400,2400", f"--user-data-dir={profile}", f"--screenshot={shot}", report.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            chromium,
+            *FLAGS,
+            "--window-size=1400,2400",
+            f"--user-data-dir={profile}",
+            f"--screenshot={shot}",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
     data = shot.read_bytes()
@@ -270,7 +319,11 @@ def test_contents_link_opens_and_scrolls_to_its_section(browser, recorded_pages)
     _settle(browser)
     _assert_shown(_section_state(browser, "team"))
     # The marked contents entry follows the reading position.
-    assert browser.find_element("css selector", "nav.toc a[aria-current='true']").get_attribute("href").endswith("#team")
+    assert (
+        browser.find_element("css selector", "nav.toc a[aria-current='true']")
+        .get_attribute("href")
+        .endswith("#team")
+    )
 
 
 @pytest.mark.parametrize("section_id", ["premortem", "work-breakdown-structure", "questions-answers"])
@@ -374,7 +427,10 @@ def test_gantt_frame_is_as_tall_as_its_chart(browser, recorded_pages, section_id
     frame = browser.find_elements("css selector", "iframe.gantt-frame")[frame_index]
     assert inner["embedded"] and not inner["headerShown"]
     # The frame holds the whole page, the page holds the whole chart: nothing scrolls inside.
-    assert outer >= inner["content"] - 1 and inner["scrollable"] <= 1 and inner["chartClipped"] <= 1, (outer, inner)
+    assert outer >= inner["content"] - 1 and inner["scrollable"] <= 1 and inner["chartClipped"] <= 1, (
+        outer,
+        inner,
+    )
     assert outer > 900  # 60+ rows: far taller than the old fixed 640 px frame
     if section_id == "gantt-interactive":
         _shot(browser, "report-gantt.png")
@@ -428,7 +484,9 @@ def test_wbs_table_scrolls_sideways_inside_its_section(browser, recorded_pages):
     )
     assert tall["scrollTop"] == 600 and tall["height"] <= tall["window"], tall
     assert abs(tall["headTop"] - tall["top"]) <= 2, tall
-    browser.execute_script("document.querySelector('#work-breakdown-structure .table-scroll').scrollLeft = 0;")
+    browser.execute_script(
+        "document.querySelector('#work-breakdown-structure .table-scroll').scrollLeft = 0;"
+    )
     _shot(browser, "report-wbs.png")
 
 
@@ -472,6 +530,9 @@ def test_without_javascript_the_links_still_scroll(recorded_pages):
         assert state["hash"] == "#strategic-decisions"
         assert 0 <= state["top"] < 40 or state["atBottom"], state  # scrolled to it (closed: no script)
         # The back-to-top control is a plain link, visible without the script.
-        assert driver.execute_script("return getComputedStyle(document.querySelector('a.back-to-top')).opacity") == "1"
+        assert (
+            driver.execute_script("return getComputedStyle(document.querySelector('a.back-to-top')).opacity")
+            == "1"
+        )
     finally:
         driver.quit()

@@ -36,7 +36,11 @@ def _run(plan_id: str | None) -> DagsterRun:
 def test_a_plan_row_without_a_partition_gets_one_and_the_run_its_prompt_tag(db, tmp_path, check):
     from dagster._core.test_utils import create_run_for_test
 
-    create_plan(db, PlanRequest(prompt=PROMPT + "\n  Vegan only.", model="offline", plan_id="has_row"), runs_root=tmp_path)
+    create_plan(
+        db,
+        PlanRequest(prompt=PROMPT + "\n  Vegan only.", model="offline", plan_id="has_row"),
+        runs_root=tmp_path,
+    )
     instance = DagsterInstance.ephemeral()
     run = create_run_for_test(instance, job_name="full_plan_job", tags={"dagster/partition": "has_row"})
     assert check(instance, run, db) == "has_row"
@@ -84,7 +88,8 @@ def test_our_executors_refuse_a_plan_without_a_row_once_before_resources(app_db,
     said = [e.dagster_event.message or "" for e in events] + [
         e.dagster_event.event_specific_data.error.to_string()
         for e in events
-        if e.dagster_event.event_type == DagsterEventType.RUN_FAILURE and e.dagster_event.event_specific_data.error
+        if e.dagster_event.event_type == DagsterEventType.RUN_FAILURE
+        and e.dagster_event.event_specific_data.error
     ]
     assert sum("create the plan first" in text for text in said) == 1, said
     assert not instance.has_dynamic_partition("plans", "ghost")

@@ -230,14 +230,18 @@ def plan_statuses():
     event.remove(Plan, "after_update", record)
 
 
-def test_a_flaky_llm_step_is_retried_and_the_plan_is_never_failed(app_db, instance, registry, monkeypatch, plan_statuses):
+def test_a_flaky_llm_step_is_retried_and_the_plan_is_never_failed(
+    app_db, instance, registry, monkeypatch, plan_statuses
+):
     real = registry["identify_purpose"]
     calls = []
 
     def flaky(ctx, inputs):
         calls.append(1)
         if len(calls) == 1:
-            raise StepError("identify_purpose: every model failed (injected, once)", kind=FailureKind.TRANSIENT)
+            raise StepError(
+                "identify_purpose: every model failed (injected, once)", kind=FailureKind.TRANSIENT
+            )
         return real(ctx, inputs)
 
     monkeypatch.setitem(registry, "identify_purpose", flaky)
@@ -253,12 +257,16 @@ def test_a_flaky_llm_step_is_retried_and_the_plan_is_never_failed(app_db, instan
     assert app_db.get_plan_content_by_filename("flaky", step_file("identify_purpose", "markdown")) is not None
 
 
-def test_only_the_last_attempt_of_a_failing_step_fails_the_plan(app_db, instance, registry, monkeypatch, plan_statuses):
+def test_only_the_last_attempt_of_a_failing_step_fails_the_plan(
+    app_db, instance, registry, monkeypatch, plan_statuses
+):
     calls = []
 
     def down(ctx, inputs):
         calls.append(1)
-        raise StepError("identify_purpose: every model failed (connection refused)", kind=FailureKind.TRANSIENT)
+        raise StepError(
+            "identify_purpose: every model failed (connection refused)", kind=FailureKind.TRANSIENT
+        )
 
     monkeypatch.setitem(registry, "identify_purpose", down)
     new_plan(app_db, "down")

@@ -163,16 +163,25 @@ def test_a_partition_without_a_plan_row_is_reported_then_removed(app_db, resourc
     instance.add_dynamic_partitions("plans", ["real", "by_hand", "row_comes_late"])
     first = plan_launch_sensor(build_sensor_context(instance=instance, resources=resources))
     assert first.dynamic_partitions_requests == []
-    assert "partition(s) without a plan row, removed next tick: by_hand, row_comes_late" in first.skip_reason.skip_message
+    assert (
+        "partition(s) without a plan row, removed next tick: by_hand, row_comes_late"
+        in first.skip_reason.skip_message
+    )
 
-    create_plan(app_db, PlanRequest(prompt=PROMPT, model="offline", plan_id="row_comes_late", claimed_by_run="r-2"))
-    second = plan_launch_sensor(build_sensor_context(instance=instance, resources=resources, cursor=first.cursor))
+    create_plan(
+        app_db, PlanRequest(prompt=PROMPT, model="offline", plan_id="row_comes_late", claimed_by_run="r-2")
+    )
+    second = plan_launch_sensor(
+        build_sensor_context(instance=instance, resources=resources, cursor=first.cursor)
+    )
     [delete] = second.dynamic_partitions_requests
     assert type(delete).__name__ == "DeleteDynamicPartitionsRequest"
     assert delete.partitions_def_name == "plans" and list(delete.partition_keys) == ["by_hand"]
     assert "removed partition(s) without a plan row: by_hand" in second.skip_reason.skip_message
     instance.delete_dynamic_partition("plans", "by_hand")  # what the daemon does with the request
-    third = plan_launch_sensor(build_sensor_context(instance=instance, resources=resources, cursor=second.cursor))
+    third = plan_launch_sensor(
+        build_sensor_context(instance=instance, resources=resources, cursor=second.cursor)
+    )
     assert_skipped(third)
     assert sorted(instance.get_dynamic_partitions("plans")) == ["real", "row_comes_late"]
 
@@ -180,10 +189,15 @@ def test_a_partition_without_a_plan_row_is_reported_then_removed(app_db, resourc
 def test_an_orphan_partition_with_a_run_in_flight_is_kept(app_db, resources, instance):
     instance.add_dynamic_partitions("plans", ["by_hand"])
     create_run_for_test(
-        instance, job_name="full_plan_job", status=DagsterRunStatus.STARTED, tags={"dagster/partition": "by_hand"}
+        instance,
+        job_name="full_plan_job",
+        status=DagsterRunStatus.STARTED,
+        tags={"dagster/partition": "by_hand"},
     )
     first = plan_launch_sensor(build_sensor_context(instance=instance, resources=resources))
-    second = plan_launch_sensor(build_sensor_context(instance=instance, resources=resources, cursor=first.cursor))
+    second = plan_launch_sensor(
+        build_sensor_context(instance=instance, resources=resources, cursor=first.cursor)
+    )
     assert second.dynamic_partitions_requests == []  # its run fails at start, saying what to do
 
 

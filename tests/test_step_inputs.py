@@ -40,7 +40,9 @@ def test_the_report_reads_the_2026_steps_as_optional_inputs():
     inputs = StepRunner(store, llm_factory=None).load_inputs("p", REPORT)
 
     assert set(inputs) == set(REPORT.requires) | set(REPORT.extra_requires)
-    assert inputs["premortem"].text("markdown") == f"content of {STEP_BY_NAME['premortem'].output('markdown')}"
+    assert (
+        inputs["premortem"].text("markdown") == f"content of {STEP_BY_NAME['premortem'].output('markdown')}"
+    )
     assert inputs["screen_planning_prompt"].text("raw") == "{}"
     assert inputs["self_audit"].contents == {}
     with pytest.raises(StepError, match="was not loaded"):

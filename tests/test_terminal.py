@@ -37,7 +37,11 @@ from tests.support.terminal import Terminal, strip_ansi
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
-PLANEXE = [sys.executable, "-c", "import sys; from planexe_assets.cli.app import app; sys.argv[0] = 'planexe'; app()"]
+PLANEXE = [
+    sys.executable,
+    "-c",
+    "import sys; from planexe_assets.cli.app import app; sys.argv[0] = 'planexe'; app()",
+]
 PROMPT = "Open a bakery in Oslo"
 TOTAL = len(STEPS)
 COUNT = re.compile(rf"(\d+)/{TOTAL} assets")
@@ -62,7 +66,13 @@ def llm_config(path: Path, base_url: str) -> Path:
                     "comment": "bench.latency_server",
                     "class": "OpenAILike",
                     "priority": 1,
-                    "arguments": {"model": "m", "api_base": base_url, "api_key": "x", "max_in_flight": 8, "timeout": 60},
+                    "arguments": {
+                        "model": "m",
+                        "api_base": base_url,
+                        "api_key": "x",
+                        "max_in_flight": 8,
+                        "timeout": 60,
+                    },
                 }
             }
         ),
@@ -93,7 +103,9 @@ class Home:
         return Terminal([*PLANEXE, *args], self.env, REPO, columns=columns)
 
     def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run([*PLANEXE, *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [*PLANEXE, *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
 
     def instance(self) -> DagsterInstance:
         return DagsterInstance.from_config(str(self.dagster_home))
@@ -199,7 +211,9 @@ def _stop_with(home: Home, plan_id: str, stop, expected_exit: int, after: int = 
     terminal = home.terminal("plan", PROMPT, "--model", "slow", "--fast", "--plan-id", plan_id)
     try:
         terminal.wait_for(
-            lambda text: any(int(v) >= after for v in COUNT.findall(text)), timeout=300, what=f"{after} assets done"
+            lambda text: any(int(v) >= after for v in COUNT.findall(text)),
+            timeout=300,
+            what=f"{after} assets done",
         )
         stop(terminal)
         code = terminal.wait(timeout=120)
@@ -230,7 +244,12 @@ def test_ctrl_c_stops_the_plan_and_resume_finishes_it_with_plain_lines(home):
     # Piped (not a terminal): plain lines, one per change, nothing broken across lines.
     started = time.monotonic()
     resumed = subprocess.Popen(
-        [*PLANEXE, "resume", "interrupted"], cwd=REPO, env=home.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*PLANEXE, "resume", "interrupted"],
+        cwd=REPO,
+        env=home.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     lines: list[tuple[float, str]] = []
     for line in resumed.stdout:

@@ -127,7 +127,9 @@ def test_a_package_without_its_config_file_is_an_error_not_dagsters_defaults(tmp
 
     monkeypatch.setitem(instance_config.VARIANTS, "local", tmp_path / "missing" / "dagster.local.yaml")
     home = tmp_path / "dh"
-    with pytest.raises(InstanceConfigError, match="dagster.local.yaml cannot be read .*reinstall planexe-dagster"):
+    with pytest.raises(
+        InstanceConfigError, match="dagster.local.yaml cannot be read .*reinstall planexe-dagster"
+    ):
         install_instance_config(home)
     assert not (home / "dagster.yaml").exists()
 
@@ -147,7 +149,9 @@ def test_an_explicit_dagster_home_is_honoured_and_made_absolute(tmp_path, monkey
     assert (tmp_path / "relative_home" / "dagster.yaml").exists()
 
 
-def test_dev_command_listens_on_loopback_with_the_workspace(isolated_home, no_dagster_home, monkeypatch, tmp_path):
+def test_dev_command_listens_on_loopback_with_the_workspace(
+    isolated_home, no_dagster_home, monkeypatch, tmp_path
+):
     monkeypatch.chdir(tmp_path)  # the relative PLANEXE_HOME below must not land in the checkout
     monkeypatch.setenv("PLANEXE_HOME", "relative_planexe")  # children must not depend on the cwd
     command = dagster_dev_command(port=3999)

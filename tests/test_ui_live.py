@@ -88,7 +88,9 @@ class Server:
         return data["runsOrError"]["results"]
 
     def location_loaded(self) -> bool:
-        data = self.graphql("{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }")
+        data = self.graphql(
+            "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
+        )
         entries = {e["name"]: e["loadStatus"] for e in data["workspaceOrError"]["locationEntries"]}
         return entries.get(LOCATION) == "LOADED"
 
@@ -154,7 +156,9 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        _missing("needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver; .ci/run does this)")
+        _missing(
+            "needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver; .ci/run does this)"
+        )
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -223,7 +227,9 @@ def test_a_plan_from_the_launchpad_runs_and_its_run_page_updates_live(server, br
     from selenium.webdriver.common.by import By
 
     browser.get(f"{server.base}/locations/{LOCATION}/jobs/create_plan/playground")
-    _wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".CodeMirror"), 60, "the Launchpad's config editor")
+    _wait_for(
+        lambda: browser.find_elements(By.CSS_SELECTOR, ".CodeMirror"), 60, "the Launchpad's config editor"
+    )
     config = (
         "ops:\n  plan_request:\n    config:\n"
         f"      prompt: {PROMPT}\n      model: offline\n      speed: fast\n      plan_id: {PLAN_ID}\n"
@@ -243,7 +249,9 @@ def test_a_plan_from_the_launchpad_runs_and_its_run_page_updates_live(server, br
     _wait_for(launch, 60, "Launch Run to open the create_plan run's page", interval=1)
     _wait_for(lambda: _run_page_state(browser)[0] == "Success", 120, "the create_plan run to succeed")
     plan = server.db.get_plan(PLAN_ID)
-    assert plan is not None and plan.llm_model == "offline" and plan.speed_vs_detail == "fast_but_skip_details"
+    assert (
+        plan is not None and plan.llm_model == "offline" and plan.speed_vs_detail == "fast_but_skip_details"
+    )
 
     # The plan sensor launches the plan: open its run's page as soon as the run exists.
     [run] = _wait_for(lambda: server.plan_runs(PLAN_ID), 120, "plan_launch_sensor to launch the plan")
@@ -257,13 +265,19 @@ def test_a_plan_from_the_launchpad_runs_and_its_run_page_updates_live(server, br
         state = _run_page_state(browser)
         if not seen or state != seen[-1]:
             seen.append(state)
-        if not shot_mid_run and state[0] == "Started" and state[1] and 0.25 * total <= state[1] <= 0.6 * total:
+        if (
+            not shot_mid_run
+            and state[0] == "Started"
+            and state[1]
+            and 0.25 * total <= state[1] <= 0.6 * total
+        ):
             _screenshot(browser, "run_page_mid_run")
             shot_mid_run = True
         if state == ("Success", total):
             break
         status = server.graphql(
-            'query($id: ID!) { runOrError(runId: $id) { ... on Run { status endTime } } }', {"id": run["runId"]}
+            "query($id: ID!) { runOrError(runId: $id) { ... on Run { status endTime } } }",
+            {"id": run["runId"]},
         )["runOrError"]
         if status["status"] in ("FAILURE", "CANCELED"):
             pytest.fail(f"the plan's run ended {status['status']}; page states: {seen}")
@@ -286,9 +300,11 @@ def test_an_edited_prompt_makes_the_plans_asset_unsynced(server, browser):
     from tests.support.prompt_edit_definitions import EDITED_PROMPT_FILE
 
     edited = Path(server.env["PLANEXE_HOME"]) / EDITED_PROMPT_FILE
-    edited.write_text(purpose.PURPOSE_SYSTEM_PROMPT + "\nKeep the topic under five words.\n", encoding="utf-8")
+    edited.write_text(
+        purpose.PURPOSE_SYSTEM_PROMPT + "\nKeep the topic under five words.\n", encoding="utf-8"
+    )
     result = server.graphql(
-        'mutation($name: String!) { reloadRepositoryLocation(repositoryLocationName: $name) { __typename } }',
+        "mutation($name: String!) { reloadRepositoryLocation(repositoryLocationName: $name) { __typename } }",
         {"name": LOCATION},
     )
     assert result["reloadRepositoryLocation"]["__typename"] == "WorkspaceLocationEntry"
@@ -309,6 +325,7 @@ def test_an_edited_prompt_makes_the_plans_asset_unsynced(server, browser):
     assert identify["staleCauses"] == [{"reason": "has a new code version", "category": "CODE"}]
 
     browser.get(f"{server.base}/assets/identify_purpose?view=partitions&partition={PLAN_ID}")
+
     def unsynced() -> str | None:  # the tag, and the metadata with its (lazily rendered) preview
         text = _page_text(browser)
         return text if "Unsynced" in text and "002-6-identify_purpose.md · Markdown" in text else None

@@ -58,7 +58,9 @@ def test_code_versions_are_the_same_in_another_process():
 
 def test_a_changed_prompt_changes_that_step_and_its_downstream_only(monkeypatch):
     before = versions.step_versions(NAMES)
-    monkeypatch.setattr(purpose, "PURPOSE_SYSTEM_PROMPT", purpose.PURPOSE_SYSTEM_PROMPT + "\nAnswer briefly.\n")
+    monkeypatch.setattr(
+        purpose, "PURPOSE_SYSTEM_PROMPT", purpose.PURPOSE_SYSTEM_PROMPT + "\nAnswer briefly.\n"
+    )
     after = versions.step_versions(NAMES)
     assert _changed(before, after) == {"identify_purpose"} | _downstream("identify_purpose")
     own = {n for n in NAMES if before[n].fingerprint.digest != after[n].fingerprint.digest}
@@ -84,7 +86,9 @@ def test_response_model_renderer_and_template_changes_change_the_version(monkeyp
         return f"Purpose: {info.purpose}\n"
 
     monkeypatch.setattr(purpose, "render_identify_purpose", render_identify_purpose)
-    assert _changed(before, versions.step_versions(NAMES)) == {"identify_purpose"} | _downstream("identify_purpose")
+    assert _changed(before, versions.step_versions(NAMES)) == {"identify_purpose"} | _downstream(
+        "identify_purpose"
+    )
     monkeypatch.undo()
 
     original = dict(versions._data_files())
@@ -169,7 +173,10 @@ def _refresh_request(instance, defs, run_id):
 def _materialize(instance, defs, names) -> None:
     job = defs.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
-        instance=instance, partition_key=PLAN, asset_selection=[AssetKey(n) for n in names], raise_on_error=False
+        instance=instance,
+        partition_key=PLAN,
+        asset_selection=[AssetKey(n) for n in names],
+        raise_on_error=False,
     )
     assert result.success
 
@@ -186,7 +193,9 @@ def test_dagster_staleness_after_a_prompt_change_and_after_identical_output(app_
         assert set(_statuses(instance, defs).values()) == {StaleStatus.FRESH}
 
         # A changed prompt: that asset and everything downstream of it are stale, nothing else.
-        monkeypatch.setattr(purpose, "PURPOSE_SYSTEM_PROMPT", purpose.PURPOSE_SYSTEM_PROMPT + "\nAnswer briefly.\n")
+        monkeypatch.setattr(
+            purpose, "PURPOSE_SYSTEM_PROMPT", purpose.PURPOSE_SYSTEM_PROMPT + "\nAnswer briefly.\n"
+        )
         changed = build_definitions()
         stale = _stale(instance, changed)
         assert stale == {"identify_purpose"} | _downstream("identify_purpose")
@@ -204,7 +213,9 @@ def test_dagster_staleness_after_a_prompt_change_and_after_identical_output(app_
         assert refresh.success and set(refresh.output_for_node("refresh_request")) == stale
         request = _refresh_request(instance, changed, refresh.run_id)
         assert request.partition_key == PLAN and request.run_key == f"refresh:{refresh.run_id}"
-        assert [k.path[-1] for k in request.asset_selection] == [s.name for s in pipeline_steps() if s.name in stale]
+        assert [k.path[-1] for k in request.asset_selection] == [
+            s.name for s in pipeline_steps() if s.name in stale
+        ]
         before = {n: _latest(instance, n) for n in NAMES}
         _materialize(instance, changed, [k.path[-1] for k in request.asset_selection])
         after = {n: _latest(instance, n) for n in NAMES}

@@ -203,7 +203,10 @@ def test_graphql_shows_every_asset_and_check_done_for_the_plan(ui):
                 # A warning about the plan's content (a violated constraint), not about the stored data:
                 # evaluated for the plan, passed or warned.
                 assert not check["blocking"], name
-                assert PLAN_ID in statuses["succeededPartitions"] + statuses["failedPartitions"], (name, check)
+                assert PLAN_ID in statuses["succeededPartitions"] + statuses["failedPartitions"], (
+                    name,
+                    check,
+                )
                 continue
             assert PLAN_ID in statuses["succeededPartitions"] and not statuses["failedPartitions"], (
                 name,

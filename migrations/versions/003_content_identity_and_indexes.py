@@ -22,11 +22,7 @@ depends_on = None
 
 
 def _drop_duplicates(table: str, key: str) -> None:
-    op.execute(
-        sa.text(
-            f"DELETE FROM {table} WHERE id NOT IN (SELECT MAX(id) FROM {table} GROUP BY {key})"
-        )
-    )
+    op.execute(sa.text(f"DELETE FROM {table} WHERE id NOT IN (SELECT MAX(id) FROM {table} GROUP BY {key})"))
 
 
 def upgrade() -> None:

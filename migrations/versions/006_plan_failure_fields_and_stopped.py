@@ -29,8 +29,14 @@ def upgrade() -> None:
         batch.add_column(sa.Column("failed_step", sa.String(255), nullable=True))
         batch.add_column(sa.Column("recoverable", sa.Boolean(), nullable=True))
     with op.batch_alter_table("plan_metrics") as batch:
-        batch.add_column(sa.Column("completed_llm_calls", sa.Integer(), nullable=True, server_default=sa.text("0")))
-    op.execute(sa.text("UPDATE plans SET status = 'stopped', recoverable = :yes WHERE status = 'cancelled'").bindparams(yes=True))
+        batch.add_column(
+            sa.Column("completed_llm_calls", sa.Integer(), nullable=True, server_default=sa.text("0"))
+        )
+    op.execute(
+        sa.text(
+            "UPDATE plans SET status = 'stopped', recoverable = :yes WHERE status = 'cancelled'"
+        ).bindparams(yes=True)
+    )
     # What the old rows already tell: the completed attempts of finished plans.
     op.execute(
         sa.text(

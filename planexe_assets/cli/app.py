@@ -26,7 +26,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-db_app = typer.Typer(help="Database schema (Alembic migrations of the application tables).", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Database schema (Alembic migrations of the application tables).", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 
 # Messages name paths and ids that users copy: long lines are left to the terminal to wrap (soft
@@ -118,7 +120,9 @@ def _open_database():
         fail(f"cannot reach the database {redact_url(url)}: {exc}")
         return None
     if current != migrate.head_revision():
-        fail(f"the database {redact_url(url)} is at revision {current or 'none'}; run `planexe db upgrade` first")
+        fail(
+            f"the database {redact_url(url)} is at revision {current or 'none'}; run `planexe db upgrade` first"
+        )
     try:
         return get_database_service(url)
     except ConfigError as exc:
@@ -142,8 +146,14 @@ def plan_command(
     prompt: str = typer.Argument(None, help="The goal, in plain English. Use --prompt-file for a long one."),
     prompt_file: str = typer.Option(None, "--prompt-file", help="Read the prompt from this UTF-8 file."),
     model: str = typer.Option("auto", "--model", help="Model id from llm_config.json, 'offline', or 'auto'."),
-    fast: bool = typer.Option(False, "--fast", help="fast_but_skip_details: fewer drafts, durations, WBS level 3 items and review rounds."),
-    plan_id: str = typer.Option(None, "--plan-id", help="Plan id (letters, digits, _ and -; at most 64). Default: generated."),
+    fast: bool = typer.Option(
+        False,
+        "--fast",
+        help="fast_but_skip_details: fewer drafts, durations, WBS level 3 items and review rounds.",
+    ),
+    plan_id: str = typer.Option(
+        None, "--plan-id", help="Plan id (letters, digits, _ and -; at most 64). Default: generated."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display; only the outcome."),
     queue: bool = typer.Option(
         False,
@@ -179,7 +189,11 @@ def plan_command(
         # Run now: the row is claimed by this run's id, so the plan sensor leaves it alone.
         run_id = None if queue else str(uuid.uuid4())
         request = PlanRequest(
-            prompt=text, model=model, fast=fast, plan_id=plan_id, claimed_by_run=run_id,
+            prompt=text,
+            model=model,
+            fast=fast,
+            plan_id=plan_id,
+            claimed_by_run=run_id,
             refuse_on_redline=refuse_on_redline,
         )
         if not queue:
@@ -269,9 +283,14 @@ def _run_and_report(db, plan_id: str, steps, quiet: bool, run_id: str, command: 
         if plan is None or plan.status != PlanStatus.COMPLETED:
             # One line, whatever stopped it; the plan row has the details (`planexe status`).
             if outcome.stop_signal is None and plan.failure_reason:
-                console.print(f"plan {plan_id} {plan.failure_reason}; resume it with: planexe resume {plan_id}", highlight=False)
+                console.print(
+                    f"plan {plan_id} {plan.failure_reason}; resume it with: planexe resume {plan_id}",
+                    highlight=False,
+                )
             else:
-                console.print(f"plan {plan_id} stopped; resume it with: planexe resume {plan_id}", highlight=False)
+                console.print(
+                    f"plan {plan_id} stopped; resume it with: planexe resume {plan_id}", highlight=False
+                )
             raise typer.Exit(outcome.exit_code_for_stop)
     console.print(f"run directory: {plan.output_dir}", highlight=False)
 
@@ -279,7 +298,9 @@ def _run_and_report(db, plan_id: str, steps, quiet: bool, run_id: str, command: 
     if report is not None:
         console.print(f"report: {report}", highlight=False)
     if plan.status == PlanStatus.COMPLETED:
-        console.print(f"plan {plan_id} completed ({plan.progress_message}); Dagster run {run_id}", highlight=False)
+        console.print(
+            f"plan {plan_id} completed ({plan.progress_message}); Dagster run {run_id}", highlight=False
+        )
         return
     _report_failure(plan, outcome)
 
@@ -304,7 +325,9 @@ def _report_failure(plan, outcome) -> None:
     plan_id = plan.plan_id
     if plan.status == PlanStatus.FAILED and plan.failure_reason:
         where = f" at {plan.failed_step}" if plan.failed_step else ""
-        err_console.print(f"[bold red]error:[/] plan {plan_id} failed{where}: {plan.failure_reason}", highlight=False)
+        err_console.print(
+            f"[bold red]error:[/] plan {plan_id} failed{where}: {plan.failure_reason}", highlight=False
+        )
         if plan.recoverable is False:
             err_console.print(
                 "not recoverable as it is: the same request would fail again; change what the error names "
@@ -312,12 +335,17 @@ def _report_failure(plan, outcome) -> None:
                 highlight=False,
             )
         else:
-            err_console.print(f"recoverable: `planexe resume {plan_id}` redoes the failed and missing steps", highlight=False)
+            err_console.print(
+                f"recoverable: `planexe resume {plan_id}` redoes the failed and missing steps",
+                highlight=False,
+            )
     else:
         message = plan.error_message or f"the run ended with the plan {plan.status}"
         err_console.print(f"[bold red]error:[/] plan {plan_id} {plan.status}: {message}", highlight=False)
     if outcome.settle_error:
-        err_console.print(f"the end of the run could not be recorded: {outcome.settle_error}", highlight=False)
+        err_console.print(
+            f"the end of the run could not be recorded: {outcome.settle_error}", highlight=False
+        )
     err_console.print(f"log of the run: {outcome.log_path}", highlight=False)
     raise typer.Exit(1)
 
@@ -331,8 +359,12 @@ def _quiet_dagster_logs() -> None:
 @app.command("ui")
 def ui_command(
     port: int = typer.Option(3000, "--port", "-p", help="Port of the Dagster webserver."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (default: this machine only)."),
-    workspace: str = typer.Option(None, "--workspace", "-w", help="Dagster workspace file (default: the repository's workspace.yaml)."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Interface to listen on (default: this machine only)."
+    ),
+    workspace: str = typer.Option(
+        None, "--workspace", "-w", help="Dagster workspace file (default: the repository's workspace.yaml)."
+    ),
 ) -> None:
     """Start the Dagster UI and daemon (`dagster dev`) on this PLANEXE_HOME's Dagster home.
 
@@ -393,7 +425,9 @@ def plans_table(plans, width: int):
 
 def _plan_failure(plan) -> str:
     """The failure column: the failed step and whether a resume can fix it."""
-    if plan.status not in ("failed", "stopped", "refused") or not (plan.failed_step or plan.recoverable is not None):
+    if plan.status not in ("failed", "stopped", "refused") or not (
+        plan.failed_step or plan.recoverable is not None
+    ):
         return ""
     resumable = {True: "resumable", False: "needs a change", None: ""}[plan.recoverable]
     return ", ".join(filter(None, [plan.failed_step, resumable]))
@@ -438,18 +472,29 @@ def status_command(plan_id: str = typer.Argument(..., help="The plan.")) -> None
         fail(f"no plan {plan_id}", code=2)
     from planexe_assets.cli.progress import Usage
 
-    console.print(f"[bold]{plan.plan_id}[/]  status: {plan.status}  progress: {plan.progress_percentage}% ({plan.progress_message})", highlight=False)
+    console.print(
+        f"[bold]{plan.plan_id}[/]  status: {plan.status}  progress: {plan.progress_percentage}% ({plan.progress_message})",
+        highlight=False,
+    )
     console.print(f"model: {plan.llm_model}  mode: {plan.speed_vs_detail}", highlight=False)
     console.print(f"run directory: {plan.output_dir}", highlight=False)
     if plan.failure_reason or plan.failed_step or plan.recoverable is not None:
-        recoverable = {True: "yes (planexe resume redoes what is missing)", False: "no (the same request would fail again; change it first)", None: "unknown"}[plan.recoverable]
+        recoverable = {
+            True: "yes (planexe resume redoes what is missing)",
+            False: "no (the same request would fail again; change it first)",
+            None: "unknown",
+        }[plan.recoverable]
         console.print(f"[red]failure_reason:[/] {plan.failure_reason or '-'}", highlight=False)
         console.print(f"failed_step: {plan.failed_step or '-'}  recoverable: {recoverable}", highlight=False)
     if plan.error_message and plan.error_message != plan.failure_reason:
         console.print(f"[red]error:[/] {plan.error_message}", highlight=False)
     usage = sum((Usage.from_stage(e) for e in db.usage_by_stage(plan_id).values()), Usage())
     metrics = db.get_plan_metrics(plan_id)
-    cost = f"  cost: ${metrics.total_cost_usd or 0:.4f}" if metrics is not None and metrics.total_cost_usd else ""
+    cost = (
+        f"  cost: ${metrics.total_cost_usd or 0:.4f}"
+        if metrics is not None and metrics.total_cost_usd
+        else ""
+    )
     console.print(usage.describe() + cost, highlight=False)
     console.print(files_table(db.get_plan_content(plan_id), console.width), soft_wrap=False)
 
@@ -530,10 +575,14 @@ def export_command(
 @app.command("import-run")
 def import_run_command(
     directory: str = typer.Argument(..., help="A run directory made by PlanExe's Luigi pipeline."),
-    plan_id: str = typer.Option(None, "--plan-id", help="Plan id for the import. Default: the directory's name."),
+    plan_id: str = typer.Option(
+        None, "--plan-id", help="Plan id for the import. Default: the directory's name."
+    ),
     replace: bool = typer.Option(False, "--replace", help="Overwrite an existing plan with this id."),
     rematerialize: bool = typer.Option(
-        False, "--rematerialize", help="Then re-run the deterministic steps (markdown, WBS trees, schedule, report)."
+        False,
+        "--rematerialize",
+        help="Then re-run the deterministic steps (markdown, WBS trees, schedule, report).",
     ),
 ) -> None:
     """Import a PlanExe run: plan row, every file into plan_content, usage, Dagster materializations."""
@@ -571,7 +620,9 @@ def import_run_command(
         highlight=False,
     )
     if result.incomplete_steps:
-        console.print(f"steps without all their outputs: {', '.join(result.incomplete_steps)}", highlight=False)
+        console.print(
+            f"steps without all their outputs: {', '.join(result.incomplete_steps)}", highlight=False
+        )
     if rematerialize:
         _quiet_dagster_logs()
         outcome = rematerialize_plan(instance, result.plan_id, result.complete_steps, db=db)
@@ -579,8 +630,12 @@ def import_run_command(
             err_console.print(f"[yellow]not re-materialized:[/] {name}: {why}", highlight=False)
         if not outcome.success:
             plan = db.get_plan(result.plan_id)
-            fail(f"re-materializing {', '.join(outcome.failed_steps)} failed: {plan.error_message if plan else ''}")
-        console.print(f"re-materialized {len(outcome.steps)} step(s): {', '.join(outcome.steps)} (Dagster run {outcome.run_id})")
+            fail(
+                f"re-materializing {', '.join(outcome.failed_steps)} failed: {plan.error_message if plan else ''}"
+            )
+        console.print(
+            f"re-materialized {len(outcome.steps)} step(s): {', '.join(outcome.steps)} (Dagster run {outcome.run_id})"
+        )
     plan = db.get_plan(result.plan_id)
     console.print(f"plan {plan.plan_id} {plan.status} ({plan.progress_message})", highlight=False)
 

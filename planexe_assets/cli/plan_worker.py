@@ -158,7 +158,9 @@ class Watcher(threading.Thread):
         if not self.settle_lock.acquire(blocking=False) or self.finished.is_set():
             return  # the main thread is settling the run itself
         log.warning(
-            "run %s: steps still in flight %.0f s after the stop request; abandoning them", self.run_id, self.grace
+            "run %s: steps still in flight %.0f s after the stop request; abandoning them",
+            self.run_id,
+            self.grace,
         )
         settle_run(self.instance, self.db, self.plan_id, self.run_id, stopped_by=self.control.reason)
         logging.shutdown()
@@ -178,17 +180,27 @@ def main(argv: list[str] | None = None) -> int:
     control = StopControl()
     _install_signal_handlers(control)  # first: a stop may come while the imports below run
 
-    parser = argparse.ArgumentParser(prog="python -m planexe_assets.cli.plan_worker", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m planexe_assets.cli.plan_worker", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--plan-id", required=True)
     parser.add_argument("--run-id", required=True)
-    parser.add_argument("--step", action="append", dest="steps", help="a step to materialise (repeat); default: all")
+    parser.add_argument(
+        "--step", action="append", dest="steps", help="a step to materialise (repeat); default: all"
+    )
     parser.add_argument(
         "--control-stdin", action="store_true", help="read stop requests from stdin; its end stops the run"
     )
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    log.info("plan %s, run %s, pid %d, steps: %s", args.plan_id, args.run_id, os.getpid(), ", ".join(args.steps or ["all"]))
+    log.info(
+        "plan %s, run %s, pid %d, steps: %s",
+        args.plan_id,
+        args.run_id,
+        os.getpid(),
+        ", ".join(args.steps or ["all"]),
+    )
 
     from planexe_assets.dagster_defs.executor import cancel_on_interrupt
     from planexe_assets.dagster_defs.launch import run_plan_in_process
@@ -200,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     instance = default_instance()
     db = get_database_service()
     if args.control_stdin:
-        threading.Thread(target=_read_control, args=(control, sys.stdin), name="planexe-control", daemon=True).start()
+        threading.Thread(
+            target=_read_control, args=(control, sys.stdin), name="planexe-control", daemon=True
+        ).start()
     watcher = Watcher(control, instance, db, args.plan_id, args.run_id, stop_grace_seconds())
     watcher.start()
     cancel_on_interrupt(args.run_id)
@@ -214,7 +228,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
             finally:
                 watcher.executing.clear()
-            log.info("run %s ended: success=%s, failed steps: %s", outcome.run_id, outcome.success, outcome.failed_steps)
+            log.info(
+                "run %s ended: success=%s, failed steps: %s",
+                outcome.run_id,
+                outcome.success,
+                outcome.failed_steps,
+            )
     except BaseException as exc:  # noqa: BLE001 - recorded on the run and the plan, and in this log
         log.exception("the run raised")
         died = f"{type(exc).__name__}: {exc}"
@@ -223,8 +242,12 @@ def main(argv: list[str] | None = None) -> int:
         cancel_on_interrupt(args.run_id, False)
         try:
             settled = settle_run(
-                instance, db, args.plan_id, args.run_id,
-                stopped_by=control.reason if control.requested else None, died=died,
+                instance,
+                db,
+                args.plan_id,
+                args.run_id,
+                stopped_by=control.reason if control.requested else None,
+                died=died,
             )
         except Exception:  # noqa: BLE001 - e.g. the database is gone; the planexe command reports it
             log.exception("could not record the end of run %s", args.run_id)
@@ -232,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     log.info("settled: run %s, plan %s", settled.run_status, settled.plan_status)
     if died is not None and not control.requested:
         return EXIT_WORKER_ERROR
-    if settled.plan_status == PlanStatus.STOPPED or (control.requested and settled.plan_status != PlanStatus.COMPLETED):
+    if settled.plan_status == PlanStatus.STOPPED or (
+        control.requested and settled.plan_status != PlanStatus.COMPLETED
+    ):
         return EXIT_STOPPED
     from dagster import DagsterRunStatus
 

@@ -108,7 +108,9 @@ class Snapshot:
 
     def line(self) -> str:
         """One plain line: time, plan, status, assets, steps by state, LLM usage."""
-        parts = [f"{time.strftime('%H:%M:%S')} plan {self.plan_id}: {self.status}, {self.done}/{self.total} assets"]
+        parts = [
+            f"{time.strftime('%H:%M:%S')} plan {self.plan_id}: {self.status}, {self.done}/{self.total} assets"
+        ]
         for state in (RUNNING, RETRYING, FAILED):
             names = self.steps_in(state)
             if names:
@@ -142,7 +144,10 @@ class RunProgress:
         try:
             plan = self.db.get_plan(self.plan_id)
             done = len(stored_steps(self.db, self.plan_id, self.pipeline))
-            by_stage = {stage: Usage.from_stage(entry) for stage, entry in self.db.usage_by_stage(self.plan_id).items()}
+            by_stage = {
+                stage: Usage.from_stage(entry)
+                for stage, entry in self.db.usage_by_stage(self.plan_id).items()
+            }
             status = plan.status if plan is not None else "?"
         except DatabaseUnavailable as exc:
             error = str(exc)
@@ -174,7 +179,9 @@ class RunProgress:
         }
         try:
             while True:
-                page = self.instance.get_records_for_run(self.run_id, cursor=self._cursor, of_type=set(kinds), limit=500)
+                page = self.instance.get_records_for_run(
+                    self.run_id, cursor=self._cursor, of_type=set(kinds), limit=500
+                )
                 for record in page.records:
                     event = record.event_log_entry.dagster_event
                     if event is not None and event.step_key:
@@ -206,7 +213,9 @@ class LiveView:
         self.note: str | None = None
 
     def __enter__(self) -> LiveView:
-        self.live = Live(Text(""), console=self.console, refresh_per_second=4, transient=False, redirect_stderr=False)
+        self.live = Live(
+            Text(""), console=self.console, refresh_per_second=4, transient=False, redirect_stderr=False
+        )
         self.live.__enter__()
         return self
 
@@ -234,7 +243,9 @@ class LiveView:
             f"LLM calls: {u.calls} completed, {u.attempts} attempts{failed}{in_flight}; "
             f"tokens {_tokens(u.tokens_in)} in, {_tokens(u.tokens_out)} out"
         )
-        bar = ProgressBar(total=max(1, s.total), completed=s.done, width=min(60, max(20, self.console.width - 2)))
+        bar = ProgressBar(
+            total=max(1, s.total), completed=s.done, width=min(60, max(20, self.console.width - 2))
+        )
         table = Table(expand=False)
         table.add_column("step", no_wrap=True, overflow="ellipsis")
         table.add_column("state", no_wrap=True)

@@ -36,7 +36,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 POLL_SECONDS = 0.5  # progress is redrawn at least this often
 KILL_MARGIN_SECONDS = 20.0  # beyond the child's own grace period, before it is killed
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
-SIGNAL_REASON = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP: the terminal closed"}
+SIGNAL_REASON = {
+    signal.SIGINT: "Ctrl-C",
+    signal.SIGTERM: "SIGTERM",
+    signal.SIGHUP: "SIGHUP: the terminal closed",
+}
 
 
 class SupervisorError(RuntimeError):
@@ -74,7 +78,16 @@ def _open_log(path: Path):
 
 
 def worker_command(plan_id: str, run_id: str, steps: Sequence[str] | None) -> list[str]:
-    argv = [sys.executable, "-m", "planexe_assets.cli.plan_worker", "--plan-id", plan_id, "--run-id", run_id, "--control-stdin"]
+    argv = [
+        sys.executable,
+        "-m",
+        "planexe_assets.cli.plan_worker",
+        "--plan-id",
+        plan_id,
+        "--run-id",
+        run_id,
+        "--control-stdin",
+    ]
     for step in steps or ():
         argv += ["--step", step]
     return argv
@@ -114,7 +127,9 @@ class _Signals:
             signal.signal(signum, previous)
 
 
-def supervise(db, instance, plan_id: str, run_id: str, steps: Sequence[str] | None, view, command: str) -> Supervised:
+def supervise(
+    db, instance, plan_id: str, run_id: str, steps: Sequence[str] | None, view, command: str
+) -> Supervised:
     """Run the plan in a child process and show its progress until it ends; never raises on a stop.
 
     ``command`` names this command in the reason a stop records ("Ctrl-C in planexe plan").
@@ -137,12 +152,16 @@ def supervise(db, instance, plan_id: str, run_id: str, steps: Sequence[str] | No
             log.close()
         with view:
             stop_signal, forced = _follow(child, signals, progress, view, grace, command)
-            settle_error = _settle_if_needed(db, instance, plan_id, run_id, child.returncode, stop_signal, forced, command)
+            settle_error = _settle_if_needed(
+                db, instance, plan_id, run_id, child.returncode, stop_signal, forced, command
+            )
             _show(view, progress)
     return Supervised(run_id, path, child.returncode, stop_signal, forced, settle_error)
 
 
-def _follow(child: subprocess.Popen, signals: _Signals, progress, view, grace: float, command: str) -> tuple[int | None, bool]:
+def _follow(
+    child: subprocess.Popen, signals: _Signals, progress, view, grace: float, command: str
+) -> tuple[int | None, bool]:
     """Show progress until the child exits; turn signals into a stop request, then a kill.
     Returns (the first stop signal, whether the child was killed)."""
     stop_signal: int | None = None

@@ -92,7 +92,9 @@ class DevResult:
 
     def describe(self) -> str:
         name = signals.Signals(self.signal).name if self.signal is not None else "exit"
-        how = "it shut down cleanly" if self.clean else f"its processes had to be {self.escalation or 'killed'}"
+        how = (
+            "it shut down cleanly" if self.clean else f"its processes had to be {self.escalation or 'killed'}"
+        )
         return f"{name}: {how}"
 
 
@@ -104,11 +106,14 @@ def run_dagster_dev(command: DevCommand, stop_timeout: float = STOP_TIMEOUT_SECO
     The group is its own (a new session), so a Ctrl-C in the terminal reaches this process only, and
     this process decides how ``dagster dev`` is stopped, whichever signal came in.
     """
+
     def default_signals() -> None:  # in the child: a shell may have started us with SIGINT ignored
         signals.signal(signals.SIGINT, signals.SIG_DFL)
         signals.signal(signals.SIGTERM, signals.SIG_DFL)
 
-    child = subprocess.Popen(command.argv, env=command.env, start_new_session=True, preexec_fn=default_signals)
+    child = subprocess.Popen(
+        command.argv, env=command.env, start_new_session=True, preexec_fn=default_signals
+    )
     received: list[int] = []
     previous = _trap_stop_signals(received)
     try:

@@ -158,7 +158,9 @@ class StepContext:
         per item, in input order. The failure policy is ``planexe_assets.core.fanout``'s: a stop or a
         transient item failure fails the fan-out at once, and when every item failed a ``StepError``
         is raised with the message ``all_failed(failed outcomes)`` builds."""
-        return fan_out(fn, items, name=self.step.name, max_concurrency=self.max_concurrency, all_failed=all_failed)
+        return fan_out(
+            fn, items, name=self.step.name, max_concurrency=self.max_concurrency, all_failed=all_failed
+        )
 
 
 @dataclass(frozen=True)
@@ -231,7 +233,9 @@ class StepResult:
             )
         for name in self.side_files:
             if not any(matches_template(name, t) for t in step.side_outputs):
-                raise StepError(f"step {step.name} returned side file {name} matching no template {step.side_outputs}")
+                raise StepError(
+                    f"step {step.name} returned side file {name} matching no template {step.side_outputs}"
+                )
 
 
 StepFunction = Callable[[StepContext, StepInputs], StepResult]

@@ -122,7 +122,9 @@ def _settle(
         if isinstance(o.error, PipelineStopRequested):
             raise o.error
     if outage:
-        transient = [o for o in done if o.error is not None and failure_kind(o.error) is FailureKind.TRANSIENT]
+        transient = [
+            o for o in done if o.error is not None and failure_kind(o.error) is FailureKind.TRANSIENT
+        ]
         succeeded = sum(1 for o in done if o.ok)
         raise StepError(
             f"{name}: {len(transient)} of {count} items failed transiently, "

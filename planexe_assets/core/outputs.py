@@ -178,7 +178,9 @@ def as_specs(value: OutputModels) -> tuple[OutputSpec, ...]:
         elif isinstance(item, (Fields, Items, Reader, OneOf)):
             specs.append(item)
         else:
-            raise TypeError(f"{item!r} is neither a pydantic model nor an output layout (Fields, Items, Reader, OneOf)")
+            raise TypeError(
+                f"{item!r} is neither a pydantic model nor an output layout (Fields, Items, Reader, OneOf)"
+            )
     if not specs:
         raise ValueError("an output needs at least one model or layout")
     return tuple(specs)

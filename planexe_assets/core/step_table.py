@@ -79,7 +79,9 @@ class Step:
             raise ValueError(f"step {self.name}: keys {sorted(clash)} name both an output and a side file")
         shared = set(self.requires) & set(self.extra_requires)
         if shared:
-            raise ValueError(f"step {self.name}: keys {sorted(shared)} are in both requires and extra_requires")
+            raise ValueError(
+                f"step {self.name}: keys {sorted(shared)} are in both requires and extra_requires"
+            )
 
     @property
     def group(self) -> str:
@@ -131,7 +133,9 @@ class Step:
         try:
             template = self.side_files[key]
         except KeyError:
-            raise KeyError(f"step {self.name} has no side file {key!r}; it has {sorted(self.side_files)}") from None
+            raise KeyError(
+                f"step {self.name} has no side file {key!r}; it has {sorted(self.side_files)}"
+            ) from None
         if index is None or TEMPLATE_SLOT not in template:
             if index is not None:
                 raise ValueError(f"side file {key!r} of step {self.name} is not per-item: {template}")
@@ -151,7 +155,9 @@ class Step:
 
     def owns(self, filename: str) -> bool:
         """Whether ``filename`` is one of this step's outputs or side files."""
-        return filename in self.outputs.values() or any(matches_template(filename, t) for t in self.side_outputs)
+        return filename in self.outputs.values() or any(
+            matches_template(filename, t) for t in self.side_outputs
+        )
 
 
 # The steps added from upstream's 2026 pipeline (their rows have ``legacy=False``), in table order.
@@ -240,7 +246,11 @@ STEPS: tuple[Step, ...] = (
         "ClassifyDomainTask",
         "context",
         "several",
-        requires={"setup": "setup", "identify_purpose": "identify_purpose", "extract_constraints": "extract_constraints"},
+        requires={
+            "setup": "setup",
+            "identify_purpose": "identify_purpose",
+            "extract_constraints": "extract_constraints",
+        },
         outputs={"raw": "002-0-classify_domain_raw.json", "markdown": "002-0-classify_domain.md"},
         legacy=False,
         description="The expert disciplines the plan draws on, each rated for importance and specificity, and the primary domain picked from them.",
@@ -343,7 +353,10 @@ STEPS: tuple[Step, ...] = (
         "VitalFewLeversConstraintTask",
         "diagnostics",
         "one",
-        requires={"extract_constraints": "extract_constraints", "focus_on_vital_few_levers": "focus_on_vital_few_levers"},
+        requires={
+            "extract_constraints": "extract_constraints",
+            "focus_on_vital_few_levers": "focus_on_vital_few_levers",
+        },
         outputs={"": "002-13-vital_few_levers_constraint.json"},
         side_files={"markdown": "002-13-vital_few_levers_constraint.md"},
         legacy=False,

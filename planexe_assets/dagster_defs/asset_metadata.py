@@ -59,7 +59,9 @@ def asset_owners() -> list[str]:
     raw = os.environ.get(OWNERS_ENV, "").strip()
     owners = [o.strip() for o in raw.split(",") if o.strip()] if raw else list(DEFAULT_OWNERS)
     for owner in owners:
-        if not (owner.startswith("team:") and len(owner) > 5) and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", owner):
+        if not (owner.startswith("team:") and len(owner) > 5) and not re.fullmatch(
+            r"[^@\s]+@[^@\s]+\.[^@\s]+", owner
+        ):
             raise ConfigError(f"{OWNERS_ENV}: {owner!r} is neither an e-mail address nor team:NAME")
     return owners
 
@@ -76,7 +78,9 @@ def code_references(step: Step) -> CodeReferencesMetadataValue:
 def _code_references(step: Step, fn: Any, table: str | None) -> CodeReferencesMetadataValue:
     code = fn.__code__  # the `def` line (inspect.getsourcelines would parse the module for each step)
     references = [
-        LocalFileCodeReference(file_path=code.co_filename, line_number=code.co_firstlineno, label=f"step function {fn.__name__}")
+        LocalFileCodeReference(
+            file_path=code.co_filename, line_number=code.co_firstlineno, label=f"step function {fn.__name__}"
+        )
     ]
     line = _table_line(step.name)
     if table and line:

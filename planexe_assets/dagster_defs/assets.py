@@ -19,7 +19,6 @@ and each materialization records a ``DataVersion``, the sha256 of the files it w
 previews and usage metadata come from ``planexe_assets/dagster_defs/asset_metadata.py``.
 """
 
-
 import warnings
 
 from dagster import (
@@ -56,7 +55,9 @@ from resources.models import utcnow
 IO_MANAGER_KEY = "plan_content_io_manager"
 
 # Output(data_version=...) is marked beta in Dagster 1.13; it is the documented way to record one.
-warnings.filterwarnings("ignore", message=r"Parameter `data_version` of initializer `Output", category=BetaWarning)
+warnings.filterwarnings(
+    "ignore", message=r"Parameter `data_version` of initializer `Output", category=BetaWarning
+)
 
 
 def _asset_for(step: Step, version: StepVersion) -> AssetsDefinition:
@@ -84,7 +85,9 @@ def _asset_for(step: Step, version: StepVersion) -> AssetsDefinition:
         started_at = utcnow()
         runner = StepRunner(
             io_store(context),
-            llm_factory=llm.caller_factory(database.get_database_service(), should_stop=_stop_flag(context.run.run_id)),
+            llm_factory=llm.caller_factory(
+                database.get_database_service(), should_stop=_stop_flag(context.run.run_id)
+            ),
             logger=context.log,
         )
         if context.retry_number > 0:
@@ -138,7 +141,11 @@ def classified_failure(step_name: str, exc: BaseException, retry_number: int) ->
 
 
 def _materialization_metadata(
-    context: AssetExecutionContext, database: DatabaseResource, step: Step, execution: StepExecution, started_at
+    context: AssetExecutionContext,
+    database: DatabaseResource,
+    step: Step,
+    execution: StepExecution,
+    started_at,
 ) -> dict:
     """Usage (dagster-openai's key names plus attempts), duration, models, notes and a preview; the
     report adds its outline, its path and the plan's totals (see ``asset_metadata``)."""
@@ -182,7 +189,11 @@ def plan_resources() -> dict:
     """The resources the plan assets need: the application database, the LLM layer and the IO
     manager of the dual writer (which shares the database resource)."""
     database = DatabaseResource()
-    return {"database": database, "llm": LLMResource(), IO_MANAGER_KEY: PlanContentIOManager(database=database)}
+    return {
+        "database": database,
+        "llm": LLMResource(),
+        IO_MANAGER_KEY: PlanContentIOManager(database=database),
+    }
 
 
 def build_step_assets() -> list[AssetsDefinition]:

@@ -254,7 +254,10 @@ def constraint_verdicts(text: str | None) -> ConstraintVerdicts:
     if data is None:
         return ConstraintVerdicts(problem=problem)
     items = check_items(data)
-    counts = {status: sum(1 for i in items if i["status"] == status) for status in ("satisfied", "violated", "unclear")}
+    counts = {
+        status: sum(1 for i in items if i["status"] == status)
+        for status in ("satisfied", "violated", "unclear")
+    }
     return ConstraintVerdicts(
         counts=counts,
         violated=[i for i in items if i["status"] == "violated"],
@@ -294,11 +297,14 @@ def _verdicts_result(step: Step, plan_id: str, contents: Mapping[str, str]) -> A
         description = f"{filename}: verdicts not readable ({verdicts.problem})"
     elif verdicts.violated:
         first = verdicts.violated[0]["constraint_text"]
-        description = f"{len(verdicts.violated)} constraint(s) of the prompt violated at this stage, e.g. {first!r}"
+        description = (
+            f"{len(verdicts.violated)} constraint(s) of the prompt violated at this stage, e.g. {first!r}"
+        )
     else:
         description = f"no constraint violated ({verdicts.counts.get('satisfied', 0)} satisfied, {verdicts.counts.get('unclear', 0)} unclear)"
     lines = [
-        f"- **{v['constraint_text']}**: {v['evidence'] or v['explanation'] or 'no evidence given'}" for v in verdicts.violated
+        f"- **{v['constraint_text']}**: {v['evidence'] or v['explanation'] or 'no evidence given'}"
+        for v in verdicts.violated
     ]
     return AssetCheckResult(
         asset_key=step.name,
@@ -333,7 +339,12 @@ def _check_for(step: Step, blocking: bool) -> AssetChecksDefinition:
         else "not blocking (no downstream asset)"
     )
     has_json = step_has_json(step)
-    names = [(FILES_CHECK, "plan_content rows of {} match their sha256, and so do the run directory's copies ({}).")]
+    names = [
+        (
+            FILES_CHECK,
+            "plan_content rows of {} match their sha256, and so do the run directory's copies ({}).",
+        )
+    ]
     if has_json:
         names.append((JSON_CHECK, "JSON outputs of {} validate against their response models ({})."))
     verdict_check = step.name in CONSTRAINT_CHECK_STEPS

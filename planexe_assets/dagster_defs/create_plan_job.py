@@ -103,7 +103,9 @@ def create_plan_op(context: OpExecutionContext, config: CreatePlanConfig, databa
     except (PlanInputError, InvalidPlanId, LLMConfigError, ConfigError) as exc:
         raise Failure(description=f"the plan was not created: {exc}", allow_retries=False) from None
     add_plan_partition(context.instance, plan.plan_id)
-    context.instance.add_run_tags(context.run_id, {PLAN_ID_TAG: plan.plan_id, PROMPT_TAG: prompt_tag(plan.prompt)})
+    context.instance.add_run_tags(
+        context.run_id, {PLAN_ID_TAG: plan.plan_id, PROMPT_TAG: prompt_tag(plan.prompt)}
+    )
     interval = sensor_interval_seconds()
     context.log.info(
         f"plan {plan.plan_id} created (status pending, model {plan.llm_model}, {plan.speed_vs_detail}); "

@@ -141,8 +141,14 @@ def _record_stop_request(job_context: PlanExecutionContext) -> None:
         return
     instance = job_context.instance
     run = instance.get_run_by_id(job_context.run_id)
-    if run is not None and not run.is_finished and run.status not in (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED):
-        instance.report_run_canceling(run, message="Stop requested: the run stops once the steps in flight finish.")
+    if (
+        run is not None
+        and not run.is_finished
+        and run.status not in (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED)
+    ):
+        instance.report_run_canceling(
+            run, message="Stop requested: the run stops once the steps in flight finish."
+        )
 
 
 def default_max_concurrent() -> int:
@@ -196,7 +202,9 @@ class ThreadedStepExecutor(Executor):
     def max_concurrent(self) -> int:
         return self._max_concurrent
 
-    def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
+    def execute(
+        self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan
+    ) -> Iterator[DagsterEvent]:
         check.inst_param(plan_context, "plan_context", PlanOrchestrationContext)
         check.inst_param(execution_plan, "execution_plan", ExecutionPlan)
         _check_run_plan(plan_context)
@@ -231,7 +239,9 @@ class ThreadedStepExecutor(Executor):
         )
 
     # -- the run's thread ---------------------------------------------------------------------------
-    def _plan_iterator(self, job_context: PlanExecutionContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
+    def _plan_iterator(
+        self, job_context: PlanExecutionContext, execution_plan: ExecutionPlan
+    ) -> Iterator[DagsterEvent]:
         check.inst_param(job_context, "job_context", PlanExecutionContext)
         step_keys = [step.key for step in execution_plan.get_steps_to_execute_in_topo_order()]
         events: queue.Queue[DagsterEvent | _StepFinished] = queue.Queue()
@@ -322,7 +332,9 @@ class _Flight:
         return not self.stopping and self.deferred_error is None
 
 
-def _capture_logs(job_context: PlanExecutionContext, step_keys: list[str], capture_stack: ExitStack) -> Iterator[DagsterEvent]:
+def _capture_logs(
+    job_context: PlanExecutionContext, step_keys: list[str], capture_stack: ExitStack
+) -> Iterator[DagsterEvent]:
     """One compute-log capture for the whole process, as the in-process executor does: the capture
     redirects the process's stdout/stderr, which per-thread capture cannot."""
     compute_log_manager = job_context.instance.compute_log_manager
@@ -334,14 +346,18 @@ def _capture_logs(job_context: PlanExecutionContext, step_keys: list[str], captu
         yield from handle_compute_log_setup_error(job_context, sys.exc_info())
 
 
-def _end_run(job_context: PlanExecutionContext, flight: _Flight, capture_stack: ExitStack) -> Iterator[DagsterEvent]:
+def _end_run(
+    job_context: PlanExecutionContext, flight: _Flight, capture_stack: ExitStack
+) -> Iterator[DagsterEvent]:
     """Every step in flight has finished: raise the first step error, or end a stopped run as
     interrupted, or close the log capture."""
     if flight.deferred_error is not None:
         raise flight.deferred_error
     if flight.stopping:
         yield DagsterEvent.engine_event(
-            job_context, "Thread executor: every step in flight has finished; stopping the run", EngineEventData()
+            job_context,
+            "Thread executor: every step in flight has finished; stopping the run",
+            EngineEventData(),
         )
         raise DagsterExecutionInterruptedError()
     try:
@@ -418,7 +434,9 @@ class _GateBarrier:
         self.done: set[str] = set()
 
     @classmethod
-    def for_run(cls, job_context: PlanExecutionContext, execution_plan: ExecutionPlan) -> "_GateBarrier | None":
+    def for_run(
+        cls, job_context: PlanExecutionContext, execution_plan: ExecutionPlan
+    ) -> "_GateBarrier | None":
         keys = set()
         for step in execution_plan.get_steps_to_execute_in_topo_order():
             try:
@@ -454,7 +472,9 @@ def _check_run_plan(plan_context: PlanOrchestrationContext) -> None:
 class _CheckedInProcessExecutor(InProcessExecutor):
     """Dagster's in-process executor, with the same plan check as the threads executor first."""
 
-    def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
+    def execute(
+        self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan
+    ) -> Iterator[DagsterEvent]:
         _check_run_plan(plan_context)
         yield from super().execute(plan_context, execution_plan)
 
@@ -502,7 +522,9 @@ def _longest_chain_first(execution_plan: ExecutionPlan):
     return sort_key
 
 
-def _plan_events(active, job_context: PlanExecutionContext, barrier: "_GateBarrier | None") -> Iterator[DagsterEvent]:
+def _plan_events(
+    active, job_context: PlanExecutionContext, barrier: "_GateBarrier | None"
+) -> Iterator[DagsterEvent]:
     """``ActiveExecution.plan_events_iterator`` (skips downstream of failures), noting skipped barrier steps."""
     for event in active.plan_events_iterator(job_context):
         if barrier is not None and event.is_step_skipped and event.step_key:
@@ -518,7 +540,9 @@ def _check_resources(step_context: StepExecutionContext) -> None:
     )
 
 
-def _run_step(step_context: StepExecutionContext, events: "queue.Queue[DagsterEvent | _StepFinished]") -> None:
+def _run_step(
+    step_context: StepExecutionContext, events: "queue.Queue[DagsterEvent | _StepFinished]"
+) -> None:
     """A worker: the step's events and then its hooks' events, then a ``_StepFinished`` marker."""
     error: BaseException | None = None
     step_events: list[DagsterEvent] = []

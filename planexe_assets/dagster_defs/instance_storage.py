@@ -296,7 +296,9 @@ class _PooledSqliteEngine:
             with self._pooled_lock:
                 if self._pooled_engine is None:
                     if not self._conn_string:
-                        raise check.CheckError(f"{type(self).__name__} is used before it was registered with an instance")
+                        raise check.CheckError(
+                            f"{type(self).__name__} is used before it was registered with an instance"
+                        )
                     self._pooled_engine = _sqlite_engine(self._conn_string, self.synchronous)
         return self._pooled_engine
 
@@ -345,7 +347,9 @@ class PlanexeSqliteStorage(DagsterSqliteStorage):
         synchronous: str = DEFAULT_SQLITE_SYNCHRONOUS,
     ):
         if synchronous not in SQLITE_SYNCHRONOUS_CHOICES:
-            raise check.CheckError(f"synchronous must be one of {SQLITE_SYNCHRONOUS_CHOICES}, got {synchronous!r}")
+            raise check.CheckError(
+                f"synchronous must be one of {SQLITE_SYNCHRONOUS_CHOICES}, got {synchronous!r}"
+            )
         self.base_dir = check.opt_str_param(base_dir, "base_dir")
         self.partition_cache_seconds = partition_cache_seconds
         if base_dir is not None:
@@ -376,7 +380,9 @@ class PlanexeSqliteStorage(DagsterSqliteStorage):
                 is_required=False,
                 description="Default: the Dagster home (where Dagster keeps these files without a storage section).",
             ),
-            "partition_cache_seconds": Field(float, is_required=False, default_value=DEFAULT_PARTITION_CACHE_SECONDS),
+            "partition_cache_seconds": Field(
+                float, is_required=False, default_value=DEFAULT_PARTITION_CACHE_SECONDS
+            ),
             "synchronous": Field(
                 str,
                 is_required=False,
@@ -390,7 +396,9 @@ class PlanexeSqliteStorage(DagsterSqliteStorage):
         return cls(
             config_value.get("base_dir") or None,
             inst_data=inst_data,
-            partition_cache_seconds=float(config_value.get("partition_cache_seconds", DEFAULT_PARTITION_CACHE_SECONDS)),
+            partition_cache_seconds=float(
+                config_value.get("partition_cache_seconds", DEFAULT_PARTITION_CACHE_SECONDS)
+            ),
             synchronous=str(config_value.get("synchronous", DEFAULT_SQLITE_SYNCHRONOUS)).upper(),
         )
 
@@ -482,7 +490,9 @@ class _PooledPostgresEngine:
         pool_size: int = POSTGRES_POOL_SIZE,
         max_overflow: int = POSTGRES_MAX_OVERFLOW,
     ):
-        super().__init__(postgres_url, should_autocreate_tables, inst_data=inst_data, token_provider=token_provider)  # type: ignore[call-arg]
+        super().__init__(
+            postgres_url, should_autocreate_tables, inst_data=inst_data, token_provider=token_provider
+        )  # type: ignore[call-arg]
         stock = self._engine
         self._engine, self._shared_key = shared_pg_engines.acquire(self, pool_size, max_overflow)
         stock.dispose()
@@ -506,7 +516,9 @@ class PooledPostgresEventLogStorage(_PooledPostgresEngine, _PartitionCacheMixin,
         partition_cache_seconds: float = DEFAULT_PARTITION_CACHE_SECONDS,
     ):
         self._partition_cache = _PartitionExistsCache(partition_cache_seconds)
-        super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider, pool_size, max_overflow)
+        super().__init__(
+            postgres_url, should_autocreate_tables, inst_data, token_provider, pool_size, max_overflow
+        )
 
 
 class PooledPostgresRunStorage(_PooledPostgresEngine, PostgresRunStorage):
@@ -548,7 +560,9 @@ class PlanexePostgresStorage(DagsterPostgresStorage):
         schema = dict(pg_config())
         schema["pool_size"] = Field(IntSource, is_required=False, default_value=POSTGRES_POOL_SIZE)
         schema["max_overflow"] = Field(IntSource, is_required=False, default_value=POSTGRES_MAX_OVERFLOW)
-        schema["partition_cache_seconds"] = Field(float, is_required=False, default_value=DEFAULT_PARTITION_CACHE_SECONDS)
+        schema["partition_cache_seconds"] = Field(
+            float, is_required=False, default_value=DEFAULT_PARTITION_CACHE_SECONDS
+        )
         return schema
 
     @classmethod
@@ -560,7 +574,9 @@ class PlanexePostgresStorage(DagsterPostgresStorage):
             token_provider=get_token_provider_from_config(config_value),
             pool_size=int(config_value.get("pool_size", POSTGRES_POOL_SIZE)),
             max_overflow=int(config_value.get("max_overflow", POSTGRES_MAX_OVERFLOW)),
-            partition_cache_seconds=float(config_value.get("partition_cache_seconds", DEFAULT_PARTITION_CACHE_SECONDS)),
+            partition_cache_seconds=float(
+                config_value.get("partition_cache_seconds", DEFAULT_PARTITION_CACHE_SECONDS)
+            ),
         )
 
     # Child processes rebuild this whole storage from its config (``storage: custom``), never the
@@ -586,9 +602,13 @@ def storage_config_yaml(kind: str, postgres_url: str | None = None, base_dir: st
     elif kind == "postgres":
         if not postgres_url:
             raise ValueError("a PostgreSQL storage needs its URL")
-        block = {"custom": {"module": __name__, "class": "PlanexePostgresStorage", "config": {"postgres_url": postgres_url}}}
+        block = {
+            "custom": {
+                "module": __name__,
+                "class": "PlanexePostgresStorage",
+                "config": {"postgres_url": postgres_url},
+            }
+        }
     else:
         raise ValueError(f"unknown storage kind {kind!r}")
     return yaml.safe_dump({"storage": block}, default_flow_style=False)
-
-

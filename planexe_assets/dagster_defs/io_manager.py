@@ -32,7 +32,9 @@ from resources.plan_store import PlanStore
 
 class PlanContentIOManager(ConfigurableIOManager):
     database: ResourceDependency[DatabaseResource]
-    runs_root: str | None = Field(default=None, description="Run directories' parent; empty means $PLANEXE_HOME/runs.")
+    runs_root: str | None = Field(
+        default=None, description="Run directories' parent; empty means $PLANEXE_HOME/runs."
+    )
 
     def store(self) -> PlanStore:
         root = Path(self.runs_root) if self.runs_root else runs_dir()
@@ -45,7 +47,9 @@ class PlanContentIOManager(ConfigurableIOManager):
 
     def handle_output(self, context: OutputContext, obj: StepResult) -> None:
         if not isinstance(obj, StepResult):
-            raise TypeError(f"{context.asset_key.to_user_string()} returned {type(obj).__name__}, expected StepResult")
+            raise TypeError(
+                f"{context.asset_key.to_user_string()} returned {type(obj).__name__}, expected StepResult"
+            )
         step_name = context.asset_key.path[-1]
         plan_id = context.partition_key
         runner = StepRunner(self.store(), llm_factory=_no_llm)

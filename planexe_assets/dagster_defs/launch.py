@@ -64,9 +64,7 @@ def run_plan_in_process(
         # without a daemon.
         release_pool_slots(instance, run_id)
     failed = [
-        event.step_key
-        for event in result.all_events
-        if event.is_step_failure and event.step_key is not None
+        event.step_key for event in result.all_events if event.is_step_failure and event.step_key is not None
     ]
     return RunOutcome(success=result.success, run_id=result.run_id, failed_steps=failed)
 

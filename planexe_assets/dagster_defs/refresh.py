@@ -107,7 +107,10 @@ class RefreshPlanConfig(Config):
     )
 
 
-@op(name=REFRESH_OP_NAME, description="Report the plan's stale assets and why; plan_refresh_sensor re-runs them.")
+@op(
+    name=REFRESH_OP_NAME,
+    description="Report the plan's stale assets and why; plan_refresh_sensor re-runs them.",
+)
 def refresh_request_op(context: OpExecutionContext, config: RefreshPlanConfig, database: DatabaseResource):
     try:
         plan_id = validate_plan_id(config.plan_id.strip())
@@ -115,15 +118,24 @@ def refresh_request_op(context: OpExecutionContext, config: RefreshPlanConfig, d
         raise Failure(description=f"cannot refresh: {exc}", allow_retries=False) from None
     plan = database.get_database_service().get_plan(plan_id)
     if plan is None:
-        raise Failure(description=f"cannot refresh plan {plan_id}: it has no row in plans", allow_retries=False)
+        raise Failure(
+            description=f"cannot refresh plan {plan_id}: it has no row in plans", allow_retries=False
+        )
     if not context.instance.has_dynamic_partition(PLANS_PARTITIONS_NAME, plan_id):
-        raise Failure(description=f"cannot refresh plan {plan_id}: it has never run in Dagster (no partition)", allow_retries=False)
+        raise Failure(
+            description=f"cannot refresh plan {plan_id}: it has never run in Dagster (no partition)",
+            allow_retries=False,
+        )
     stale = stale_steps(context.instance, _asset_graph(context), plan_id)
     context.instance.add_run_tags(context.run_id, {PLAN_ID_TAG: plan_id, PROMPT_TAG: prompt_tag(plan.prompt)})
     if stale:
         context.log.info(
             f"plan {plan_id}: {len(stale)} stale asset(s): {', '.join(s.name for s in stale)}"
-            + ("; plan_refresh_sensor launches one run for them" if config.launch else " (not launched: launch is false)")
+            + (
+                "; plan_refresh_sensor launches one run for them"
+                if config.launch
+                else " (not launched: launch is false)"
+            )
         )
     else:
         context.log.info(f"plan {plan_id}: every asset is up to date; nothing to re-run")
@@ -183,7 +195,9 @@ def plan_refresh_sensor(context: RunStatusSensorContext):
     if not _requested_launch(context):
         return SkipReason(f"refresh run {run.run_id} of plan {plan_id} was a dry run (launch: false)")
     if unfinished_runs(context.instance, plan_id):
-        return SkipReason(f"plan {plan_id} has a run queued or in progress; refresh it when that run has ended")
+        return SkipReason(
+            f"plan {plan_id} has a run queued or in progress; refresh it when that run has ended"
+        )
     stale = stale_steps(context.instance, context.repository_def.asset_graph, plan_id)
     if not stale:
         return SkipReason(f"plan {plan_id}: every asset is up to date")

@@ -1,6 +1,5 @@
 """Dagster resources over the plain-Python layers."""
 
-
 from dagster import ConfigurableResource
 from pydantic import Field
 
@@ -36,8 +35,14 @@ class LLMResource(ConfigurableResource):
     per-provider in-flight limit holds across the steps of concurrent plans in one process.
     """
 
-    model: str = Field(default="auto", description="Model id from llm_config.json, or 'auto' (every prioritized model, in order).")
-    config_path: str | None = Field(default=None, description="Path of llm_config.json; empty means PLANEXE_LLM_CONFIG or the packaged default.")
+    model: str = Field(
+        default="auto",
+        description="Model id from llm_config.json, or 'auto' (every prioritized model, in order).",
+    )
+    config_path: str | None = Field(
+        default=None,
+        description="Path of llm_config.json; empty means PLANEXE_LLM_CONFIG or the packaged default.",
+    )
 
     def caller_factory(self, db: DatabaseService, should_stop=None):
         """``should_stop``: polled before every LLM attempt (a stop raises ``PipelineStopRequested``)."""
@@ -46,4 +51,6 @@ class LLMResource(ConfigurableResource):
         )
 
         access = llm_access(self.config_path, db)
-        return lambda plan_id, stage, plan_model: access.caller(plan_id, stage, plan_model or self.model, should_stop)
+        return lambda plan_id, stage, plan_model: access.caller(
+            plan_id, stage, plan_model or self.model, should_stop
+        )

@@ -66,7 +66,9 @@ def settle_run(
                 message=f"Run stopped ({stopped_by}); the steps still in flight were abandoned.",
             )
         else:
-            instance.report_run_failed(run, message=f"The run's process ended before the run did: {died or 'unknown cause'}.")
+            instance.report_run_failed(
+                run, message=f"The run's process ended before the run did: {died or 'unknown cause'}."
+            )
     release_pool_slots(instance, run_id)
     record = instance.get_run_record_by_id(run_id)
     status = record.dagster_run.status

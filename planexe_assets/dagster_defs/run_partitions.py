@@ -58,7 +58,7 @@ def check_run_plan(
             "(the create_plan job in the Launchpad, `planexe plan`, or planexe_assets.lifecycle.plans.create_plan) "
             f"and then start the run. A partition added by hand has no plan behind it: plan_launch_sensor "
             f"removes {plan_id!r} from the partitions within two ticks (or now, with DAGSTER_HOME set: "
-            f"python -c \"from dagster import DagsterInstance; DagsterInstance.get().delete_dynamic_partition("
+            f'python -c "from dagster import DagsterInstance; DagsterInstance.get().delete_dynamic_partition('
             f"'plans', '{plan_id}')\")"
         )
     _register(instance, run, plan)

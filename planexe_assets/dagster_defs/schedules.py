@@ -74,7 +74,10 @@ def backfill_decision(instance: DagsterInstance, db, plan: Plan) -> tuple[list[s
     elif plan.status != PlanStatus.FAILED:
         return None, f"status {plan.status}"
     elif plan.recoverable is False:
-        return None, f"failed permanently at {plan.failed_step or 'its run'} ({plan.failure_reason}); it needs a change first"
+        return (
+            None,
+            f"failed permanently at {plan.failed_step or 'its run'} ({plan.failure_reason}); it needs a change first",
+        )
     attempts = instance.get_runs_count(
         RunsFilter(tags={PARTITION_NAME_TAG: plan_id, LAUNCHED_BY_TAG: BACKFILL_SCHEDULE_NAME})
     )

@@ -156,7 +156,9 @@ def plan_launch_sensor(context: SensorEvaluationContext, database: DatabaseResou
             dynamic_partitions_requests=partition_requests,
             cursor=orphans.cursor,
         )
-    return SensorResult(run_requests=requests, dynamic_partitions_requests=partition_requests, cursor=orphans.cursor)
+    return SensorResult(
+        run_requests=requests, dynamic_partitions_requests=partition_requests, cursor=orphans.cursor
+    )
 
 
 def _launch_request(plan, job_name: str) -> RunRequest:

@@ -68,7 +68,9 @@ def retries_enabled(run_config: Mapping[str, Any] | None) -> bool:
     return True
 
 
-def dagster_will_retry(raised: BaseException, retry_number: int, policy: RetryPolicy | None, enabled: bool = True) -> bool:
+def dagster_will_retry(
+    raised: BaseException, retry_number: int, policy: RetryPolicy | None, enabled: bool = True
+) -> bool:
     """Whether Dagster runs a step again after its body raised ``raised`` in attempt ``retry_number``
     (0 for the first). Mirrors Dagster's op error boundary: a retry policy applies to any
     ``Exception`` except a ``Failure(allow_retries=False)`` and Dagster's own errors, until

@@ -74,7 +74,9 @@ def record_in_dagster(
     return reported
 
 
-def _import_metadata(result: ImportResult, s: Step, store_contents: Mapping[str, str] | None) -> dict[str, Any]:
+def _import_metadata(
+    result: ImportResult, s: Step, store_contents: Mapping[str, str] | None
+) -> dict[str, Any]:
     """An imported step's materialization metadata: where its files came from, their hashes, which
     ones were rendered from another file, and a preview when the contents are at hand."""
     files = result.step_files(s)
@@ -215,7 +217,9 @@ def _settle_status(db: DatabaseService, plan_id: str, run_id: str | None) -> Non
         # The runner writes the completion marker only when all of our steps are stored; an imported
         # run is complete with the steps of its own pipeline.
         store = PlanStore(db, Path(plan.output_dir).parent)
-        store.write(plan_id, "full_plan_pipeline", {PIPELINE_COMPLETE_FILENAME: COMPLETION_TEXT}, run_id=run_id)
+        store.write(
+            plan_id, "full_plan_pipeline", {PIPELINE_COMPLETE_FILENAME: COMPLETION_TEXT}, run_id=run_id
+        )
 
 
 def import_run_into_dagster(

@@ -255,7 +255,9 @@ def _from_unnumbered(
                 "primary and secondary levers are kept)"
             )
     if renamed:
-        warnings.append(f"a 2026 run with unnumbered file names: {len(renamed)} file(s) stored under our numbered names")
+        warnings.append(
+            f"a 2026 run with unnumbered file names: {len(renamed)} file(s) stored under our numbered names"
+        )
     return out, renamed, derived, derived_from
 
 
@@ -419,7 +421,10 @@ def _qa_html_from_raw(raw_text: str) -> str:
 
 # output -> (the file it is rendered from, the renderer). Only pure renderings, with no model call.
 DERIVABLE: Mapping[str, tuple[str, Callable[[str], str]]] = {
-    step_file("questions_and_answers", "html"): (step_file("questions_and_answers", "raw"), _qa_html_from_raw),
+    step_file("questions_and_answers", "html"): (
+        step_file("questions_and_answers", "raw"),
+        _qa_html_from_raw,
+    ),
 }
 
 

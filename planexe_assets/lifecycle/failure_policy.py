@@ -89,5 +89,7 @@ def retry_decision(exc: BaseException, retry_number: int) -> RetryDecision:
             return RetryDecision(
                 kind, False, f"a content failure is retried at most {allowed} time(s) ({CONTENT_RETRIES_ENV})"
             )
-        return RetryDecision(kind, True, f"content failure: step retry {retry_number + 1} of at most {allowed}")
+        return RetryDecision(
+            kind, True, f"content failure: step retry {retry_number + 1} of at most {allowed}"
+        )
     return RetryDecision(kind, True, "transient failure: retried with the policy's backoff")

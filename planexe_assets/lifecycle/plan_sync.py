@@ -166,9 +166,16 @@ def _after_success(db, plan_id: str, plan, end: RunEnd, done: int, total: int, s
     failure naming them (unless the plan already ended otherwise, in another run)."""
     if total and done == total:
         if plan.status != PlanStatus.COMPLETED:
-            return {**RUNNING_AGAIN, "status": PlanStatus.COMPLETED, "completed_at": plan.completed_at or end.ended_at}
+            return {
+                **RUNNING_AGAIN,
+                "status": PlanStatus.COMPLETED,
+                "completed_at": plan.completed_at or end.ended_at,
+            }
         return {}
-    if not (plan.status in (PlanStatus.RUNNING, PlanStatus.PENDING) or (plan.status == PlanStatus.FAILED and same_run)):
+    if not (
+        plan.status in (PlanStatus.RUNNING, PlanStatus.PENDING)
+        or (plan.status == PlanStatus.FAILED and same_run)
+    ):
         return {}
     missing = [s.name for s in _missing_steps(db, plan_id)]
     reason = f"incomplete: {total - done} of {total} steps have no outputs (first: {', '.join(missing[:5])})"
@@ -189,10 +196,16 @@ def _after_success(db, plan_id: str, plan, end: RunEnd, done: int, total: int, s
 def _after_failure(plan, end: RunEnd, runner_failure: bool) -> dict:
     """Failed, with the runner's own account when it recorded one, else Dagster's."""
     message = plan.error_message if runner_failure else _failure_message(end)
-    changes = {"status": PlanStatus.FAILED, "error_message": message[:MAX_ERROR_CHARS], "completed_at": end.ended_at}
+    changes = {
+        "status": PlanStatus.FAILED,
+        "error_message": message[:MAX_ERROR_CHARS],
+        "completed_at": end.ended_at,
+    }
     if not (runner_failure and plan.failure_reason):
         step, reason = _first_failure(end)
-        changes.update({"failure_reason": reason[:MAX_REASON_CHARS], "failed_step": step, "recoverable": end.recoverable})
+        changes.update(
+            {"failure_reason": reason[:MAX_REASON_CHARS], "failed_step": step, "recoverable": end.recoverable}
+        )
     return changes
 
 
@@ -200,11 +213,19 @@ def _after_stop(plan, end: RunEnd, done: int, total: int, runner_failure: bool) 
     """Stopped: who stopped the run, during which steps, how much is stored."""
     during = f" during {', '.join(end.interrupted_steps)}" if end.interrupted_steps else ""
     by = f" ({end.stopped_by})" if end.stopped_by else ""
-    message = f"stopped: Dagster run {end.run_id} was canceled{by}{during}; {done} of {total} steps are stored"
-    changes = {"status": PlanStatus.STOPPED, "error_message": message[:MAX_ERROR_CHARS], "completed_at": end.ended_at}
+    message = (
+        f"stopped: Dagster run {end.run_id} was canceled{by}{during}; {done} of {total} steps are stored"
+    )
+    changes = {
+        "status": PlanStatus.STOPPED,
+        "error_message": message[:MAX_ERROR_CHARS],
+        "completed_at": end.ended_at,
+    }
     if not (runner_failure and plan.failure_reason):
         # A failure recorded earlier in this run keeps its account; otherwise: who stopped it, where.
-        reason = f"stopped{by}" + (f" during {', '.join(end.interrupted_steps)}" if end.interrupted_steps else "")
+        reason = f"stopped{by}" + (
+            f" during {', '.join(end.interrupted_steps)}" if end.interrupted_steps else ""
+        )
         changes.update(
             {
                 "failure_reason": reason[:MAX_REASON_CHARS],
@@ -268,9 +289,9 @@ def recompute_plan_metrics(db, plan_id: str) -> tuple[int, int, float]:
     (attempts, tokens, cost in USD)."""
     with db.read_session() as s:
         rows = s.execute(
-            select(LLMInteraction.status, LLMInteraction.total_tokens, LLMInteraction.response_metadata).where(
-                LLMInteraction.plan_id == plan_id, LLMInteraction.status.not_in(("pending", NOT_SENT))
-            )
+            select(
+                LLMInteraction.status, LLMInteraction.total_tokens, LLMInteraction.response_metadata
+            ).where(LLMInteraction.plan_id == plan_id, LLMInteraction.status.not_in(("pending", NOT_SENT)))
         ).all()
     calls = len(rows)
     completed = sum(1 for status, _, _ in rows if status == "completed")
@@ -338,8 +359,14 @@ def revive_plan_for_retry(db, plan_id: str, step_name: str, run_id: str) -> bool
         return False
     db.update_plan(
         plan_id,
-        {"status": PlanStatus.RUNNING, "error_message": None, "completed_at": None,
-         "failure_reason": None, "failed_step": None, "recoverable": None},
+        {
+            "status": PlanStatus.RUNNING,
+            "error_message": None,
+            "completed_at": None,
+            "failure_reason": None,
+            "failed_step": None,
+            "recoverable": None,
+        },
     )
     return True
 

@@ -66,7 +66,9 @@ def read_prompt_file(path: Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PlanInputError(f"prompt file {path} is not valid UTF-8 (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from None
+        raise PlanInputError(
+            f"prompt file {path} is not valid UTF-8 (byte {exc.start}: {data[exc.start : exc.start + 1]!r})"
+        ) from None
 
 
 def validate_model_choice(model: str) -> None:
@@ -103,7 +105,9 @@ def create_plan(db: DatabaseService, request: PlanRequest, runs_root: Path | Non
     # A leftover at the plan's own path (a file, or a directory this process cannot write) would only
     # fail the first step; refuse now.
     if run_dir.exists() and not run_dir.is_dir():
-        raise PlanInputError(f"the run directory {run_dir} exists and is not a directory; remove it or pick another plan id")
+        raise PlanInputError(
+            f"the run directory {run_dir} exists and is not a directory; remove it or pick another plan id"
+        )
     if run_dir.is_dir() and not os.access(run_dir, os.W_OK | os.X_OK):
         raise PlanInputError(f"the run directory {run_dir} is not writable")
     return db.create_plan(

@@ -88,12 +88,16 @@ class RedlineVerdict:
 
     def reason(self) -> str:
         if self.step == SCREEN_STEP:
-            detail = ", ".join(x for x in (self.category, f"confidence {self.severity}" if self.severity else None) if x)
+            detail = ", ".join(
+                x for x in (self.category, f"confidence {self.severity}" if self.severity else None) if x
+            )
             text = f"refused: the prompt screening found the prompt unusable for planning (verdict UNUSABLE{f'; {detail}' if detail else ''})"
             if self.rationale.strip():
                 text += f": {' '.join(self.rationale.split())}"
             return text
-        detail = ", ".join(x for x in (self.category, f"severity {self.severity}" if self.severity else None) if x)
+        detail = ", ".join(
+            x for x in (self.category, f"severity {self.severity}" if self.severity else None) if x
+        )
         text = f"refused by the redline gate (verdict REFUSE{f'; {detail}' if detail else ''})"
         if self.rationale.strip():
             text += f": {' '.join(self.rationale.split())}"

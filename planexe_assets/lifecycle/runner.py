@@ -45,6 +45,7 @@ from resources.plan_store import PlanStore
 
 log = logging.getLogger(__name__)
 
+
 # The steps a complete run materialises: every implemented step whose upstream steps are implemented.
 def pipeline_steps() -> list[Step]:
     available = implemented_steps()
@@ -108,7 +109,9 @@ class StepRunner:
         if optional:
             contents.update(self.store.read(plan_id, optional, required=False))
         loaded = {
-            dep.name: UpstreamFiles(step=dep, contents={f: contents[f] for f in dep.filenames if f in contents})
+            dep.name: UpstreamFiles(
+                step=dep, contents={f: contents[f] for f in dep.filenames if f in contents}
+            )
             for dep in deps
         }
         return StepInputs({key: loaded[name] for key, name in step.all_requires.items()})
@@ -155,7 +158,9 @@ class StepRunner:
                 plan_id=plan_id,
                 step=step,
                 llm=llm,
-                speed_vs_detail=SpeedVsDetail(speed_vs_detail or plan.speed_vs_detail or SpeedVsDetail.ALL_DETAILS_BUT_SLOW),
+                speed_vs_detail=SpeedVsDetail(
+                    speed_vs_detail or plan.speed_vs_detail or SpeedVsDetail.ALL_DETAILS_BUT_SLOW
+                ),
                 logger=self.logger,
                 plan_created_at=plan_created_utc(plan),
                 plan_prompt=plan.prompt,
@@ -172,7 +177,10 @@ class StepRunner:
             if will_retry is not None and will_retry(exc):
                 self.logger.warning(
                     "plan %s: %s failed (%s: %s); it will be retried, the plan stays running",
-                    plan_id, step.name, type(exc).__name__, _first_line(str(exc)),
+                    plan_id,
+                    step.name,
+                    type(exc).__name__,
+                    _first_line(str(exc)),
                 )
             else:
                 self.mark_failed(plan_id, step.name, exc, run_id)
@@ -193,7 +201,9 @@ class StepRunner:
         self.update_progress(plan_id, run_id)
         return written
 
-    def run(self, plan_id: str, step_name: str, run_id: str | None, speed_vs_detail: str | None = None) -> StepExecution:
+    def run(
+        self, plan_id: str, step_name: str, run_id: str | None, speed_vs_detail: str | None = None
+    ) -> StepExecution:
         """Execute and persist: what a Luigi task or a direct caller does."""
         execution = self.execute(plan_id, step_name, speed_vs_detail=speed_vs_detail, run_id=run_id)
         execution.written = self.persist(plan_id, step_name, execution.result, run_id)
@@ -222,13 +232,22 @@ class StepRunner:
         if plan is None:
             return
         same_run = run_id is not None and plan.last_run_id == run_id
-        if same_run and plan.status in (PlanStatus.RUNNING, PlanStatus.FAILED, PlanStatus.STOPPED, PlanStatus.REFUSED):
+        if same_run and plan.status in (
+            PlanStatus.RUNNING,
+            PlanStatus.FAILED,
+            PlanStatus.STOPPED,
+            PlanStatus.REFUSED,
+        ):
             return
         if not same_run or plan.status != PlanStatus.RUNNING:
-            self.db.update_plan(plan_id, {**RUNNING_AGAIN, "started_at": plan.started_at or utcnow(), "last_run_id": run_id})
+            self.db.update_plan(
+                plan_id, {**RUNNING_AGAIN, "started_at": plan.started_at or utcnow(), "last_run_id": run_id}
+            )
             self._remove_completion_marker(plan_id)
 
-    def mark_failed(self, plan_id: str, step_name: str, exc: BaseException, run_id: str | None = None) -> None:
+    def mark_failed(
+        self, plan_id: str, step_name: str, exc: BaseException, run_id: str | None = None
+    ) -> None:
         """The step failed for good: the plan is failed, with what, where and whether resuming can help.
         The first failure of a run is the one kept (later ones are often its consequences)."""
         message = f"{step_name}: {type(exc).__name__}: {exc}"
@@ -302,7 +321,12 @@ class StepRunner:
             if plan is not None and plan.started_at is not None:
                 changes["actual_duration_minutes"] = (utcnow() - plan.started_at).total_seconds() / 60
             if total == len(STEPS):
-                self.store.write(plan_id, "full_plan_pipeline", {PIPELINE_COMPLETE_FILENAME: COMPLETION_TEXT}, run_id=run_id)
+                self.store.write(
+                    plan_id,
+                    "full_plan_pipeline",
+                    {PIPELINE_COMPLETE_FILENAME: COMPLETION_TEXT},
+                    run_id=run_id,
+                )
         self.db.update_plan(plan_id, changes)
 
     def _remove_completion_marker(self, plan_id: str) -> None:
@@ -343,6 +367,7 @@ def failure_fields(exc: BaseException, step_name: str | None) -> dict:
         "failed_step": step_name,
         "recoverable": failure_kind(exc).recoverable,
     }
+
 
 FANOUT_ENV = "PLANEXE_FANOUT_CONCURRENCY"
 

@@ -71,7 +71,9 @@ def data_version(files: Mapping[str, str]) -> str:
     """
     digest = hashlib.sha256()
     for name in sorted(files):
-        digest.update(name.encode("utf-8") + b"\0" + _sha(_content(name, files[name])).encode("ascii") + b"\n")
+        digest.update(
+            name.encode("utf-8") + b"\0" + _sha(_content(name, files[name])).encode("ascii") + b"\n"
+        )
     return digest.hexdigest()
 
 
@@ -111,9 +113,21 @@ class Fingerprint:
         """A one-line account of what the version covers, for asset metadata."""
         by_kind: dict[str, list[str]] = {}
         for part in self.parts:
-            short = part.name if part.kind in ("data file", "step table row") else part.name.rsplit(".", 1)[-1]
+            short = (
+                part.name if part.kind in ("data file", "step table row") else part.name.rsplit(".", 1)[-1]
+            )
             by_kind.setdefault(part.kind, []).append(short)
-        order = ("prompt", "response model", "function", "class", "enum", "constant", "module", "data file", "step table row")
+        order = (
+            "prompt",
+            "response model",
+            "function",
+            "class",
+            "enum",
+            "constant",
+            "module",
+            "data file",
+            "step table row",
+        )
         chunks = []
         for kind in order:
             names = by_kind.get(kind)
@@ -258,13 +272,19 @@ class _Walker:
             return obj.part, ()
         if isinstance(obj, _DataFile):
             text = _data_files()[obj.name]
-            return Part("data file", obj.name, _sha(text)), tuple(_DataFile(n) for n in _data_file_names(text) if n != obj.name)
+            return Part("data file", obj.name, _sha(text)), tuple(
+                _DataFile(n) for n in _data_file_names(text) if n != obj.name
+            )
         if isinstance(obj, (types.FunctionType, types.MethodType)):
             fn = obj.__func__ if isinstance(obj, types.MethodType) else obj
             source = _source(fn)
-            if not _ours(fn) or source is None:  # e.g. dataclass-generated methods: the class source covers them
+            if (
+                not _ours(fn) or source is None
+            ):  # e.g. dataclass-generated methods: the class source covers them
                 return None, ()
-            return Part("function", f"{fn.__module__}.{fn.__qualname__}", _sha(source)), tuple(self._function_children(fn))
+            return Part("function", f"{fn.__module__}.{fn.__qualname__}", _sha(source)), tuple(
+                self._function_children(fn)
+            )
         if isinstance(obj, type):
             return self._class(obj)
         return None, ()

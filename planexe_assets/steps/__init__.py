@@ -39,7 +39,9 @@ _NOT_STAGE_MODULES = {"common"}
 _loaded = False
 
 
-def register(name: str, *, models: Mapping[str, OutputModels] | None = None) -> Callable[[StepFunction], StepFunction]:
+def register(
+    name: str, *, models: Mapping[str, OutputModels] | None = None
+) -> Callable[[StepFunction], StepFunction]:
     """Register the function of step ``name`` and the models of its JSON outputs (see the module doc)."""
     if name not in STEP_BY_NAME:
         raise KeyError(f"register(): {name!r} is not a step of the step table")
@@ -48,11 +50,17 @@ def register(name: str, *, models: Mapping[str, OutputModels] | None = None) -> 
     declared = dict(models or {})
     unknown = sorted(set(declared) - set(files))
     if unknown:
-        raise ValueError(f"register({name!r}): no output or side file {unknown}; the table has {sorted(files)}")
+        raise ValueError(
+            f"register({name!r}): no output or side file {unknown}; the table has {sorted(files)}"
+        )
     not_json = sorted(key for key in declared if not files[key].endswith(".json"))
     if not_json:
-        raise ValueError(f"register({name!r}): models for files that are not JSON: {[files[k] for k in not_json]}")
-    missing = sorted(key for key, filename in files.items() if filename.endswith(".json") and key not in declared)
+        raise ValueError(
+            f"register({name!r}): models for files that are not JSON: {[files[k] for k in not_json]}"
+        )
+    missing = sorted(
+        key for key, filename in files.items() if filename.endswith(".json") and key not in declared
+    )
     if missing:
         raise ValueError(
             f"register({name!r}): JSON files without a model: {[files[k] for k in missing]}; "

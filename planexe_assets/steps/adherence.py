@@ -70,7 +70,9 @@ class Directive(BaseModel):
         description="constraint, stated_fact, requirement, banned or intent."
     )
     text: str = Field(description="The user's words, quoted or closely paraphrased, under 100 characters.")
-    importance_5: int = Field(description="How central the directive is to the request, 1 (minor) to 5 (core).")
+    importance_5: int = Field(
+        description="How central the directive is to the request, 1 (minor) to 5 (core)."
+    )
 
     @field_validator("importance_5", mode="before")
     @classmethod
@@ -84,7 +86,9 @@ class DirectiveExtractionResult(BaseModel):
 
 class AdherenceResult(BaseModel):
     directive_index: int = Field(description="The number of the directive being graded.")
-    adherence_5: int = Field(description="How well the plan honours it, 1 (ignored or contradicted) to 5 (fully).")
+    adherence_5: int = Field(
+        description="How well the plan honours it, 1 (ignored or contradicted) to 5 (fully)."
+    )
     category: Annotated[AdherenceCategory, loose_enum(AdherenceCategory)] = Field(
         description="fully_honored, partially_honored, softened, ignored, contradicted or unsolicited_caveat."
     )
@@ -151,13 +155,18 @@ def clean_directives(directives: list[Directive], limit: int) -> tuple[list[Dire
     if len(kept) > limit:
         notes.append(f"{len(kept) - limit} directive(s) beyond the {limit} asked for dropped")
         kept = kept[:limit]
-    renumbered = [d.model_copy(update={"directive_index": n, "text": one_line(d.text)}) for n, d in enumerate(kept, start=1)]
+    renumbered = [
+        d.model_copy(update={"directive_index": n, "text": one_line(d.text)})
+        for n, d in enumerate(kept, start=1)
+    ]
     if any(a.directive_index != b.directive_index for a, b in zip(kept, renumbered, strict=True)):
         notes.append("directives renumbered 1..n in the order given")
     return renumbered, notes
 
 
-def clean_scores(scores: list[AdherenceResult], directives: list[Directive]) -> tuple[list[AdherenceResult], list[str]]:
+def clean_scores(
+    scores: list[AdherenceResult], directives: list[Directive]
+) -> tuple[list[AdherenceResult], list[str]]:
     """One score per known directive (the first given), in directive order; and what was dropped or missing."""
     notes: list[str] = []
     known = {d.directive_index for d in directives}
@@ -222,7 +231,9 @@ class PromptAdherenceRecord(BaseModel):
 
 @register(
     "prompt_adherence",
-    models={"raw": (PromptAdherenceRecord, Items(Directive, at="directives"), Items(AdherenceResult, at="scores"))},
+    models={
+        "raw": (PromptAdherenceRecord, Items(Directive, at="directives"), Items(AdherenceResult, at="scores"))
+    },
 )
 def run_prompt_adherence(ctx: StepContext, inputs: StepInputs) -> StepResult:
     prompt = inputs["plan_raw"].text()
@@ -259,7 +270,9 @@ def run_prompt_adherence(ctx: StepContext, inputs: StepInputs) -> StepResult:
         ctx.logger.info("prompt_adherence: %s", text)
     markdown = render_prompt_adherence(directives, scores).rstrip() + notes_markdown(notes)
     record = {
-        **PromptAdherenceRecord(directives=directives, scores=scores, overall_adherence_percent=percent).model_dump(mode="json"),
+        **PromptAdherenceRecord(
+            directives=directives, scores=scores, overall_adherence_percent=percent
+        ).model_dump(mode="json"),
         "notes": notes,
         "metadata": metadata,
         "system_prompt_phase1": phase1_system,
@@ -305,11 +318,20 @@ def render_prompt_adherence(directives: list[Directive], scores: list[AdherenceR
             ]
         )
     lines += ["", "## Summary", ""]
-    lines += [md_table(["ID", "Directive", "Type", "Importance", "Adherence", "Category"], rows)] if rows else ["_No directives._"]
+    lines += (
+        [md_table(["ID", "Directive", "Type", "Importance", "Adherence", "Category"], rows)]
+        if rows
+        else ["_No directives._"]
+    )
     importance = {d.directive_index: d.importance_5 for d in directives}
     text = {d.directive_index: d.text for d in directives}
     issues = [s for s in scores if s.adherence_5 < 5]
-    issues.sort(key=lambda s: (-importance.get(s.directive_index, DEFAULT_IMPORTANCE) * (6 - s.adherence_5), s.directive_index))
+    issues.sort(
+        key=lambda s: (
+            -importance.get(s.directive_index, DEFAULT_IMPORTANCE) * (6 - s.adherence_5),
+            s.directive_index,
+        )
+    )
     lines += ["", "## Issues", ""]
     if not issues:
         lines.append("_Every scored directive is fully honoured._")

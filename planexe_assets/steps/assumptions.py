@@ -473,7 +473,9 @@ def run_consolidate_assumptions_markdown(ctx: StepContext, inputs: StepInputs) -
         )
         shortened = extract_shortened(reply.text)
         if not shortened.markdown:
-            raise StepError(f"the model returned no shortened text for '{section.title}'", kind=FailureKind.CONTENT)
+            raise StepError(
+                f"the model returned no shortened text for '{section.title}'", kind=FailureKind.CONTENT
+            )
         return shortened, reply.metadata
 
     def every_call_failed(failed_outcomes) -> str:
@@ -520,7 +522,10 @@ def run_consolidate_assumptions_markdown(ctx: StepContext, inputs: StepInputs) -
         *missing_notes,
         (
             "Sections kept in full",
-            [f"{title}: shortening failed ({error}); the full text is used" for title, error in failed.items()]
+            [
+                f"{title}: shortening failed ({error}); the full text is used"
+                for title, error in failed.items()
+            ]
             + [
                 f"{title}: the shortened reply ended without its end marker and looks cut off; "
                 "the full text is used"

@@ -76,7 +76,6 @@ def humanize_key(key: str) -> str:
     return " ".join(word.capitalize() for word in key.replace("-", "_").split("_") if word)
 
 
-
 def one_line(text: Any) -> str:
     """Model text collapsed to one line with single spaces (for headings, list items, table cells)."""
     return " ".join(str(text).split())

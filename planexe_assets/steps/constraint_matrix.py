@@ -29,7 +29,12 @@ from planexe_assets.steps.constraints import CHECKED_STAGES, CheckedStage
 
 STATUSES = ("satisfied", "violated", "unclear")
 NOT_CHECKED = "not checked"
-STATUS_SYMBOL = {"satisfied": "✓ satisfied", "violated": "✗ violated", "unclear": "? unclear", NOT_CHECKED: "–"}
+STATUS_SYMBOL = {
+    "satisfied": "✓ satisfied",
+    "violated": "✗ violated",
+    "unclear": "? unclear",
+    NOT_CHECKED: "–",
+}
 
 
 # The six checks in pipeline order (``steps/constraints.py``); each step name is also the report's
@@ -213,10 +218,16 @@ def build_matrix(
     """The matrix from the extraction's raw JSON text and each check's (check, raw JSON text or None,
     why it is missing). Never raises on bad input: what could not be read is in ``notes``."""
     extraction, problem = parse_json_object(extraction_text)
-    extracted = [] if extraction is None else [ConstraintRow(t, k, True) for k, t in extracted_constraints(extraction)]
+    extracted = (
+        []
+        if extraction is None
+        else [ConstraintRow(t, k, True) for k, t in extracted_constraints(extraction)]
+    )
     builder = _MatrixBuilder(extracted)
     if extraction is None:
-        builder.notes.append(f"the extracted constraints are not available ({problem}); rows come from the checks")
+        builder.notes.append(
+            f"the extracted constraints are not available ({problem}); rows come from the checks"
+        )
     for check, text, missing in check_texts:
         builder.add_check(check, text, missing)
     rows = builder.finish()

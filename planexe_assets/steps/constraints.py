@@ -65,7 +65,8 @@ class ConstraintItem(BaseModel):
 
 class ConstraintExtractionResult(BaseModel):
     constraints: list[ConstraintItem] = Field(
-        default_factory=list, description="Every explicit constraint of the prompt; empty when it states none."
+        default_factory=list,
+        description="Every explicit constraint of the prompt; empty when it states none.",
     )
 
 
@@ -129,7 +130,9 @@ def run_extract_constraints(ctx: StepContext, inputs: StepInputs) -> StepResult:
         ConstraintExtractionResult,
         label="extract_constraints",
     )
-    result = ConstraintExtractionResult(constraints=[c for c in reply.value.constraints if c.constraint_text.strip()])
+    result = ConstraintExtractionResult(
+        constraints=[c for c in reply.value.constraints if c.constraint_text.strip()]
+    )
     record = raw_record(reply, EXTRACT_CONSTRAINTS_SYSTEM_PROMPT.strip(), user_prompt)
     record.update(result.model_dump(mode="json"))
     step = ctx.step
@@ -158,13 +161,15 @@ class OverallStatus(StrEnum):
 
 class ConstraintViolationItem(BaseModel):
     constraint_text: str = Field(description="The constraint being assessed, as it was given.")
-    constraint_classification: Annotated[ConstraintClassification, loose_enum(ConstraintClassification)] = Field(
-        description="positive (wanted) or negative (to avoid), as it was given."
+    constraint_classification: Annotated[ConstraintClassification, loose_enum(ConstraintClassification)] = (
+        Field(description="positive (wanted) or negative (to avoid), as it was given.")
     )
     status: Annotated[ConstraintStatus, loose_enum(ConstraintStatus)] = Field(
         description="satisfied, violated or unclear for this stage's output."
     )
-    evidence: str = Field(description="A short quote from, or a pointer into, the stage output that backs the status.")
+    evidence: str = Field(
+        description="A short quote from, or a pointer into, the stage output that backs the status."
+    )
     explanation: str = Field(description="One or two sentences of reasoning for the status.")
 
 
@@ -218,12 +223,36 @@ class CheckedStage:
 
 
 CHECKED_STAGES: tuple[CheckedStage, ...] = (
-    CheckedStage("potential_levers_constraint", "potential_levers", "clean", "potential_levers", "Potential levers"),
-    CheckedStage("deduplicated_levers_constraint", "deduplicate_levers", "raw", "deduplicated_levers", "Deduplicated levers"),
-    CheckedStage("enriched_levers_constraint", "enriched_levers", "raw", "enriched_levers", "Enriched levers"),
-    CheckedStage("vital_few_levers_constraint", "focus_on_vital_few_levers", "raw", "vital_few_levers", "Vital few levers"),
-    CheckedStage("candidate_scenarios_constraint", "candidate_scenarios", "clean", "candidate_scenarios", "Candidate scenarios"),
-    CheckedStage("selected_scenario_constraint", "select_scenario", "clean", "selected_scenario", "Selected scenario"),
+    CheckedStage(
+        "potential_levers_constraint", "potential_levers", "clean", "potential_levers", "Potential levers"
+    ),
+    CheckedStage(
+        "deduplicated_levers_constraint",
+        "deduplicate_levers",
+        "raw",
+        "deduplicated_levers",
+        "Deduplicated levers",
+    ),
+    CheckedStage(
+        "enriched_levers_constraint", "enriched_levers", "raw", "enriched_levers", "Enriched levers"
+    ),
+    CheckedStage(
+        "vital_few_levers_constraint",
+        "focus_on_vital_few_levers",
+        "raw",
+        "vital_few_levers",
+        "Vital few levers",
+    ),
+    CheckedStage(
+        "candidate_scenarios_constraint",
+        "candidate_scenarios",
+        "clean",
+        "candidate_scenarios",
+        "Candidate scenarios",
+    ),
+    CheckedStage(
+        "selected_scenario_constraint", "select_scenario", "clean", "selected_scenario", "Selected scenario"
+    ),
 )
 CHECKED_STAGE_BY_STEP: Mapping[str, CheckedStage] = {s.step_name: s for s in CHECKED_STAGES}
 
@@ -259,8 +288,14 @@ def reconcile_check(
                 explanation="The check gave no assessment for this constraint.",
             )
         )
-        corrections.append(f"constraint not assessed by the model, recorded as unclear: {one_line(constraint.constraint_text)}")
-    overall = OverallStatus.FAIL if any(v.status == ConstraintStatus.VIOLATED for v in items) else OverallStatus.PASS
+        corrections.append(
+            f"constraint not assessed by the model, recorded as unclear: {one_line(constraint.constraint_text)}"
+        )
+    overall = (
+        OverallStatus.FAIL
+        if any(v.status == ConstraintStatus.VIOLATED for v in items)
+        else OverallStatus.PASS
+    )
     if overall != result.overall_status:
         corrections.append(
             f"overall_status {result.overall_status.value!r} did not match the items; set to {overall.value!r}"
@@ -358,7 +393,10 @@ def render_constraint_check(result: ConstraintCheckResult, title: str) -> str:
         "",
         md_table(
             ["Constraint", "Kind", "Status", "Evidence"],
-            [[v.constraint_text, v.constraint_classification.value, STATUS_BADGE[v.status], v.evidence] for v in items],
+            [
+                [v.constraint_text, v.constraint_classification.value, STATUS_BADGE[v.status], v.evidence]
+                for v in items
+            ],
         ),
     ]
     for v in result.violated:

@@ -160,7 +160,10 @@ def render_redline_gate(decision: Decision, gated: bool = False) -> str:
     lines += ["", "#### Violation details", ""]
     lines += details or ["_No violation was recorded._"]
     if decision.verdict == Verdict.REFUSE and gated:
-        lines += ["", "_The plan runs with refuse-on-redline: this verdict stopped it after the diagnostics._"]
+        lines += [
+            "",
+            "_The plan runs with refuse-on-redline: this verdict stopped it after the diagnostics._",
+        ]
     elif decision.verdict == Verdict.REFUSE:
         lines += ["", "_This screen is advisory: the plan was still generated._"]
     return "\n".join(lines) + "\n"
@@ -323,7 +326,6 @@ def run_premise_attack(ctx: StepContext, inputs: StepInputs) -> StepResult:
             "lenses_failed": [r.lens.name for r in failed],
         },
     )
-
 
 
 def render_premise_attack(results: list[LensResult]) -> str:

@@ -547,9 +547,7 @@ def _run_draft(ctx: StepContext, inputs: StepInputs, kind: _Kind, filter_key: st
         return reply, user_prompt
 
     def every_draft_failed(failed_outcomes) -> str:
-        details = "; ".join(
-            f"#{o.index + 1}: {type(o.error).__name__}: {o.error}" for o in failed_outcomes
-        )
+        details = "; ".join(f"#{o.index + 1}: {type(o.error).__name__}: {o.error}" for o in failed_outcomes)
         return f"{step.name}: every document draft failed ({details})"
 
     outcomes = ctx.map_concurrent(draft, range(len(to_draft)), all_failed=every_draft_failed)

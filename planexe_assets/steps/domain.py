@@ -63,8 +63,12 @@ def clamp_rating(value: Any) -> Any:
 
 class DomainFit(BaseModel):
     domain: str = Field(description="The name of one expert discipline, e.g. 'Food retail operations'.")
-    importance: int = Field(description="How central the discipline is to the plan's success, 1 (minor) to 5 (decisive).")
-    specificity: int = Field(description="How particular it is to this plan rather than to any project, 1 (generic) to 5 (specific).")
+    importance: int = Field(
+        description="How central the discipline is to the plan's success, 1 (minor) to 5 (decisive)."
+    )
+    specificity: int = Field(
+        description="How particular it is to this plan rather than to any project, 1 (generic) to 5 (specific)."
+    )
     role: Annotated[DomainRole, loose_enum(DomainRole)] = Field(
         description="What the discipline covers for this plan: outcome, constraint, market, method, stakeholder, tool or unclear."
     )
@@ -82,7 +86,8 @@ class DomainFit(BaseModel):
 
 class DomainFitAssessment(BaseModel):
     domain_fits: list[DomainFit] = Field(
-        default_factory=list, description="The candidate disciplines of this batch; empty when the prompt is too vague to tell."
+        default_factory=list,
+        description="The candidate disciplines of this batch; empty when the prompt is too vague to tell.",
     )
 
 
@@ -95,7 +100,9 @@ class ClassifiedDomain(BaseModel):
     """The stored result (the raw file's response fields)."""
 
     primary_domain: str = Field(description="The leading discipline, or 'Unclear'.")
-    secondary_domains: list[str] = Field(default_factory=list, description="Up to three other candidates, in the order found.")
+    secondary_domains: list[str] = Field(
+        default_factory=list, description="Up to three other candidates, in the order found."
+    )
     domain_fits: list[DomainFit] = Field(default_factory=list, description="Every candidate kept, cleaned.")
     rationale: str = Field(default="", description="Why the primary discipline was chosen.")
 
@@ -219,14 +226,20 @@ def run_classify_domain(ctx: StepContext, inputs: StepInputs) -> StepResult:
     call_metadata: list[dict[str, Any]] = []
     max_calls = FAST_BATCH_CALLS if ctx.fast else MAX_BATCH_CALLS
     for call in range(1, max_calls + 1):
-        reply = ctx.llm.structured(conversation, DomainFitAssessment, label=f"classify_domain:candidates{call}")
+        reply = ctx.llm.structured(
+            conversation, DomainFitAssessment, label=f"classify_domain:candidates{call}"
+        )
         call_metadata.append({**reply.metadata, "pass": "candidates", "call": call})
         added = merge_candidates(found, reply.value.domain_fits, warnings)
         if added == 0 or len(found) >= TARGET_CANDIDATES or call == max_calls:
             break
         names = ", ".join(f.domain for f in found)
         follow_up = FOLLOW_UP_PROMPT.replace("{names}", names).replace("{batch}", str(BATCH_SIZE)).strip()
-        conversation = [*conversation, {"role": "assistant", "content": reply.text}, {"role": "user", "content": follow_up}]
+        conversation = [
+            *conversation,
+            {"role": "assistant", "content": reply.text},
+            {"role": "user", "content": follow_up},
+        ]
     first_pass_calls = len(call_metadata)
 
     rationale = ""
@@ -252,7 +265,9 @@ def run_classify_domain(ctx: StepContext, inputs: StepInputs) -> StepResult:
         primary = found[index].domain
         secondary = [f.domain for i, f in enumerate(found) if i != index][:MAX_SECONDARY]
 
-    result = ClassifiedDomain(primary_domain=primary, secondary_domains=secondary, domain_fits=found, rationale=rationale)
+    result = ClassifiedDomain(
+        primary_domain=primary, secondary_domains=secondary, domain_fits=found, rationale=rationale
+    )
     for text in warnings:
         ctx.logger.info("classify_domain: %s", text)
     record: dict[str, Any] = result.model_dump(mode="json")
@@ -267,7 +282,10 @@ def run_classify_domain(ctx: StepContext, inputs: StepInputs) -> StepResult:
     record["user_prompt"] = user_prompt
     step = ctx.step
     return StepResult(
-        files={step.outputs["raw"]: dump_json(record), step.outputs["markdown"]: render_classified_domain(result)},
+        files={
+            step.outputs["raw"]: dump_json(record),
+            step.outputs["markdown"]: render_classified_domain(result),
+        },
         notes={"primary_domain": primary, "candidates": len(found), "candidate_calls": first_pass_calls},
     )
 
@@ -292,4 +310,3 @@ def render_classified_domain(result: ClassifiedDomain) -> str:
             ),
         ]
     return "\n".join(lines) + "\n"
-

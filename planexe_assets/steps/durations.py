@@ -313,6 +313,7 @@ def run_estimate_task_durations(ctx: StepContext, inputs: StepInputs) -> StepRes
         return reply, user_prompt
 
     jobs = list(enumerate(selected, start=1))
+
     def every_chunk_failed(failed_outcomes) -> str:
         errors = "; ".join(f"chunk {jobs[o.index][0]}: {o.error}" for o in failed_outcomes)
         return f"every task-duration chunk failed: {errors}"

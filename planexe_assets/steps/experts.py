@@ -100,7 +100,9 @@ class ProposedExpert(BaseModel):
     expert_why: str = Field(description="Which weakness or open question makes this expert necessary.")
     expert_what: str = Field(description="Which part of the material the expert should review.")
     expert_relevant_skills: str = Field(description="Skills that matter for this review.")
-    expert_search_query: str = Field(description="Query that would find such a person on a professional network.")
+    expert_search_query: str = Field(
+        description="Query that would find such a person on a professional network."
+    )
 
 
 class ProposedExperts(BaseModel):
@@ -110,8 +112,12 @@ class ProposedExperts(BaseModel):
 class NegativeFeedbackItem(BaseModel):
     feedback_index: int = Field(description="Position of the problem in the list, starting at 1.")
     feedback_title: str = Field(description="The problem in a few words.")
-    feedback_verbose: str = Field(description="Detailed explanation of the problem, pointing at the documents.")
-    feedback_problem_tags: list[str] = Field(description="A few short lowercase tags classifying the problem.")
+    feedback_verbose: str = Field(
+        description="Detailed explanation of the problem, pointing at the documents."
+    )
+    feedback_problem_tags: list[str] = Field(
+        description="A few short lowercase tags classifying the problem."
+    )
     feedback_mitigation: str = Field(description="Concrete steps to mitigate the problem.")
     feedback_consequence: str = Field(description="What happens if nothing is done.")
     feedback_root_cause: str = Field(description="Why the problem arose.")
@@ -213,7 +219,9 @@ def run_expert_review(ctx: StepContext, inputs: StepInputs) -> StepResult:
         rounds.append(len(second.value.experts))
         metadata["result2"] = {**second.metadata, "expert_count": len(second.value.experts)}
     if not found:
-        raise StepError("the expert finder proposed no experts, so there is nobody to consult", kind=FailureKind.CONTENT)
+        raise StepError(
+            "the expert finder proposed no experts, so there is nobody to consult", kind=FailureKind.CONTENT
+        )
 
     experts = [clean_expert(expert) for expert in found]
     experts_raw = {
@@ -245,7 +253,10 @@ def run_expert_review(ctx: StepContext, inputs: StepInputs) -> StepResult:
         consult, list(enumerate(consulted, start=1)), all_failed=every_consultation_failed
     )
     step = ctx.step
-    side_files = {step.side_file("experts_raw"): dump_json(experts_raw), step.side_file("experts"): dump_json(experts)}
+    side_files = {
+        step.side_file("experts_raw"): dump_json(experts_raw),
+        step.side_file("experts"): dump_json(experts),
+    }
     results: list[ConsultationResult] = []
     for outcome in outcomes:
         expert = consulted[outcome.index]
@@ -254,7 +265,9 @@ def run_expert_review(ctx: StepContext, inputs: StepInputs) -> StepResult:
             results.append(ConsultationResult(expert=expert, error=message))
             continue
         reply, user_prompt = outcome.result()
-        record = raw_record(reply, system_prompt, user_prompt, expert_id=expert["id"], expert_title=expert["title"])
+        record = raw_record(
+            reply, system_prompt, user_prompt, expert_id=expert["id"], expert_title=expert["title"]
+        )
         side_files[step.side_file("criticism_raw", outcome.index + 1)] = dump_json(record)
         results.append(ConsultationResult(expert=expert, consultation=reply.value))
 
@@ -277,7 +290,6 @@ def run_expert_review(ctx: StepContext, inputs: StepInputs) -> StepResult:
 # ------------------------------------------------------------------------------------------------
 # Markdown
 # ------------------------------------------------------------------------------------------------
-
 
 
 def _render_profile(expert: dict[str, Any]) -> str:
@@ -329,7 +341,11 @@ def render_expert_review(
 ) -> str:
     """Who was found, who was consulted and what they said; the others listed for later."""
     found, consulted = len(experts), len(results)
-    rounds_text = f" over {len(rounds)} round{'s' if len(rounds) != 1 else ''} ({' + '.join(map(str, rounds))})" if rounds else ""
+    rounds_text = (
+        f" over {len(rounds)} round{'s' if len(rounds) != 1 else ''} ({' + '.join(map(str, rounds))})"
+        if rounds
+        else ""
+    )
     summary = (
         f"The expert finder proposed **{found}** expert{'s' if found != 1 else ''}{rounds_text}. "
         f"**{consulted}** {'was' if consulted == 1 else 'were'} consulted: the first {consulted} in the order "
@@ -344,7 +360,9 @@ def render_expert_review(
         if result.consultation is None:
             parts.append(f"## {number}. {title} (consultation failed)")
             parts.append(_render_profile(result.expert))
-            parts.append("_The consultation failed, so this expert's review is missing (the reason is in the notes at the end)._")
+            parts.append(
+                "_The consultation failed, so this expert's review is missing (the reason is in the notes at the end)._"
+            )
             continue
         parts.append(f"## {number}. {title}")
         parts.append(_render_profile(result.expert))
@@ -370,5 +388,7 @@ def expert_review_notes(results: Sequence[ConsultationResult], finder_error: str
         )
     for number, result in enumerate(results, start=1):
         if result.error is not None:
-            notes.append(f"Consultation {number} ({one_line(result.expert['title'])}) failed: {one_line(result.error)}")
+            notes.append(
+                f"Consultation {number} ({one_line(result.expert['title'])}) failed: {one_line(result.error)}"
+            )
     return notes

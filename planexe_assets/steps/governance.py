@@ -516,7 +516,10 @@ _UPSTREAM_DOCUMENTS: dict[str, tuple[str, type[BaseModel]]] = {
     "governance_phase1_audit": ("governance-audit.json", GovernanceAudit),
     "governance_phase2_bodies": ("governance-bodies.json", GovernanceBodies),
     "governance_phase3_impl_plan": ("governance-implementation-plan.json", GovernanceImplementationPlan),
-    "governance_phase4_decision_escalation_matrix": ("decision-escalation-matrix.json", DecisionEscalationMatrix),
+    "governance_phase4_decision_escalation_matrix": (
+        "decision-escalation-matrix.json",
+        DecisionEscalationMatrix,
+    ),
     "governance_phase5_monitoring_progress": ("monitoring-progress.json", GovernanceMonitoring),
 }
 
@@ -585,7 +588,6 @@ def consolidate_governance_markdown(sections: Iterable[tuple[str, str]]) -> str:
 # --------------------------------------------------------------------------------------------------
 # Markdown helpers
 # --------------------------------------------------------------------------------------------------
-
 
 
 def _list(items: Iterable[Any], *, indent: int = 0, numbered: bool = False, empty: str | None = None) -> str:

@@ -568,7 +568,6 @@ def run_enrich_levers(ctx: StepContext, inputs: StepInputs) -> StepResult:
     return StepResult(files={ctx.step.outputs["raw"]: dump_json(raw)}, notes=notes)
 
 
-
 # ---------------------------------------------------------------------------------------------------
 # 4. Focus on the vital few levers
 # ---------------------------------------------------------------------------------------------------
@@ -638,7 +637,9 @@ def select_vital_levers(
     assessed, and such picks are listed so the reader knows. The result keeps the original lever order.
     """
     selection = VitalSelection()
-    by_id = _answers_by_lever(levers, assessments, selection.unknown_assessments, selection.duplicate_assessments)
+    by_id = _answers_by_lever(
+        levers, assessments, selection.unknown_assessments, selection.duplicate_assessments
+    )
 
     def rank(position: int) -> tuple[int, int]:
         item = by_id.get(_same_id(levers[position]["lever_id"]))

@@ -25,8 +25,6 @@ ENV = Environment(
 )
 
 
-
-
 def nl2br(text: Any) -> Markup:
     """Escaped text with its line breaks kept as ``<br>`` (the only markup added to model text)."""
     return Markup("<br>\n").join(escape(line) for line in str(text).strip().splitlines())

@@ -143,7 +143,9 @@ def run_pitch_markdown(ctx: StepContext, inputs: StepInputs) -> StepResult:
     reply = ctx.llm.text(messages(PITCH_MARKDOWN_SYSTEM_PROMPT, user_prompt), label="pitch_markdown")
     markdown, had_markers = extract_marked_markdown(reply.text)
     if not markdown.strip():
-        raise StepError(f"the model ({reply.usage.model_id}) returned no markdown for the pitch", kind=FailureKind.CONTENT)
+        raise StepError(
+            f"the model ({reply.usage.model_id}) returned no markdown for the pitch", kind=FailureKind.CONTENT
+        )
     markdown = normalise_bullets(markdown).strip() + "\n"
     if not had_markers:
         ctx.logger.warning(

@@ -130,8 +130,12 @@ class PreProjectReviewer(BaseModel):
 
 
 class PreProjectReviews(BaseModel):
-    expert1: PreProjectReviewer = Field(description="The delivery-minded reviewer: what must be set up first.")
-    expert2: PreProjectReviewer = Field(description="The risk-minded reviewer: what could stop or harm the project.")
+    expert1: PreProjectReviewer = Field(
+        description="The delivery-minded reviewer: what must be set up first."
+    )
+    expert2: PreProjectReviewer = Field(
+        description="The risk-minded reviewer: what could stop or harm the project."
+    )
     combined_summary: str = Field(description="The three most urgent actions across both reviewers and why.")
     go_no_go_recommendation: str = Field(
         description="Verdict (Go, Proceed with Caution or No Go) followed by the reasoning behind it."

@@ -47,12 +47,16 @@ Do not invent contact details; when unsure, point to the organisation or channel
 class SuggestionItem(BaseModel):
     item_index: int = Field(description="Position of this precedent in the list, starting at 1.")
     project_name: str = Field(description="Commonly used name of the comparable project.")
-    project_description: str = Field(description="What the project was: goal, organisation, place and period.")
+    project_description: str = Field(
+        description="What the project was: goal, organisation, place and period."
+    )
     success_metrics: list[str] = Field(description="Outcomes or indicators showing how the project went.")
     risks_and_challenges_faced: list[str] = Field(
         description="Problems the project met and, where known, how they were dealt with."
     )
-    where_to_find_more_information: list[str] = Field(description="Sources to read more: sites, reports, articles.")
+    where_to_find_more_information: list[str] = Field(
+        description="Sources to read more: sites, reports, articles."
+    )
     actionable_steps: list[str] = Field(
         description="How to get in touch with the people or organisations behind the project."
     )
@@ -73,7 +77,9 @@ def run_related_resources(ctx: StepContext, inputs: StepInputs) -> StepResult:
         ("assumptions.md", inputs["consolidate_assumptions_markdown"].text("short")),
         ("project-plan.json", compact_json_for_prompt(inputs["project_plan"].json("raw"))),
     )
-    reply = ctx.llm.structured(messages(SYSTEM_PROMPT, user_prompt), RelatedProjects, label="related_resources")
+    reply = ctx.llm.structured(
+        messages(SYSTEM_PROMPT, user_prompt), RelatedProjects, label="related_resources"
+    )
     step = ctx.step
     return StepResult(
         files={
@@ -102,5 +108,3 @@ def render_related_resources(details: RelatedProjects) -> str:
         parts.append("### Whom to contact\n\n" + md_bullets(item.actionable_steps))
     parts.append("## Summary\n\n" + (details.summary.strip() or "_No summary given._"))
     return "\n\n".join(parts) + "\n"
-
-

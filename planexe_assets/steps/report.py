@@ -580,7 +580,12 @@ def _markdown_section(title: str, anchor: str, text: str) -> Section:
     body, notes = split_notes(text)
     rendered = render_markdown(body)
     return Section(
-        title, anchor, "html", html=rendered.html, removed=rendered.removed, doc_notes=parse_notes(notes),
+        title,
+        anchor,
+        "html",
+        html=rendered.html,
+        removed=rendered.removed,
+        doc_notes=parse_notes(notes),
         markdown=text.strip(),
     )
 
@@ -660,7 +665,11 @@ def _vetted_section(title: str, anchor: str, inputs: StepInputs) -> Section:
             "note": prompt.problem,
         }
     ]
-    md = ["## Initial Prompt", "", _fence(prompt.text, "text") if prompt.text is not None else _not_available_md(prompt.problem)]
+    md = [
+        "## Initial Prompt",
+        "",
+        _fence(prompt.text, "text") if prompt.text is not None else _not_available_md(prompt.problem),
+    ]
     removed: list[str] = []
     notes: list[NoteGroup] = []
     for heading, key in VETTED_PARTS:
@@ -668,9 +677,19 @@ def _vetted_section(title: str, anchor: str, inputs: StepInputs) -> Section:
         part = _markdown_section(heading, "", loaded.text) if loaded.text is not None else None
         if part is not None:
             removed.extend(part.removed)
-            notes += [NoteGroup(f"{heading}: {g.heading}" if g.heading else heading, g.lines) for g in part.doc_notes]
-        parts.append({"heading": heading, "prompt": False, "html": part.html if part else None, "note": loaded.problem})
-        md += ["", f"## {heading}", "", loaded.text.strip() if loaded.text is not None else _not_available_md(loaded.problem)]
+            notes += [
+                NoteGroup(f"{heading}: {g.heading}" if g.heading else heading, g.lines)
+                for g in part.doc_notes
+            ]
+        parts.append(
+            {"heading": heading, "prompt": False, "html": part.html if part else None, "note": loaded.problem}
+        )
+        md += [
+            "",
+            f"## {heading}",
+            "",
+            loaded.text.strip() if loaded.text is not None else _not_available_md(loaded.problem),
+        ]
     if all(part["html"] is None for part in parts):
         section = _missing(title, anchor, "; ".join(part["note"] for part in parts))
     else:
@@ -687,7 +706,9 @@ def _constraints_section(title: str, anchor: str, inputs: StepInputs) -> Section
     matrix = matrix_from(read)
     markdown_body = constraint_matrix_markdown(matrix).strip()
     if not matrix.rows and not matrix.any_check and matrix.extraction_problem:
-        section = _missing(title, anchor, f"no extracted constraints ({matrix.extraction_problem}) and no constraint check")
+        section = _missing(
+            title, anchor, f"no extracted constraints ({matrix.extraction_problem}) and no constraint check"
+        )
         section.markdown = markdown_body
         return section
     notes = note_groups([("How the checks were read", matrix.notes)]) if matrix.notes else []
@@ -759,7 +780,9 @@ def report_title(inputs: StepInputs) -> tuple[str, str]:
         return UNTITLED, str(exc)
 
 
-def render_report(title: str, created: str, sections: list[Section], screening: Screening | None = None) -> str:
+def render_report(
+    title: str, created: str, sections: list[Section], screening: Screening | None = None
+) -> str:
     return render_page(
         "report.html.j2",
         title=title,
@@ -770,7 +793,9 @@ def render_report(title: str, created: str, sections: list[Section], screening: 
     )
 
 
-def render_report_markdown(title: str, created: str, sections: list[Section], screening: Screening | None = None) -> str:
+def render_report_markdown(
+    title: str, created: str, sections: list[Section], screening: Screening | None = None
+) -> str:
     """report.md: the same sections as markdown, for LLMs (no Gantt; the WBS as a csv block)."""
     out = [f"# {one_line(title)}", "", f"Generated on {created}."]
     if screening is not None and screening.unusable:
@@ -811,7 +836,10 @@ def run_report(ctx: StepContext, inputs: StepInputs) -> StepResult:
     markdown_report = render_report_markdown(title, created, sections, screening)
     notes = report_notes(title, title_problem, sections, screening)
     problems = [
-        ("Sections not available", [f"{name}: {reason}" for name, reason in notes["sections_not_available"].items()]),
+        (
+            "Sections not available",
+            [f"{name}: {reason}" for name, reason in notes["sections_not_available"].items()],
+        ),
         ("Title", [f"no project title ({title_problem}); using {UNTITLED!r}"] if title_problem else []),
         ("Prompt screening", [screening_problem] if screening_problem else []),
     ]

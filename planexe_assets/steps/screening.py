@@ -112,7 +112,7 @@ def prompt_facts(prompt: str) -> str:
 
 
 def screening_user_prompt(prompt: str) -> str:
-    return f"Facts about the request:\n{prompt_facts(prompt)}\n\nThe request:\n\"\"\"\n{prompt.strip()}\n\"\"\""
+    return f'Facts about the request:\n{prompt_facts(prompt)}\n\nThe request:\n"""\n{prompt.strip()}\n"""'
 
 
 def consistent_screening(result: PromptScreeningResult) -> tuple[PromptScreeningResult, list[str]]:
@@ -123,10 +123,14 @@ def consistent_screening(result: PromptScreeningResult) -> tuple[PromptScreening
     """
     if result.verdict == ScreeningVerdict.USABLE and result.reason != ScreeningReason.USABLE:
         fixed = result.model_copy(update={"reason": ScreeningReason.USABLE})
-        return fixed, [f"the verdict USABLE came with the reason {result.reason.value!r}; the reason was set to 'usable'"]
+        return fixed, [
+            f"the verdict USABLE came with the reason {result.reason.value!r}; the reason was set to 'usable'"
+        ]
     if result.verdict == ScreeningVerdict.UNUSABLE and result.reason == ScreeningReason.USABLE:
         fixed = result.model_copy(update={"verdict": ScreeningVerdict.USABLE})
-        return fixed, ["the verdict UNUSABLE named no problem (reason 'usable'); the prompt was kept as USABLE"]
+        return fixed, [
+            "the verdict UNUSABLE named no problem (reason 'usable'); the prompt was kept as USABLE"
+        ]
     return result, []
 
 
@@ -189,7 +193,10 @@ def render_screening(result: PromptScreeningResult) -> str:
             "",
             "### Details",
             "",
-            md_table(["Reason", "Confidence"], [[reason_label(result.reason), result.confidence.value.capitalize()]]),
+            md_table(
+                ["Reason", "Confidence"],
+                [[reason_label(result.reason), result.confidence.value.capitalize()]],
+            ),
         ]
     return "\n".join(lines) + "\n"
 
@@ -200,4 +207,6 @@ def screening_banner(result: PromptScreeningResult) -> str | None:
     if not result.unusable:
         return None
     text = re.sub(r"\s+", " ", result.rationale).strip()
-    return f"Prompt quality warning: the prompt was screened as unusable ({reason_label(result.reason)}). {text}"
+    return (
+        f"Prompt quality warning: the prompt was screened as unusable ({reason_label(result.reason)}). {text}"
+    )

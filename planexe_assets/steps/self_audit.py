@@ -40,7 +40,9 @@ class AuditLevel(StrEnum):
 
 
 class ChecklistAnswer(BaseModel):
-    justification: str = Field(description="About 30 words on why the flag applies this much; written before the level.")
+    justification: str = Field(
+        description="About 30 words on why the flag applies this much; written before the level."
+    )
     mitigation: str = Field(description="About 30 words: the one action that would most reduce the flag.")
     level: Annotated[AuditLevel, loose_enum(AuditLevel)] = Field(
         description="low, medium or high: how strongly the flag applies to this plan; it must agree with the justification."
@@ -82,46 +84,126 @@ class ChecklistItem:
 
 
 CHECKLIST: tuple[ChecklistItem, ...] = (
-    ChecklistItem(1, "Violates Known Physics", "Does the plan need something physics rules out?",
-                  "whether success depends on breaking an established law of nature (energy from nothing, faster-than-light travel, reversing entropy)."),
-    ChecklistItem(2, "No Real-World Proof", "Has anything like it worked before?",
-                  "whether the core idea has been shown to work anywhere, or the plan bets on an untested concept without a pilot or proof step."),
-    ChecklistItem(3, "Buzzwords", "Is the language vaguer than the substance?",
-                  "fashionable terms (synergy, AI-powered, disruptive, blockchain) used in place of concrete mechanisms, numbers and owners."),
-    ChecklistItem(4, "Underestimating Risks", "Are the serious risks named and handled?",
-                  "risks that are missing, rated too mildly or paired with mitigations that would not work."),
-    ChecklistItem(5, "Timeline Issues", "Can the schedule hold?",
-                  "durations that are too short, steps in the wrong order, missing lead times (permits, hiring, procurement) or no slack."),
-    ChecklistItem(6, "Money Issues", "Is the money side coherent?",
-                  "unclear funding sources, costs left out, revenue that arrives too late, or cash needs the plan never covers."),
-    ChecklistItem(7, "Budget Too Low", "Does the budget fit the scope?",
-                  "a budget that could not pay for the work, people, equipment and contingencies the plan itself describes."),
-    ChecklistItem(8, "Overly Optimistic Projections", "Are the forecasts believable?",
-                  "adoption, sales, savings or impact figures without a basis, or best cases presented as expected outcomes."),
-    ChecklistItem(9, "Lacks Technical Depth", "Is the how worked out?",
-                  "technical or operational steps that stay at the level of intentions where specifications, methods or capacities are needed."),
-    ChecklistItem(10, "Assertions Without Evidence", "Are key claims backed?",
-                   "important statements of fact, demand or feasibility given without data, sources or a way to verify them."),
-    ChecklistItem(11, "Unclear Deliverables", "Is it clear what gets delivered?",
-                   "outputs without a definition, an owner, a date or a way to tell that they are done."),
-    ChecklistItem(12, "Gold Plating", "Does the plan do more than the goal needs?",
-                   "features, studies or extras that add cost and time without serving the stated goal."),
-    ChecklistItem(13, "Staffing Fit & Rationale", "Are the right people in the right roles?",
-                   "missing skills, roles without a reason, too few people for the workload, or key persons without backup."),
-    ChecklistItem(14, "Legal Minefield", "Are legal and regulatory hurdles under control?",
-                   "licences, permits, liability, data protection, labour or sector rules the plan overlooks or treats lightly."),
-    ChecklistItem(15, "Lacks Operational Sustainability", "Will it keep running after launch?",
-                   "no plan for ongoing operation: maintenance, staffing, funding and ownership once the project phase ends."),
-    ChecklistItem(16, "Infeasible Constraints", "Can all the constraints hold at once?",
-                   "budget, time, place, quality and scope limits that contradict each other or the goal."),
-    ChecklistItem(17, "External Dependencies", "What outside the plan's control can stop it?",
-                   "suppliers, partners, approvals, technologies or markets the plan relies on without alternatives."),
-    ChecklistItem(18, "Stakeholder Misalignment", "Do the people involved want the same thing?",
-                   "stakeholders (investors, authorities, neighbours, staff, customers) whose interests conflict with the plan and are not addressed."),
-    ChecklistItem(19, "No Adaptive Framework", "Can the plan change course?",
-                   "no milestones, decision points, monitoring or criteria for adjusting or stopping when reality differs from the plan."),
-    ChecklistItem(20, "Uncategorized Red Flags", "Anything else that should worry a reviewer?",
-                   "any other serious weakness the items above do not cover: ethics, reputation, safety, dependence on one assumption."),
+    ChecklistItem(
+        1,
+        "Violates Known Physics",
+        "Does the plan need something physics rules out?",
+        "whether success depends on breaking an established law of nature (energy from nothing, faster-than-light travel, reversing entropy).",
+    ),
+    ChecklistItem(
+        2,
+        "No Real-World Proof",
+        "Has anything like it worked before?",
+        "whether the core idea has been shown to work anywhere, or the plan bets on an untested concept without a pilot or proof step.",
+    ),
+    ChecklistItem(
+        3,
+        "Buzzwords",
+        "Is the language vaguer than the substance?",
+        "fashionable terms (synergy, AI-powered, disruptive, blockchain) used in place of concrete mechanisms, numbers and owners.",
+    ),
+    ChecklistItem(
+        4,
+        "Underestimating Risks",
+        "Are the serious risks named and handled?",
+        "risks that are missing, rated too mildly or paired with mitigations that would not work.",
+    ),
+    ChecklistItem(
+        5,
+        "Timeline Issues",
+        "Can the schedule hold?",
+        "durations that are too short, steps in the wrong order, missing lead times (permits, hiring, procurement) or no slack.",
+    ),
+    ChecklistItem(
+        6,
+        "Money Issues",
+        "Is the money side coherent?",
+        "unclear funding sources, costs left out, revenue that arrives too late, or cash needs the plan never covers.",
+    ),
+    ChecklistItem(
+        7,
+        "Budget Too Low",
+        "Does the budget fit the scope?",
+        "a budget that could not pay for the work, people, equipment and contingencies the plan itself describes.",
+    ),
+    ChecklistItem(
+        8,
+        "Overly Optimistic Projections",
+        "Are the forecasts believable?",
+        "adoption, sales, savings or impact figures without a basis, or best cases presented as expected outcomes.",
+    ),
+    ChecklistItem(
+        9,
+        "Lacks Technical Depth",
+        "Is the how worked out?",
+        "technical or operational steps that stay at the level of intentions where specifications, methods or capacities are needed.",
+    ),
+    ChecklistItem(
+        10,
+        "Assertions Without Evidence",
+        "Are key claims backed?",
+        "important statements of fact, demand or feasibility given without data, sources or a way to verify them.",
+    ),
+    ChecklistItem(
+        11,
+        "Unclear Deliverables",
+        "Is it clear what gets delivered?",
+        "outputs without a definition, an owner, a date or a way to tell that they are done.",
+    ),
+    ChecklistItem(
+        12,
+        "Gold Plating",
+        "Does the plan do more than the goal needs?",
+        "features, studies or extras that add cost and time without serving the stated goal.",
+    ),
+    ChecklistItem(
+        13,
+        "Staffing Fit & Rationale",
+        "Are the right people in the right roles?",
+        "missing skills, roles without a reason, too few people for the workload, or key persons without backup.",
+    ),
+    ChecklistItem(
+        14,
+        "Legal Minefield",
+        "Are legal and regulatory hurdles under control?",
+        "licences, permits, liability, data protection, labour or sector rules the plan overlooks or treats lightly.",
+    ),
+    ChecklistItem(
+        15,
+        "Lacks Operational Sustainability",
+        "Will it keep running after launch?",
+        "no plan for ongoing operation: maintenance, staffing, funding and ownership once the project phase ends.",
+    ),
+    ChecklistItem(
+        16,
+        "Infeasible Constraints",
+        "Can all the constraints hold at once?",
+        "budget, time, place, quality and scope limits that contradict each other or the goal.",
+    ),
+    ChecklistItem(
+        17,
+        "External Dependencies",
+        "What outside the plan's control can stop it?",
+        "suppliers, partners, approvals, technologies or markets the plan relies on without alternatives.",
+    ),
+    ChecklistItem(
+        18,
+        "Stakeholder Misalignment",
+        "Do the people involved want the same thing?",
+        "stakeholders (investors, authorities, neighbours, staff, customers) whose interests conflict with the plan and are not addressed.",
+    ),
+    ChecklistItem(
+        19,
+        "No Adaptive Framework",
+        "Can the plan change course?",
+        "no milestones, decision points, monitoring or criteria for adjusting or stopping when reality differs from the plan.",
+    ),
+    ChecklistItem(
+        20,
+        "Uncategorized Red Flags",
+        "Anything else that should worry a reviewer?",
+        "any other serious weakness the items above do not cover: ethics, reputation, safety, dependence on one assumption.",
+    ),
 )
 
 PHYSICS_SYSTEM_PROMPT = """
@@ -284,7 +366,10 @@ def render_self_audit(answers: list[ChecklistAnswerCleaned]) -> str:
         "",
         md_table(
             ["Level", "Count", "Meaning"],
-            [[LEVEL_BADGE[level], sum(1 for a in answers if a.level == level), LEVEL_MEANING[level]] for level in (AuditLevel.HIGH, AuditLevel.MEDIUM, AuditLevel.LOW)],
+            [
+                [LEVEL_BADGE[level], sum(1 for a in answers if a.level == level), LEVEL_MEANING[level]]
+                for level in (AuditLevel.HIGH, AuditLevel.MEDIUM, AuditLevel.LOW)
+            ],
         ),
         "",
         "## Checklist",

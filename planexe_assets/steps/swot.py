@@ -117,7 +117,9 @@ def run_swot_analysis(ctx: StepContext, inputs: StepInputs) -> StepResult:
         ("related-resources.md", inputs["related_resources"].text("markdown")),
     )
     reply = ctx.llm.structured(messages(system_prompt, user_prompt), SWOTAnalysis, label=f"swot_{purpose}")
-    raw = raw_record(reply, system_prompt, user_prompt, topic=topic, purpose=purpose, purpose_detailed=detailed)
+    raw = raw_record(
+        reply, system_prompt, user_prompt, topic=topic, purpose=purpose, purpose_detailed=detailed
+    )
     step = ctx.step
     return StepResult(
         files={

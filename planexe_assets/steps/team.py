@@ -115,7 +115,9 @@ Give the three to five most important items in each list. For each item:
 class TeamMember(BaseModel):
     job_category_title: str = Field(description="Short, recognisable title of the role.")
     short_explanation: str = Field(description="Why the plan needs this role and what it is responsible for.")
-    people_needed: str = Field(description="Headcount as free text, with a range and its driver if uncertain.")
+    people_needed: str = Field(
+        description="Headcount as free text, with a range and its driver if uncertain."
+    )
     consequences_of_not_having_this_role: str = Field(description="What goes wrong if nobody fills the role.")
 
 
@@ -167,7 +169,9 @@ class TeamDetails(BaseModel):
 class EnvironmentNeeds(BaseModel):
     id: int = Field(description="Id of the role, copied from team-members.json.")
     equipment_needs: str = Field(description="Tools, devices, software and vehicles the role needs.")
-    facility_needs: str = Field(description="Spaces the role needs: offices, labs, workshops, sites, storage.")
+    facility_needs: str = Field(
+        description="Spaces the role needs: offices, labs, workshops, sites, storage."
+    )
 
 
 class EnvironmentDetails(BaseModel):
@@ -182,7 +186,9 @@ class TeamIssue(BaseModel):
 
 class TeamReview(BaseModel):
     omissions: list[TeamIssue] = Field(description="Roles, skills or responsibilities no role covers.")
-    potential_improvements: list[TeamIssue] = Field(description="Changes that would improve the existing roles.")
+    potential_improvements: list[TeamIssue] = Field(
+        description="Changes that would improve the existing roles."
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -250,21 +256,41 @@ def merge_by_id(
         values = answer.model_dump(mode="json")
         answer_id = values.pop("id")
         if answer_id not in by_id:
-            issues.append(_issue(stage, "unknown_id", answer_id, "the model answered for a role id that does not exist", values))
+            issues.append(
+                _issue(
+                    stage,
+                    "unknown_id",
+                    answer_id,
+                    "the model answered for a role id that does not exist",
+                    values,
+                )
+            )
             continue
         if answer_id in answered:
-            issues.append(_issue(stage, "duplicate_id", answer_id, "the model answered twice for this role; the first answer was kept", values))
+            issues.append(
+                _issue(
+                    stage,
+                    "duplicate_id",
+                    answer_id,
+                    "the model answered twice for this role; the first answer was kept",
+                    values,
+                )
+            )
             continue
         answered.add(answer_id)
         for answer_field, role_key in field_map.items():
             by_id[answer_id][role_key] = values[answer_field]
     for role in merged:
         if role["id"] not in answered:
-            issues.append(_issue(stage, "missing_answer", role["id"], "the model gave no answer for this role", None))
+            issues.append(
+                _issue(stage, "missing_answer", role["id"], "the model gave no answer for this role", None)
+            )
     return merged, issues
 
 
-def _issue(stage: str, kind: str, role_id: int, message: str, answer: dict[str, Any] | None) -> dict[str, Any]:
+def _issue(
+    stage: str, kind: str, role_id: int, message: str, answer: dict[str, Any] | None
+) -> dict[str, Any]:
     issue: dict[str, Any] = {"step": stage, "kind": kind, "id": role_id, "message": message}
     if answer is not None:
         issue["answer"] = answer
@@ -442,8 +468,14 @@ _ROLE_FIELDS: tuple[tuple[str, str, bool], ...] = (
     ("facility_needs", "Facility needs", True),
 )
 # Fields an enrichment step should have added; their absence is shown, not hidden.
-_ENRICHED_KEYS = {"contract_type", "contract_type_justification", "typical_job_activities",
-                  "background_story", "equipment_needs", "facility_needs"}
+_ENRICHED_KEYS = {
+    "contract_type",
+    "contract_type_justification",
+    "typical_job_activities",
+    "background_story",
+    "equipment_needs",
+    "facility_needs",
+}
 _KNOWN_KEYS = {"id", "category"} | {key for key, _, _ in _ROLE_FIELDS}
 
 
@@ -504,7 +536,9 @@ def _issue_note(issue: dict[str, Any]) -> str:
     return line
 
 
-def render_team(roles: Sequence[dict[str, Any]], review: TeamReview, issues: Sequence[dict[str, Any]] = ()) -> str:
+def render_team(
+    roles: Sequence[dict[str, Any]], review: TeamReview, issues: Sequence[dict[str, Any]] = ()
+) -> str:
     """The team document: roles, then the review's omissions and improvements; id issues are notes."""
     parts = [
         "# Team",
@@ -517,4 +551,3 @@ def render_team(roles: Sequence[dict[str, Any]], review: TeamReview, issues: Seq
     ]
     notes = [("Answers that did not line up with the role list", [_issue_note(issue) for issue in issues])]
     return "\n\n".join(parts).rstrip() + notes_markdown(notes) + "\n"
-

@@ -336,6 +336,7 @@ def run_wbs_level3(ctx: StepContext, inputs: StepInputs) -> StepResult:
         return reply, user_prompt
 
     jobs = list(enumerate(selected, start=1))
+
     def every_task_failed(failed_outcomes) -> str:
         errors = "; ".join(f"{jobs[o.index][1].description}: {o.error}" for o in failed_outcomes)
         return f"every level-3 decomposition failed: {errors}"

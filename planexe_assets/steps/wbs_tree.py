@@ -257,5 +257,3 @@ def render_wbs_tree(root: WBSNode) -> str:
             else:
                 lines.append(f"{indent}  - {label}: {one_line(value)}")
     return "\n".join(lines) + "\n"
-
-

@@ -80,7 +80,9 @@ class CircuitBreaker:
             if self._open_until is None:
                 return True, None
             now = self._clock()
-            state = BreakerState(self.key, self._consecutive, self._last_error, max(0.0, self._open_until - now))
+            state = BreakerState(
+                self.key, self._consecutive, self._last_error, max(0.0, self._open_until - now)
+            )
             if now < self._open_until or self._probing:
                 return False, state
             self._probing = True
@@ -95,7 +97,9 @@ class CircuitBreaker:
             now = self._clock()
             if now >= self._open_until and not self._probing:
                 return None
-            return BreakerState(self.key, self._consecutive, self._last_error, max(0.0, self._open_until - now))
+            return BreakerState(
+                self.key, self._consecutive, self._last_error, max(0.0, self._open_until - now)
+            )
 
     def success(self) -> None:
         """The endpoint answered: close the breaker."""
@@ -134,7 +138,9 @@ class CircuitBreaker:
 class BreakerBoard:
     """The breakers of one executor, one per endpoint key, created on first use."""
 
-    def __init__(self, failures: int, cooldown: float, max_cooldown: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, failures: int, cooldown: float, max_cooldown: float, clock: Callable[[], float] = time.monotonic
+    ):
         self.failures = failures
         self.cooldown = cooldown
         self.max_cooldown = max_cooldown

@@ -70,7 +70,9 @@ class TokenEstimator:
         high = math.ceil(chars * ratio * (1 + self.margin)) + overhead
         return Estimate(low=low, high=high, measured=measured)
 
-    def observe(self, model_id: str, messages: Sequence[Mapping[str, str]], prompt_tokens: int | None) -> bool:
+    def observe(
+        self, model_id: str, messages: Sequence[Mapping[str, str]], prompt_tokens: int | None
+    ) -> bool:
         """Learn from the prompt tokens the server counted for these messages. False when the count
         is implausibly low for the text (under ``_IMPLAUSIBLE`` of the default ratio, i.e. more than
         about 9 characters per token): the server most likely dropped part of the prompt (Ollama
@@ -128,7 +130,9 @@ def context_error(status: int | None, message: str, body: Any = None) -> Context
             text += " " + " ".join(f"{k}={v}" for k, v in inner.items() if isinstance(v, str | int))
     if not _CONTEXT_WORDS.search(text):
         return None
-    found = ContextError(window=_first_int(_WINDOW_PATTERNS, text), prompt_tokens=_first_int(_PROMPT_PATTERNS, text))
+    found = ContextError(
+        window=_first_int(_WINDOW_PATTERNS, text), prompt_tokens=_first_int(_PROMPT_PATTERNS, text)
+    )
     if status == 500 and found.window is None and found.prompt_tokens is None:
         return None  # a server error that merely mentions its context is not a refusal of the request
     return found
@@ -167,6 +171,10 @@ def _ends_in_repeats(tail: str, min_span: int, min_repeats: int, max_period: int
         while end - period >= 0 and tail[end - period : end] == unit:
             repeats += 1
             end -= period
-        if repeats >= min_repeats and repeats * period >= min_span and sum(c.isalpha() for c in unit) >= min_letters:
+        if (
+            repeats >= min_repeats
+            and repeats * period >= min_span
+            and sum(c.isalpha() for c in unit) >= min_letters
+        ):
             return True
     return False

@@ -432,7 +432,7 @@ def _check_class(value: Any, info: ValidationInfo) -> Any:
     if value is None and _context(info, "older_format"):
         raise _problem(
             "has 'provider' but no 'class' (an older PlanExe format); write "
-            "\"class\": \"OpenRouter\" or \"OpenAI\" and move 'model' into 'arguments'"
+            '"class": "OpenRouter" or "OpenAI" and move \'model\' into \'arguments\''
         )
     if value is None:
         raise _problem(f"'class' is missing; use one of {', '.join(PROVIDER_CLASSES)}")
@@ -571,7 +571,9 @@ def _check_structured_output(value: Any) -> Any:
 def _check_headers(value: Any, name: str) -> dict[str, str]:
     if value is None:
         return {}
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
         raise _problem(f"{name!r} must map header names to strings")
     return value
 
@@ -593,7 +595,7 @@ def _check_cost(value: Any) -> Any:
         or set(value) != {"input", "output"}
         or not all(_is_number(v) and v >= 0 for v in value.values())
     ):
-        raise _problem("'cost' must be {\"input\": <USD per 1M tokens>, \"output\": <USD per 1M tokens>}")
+        raise _problem('\'cost\' must be {"input": <USD per 1M tokens>, "output": <USD per 1M tokens>}')
     return Cost(input=float(value["input"]), output=float(value["output"]))
 
 
@@ -624,9 +626,9 @@ class _Arguments(BaseModel):
     top_p: Annotated[float | None, BeforeValidator(_check_top_p)] = None
     frequency_penalty: Annotated[float | None, BeforeValidator(_check_penalty)] = None
     presence_penalty: Annotated[float | None, BeforeValidator(_check_penalty)] = None
-    timeout: Annotated[
-        float, BeforeValidator(_check_positive), _one_of("timeout", "request_timeout")
-    ] = _DEFAULT_TIMEOUT
+    timeout: Annotated[float, BeforeValidator(_check_positive), _one_of("timeout", "request_timeout")] = (
+        _DEFAULT_TIMEOUT
+    )
     max_tokens: Annotated[int | None, _at_least(1)] = None
     max_retries: Annotated[int | None, _at_least(0)] = None
     max_in_flight: Annotated[int | None, _at_least(1)] = None
@@ -651,7 +653,9 @@ class _Arguments(BaseModel):
 _KNOWN_ARGUMENTS = frozenset(
     name
     for field_name, info in _Arguments.model_fields.items()
-    for name in (info.validation_alias.choices if isinstance(info.validation_alias, AliasChoices) else [field_name])
+    for name in (
+        info.validation_alias.choices if isinstance(info.validation_alias, AliasChoices) else [field_name]
+    )
 )
 
 
@@ -750,7 +754,9 @@ def resolve_models(
     name = name.strip()
     if name not in config:
         known = ", ".join(config.ids())
-        raise LLMConfigError(f"unknown model {name!r} (config {config.source}); known models: {known}, or 'auto'")
+        raise LLMConfigError(
+            f"unknown model {name!r} (config {config.source}); known models: {known}, or 'auto'"
+        )
     entry = config[name]
     entry.check_environment(environ)
     return [entry]

@@ -156,7 +156,9 @@ class RetryPolicy:
     prompt_margin: float = 0.1  # added to the estimate when sizing max_tokens
     # Circuit breaker (breaker.py): consecutive connection/server errors that open it, and its cool-down.
     breaker_failures: int = field(default_factory=lambda: _env_int(BREAKER_FAILURES_ENV, 5, 1, 1000))
-    breaker_cooldown: float = field(default_factory=lambda: _env_float(BREAKER_COOLDOWN_ENV, 30.0, 0.0, 3600.0))
+    breaker_cooldown: float = field(
+        default_factory=lambda: _env_float(BREAKER_COOLDOWN_ENV, 30.0, 0.0, 3600.0)
+    )
     breaker_max_cooldown: float = 300.0  # a probe that fails doubles the cool-down, up to this
 
     def backoff(self, retry_number: int, retry_after: float | None, rng: random.Random) -> float:
@@ -249,7 +251,12 @@ class LLMExecutor:
         in_flight: int | Mapping[str, int] = 4,
     ) -> LLMExecutor:
         """Load the config, pick the models (errors come out here, before any plan work) and build."""
-        return cls(resolve_models(load_llm_config(config_path), model), recorder=recorder, retry=retry, in_flight=in_flight)
+        return cls(
+            resolve_models(load_llm_config(config_path), model),
+            recorder=recorder,
+            retry=retry,
+            in_flight=in_flight,
+        )
 
     def __repr__(self) -> str:
         return f"LLMExecutor(models={[m.id for m in self.models]})"
@@ -279,7 +286,9 @@ class LLMExecutor:
         """Returns (validated value or text, reply text, usage). Raises StepError or PipelineStopRequested.
         ``max_tokens``: this call's bound on the reply, below each model's own."""
         checked = _check_messages(messages)
-        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+        if max_tokens is not None and (
+            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+        ):
             raise ValueError(f"max_tokens must be a positive whole number or None, got {max_tokens!r}")
         call = _Call(self, plan_id, stage, checked, response_model, label, should_stop, max_tokens)
         return call.run()
@@ -300,8 +309,11 @@ class LLMExecutor:
         if entry.context_window is None or window < entry.context_window:
             log.warning(
                 "model %r: %s, so its context window is taken to be %d tokens from now on; set "
-                "\"context_window\": %d in its llm_config.json entry to size requests from the start",
-                entry.id, how, window, window,
+                '"context_window": %d in its llm_config.json entry to size requests from the start',
+                entry.id,
+                how,
+                window,
+                window,
             )
 
     def warn_once(self, entry: ModelEntry, topic: str, message: str) -> None:
@@ -320,7 +332,10 @@ class LLMExecutor:
             self._modes[entry.id] = new
         log.warning(
             "%s: model %r rejected structured output mode %r; using %r for this model from now on",
-            stage, entry.id, rejected_mode, new,
+            stage,
+            entry.id,
+            rejected_mode,
+            new,
         )
         return new
 
@@ -332,7 +347,9 @@ class LLMExecutor:
 class StepLLM:
     """``LLMCaller`` for one step of one plan; thread-safe, keeps the usage of its calls."""
 
-    def __init__(self, executor: LLMExecutor, plan_id: str, stage: str, should_stop: Callable[[], bool] | None):
+    def __init__(
+        self, executor: LLMExecutor, plan_id: str, stage: str, should_stop: Callable[[], bool] | None
+    ):
         self.executor = executor
         self.plan_id = plan_id
         self.stage = stage
@@ -354,8 +371,13 @@ class StepLLM:
         if not (isinstance(response_model, type) and issubclass(response_model, BaseModel)):
             raise TypeError(f"response_model must be a pydantic model class, got {response_model!r}")
         value, text, usage = self.executor.run_call(
-            plan_id=self.plan_id, stage=self.stage, messages=messages, response_model=response_model,
-            label=label, should_stop=self.should_stop, max_tokens=max_tokens,
+            plan_id=self.plan_id,
+            stage=self.stage,
+            messages=messages,
+            response_model=response_model,
+            label=label,
+            should_stop=self.should_stop,
+            max_tokens=max_tokens,
         )
         self._keep(usage)
         return StructuredReply(value=value, text=text, usage=usage)
@@ -364,8 +386,13 @@ class StepLLM:
         self, messages: Sequence[ChatMessage], *, label: str | None = None, max_tokens: int | None = None
     ) -> TextReply:
         _, text, usage = self.executor.run_call(
-            plan_id=self.plan_id, stage=self.stage, messages=messages, response_model=None,
-            label=label, should_stop=self.should_stop, max_tokens=max_tokens,
+            plan_id=self.plan_id,
+            stage=self.stage,
+            messages=messages,
+            response_model=None,
+            label=label,
+            should_stop=self.should_stop,
+            max_tokens=max_tokens,
         )
         self._keep(usage)
         return TextReply(text=text, usage=usage)
@@ -497,7 +524,11 @@ class _Call:
                 self._log(entry, tries.attempts + 1, sized, "not sent; giving up on this model")
                 return _ModelOutcome(entry.id, tries.attempts, sized)
             request = ProviderRequest(
-                messages=sent, schema=self.schema, schema_name=self.schema_name, mode=mode, max_tokens=sized,
+                messages=sent,
+                schema=self.schema,
+                schema_name=self.schema_name,
+                mode=mode,
+                max_tokens=sized,
                 timeout=tries.timeout,
             )
             outcome = self._attempt(entry, provider, request, tries.attempts + 1, tries.repaired)
@@ -535,7 +566,9 @@ class _Call:
         budget = entry.max_retries if entry.max_retries is not None else self.ex.retry.transient_retries
         if failure.kind == "transient" and tries.transient_retries < budget:
             tries.timeout = self._next_timeout(entry, failure, tries.timeout)
-            delay = self._transient_delay(entry, failure, tries.attempts, tries.transient_retries + 1, tries.timeout)
+            delay = self._transient_delay(
+                entry, failure, tries.attempts, tries.transient_retries + 1, tries.timeout
+            )
             if delay is None:
                 return _ModelOutcome(entry.id, tries.attempts, failure)
             tries.transient_retries += 1
@@ -576,7 +609,9 @@ class _Call:
         if failure.code != "timeout":
             return timeout
         policy = self.ex.retry
-        return min(entry.timeout * policy.timeout_growth_cap, (timeout or entry.timeout) * policy.timeout_growth)
+        return min(
+            entry.timeout * policy.timeout_growth_cap, (timeout or entry.timeout) * policy.timeout_growth
+        )
 
     def _resize_after_refusal(
         self, entry: ModelEntry, sent: list[ChatMessage], failure: Failure, resized: bool, attempts: int
@@ -630,7 +665,9 @@ class _Call:
             self._log(entry, attempts, failure, "its circuit breaker is open; next model")
             return None
         if failure.retry_after is not None and failure.retry_after > policy.max_retry_after:
-            self._log(entry, attempts, failure, f"Retry-After {failure.retry_after:.0f}s is too long; next model")
+            self._log(
+                entry, attempts, failure, f"Retry-After {failure.retry_after:.0f}s is too long; next model"
+            )
             return None
         delay = policy.backoff(retry, failure.retry_after, self.rng)
         then = f"retrying in {delay:.2f}s"
@@ -648,7 +685,9 @@ class _Call:
             return None
         return window - self.ex.tokens.estimate(entry.id, sent).high
 
-    def _size(self, entry: ModelEntry, sent: list[ChatMessage], max_tokens: int | None) -> int | None | Failure:
+    def _size(
+        self, entry: ModelEntry, sent: list[ChatMessage], max_tokens: int | None
+    ) -> int | None | Failure:
         """The request's max_tokens, or a permanent failure when the prompt leaves no room for a reply."""
         window = self.ex.context_window(entry)
         if window is None:
@@ -656,7 +695,11 @@ class _Call:
         floor = self.ex.retry.min_reply_tokens
         estimate = self.ex.tokens.estimate(entry.id, sent)
         if window - estimate.low < floor:
-            how = "measured against this model's reported usage" if estimate.measured else "estimated from its length"
+            how = (
+                "measured against this model's reported usage"
+                if estimate.measured
+                else "estimated from its length"
+            )
             return Failure(
                 "permanent",
                 "context_window",
@@ -675,7 +718,9 @@ class _Call:
         if failure.prompt_tokens is not None:
             self.ex.tokens.observe(entry.id, sent, failure.prompt_tokens)
         if failure.context_window is not None:
-            self.ex.learn_window(entry, failure.context_window, "its server refused a request as longer than its context")
+            self.ex.learn_window(
+                entry, failure.context_window, "its server refused a request as longer than its context"
+            )
         window = self.ex.context_window(entry)
         if resized or window is None or failure.prompt_tokens is None:
             return None
@@ -730,7 +775,10 @@ class _Call:
                 # while this call queued behind others (a fan-out against a server that died).
                 admitted, state = breaker.admit()
                 if not admitted:
-                    unsent = {**self._prompt_metadata(entry, request, model_attempt, repaired), "attempt": None}
+                    unsent = {
+                        **self._prompt_metadata(entry, request, model_attempt, repaired),
+                        "attempt": None,
+                    }
                     return self._skip_pending(handle, state, unsent)
                 probe = state is not None
                 clock = time.perf_counter()
@@ -756,25 +804,37 @@ class _Call:
         self._finish(handle, entry, started_at, clock, reply, result, secrets)
         return result
 
-    def _report_health(self, entry: ModelEntry, breaker: Any, result: Failure, probe: bool, mode: str | None) -> None:
+    def _report_health(
+        self, entry: ModelEntry, breaker: Any, result: Failure, probe: bool, mode: str | None
+    ) -> None:
         """Tell the endpoint's breaker what a request that raised says about the endpoint."""
         down = result.code in _BREAKER_CODES or (
-            result.status is not None and result.status >= 500 and not (mode in _MODE_CHAIN and _is_mode_rejection(result))
+            result.status is not None
+            and result.status >= 500
+            and not (mode in _MODE_CHAIN and _is_mode_rejection(result))
         )
         if down:
             if breaker.failure(f"{result.code}: {_shorten(result.message, 120)}", probe=probe):
                 log.warning(
                     "%s: model %r at %s: %d consecutive connection/server errors; its circuit breaker is "
                     "open: calls skip it for the next %.0fs",
-                    self.where, entry.id, safe_url(entry.base_url), breaker.threshold, breaker._cooldown,
+                    self.where,
+                    entry.id,
+                    safe_url(entry.base_url),
+                    breaker.threshold,
+                    breaker._cooldown,
                 )
         elif result.code in ("timeout", "http_429", "cancelled") or result.kind == "cancelled":
             breaker.neutral(probe)
         else:
             breaker.success()  # the server answered (4xx, an unusable reply): it is up
 
-    def _evaluate(self, entry: ModelEntry, request: ProviderRequest, reply: ProviderReply) -> tuple[Any, str] | Failure:
-        if reply.input_tokens is not None and not self.ex.tokens.observe(entry.id, request.messages, reply.input_tokens):
+    def _evaluate(
+        self, entry: ModelEntry, request: ProviderRequest, reply: ProviderReply
+    ) -> tuple[Any, str] | Failure:
+        if reply.input_tokens is not None and not self.ex.tokens.observe(
+            entry.id, request.messages, reply.input_tokens
+        ):
             self.ex.warn_once(
                 entry,
                 "prompt-dropped",
@@ -817,7 +877,9 @@ class _Call:
             # The server stopped well before max_tokens: its context window was full (llama.cpp
             # shrinks max_tokens to what its window leaves without saying so).
             window = prompt + got
-            self.ex.learn_window(entry, window, f"its server cut a reply off after {got} of max_tokens={asked} tokens")
+            self.ex.learn_window(
+                entry, window, f"its server cut a reply off after {got} of max_tokens={asked} tokens"
+            )
             return _Unusable(
                 "context_full",
                 f"the reply was cut off after {got} tokens although max_tokens was {asked}: the server's "
@@ -825,7 +887,9 @@ class _Call:
             )
         budget = f"max_tokens={asked}" if asked is not None else "the server's default max_tokens"
         if repeats_itself(reply.text):
-            return _Unusable("looping", f"the reply repeats itself until it was cut off at {budget} (the model looped)")
+            return _Unusable(
+                "looping", f"the reply repeats itself until it was cut off at {budget} (the model looped)"
+            )
         return _Unusable("truncated", f"the reply was cut off at {budget}")
 
     def _salvage(self, entry: ModelEntry, text: str, cut: _Unusable) -> tuple[Any, str] | None:
@@ -854,16 +918,24 @@ class _Call:
 
     # -- recording --------------------------------------------------------------------------------
 
-    def _record_skip(self, entry: ModelEntry, request: ProviderRequest, state: BreakerState | None) -> Failure:
-        message = state.describe() if state is not None else "not sent: the endpoint's circuit breaker is open"
+    def _record_skip(
+        self, entry: ModelEntry, request: ProviderRequest, state: BreakerState | None
+    ) -> Failure:
+        message = (
+            state.describe() if state is not None else "not sent: the endpoint's circuit breaker is open"
+        )
         failure = Failure("transient", "circuit_open", message)
         self._record_unsent(entry, request.messages, request.mode, failure)
         return failure
 
-    def _skip_pending(self, handle: Any, state: BreakerState | None, prompt_metadata: dict[str, Any]) -> Failure:
+    def _skip_pending(
+        self, handle: Any, state: BreakerState | None, prompt_metadata: dict[str, Any]
+    ) -> Failure:
         """The breaker opened while this attempt waited for its in-flight slot: its pending row
         becomes a ``skipped`` one."""
-        message = state.describe() if state is not None else "not sent: the endpoint's circuit breaker is open"
+        message = (
+            state.describe() if state is not None else "not sent: the endpoint's circuit breaker is open"
+        )
         failure = Failure("transient", "circuit_open", message)
         self.ex.recorder.attempt_finished(
             handle,
@@ -878,7 +950,9 @@ class _Call:
         )
         return failure
 
-    def _record_unsent(self, entry: ModelEntry, sent: Sequence[ChatMessage], mode: str | None, failure: Failure) -> None:
+    def _record_unsent(
+        self, entry: ModelEntry, sent: Sequence[ChatMessage], mode: str | None, failure: Failure
+    ) -> None:
         """A row for a call that was not sent: status ``skipped``, no tokens, not counted as a call."""
         now = _utcnow()
         request = ProviderRequest(messages=sent, schema=self.schema, schema_name=self.schema_name, mode=mode)
@@ -978,7 +1052,13 @@ class _Call:
     def _log(self, entry: ModelEntry, model_attempt: int, failure: Failure, then: str) -> None:
         log.warning(
             "%s: model %r (%s) attempt %d failed (%s): %s; %s",
-            self.where, entry.id, entry.endpoint(), model_attempt, failure.code, _shorten(failure.message, 300), then,
+            self.where,
+            entry.id,
+            entry.endpoint(),
+            model_attempt,
+            failure.code,
+            _shorten(failure.message, 300),
+            then,
         )
 
 
@@ -1003,7 +1083,9 @@ def _check_messages(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
         role = message.get("role") if isinstance(message, Mapping) else None
         content = message.get("content") if isinstance(message, Mapping) else None
         if role not in _ROLES or not isinstance(content, str):
-            raise ValueError(f"message {index} must be {{'role': system|user|assistant, 'content': str}}, got {message!r:.200}")
+            raise ValueError(
+                f"message {index} must be {{'role': system|user|assistant, 'content': str}}, got {message!r:.200}"
+            )
         checked.append({"role": role, "content": content})
     return checked
 
@@ -1084,7 +1166,10 @@ def _token_counts(reply: ProviderReply | None) -> tuple[int | None, int | None, 
 
 
 def _response_metadata(
-    reply: ProviderReply | None, result: tuple[Any, str] | Failure, cost: float | None, salvaged: str | None = None
+    reply: ProviderReply | None,
+    result: tuple[Any, str] | Failure,
+    cost: float | None,
+    salvaged: str | None = None,
 ) -> dict[str, Any]:
     """What an attempt's record keeps about the reply (and how it was salvaged, when it was), and
     about the failure when it failed."""
@@ -1162,7 +1247,10 @@ def _summarize_validation(exc: ValidationError, limit: int = 8) -> str:
     more = len(errors) - limit
     if more > 0:
         parts.append(f"... and {more} more")
-    return f"the JSON does not match the schema ({len(errors)} error{'s' if len(errors) != 1 else ''}): " + "; ".join(parts)
+    return (
+        f"the JSON does not match the schema ({len(errors)} error{'s' if len(errors) != 1 else ''}): "
+        + "; ".join(parts)
+    )
 
 
 def _is_mode_rejection(failure: Failure) -> bool:

@@ -133,7 +133,11 @@ class OpenAICompatibleProvider:
         if request.mode == "json_schema":
             return {
                 "type": "json_schema",
-                "json_schema": {"name": request.schema_name or "response", "schema": request.schema, "strict": False},
+                "json_schema": {
+                    "name": request.schema_name or "response",
+                    "schema": request.schema,
+                    "strict": False,
+                },
             }
         if request.mode == "json_object":
             if self.entry.class_name in _SCHEMA_IN_JSON_OBJECT:
@@ -174,7 +178,9 @@ def _provider_reply(response: Any) -> ProviderReply:
         raise BadResponse(f"the server answered with a non-JSON body starting {str(response)[:80]!r}")
     choices = getattr(response, "choices", None) or []
     if not choices:
-        detail = getattr(response, "error", None) or (getattr(response, "model_extra", None) or {}).get("error")
+        detail = getattr(response, "error", None) or (getattr(response, "model_extra", None) or {}).get(
+            "error"
+        )
         raise ReplyWithoutChoices(f"reply has no choices{f': {detail}' if detail else ''}")
     choice = choices[0]
     message = choice.message

@@ -15,7 +15,9 @@ CANARY_KEY = "sk-canary-5f0c2e9a7b4d41c3a8e6"
 KEY_VAR = "PLANEXE_TEST_STUB_KEY"
 
 # Backoff small enough that the whole LLM suite stays fast.
-FAST_RETRY = RetryPolicy(transient_retries=2, base_delay=0.01, max_delay=0.05, jitter=0.2, max_retry_after=5.0)
+FAST_RETRY = RetryPolicy(
+    transient_retries=2, base_delay=0.01, max_delay=0.05, jitter=0.2, max_retry_after=5.0
+)
 
 
 @pytest.fixture

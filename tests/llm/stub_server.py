@@ -187,7 +187,10 @@ class StubLLMServer:
                         return
                     fmt = body.get("response_format") or {}
                     if model in stub.llamacpp_models and fmt.get("type") == "json_schema":
-                        self._send_json(500, {"error": {"code": 500, "message": LLAMACPP_REJECTION, "type": "server_error"}})
+                        self._send_json(
+                            500,
+                            {"error": {"code": 500, "message": LLAMACPP_REJECTION, "type": "server_error"}},
+                        )
                         return
                     self._act(stub._next_action(model), body, model)
                 except (BrokenPipeError, ConnectionResetError):
@@ -219,7 +222,11 @@ class StubLLMServer:
                     }
                     if action.usage:
                         completion = action.completion_tokens
-                        if action.finish_reason == "length" and action.cut_at_max_tokens and body.get("max_tokens"):
+                        if (
+                            action.finish_reason == "length"
+                            and action.cut_at_max_tokens
+                            and body.get("max_tokens")
+                        ):
                             completion = body["max_tokens"]
                         usage = {"prompt_tokens": action.prompt_tokens, "completion_tokens": completion}
                         if action.prompt_tokens is not None and completion is not None:
@@ -227,7 +234,11 @@ class StubLLMServer:
                         payload["usage"] = usage
                     self._send_json(200, payload)
                 elif isinstance(action, Status):
-                    self._send_json(action.code, {"error": {"message": action.message, "code": action.code}}, action.headers)
+                    self._send_json(
+                        action.code,
+                        {"error": {"message": action.message, "code": action.code}},
+                        action.headers,
+                    )
                 elif isinstance(action, Hang):
                     time.sleep(action.seconds)
                     self._send_json(200, {"error": {"message": "too late"}})
@@ -238,14 +249,19 @@ class StubLLMServer:
                     self.connection.shutdown(2)
                 elif isinstance(action, EchoAuth):
                     auth = self.headers.get("Authorization", "")
-                    self._send_json(action.code, {"error": {"message": f"Invalid credentials: {auth}", "code": action.code}})
+                    self._send_json(
+                        action.code,
+                        {"error": {"message": f"Invalid credentials: {auth}", "code": action.code}},
+                    )
                 else:
                     raise TypeError(f"unknown stub action {action!r}")
 
             def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
                 self._send(status, json.dumps(payload).encode(), "application/json", headers)
 
-            def _send(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+            def _send(
+                self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))

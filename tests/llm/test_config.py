@@ -51,7 +51,11 @@ def test_planexe_format_is_read_as_it_is():
         "vllm-box",
     ]
     llama = cfg["openrouter-paid-llama-3.3-70b"]
-    assert (llama.class_name, llama.model, llama.priority) == ("OpenRouter", "meta-llama/llama-3.3-70b-instruct", 2)
+    assert (llama.class_name, llama.model, llama.priority) == (
+        "OpenRouter",
+        "meta-llama/llama-3.3-70b-instruct",
+        2,
+    )
     assert (llama.temperature, llama.timeout, llama.max_tokens, llama.max_retries) == (0.1, 60.0, 8192, 5)
     assert llama.base_url == "https://openrouter.ai/api/v1"
     assert llama.api_key == "${OPENROUTER_API_KEY}"
@@ -80,7 +84,10 @@ def test_planexe_format_is_read_as_it_is():
 def test_auto_orders_by_priority_and_names_pick_one(monkeypatch):
     monkeypatch.setenv("OPENROUTER_API_KEY", CANARY_KEY)
     cfg = load_llm_config(PLANEXE_FORMAT)
-    assert [e.id for e in resolve_models(cfg)] == ["openrouter-paid-mistral-small", "openrouter-paid-llama-3.3-70b"]
+    assert [e.id for e in resolve_models(cfg)] == [
+        "openrouter-paid-mistral-small",
+        "openrouter-paid-llama-3.3-70b",
+    ]
     assert [e.id for e in resolve_models(cfg, "auto")] == [e.id for e in resolve_models(cfg, None)]
     assert [e.id for e in resolve_models(cfg, "ollama-mistral")] == ["ollama-mistral"]
 
@@ -125,7 +132,9 @@ def test_local_profile_by_name(tmp_path, monkeypatch):
     (tmp_path / "local").write_text(json.dumps({"mine": entry()}))
     assert load_llm_config().ids() == ["mine"]  # a file of that name wins over the profile
     monkeypatch.setenv("PLANEXE_LLM_CONFIG", "remote")
-    with pytest.raises(LLMConfigError, match="'remote' is neither a file nor a packaged profile; profiles: default, local"):
+    with pytest.raises(
+        LLMConfigError, match="'remote' is neither a file nor a packaged profile; profiles: default, local"
+    ):
         load_llm_config()
 
 
@@ -212,25 +221,73 @@ def test_auto_without_priorities_is_an_error():
         ('{"a": {"class": "Anthropic", "arguments": {"model": "m"}}}', "unknown class 'Anthropic'"),
         ('{"a": {"class": "OpenAI", "arguments": {}}}', "argument 'model' is missing"),
         ('{"a": {"class": "OpenAI", "arguments": "model=m"}}', "'arguments' must be an object"),
-        ('{"a": {"class": "OpenAI", "priority": "1", "arguments": {"model": "m"}}}', "'priority' must be an integer"),
-        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "temperature": "hot"}}}', "'temperature' must be"),
-        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "timeout": 0}}}', "'timeout' must be a positive number"),
-        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "max_tokens": 1.5}}}', "'max_tokens' must be an integer"),
-        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "max_retries": -1}}}', "'max_retries' must be an integer >= 0"),
-        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "structured_output": "xml"}}}', "'structured_output' must be one of"),
+        (
+            '{"a": {"class": "OpenAI", "priority": "1", "arguments": {"model": "m"}}}',
+            "'priority' must be an integer",
+        ),
+        (
+            '{"a": {"class": "OpenAI", "arguments": {"model": "m", "temperature": "hot"}}}',
+            "'temperature' must be",
+        ),
+        (
+            '{"a": {"class": "OpenAI", "arguments": {"model": "m", "timeout": 0}}}',
+            "'timeout' must be a positive number",
+        ),
+        (
+            '{"a": {"class": "OpenAI", "arguments": {"model": "m", "max_tokens": 1.5}}}',
+            "'max_tokens' must be an integer",
+        ),
+        (
+            '{"a": {"class": "OpenAI", "arguments": {"model": "m", "max_retries": -1}}}',
+            "'max_retries' must be an integer >= 0",
+        ),
+        (
+            '{"a": {"class": "OpenAI", "arguments": {"model": "m", "structured_output": "xml"}}}',
+            "'structured_output' must be one of",
+        ),
         ('{"a": {"class": "OpenAI", "arguments": {"model": "m"}, "cost": {"input": 1}}}', "'cost' must be"),
-        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "base_url": "ftp://x"}}}', "base_url must start with http"),
+        (
+            '{"a": {"class": "OpenAI", "arguments": {"model": "m", "base_url": "ftp://x"}}}',
+            "base_url must start with http",
+        ),
         ('{"a": {"class": "OpenAILike", "arguments": {"model": "m"}}}', "OpenAILike needs 'base_url'"),
-        ('{"a": {"class": "OpenAI", "arguments": {"model": "m"}}, "a": {"class": "OpenAI", "arguments": {"model": "n"}}}', "'a' appears twice"),
+        (
+            '{"a": {"class": "OpenAI", "arguments": {"model": "m"}}, "a": {"class": "OpenAI", "arguments": {"model": "n"}}}',
+            "'a' appears twice",
+        ),
         ('{"a": {"provider": "openrouter", "model": "x/y"}}', "older PlanExe format"),
-        ('{"a": {"class": "OpenAI", "prio": 1, "arguments": {"model": "m"}}}', r"unknown key\(s\) \['prio'\]"),
-        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "frequency_penalty": 3}}}', r"'frequency_penalty' must be a number from -2 to 2, got 3"),
-        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "presence_penalty": "high"}}}', r"'presence_penalty' must be a number from -2 to 2"),
-        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "top_p": 1.5}}}', r"'top_p' must be in \(0, 1\], got 1.5"),
-        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "context_window": "8k"}}}', r"'context_window' must be the model's context length in tokens, an integer >= 512, got '8k'"),
-        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "context_window": 100}}}', r"'context_window' .* >= 512, got 100"),
-        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "context_window": 8192.0}}}', r"'context_window' .* got 8192.0"),
-        ('{"a": {"class": "OpenAI", "arguments": {"model": "m", "context_window": 4096, "max_tokens": 4096}}}', r"'max_tokens' \(4096\) must be smaller than 'context_window' \(4096\)"),
+        (
+            '{"a": {"class": "OpenAI", "prio": 1, "arguments": {"model": "m"}}}',
+            r"unknown key\(s\) \['prio'\]",
+        ),
+        (
+            '{"a": {"class": "OpenAI", "arguments": {"model": "m", "frequency_penalty": 3}}}',
+            r"'frequency_penalty' must be a number from -2 to 2, got 3",
+        ),
+        (
+            '{"a": {"class": "OpenAI", "arguments": {"model": "m", "presence_penalty": "high"}}}',
+            r"'presence_penalty' must be a number from -2 to 2",
+        ),
+        (
+            '{"a": {"class": "OpenAI", "arguments": {"model": "m", "top_p": 1.5}}}',
+            r"'top_p' must be in \(0, 1\], got 1.5",
+        ),
+        (
+            '{"a": {"class": "OpenAI", "arguments": {"model": "m", "context_window": "8k"}}}',
+            r"'context_window' must be the model's context length in tokens, an integer >= 512, got '8k'",
+        ),
+        (
+            '{"a": {"class": "OpenAI", "arguments": {"model": "m", "context_window": 100}}}',
+            r"'context_window' .* >= 512, got 100",
+        ),
+        (
+            '{"a": {"class": "OpenAI", "arguments": {"model": "m", "context_window": 8192.0}}}',
+            r"'context_window' .* got 8192.0",
+        ),
+        (
+            '{"a": {"class": "OpenAI", "arguments": {"model": "m", "context_window": 4096, "max_tokens": 4096}}}',
+            r"'max_tokens' \(4096\) must be smaller than 'context_window' \(4096\)",
+        ),
     ],
 )
 def test_malformed_config_gives_a_clear_error(text, expected):
@@ -242,20 +299,59 @@ def test_malformed_config_gives_a_clear_error(text, expected):
     ("entry_text", "expected"),
     [
         ('{"class": "OpenAI", "comment": 3, "arguments": {"model": "m"}}', "'comment' must be a string"),
-        ('{"class": "OpenAI", "arguments": {"model": "m", "api_key": ""}}', "argument 'api_key' must be a non-empty string"),
-        ('{"class": "LMStudio", "arguments": {"model_name": " "}}', "argument 'model_name' must be a non-empty string"),
-        ('{"class": "OpenAI", "arguments": {"model": "m", "api_base": 7}}', "argument 'api_base' must be a non-empty string"),
-        ('{"class": "OpenAI", "arguments": {"model": "m", "temperature": -1}}', "argument 'temperature' must be a number >= 0, got -1"),
-        ('{"class": "OpenAI", "arguments": {"model": "m", "request_timeout": true}}', "argument 'request_timeout' must be a positive number, got True"),
-        ('{"class": "OpenAI", "arguments": {"model": "m", "max_in_flight": 0}}', "argument 'max_in_flight' must be an integer >= 1, got 0"),
-        ('{"class": "OpenAI", "arguments": {"model": "m", "seed": "x"}}', "argument 'seed' must be an integer"),
-        ('{"class": "OpenAI", "arguments": {"model": "m", "additional_kwargs": []}}', "'additional_kwargs' must be an object"),
-        ('{"class": "OpenAI", "arguments": {"model": "m", "extra_headers": {"X": 1}}}', "'extra_headers' must map header names to strings"),
-        ('{"class": "OpenAI", "arguments": {"model": "m", "default_headers": "X: y"}}', "'default_headers' must map header names to strings"),
-        ('{"class": "OpenAI", "arguments": {"model": "m", "additional_kwargs": {"extra_headers": 1}}}', "'additional_kwargs.extra_headers' must map header names to strings"),
-        ('{"class": "OpenAI", "arguments": {"model": "m", "cost": {"input": 1, "output": -1}}}', "'cost' must be"),
+        (
+            '{"class": "OpenAI", "arguments": {"model": "m", "api_key": ""}}',
+            "argument 'api_key' must be a non-empty string",
+        ),
+        (
+            '{"class": "LMStudio", "arguments": {"model_name": " "}}',
+            "argument 'model_name' must be a non-empty string",
+        ),
+        (
+            '{"class": "OpenAI", "arguments": {"model": "m", "api_base": 7}}',
+            "argument 'api_base' must be a non-empty string",
+        ),
+        (
+            '{"class": "OpenAI", "arguments": {"model": "m", "temperature": -1}}',
+            "argument 'temperature' must be a number >= 0, got -1",
+        ),
+        (
+            '{"class": "OpenAI", "arguments": {"model": "m", "request_timeout": true}}',
+            "argument 'request_timeout' must be a positive number, got True",
+        ),
+        (
+            '{"class": "OpenAI", "arguments": {"model": "m", "max_in_flight": 0}}',
+            "argument 'max_in_flight' must be an integer >= 1, got 0",
+        ),
+        (
+            '{"class": "OpenAI", "arguments": {"model": "m", "seed": "x"}}',
+            "argument 'seed' must be an integer",
+        ),
+        (
+            '{"class": "OpenAI", "arguments": {"model": "m", "additional_kwargs": []}}',
+            "'additional_kwargs' must be an object",
+        ),
+        (
+            '{"class": "OpenAI", "arguments": {"model": "m", "extra_headers": {"X": 1}}}',
+            "'extra_headers' must map header names to strings",
+        ),
+        (
+            '{"class": "OpenAI", "arguments": {"model": "m", "default_headers": "X: y"}}',
+            "'default_headers' must map header names to strings",
+        ),
+        (
+            '{"class": "OpenAI", "arguments": {"model": "m", "additional_kwargs": {"extra_headers": 1}}}',
+            "'additional_kwargs.extra_headers' must map header names to strings",
+        ),
+        (
+            '{"class": "OpenAI", "arguments": {"model": "m", "cost": {"input": 1, "output": -1}}}',
+            "'cost' must be",
+        ),
         # Beyond a float: a clear problem, not an OverflowError.
-        ('{"class": "OpenAI", "arguments": {"model": "m", "timeout": 1' + "0" * 400 + "}}", "model 'a': 'timeout': "),
+        (
+            '{"class": "OpenAI", "arguments": {"model": "m", "timeout": 1' + "0" * 400 + "}}",
+            "model 'a': 'timeout': ",
+        ),
     ],
 )
 def test_each_argument_problem_names_the_argument(entry_text, expected):
@@ -292,7 +388,7 @@ def test_one_entry_lists_its_problems_in_file_order():
         "  - model 'a': argument 'temperature' must be a number >= 0, got 'hot'",
         "  - model 'a': argument 'max_tokens' must be an integer >= 1, got 0",
         "  - model 'a': 'structured_output' must be one of json_schema, json_object, prompt, got 'xml'",
-        '  - model \'a\': \'cost\' must be {"input": <USD per 1M tokens>, "output": <USD per 1M tokens>}',
+        "  - model 'a': 'cost' must be {\"input\": <USD per 1M tokens>, \"output\": <USD per 1M tokens>}",
     ]
 
 
@@ -323,7 +419,9 @@ def test_arguments_spelled_the_planexe_way_and_header_sources_merge():
 
 
 def test_every_problem_is_reported_at_once():
-    text = json.dumps({"a": {"class": "Nope", "arguments": {"model": "m"}}, "b": {"class": "OpenAI", "arguments": {}}})
+    text = json.dumps(
+        {"a": {"class": "Nope", "arguments": {"model": "m"}}, "b": {"class": "OpenAI", "arguments": {}}}
+    )
     with pytest.raises(LLMConfigError) as caught:
         parse_llm_config(text, source="bad.json")
     message = str(caught.value)
@@ -372,7 +470,10 @@ def test_endpoint_names_model_and_host_never_credentials(monkeypatch):
             },
         },
         "router": {"class": "OpenRouter", "arguments": {"model": "google/gemma-3-4b-it"}},
-        "unset": {"class": "OpenAILike", "arguments": {"model": "m", "base_url": "${PLANEXE_TEST_URL}", "api_key": "x"}},
+        "unset": {
+            "class": "OpenAILike",
+            "arguments": {"model": "m", "base_url": "${PLANEXE_TEST_URL}", "api_key": "x"},
+        },
         "offline": {"class": "Offline", "arguments": {}},
     }
     config = parse_llm_config(json.dumps(document))

@@ -70,7 +70,11 @@ def test_text_call_and_multi_turn_conversation(stub, canary_env):
     llm = stub_executor(stub, {"alpha": {}}).for_step("plan_1", "shorten")
 
     first = llm.text(MESSAGES, label="turn 1")
-    conversation = [*MESSAGES, {"role": "assistant", "content": first.text}, {"role": "user", "content": "Go on."}]
+    conversation = [
+        *MESSAGES,
+        {"role": "assistant", "content": first.text},
+        {"role": "user", "content": "Go on."},
+    ]
     second = llm.text(conversation, label="turn 2")
 
     assert (first.text, second.text) == ("# Summary\n\nShort.", "## More\n\nDetail.")
@@ -124,7 +128,9 @@ def test_retry_budget_then_next_model_in_order(stub, canary_env):
 
 def test_policy_retry_count_applies_when_model_sets_none(stub, canary_env):
     stub.script("alpha", then=Status(500))
-    executor = stub_executor(stub, {"alpha": {"max_retries": None}}, retry=RetryPolicy(transient_retries=4, base_delay=0.001))
+    executor = stub_executor(
+        stub, {"alpha": {"max_retries": None}}, retry=RetryPolicy(transient_retries=4, base_delay=0.001)
+    )
     with pytest.raises(StepError):
         executor.for_step("plan_1", "s").text(MESSAGES)
     assert len(stub.seen("alpha")) == 5
@@ -266,7 +272,9 @@ def test_truncated_reply_is_retried_with_more_tokens(stub, canary_env):
 
 def test_truncated_text_without_max_tokens_gets_a_budget(stub, canary_env):
     stub.script("alpha", Reply("# Cut", finish_reason="length"), Reply("# Whole"))
-    executor = stub_executor(stub, {"alpha": {}}, retry=RetryPolicy(assumed_max_tokens=3000, base_delay=0.001))
+    executor = stub_executor(
+        stub, {"alpha": {}}, retry=RetryPolicy(assumed_max_tokens=3000, base_delay=0.001)
+    )
     assert executor.for_step("plan_1", "s").text(MESSAGES).text == "# Whole"
     assert "max_tokens" not in stub.seen("alpha")[0].body
     assert stub.seen("alpha")[1].body["max_tokens"] == 6000
@@ -412,7 +420,9 @@ def test_in_flight_limit_per_provider(stub, canary_env):
 
 def test_model_argument_sets_the_in_flight_limit_for_its_endpoint(stub, canary_env):
     stub.script("alpha", then=Reply(VALID, delay=0.1))
-    executor = stub_executor(stub, {"alpha": {"max_in_flight": 3}, "beta": {"max_in_flight": 5}}, in_flight=10)
+    executor = stub_executor(
+        stub, {"alpha": {"max_in_flight": 3}, "beta": {"max_in_flight": 5}}, in_flight=10
+    )
     llm = executor.for_step("plan_1", "fanout")
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda _: llm.structured(MESSAGES, RiskReport), range(8)))

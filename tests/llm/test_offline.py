@@ -20,7 +20,10 @@ from resources.llm.executor import LLMExecutor, _schema_of
 from resources.llm.offline import MARKER, SchemaFaker, offline_json
 
 OFFLINE = resolve_models(load_llm_config(), "offline")
-MESSAGES = [{"role": "system", "content": "Make a plan."}, {"role": "user", "content": "Plan: a community garden."}]
+MESSAGES = [
+    {"role": "system", "content": "Make a plan."},
+    {"role": "user", "content": "Plan: a community garden."},
+]
 
 
 def offline_answer(model: type[BaseModel], seed: int) -> str:
@@ -114,7 +117,12 @@ def test_plausible_lengths():
     data = json.loads(offline_answer(Everything, 5))
     assert 2 <= len(data["tasks"]) <= 4
     assert len(data["summary"].split()) >= 10  # long-form field: several sentences
-    long_text = json.loads(offline_json({"type": "object", "properties": {"description": {"type": "string"}, "name": {"type": "string"}}}, 1))
+    long_text = json.loads(
+        offline_json(
+            {"type": "object", "properties": {"description": {"type": "string"}, "name": {"type": "string"}}},
+            1,
+        )
+    )
     assert len(long_text["description"]) > 2 * len(long_text["name"])
 
 
@@ -136,14 +144,33 @@ def test_same_seed_same_answer_different_seed_differs():
 
 def test_impossible_schema_is_reported():
     with pytest.raises(ValueError, match="no multiple of 7"):
-        SchemaFaker({"type": "integer", "minimum": 1, "maximum": 6, "multipleOf": 7}, __import__("random").Random(0)).value()
+        SchemaFaker(
+            {"type": "integer", "minimum": 1, "maximum": 6, "multipleOf": 7}, __import__("random").Random(0)
+        ).value()
 
 
 # -- generated models -------------------------------------------------------------------------------
 
 _names = itertools.count()
-FIELD_NAMES = ["summary", "title", "name", "description", "count", "score", "items", "notes", "owner",
-               "year", "probability", "budget", "status", "reasoning", "value", "risks", "phases"]
+FIELD_NAMES = [
+    "summary",
+    "title",
+    "name",
+    "description",
+    "count",
+    "score",
+    "items",
+    "notes",
+    "owner",
+    "year",
+    "probability",
+    "budget",
+    "status",
+    "reasoning",
+    "value",
+    "risks",
+    "phases",
+]
 
 
 def _unique(prefix: str) -> str:
@@ -176,13 +203,22 @@ def bounded_str(draw):
 
 @st.composite
 def literal_type(draw):
-    options = draw(st.lists(st.sampled_from(["alpha", "beta", "gamma", "delta", "x y", "é"]), min_size=1, max_size=4, unique=True))
+    options = draw(
+        st.lists(
+            st.sampled_from(["alpha", "beta", "gamma", "delta", "x y", "é"]),
+            min_size=1,
+            max_size=4,
+            unique=True,
+        )
+    )
     return Literal[tuple(options)]
 
 
 @st.composite
 def enum_type(draw):
-    members = draw(st.lists(st.sampled_from(["red", "green", "blue", "amber"]), min_size=1, max_size=4, unique=True))
+    members = draw(
+        st.lists(st.sampled_from(["red", "green", "blue", "amber"]), min_size=1, max_size=4, unique=True)
+    )
     return enum.Enum(_unique("Color"), {m.upper(): m for m in members}, type=str)
 
 
@@ -207,7 +243,9 @@ def list_of(draw, children):
 @st.composite
 def model_of(draw, children):
     types = draw(st.lists(children, min_size=1, max_size=5))
-    names = draw(st.lists(st.sampled_from(FIELD_NAMES), min_size=len(types), max_size=len(types), unique=True))
+    names = draw(
+        st.lists(st.sampled_from(FIELD_NAMES), min_size=len(types), max_size=len(types), unique=True)
+    )
     fields = {name: (t, ...) for name, t in zip(names, types, strict=True)}
     return create_model(_unique("Generated"), **fields)
 
@@ -248,7 +286,9 @@ def test_offline_goes_through_the_executor_and_is_recorded():
     again = LLMExecutor(OFFLINE).for_step("plan_off", "make_plan").structured(MESSAGES, Plan, label="plan")
     assert first.value == again.value and first.text == again.text
     assert first.value.goal.startswith(MARKER)
-    assert first.usage.model_id == "offline" and first.usage.input_tokens > 0 and first.usage.output_tokens > 0
+    assert (
+        first.usage.model_id == "offline" and first.usage.input_tokens > 0 and first.usage.output_tokens > 0
+    )
 
     markdown = llm.text(MESSAGES, label="report")
     assert markdown.text.startswith("# " + MARKER)
@@ -268,7 +308,11 @@ def test_offline_answer_depends_on_the_request():
     schema = _schema_of(Plan)
     one = provider.complete(ProviderRequest(MESSAGES, schema, "Plan", "json_schema"))
     same = provider.complete(ProviderRequest(list(MESSAGES), schema, "Plan", "json_schema"))
-    other = provider.complete(ProviderRequest([*MESSAGES[:1], {"role": "user", "content": "Plan: a bakery."}], schema, "Plan", "json_schema"))
+    other = provider.complete(
+        ProviderRequest(
+            [*MESSAGES[:1], {"role": "user", "content": "Plan: a bakery."}], schema, "Plan", "json_schema"
+        )
+    )
     assert one.text == same.text and one.text != other.text
     assert one.finish_reason == "stop" and one.total_tokens == one.input_tokens + one.output_tokens
     assert all(s.startswith(MARKER) or not s.startswith("[") for s in strings_of(json.loads(one.text)))

@@ -23,7 +23,10 @@ class Purpose(BaseModel):
 
 
 VALID = json.dumps({"purpose": "business", "topic": "bakery"})
-MESSAGES = [{"role": "system", "content": "Classify the plan."}, {"role": "user", "content": "Plan: a bakery."}]
+MESSAGES = [
+    {"role": "system", "content": "Classify the plan."},
+    {"role": "user", "content": "Plan: a bakery."},
+]
 COST = {"input": 2.0, "output": 10.0}  # USD per million tokens
 
 
@@ -45,7 +48,9 @@ def all_text(rows) -> str:
 
 
 def test_attempts_are_recorded_with_tokens_and_plan_metrics(stub, canary_env, db):
-    stub.script("alpha", Status(500, "upstream hiccup"), Reply("no json here", prompt_tokens=40, completion_tokens=5))
+    stub.script(
+        "alpha", Status(500, "upstream hiccup"), Reply("no json here", prompt_tokens=40, completion_tokens=5)
+    )
     stub.script("alpha", Reply(VALID, prompt_tokens=50, completion_tokens=9))
     stub.script("alpha", Reply("# Notes", prompt_tokens=30, completion_tokens=3))
     executor = stub_executor(stub, {"alpha": {"cost": COST}}, recorder=DatabaseRecorder(db))
@@ -63,7 +68,10 @@ def test_attempts_are_recorded_with_tokens_and_plan_metrics(stub, canary_env, db
     ]
     assert {r.llm_model for r in rows} == {"alpha"} and {r.stage for r in rows} == {"identify_purpose"}
     assert [(r.input_tokens, r.output_tokens, r.total_tokens) for r in rows] == [
-        (None, None, None), (40, 5, 45), (50, 9, 59), (30, 3, 33),
+        (None, None, None),
+        (40, 5, 45),
+        (50, 9, 59),
+        (30, 3, 33),
     ]
     first, repair, success, text_row = rows
     assert first.error_message == "HTTP 500: upstream hiccup" and first.response_text is None
@@ -76,10 +84,21 @@ def test_attempts_are_recorded_with_tokens_and_plan_metrics(stub, canary_env, db
         assert row.prompt_text.startswith("[system]\nClassify the plan.")
     assert [r.prompt_metadata["attempt"] for r in rows] == [1, 2, 3, 1]
     assert success.prompt_metadata | {"call_id": None} == {
-        "label": "purpose", "kind": "structured", "response_model": "Purpose", "structured_mode": "json_schema",
-        "attempt": 3, "model_attempt": 3, "call_id": None, "repair_of": "invalid_json", "max_tokens": None, "timeout": 2.0,
-        "temperature": None, "provider_class": "OpenAILike", "model_name": "alpha",
-        "base_url": stub.base_url, "message_count": 4,
+        "label": "purpose",
+        "kind": "structured",
+        "response_model": "Purpose",
+        "structured_mode": "json_schema",
+        "attempt": 3,
+        "model_attempt": 3,
+        "call_id": None,
+        "repair_of": "invalid_json",
+        "max_tokens": None,
+        "timeout": 2.0,
+        "temperature": None,
+        "provider_class": "OpenAILike",
+        "model_name": "alpha",
+        "base_url": stub.base_url,
+        "message_count": 4,
     }
     assert len({r.prompt_metadata["call_id"] for r in rows[:3]}) == 1
     assert success.response_metadata["finish_reason"] == "stop"
@@ -94,8 +113,11 @@ def test_attempts_are_recorded_with_tokens_and_plan_metrics(stub, canary_env, db
     assert (reply.usage.attempts, reply.usage.input_tokens, reply.usage.output_tokens) == (3, 90, 14)
     assert reply.usage.cost_usd == pytest.approx((90 * 2 + 14 * 10) / 1e6)
     assert reply.metadata == {
-        "llm_model": "alpha", "duration": round(reply.usage.duration_seconds, 3),
-        "input_tokens": 90, "output_tokens": 14, "attempts": 3,
+        "llm_model": "alpha",
+        "duration": round(reply.usage.duration_seconds, 3),
+        "input_tokens": 90,
+        "output_tokens": 14,
+        "attempts": 3,
     }
     assert [u.label for u in llm.usage] == ["purpose", "notes"] and note.usage.total_tokens == 33
 
@@ -131,7 +153,12 @@ def test_concurrent_calls_are_all_recorded(stub, canary_env, db):
     executor = stub_executor(stub, {"alpha": {}}, recorder=DatabaseRecorder(db), in_flight=4)
     llm = executor.for_step("plan_fan", "fanout")
     with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda i: llm.structured([*MESSAGES, {"role": "user", "content": f"item {i}"}], Purpose), range(12)))
+        list(
+            pool.map(
+                lambda i: llm.structured([*MESSAGES, {"role": "user", "content": f"item {i}"}], Purpose),
+                range(12),
+            )
+        )
     rows = db.get_plan_interactions("plan_fan")
     assert len(rows) == 12 and {r.status for r in rows} == {"completed"}
     metrics = db.get_plan_metrics("plan_fan")
@@ -185,7 +212,9 @@ def test_skipped_calls_are_rows_but_not_calls(stub, canary_env, db):
     stub.script("down", then=Status(502, "bad gateway"))
     stub.script("up", then=Reply(VALID, prompt_tokens=20, completion_tokens=4))
     executor = stub_executor(
-        stub, {"down": {"max_retries": 0}, "up": {}}, recorder=DatabaseRecorder(db),
+        stub,
+        {"down": {"max_retries": 0}, "up": {}},
+        recorder=DatabaseRecorder(db),
         retry=replace(FAST_RETRY, breaker_failures=2, breaker_cooldown=60),
     )
     llm = executor.for_step("plan_skip", "identify_purpose")
@@ -194,11 +223,20 @@ def test_skipped_calls_are_rows_but_not_calls(stub, canary_env, db):
 
     rows = db.get_plan_interactions("plan_skip")
     assert [(r.llm_model, r.status) for r in rows] == [
-        ("down", "failed"), ("up", "completed"), ("down", "failed"), ("up", "completed"),
-        ("down", "skipped"), ("up", "completed"), ("down", "skipped"), ("up", "completed"),
+        ("down", "failed"),
+        ("up", "completed"),
+        ("down", "failed"),
+        ("up", "completed"),
+        ("down", "skipped"),
+        ("up", "completed"),
+        ("down", "skipped"),
+        ("up", "completed"),
     ]
     for row in (r for r in rows if r.status == "skipped"):
-        assert row.error_code == "circuit_open" and "failed 2 times in a row (last: http_502" in row.error_message
+        assert (
+            row.error_code == "circuit_open"
+            and "failed 2 times in a row (last: http_502" in row.error_message
+        )
         assert row.duration_seconds is None and row.total_tokens is None
         assert row.response_metadata == {"failure_kind": "transient"}
         assert row.prompt_metadata["attempt"] is None and row.prompt_text.startswith("[system]")

@@ -35,7 +35,10 @@ SHORT = [{"role": "system", "content": "Classify the plan."}, {"role": "user", "
 
 
 def long_messages(chars: int) -> list[dict[str, str]]:
-    return [{"role": "system", "content": "Classify the plan."}, {"role": "user", "content": "word " * (chars // 5)}]
+    return [
+        {"role": "system", "content": "Classify the plan."},
+        {"role": "user", "content": "word " * (chars // 5)},
+    ]
 
 
 def rows(executor) -> list[dict]:
@@ -111,7 +114,11 @@ def test_a_prompt_larger_than_the_window_fails_permanently_without_a_request(stu
     assert "context window of model 'local' (2048 tokens)" in message and "about 25" in message
     assert stub.seen("local") == []
     [row] = rows(executor)
-    assert (row["status"], row["error_code"], row["response_metadata"]) == ("skipped", "context_window", {"failure_kind": "permanent"})
+    assert (row["status"], row["error_code"], row["response_metadata"]) == (
+        "skipped",
+        "context_window",
+        {"failure_kind": "permanent"},
+    )
     assert executor.recorder.metrics == {}  # not an attempt: nothing added to plan_metrics
 
 
@@ -121,11 +128,16 @@ def test_http_400_naming_the_context_length_is_permanent_and_names_the_window(st
     with pytest.raises(StepError) as caught:
         executor.for_step("p", "review_plan").structured(SHORT, Purpose)
     assert caught.value.kind is FailureKind.PERMANENT
-    assert "maximum context length is 8192 tokens" in str(caught.value) and "context_length" in str(caught.value)
+    assert "maximum context length is 8192 tokens" in str(caught.value) and "context_length" in str(
+        caught.value
+    )
     assert len(stub.seen("local")) == 1  # neither retried nor "retried with a larger max_tokens"
     [row] = rows(executor)
     assert row["error_code"] == "context_length"
-    assert row["response_metadata"]["context_window"] == 8192 and row["response_metadata"]["prompt_tokens"] == 9009
+    assert (
+        row["response_metadata"]["context_window"] == 8192
+        and row["response_metadata"]["prompt_tokens"] == 9009
+    )
     assert executor.context_window(executor.models[0]) == 8192  # learned for the next calls
 
 
@@ -145,14 +157,22 @@ def test_a_reply_the_server_cut_short_teaches_the_window_and_is_not_grown(stub, 
     # llama.cpp with a small --n_ctx: asked for 4000 tokens, it stops after what the window leaves.
     stub.script(
         "local",
-        Reply('{"purpose": "busi', finish_reason="length", prompt_tokens=1800, completion_tokens=248, cut_at_max_tokens=False),
+        Reply(
+            '{"purpose": "busi',
+            finish_reason="length",
+            prompt_tokens=1800,
+            completion_tokens=248,
+            cut_at_max_tokens=False,
+        ),
         Reply(VALID, prompt_tokens=1800),
     )
     executor = stub_executor(stub, {"local": {"max_tokens": 4000}})
     llm = executor.for_step("p", "s")
     with pytest.raises(StepError) as caught:
         llm.structured(long_messages(6000), Purpose)
-    assert caught.value.kind is FailureKind.CONTENT and "context window (about 2048 tokens)" in str(caught.value)
+    assert caught.value.kind is FailureKind.CONTENT and "context window (about 2048 tokens)" in str(
+        caught.value
+    )
     assert len(stub.seen("local")) == 1  # not retried with max_tokens=8000: it could not help
     assert executor.context_window(executor.models[0]) == 2048
     llm.structured(SHORT, Purpose)
@@ -160,7 +180,11 @@ def test_a_reply_the_server_cut_short_teaches_the_window_and_is_not_grown(stub, 
 
 
 def test_a_cut_off_reply_grows_only_up_to_the_window(stub, canary_env):
-    stub.script("local", Reply('{"purpose": "b', finish_reason="length"), Reply('{"purpose": "bu', finish_reason="length"))
+    stub.script(
+        "local",
+        Reply('{"purpose": "b', finish_reason="length"),
+        Reply('{"purpose": "bu', finish_reason="length"),
+    )
     executor = stub_executor(stub, {"local": {"max_tokens": 1000, "context_window": 1800}})
     with pytest.raises(StepError) as caught:
         executor.for_step("p", "s").structured(SHORT, Purpose)
@@ -191,9 +215,17 @@ def test_estimator_ignores_a_count_that_means_the_server_dropped_the_prompt():
     ("status", "message", "expected"),
     [
         (400, LLAMACPP_TOO_LONG, (8192, 9009)),
-        (400, "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens.", (128000, 130512)),
+        (
+            400,
+            "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens.",
+            (128000, 130512),
+        ),
         (400, "the request exceeds the available context size, try increasing it", (None, None)),
-        (400, "Trying to keep the first 5000 tokens when context the overflows. However, the model is loaded with context length of only 4096 tokens", (4096, None)),
+        (
+            400,
+            "Trying to keep the first 5000 tokens when context the overflows. However, the model is loaded with context length of only 4096 tokens",
+            (4096, None),
+        ),
         (400, "Invalid value for 'temperature'", None),
         (500, "'response_format' type should be 'text' or 'json_object'", None),
         (500, "llama_decode failed while the context was being shifted", None),
@@ -209,7 +241,9 @@ def test_context_errors_are_read_from_what_servers_say(status, message, expected
 
 def test_sampling_settings_against_loops_reach_the_server(stub, canary_env):
     stub.script("local", Reply(VALID))
-    executor = stub_executor(stub, {"local": {"frequency_penalty": 0.5, "presence_penalty": -0.25, "top_p": 0.9}})
+    executor = stub_executor(
+        stub, {"local": {"frequency_penalty": 0.5, "presence_penalty": -0.25, "top_p": 0.9}}
+    )
     executor.for_step("p", "s").structured(SHORT, Purpose)
     body = stub.seen("local")[0].body
     assert (body["frequency_penalty"], body["presence_penalty"], body["top_p"]) == (0.5, -0.25, 0.9)
@@ -233,7 +267,9 @@ def test_a_reply_that_loops_to_max_tokens_is_a_content_failure_sent_once(stub, c
 def test_repetition_detector():
     assert repeats_itself("intro " + "we bake bread every day. " * 20)
     assert repeats_itself("x" * 50 + "- item\n- item\n" * 30)
-    assert not repeats_itself("A long answer that goes on with new words every time, " + " ".join(str(i) for i in range(400)))
+    assert not repeats_itself(
+        "A long answer that goes on with new words every time, " + " ".join(str(i) for i in range(400))
+    )
     assert not repeats_itself("short short short")
 
 
@@ -266,7 +302,10 @@ def test_call_kind_from_each_models_last_failure(stub, canary_env):
 
 def fan_out_context(max_concurrency: int = 64) -> StepContext:
     return StepContext(
-        plan_id="p", step=STEP_BY_NAME["wbs_level3"], llm=None, plan_created_at=datetime.now(UTC),
+        plan_id="p",
+        step=STEP_BY_NAME["wbs_level3"],
+        llm=None,
+        plan_created_at=datetime.now(UTC),
         max_concurrency=max_concurrency,
     )
 
@@ -284,10 +323,14 @@ def test_server_gone_mid_fan_out_opens_the_breaker_and_stops_the_fan_out(stub, c
         return Reply(VALID, prompt_tokens=30, completion_tokens=10)
 
     stub.script("local", then=answer_then_die)
-    executor = stub_executor(stub, {"local": {"max_in_flight": 2, "max_retries": 3}}, retry=policy(breaker_failures=3))
+    executor = stub_executor(
+        stub, {"local": {"max_in_flight": 2, "max_retries": 3}}, retry=policy(breaker_failures=3)
+    )
     llm = executor.for_step("p", "wbs_level3")
     with pytest.raises(StepError) as caught:
-        fan_out_context().map_concurrent(lambda i: llm.structured(SHORT, Purpose, label=f"item {i}"), range(items))
+        fan_out_context().map_concurrent(
+            lambda i: llm.structured(SHORT, Purpose, label=f"item {i}"), range(items)
+        )
     assert caught.value.kind is FailureKind.TRANSIENT and "failed transiently" in str(caught.value)
     recorded = rows(executor)
     sent = [r for r in recorded if r["status"] != "skipped"]
@@ -297,7 +340,10 @@ def test_server_gone_mid_fan_out_opens_the_breaker_and_stops_the_fan_out(stub, c
     # slot was already on its way. Every other item is skipped, not sent.
     assert 3 <= len(refused) <= 3 + 2, [(r["status"], r["error_code"]) for r in recorded]
     assert len([r for r in sent if r["status"] == "completed"]) == 4
-    assert all(r["error_code"] == "circuit_open" and "times in a row (last: connection_error" in r["error_message"] for r in skipped)
+    assert all(
+        r["error_code"] == "circuit_open" and "times in a row (last: connection_error" in r["error_message"]
+        for r in skipped
+    )
     assert len(sent) + len(skipped) <= items + 3 + 2
     assert executor.recorder.metrics["p"]["total_llm_calls"] == len(sent)  # skips are not calls
 
@@ -318,11 +364,17 @@ def test_sequential_fan_out_stops_at_the_first_outage(stub, canary_env):
 
 
 def test_content_failures_in_a_fan_out_stay_per_item(stub, canary_env):
-    stub.script("local", then=lambda body: Reply("no json here") if "odd" in json.dumps(body["messages"]) else Reply(VALID))
+    stub.script(
+        "local",
+        then=lambda body: Reply("no json here") if "odd" in json.dumps(body["messages"]) else Reply(VALID),
+    )
     executor = stub_executor(stub, {"local": {}})
     llm = executor.for_step("p", "wbs_level3")
     outcomes = fan_out_context().map_concurrent(
-        lambda i: llm.structured([*SHORT[:1], {"role": "user", "content": "odd" if i % 2 else "even"}], Purpose), range(6)
+        lambda i: llm.structured(
+            [*SHORT[:1], {"role": "user", "content": "odd" if i % 2 else "even"}], Purpose
+        ),
+        range(6),
     )
     assert [o.ok for o in outcomes] == [True, False] * 3
     assert all(failure_kind(o.error) is FailureKind.CONTENT for o in outcomes if not o.ok)
@@ -351,10 +403,14 @@ def test_a_model_that_always_answers_500_is_skipped_during_its_cool_down(stub, c
 
 
 def test_after_the_cool_down_one_probe_goes_out(stub, canary_env):
-    stub.script("broken", Status(500, "down"), Status(500, "down"), Status(500, "still down"), then=Reply(VALID))
+    stub.script(
+        "broken", Status(500, "down"), Status(500, "down"), Status(500, "still down"), then=Reply(VALID)
+    )
     stub.script("working", then=Reply(VALID))
     executor = stub_executor(
-        stub, {"broken": {"max_retries": 0}, "working": {}}, retry=policy(breaker_failures=2, breaker_cooldown=0.3)
+        stub,
+        {"broken": {"max_retries": 0}, "working": {}},
+        retry=policy(breaker_failures=2, breaker_cooldown=0.3),
     )
     llm = executor.for_step("p", "s")
     for _ in range(3):  # two failures open the breaker; the third call skips "broken"
@@ -421,12 +477,16 @@ def test_a_skipped_calls_reason_never_holds_the_key(stub, canary_env):
     the Authorization header back in its 500 must not put the key there."""
     stub.script("leaky", then=EchoAuth(500))
     stub.script("working", then=Reply(VALID))
-    executor = stub_executor(stub, {"leaky": {"max_retries": 0}, "working": {}}, retry=policy(breaker_failures=1))
+    executor = stub_executor(
+        stub, {"leaky": {"max_retries": 0}, "working": {}}, retry=policy(breaker_failures=1)
+    )
     llm = executor.for_step("p", "s")
     for _ in range(2):
         llm.structured(SHORT, Purpose)
     [skipped] = [r for r in rows(executor) if r["status"] == "skipped"]
-    assert "[REDACTED]" in skipped["error_message"] and canary_env not in json.dumps(rows(executor), default=str)
+    assert "[REDACTED]" in skipped["error_message"] and canary_env not in json.dumps(
+        rows(executor), default=str
+    )
 
 
 # -- a call's own bound on its reply ---------------------------------------------------------------
@@ -480,7 +540,11 @@ def _decision(n: int) -> str:
 def test_a_looping_array_keeps_its_complete_items(stub, canary_env):
     """What Gemma 3 270M sent for deduplicate_levers, in short: good items, then one item repeated
     until max_tokens. The complete items are kept; the repeats and the cut-off item are dropped."""
-    loop = '{ "decisions": [ ' + ", ".join([_decision(1), _decision(2), *[_decision(3)] * 30]) + ', {"lever_id": "lev'
+    loop = (
+        '{ "decisions": [ '
+        + ", ".join([_decision(1), _decision(2), *[_decision(3)] * 30])
+        + ', {"lever_id": "lev'
+    )
     stub.script("local", Reply(loop, finish_reason="length"))
     executor = stub_executor(stub, {"local": {"max_tokens": 512}})
     reply = executor.for_step("p", "deduplicate_levers").structured(SHORT, Decisions)
@@ -499,6 +563,7 @@ def test_a_looping_reply_whose_complete_part_fails_the_schema_still_fails(stub, 
     executor = stub_executor(stub, {"local": {"max_tokens": 512}})
     with pytest.raises(StepError, match="repeats itself"):
         executor.for_step("p", "s").structured(SHORT, Purpose)
+
     # An array loop before a required field that never came: the closed prefix fails the schema.
     class Later(BaseModel):
         items: list[int]

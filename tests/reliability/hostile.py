@@ -183,7 +183,10 @@ def make_hostile_run(root: Path) -> HostileRun:
     stub.script("backup", then=backup_model(hostile))
     config = root / "llm_config.json"
     write_llm_config(
-        config, stub.base_url, ["primary", "backup"], key_var="OPENROUTER_API_KEY",
+        config,
+        stub.base_url,
+        ["primary", "backup"],
+        key_var="OPENROUTER_API_KEY",
         overrides={"backup": {"api_key": "${" + TOKEN_VAR + "}"}},
     )
     outputs: list[str] = []

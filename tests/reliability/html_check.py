@@ -128,7 +128,9 @@ class Inspection:
         return "".join(self.text)
 
 
-def inspect_html(document: str, where: str = "document", taint: tuple[str, ...] = (), depth: int = 0) -> Inspection:
+def inspect_html(
+    document: str, where: str = "document", taint: tuple[str, ...] = (), depth: int = 0
+) -> Inspection:
     if depth > 3:
         return Inspection([f"{where}: srcdoc nested too deep"], [])
     parser = _Inspector(where, taint, depth)

@@ -22,7 +22,24 @@ from pydantic import BaseModel, ValidationError
 ALPHABET = st.sampled_from(
     list("abcdefghijklmnopqrstuvwxyz ABCXYZ0123456789")
     + list("*_`#|[]()<>!~-+=.,:;\\/\"'&%$@{}^")
-    + ["\n", "\n\n", "\t", "\r\n", "é", "ß", "中", "文", "😀", "\u200b", "\u00a0", "---", "```", "| a | b |", "<script>", "&amp;"]
+    + [
+        "\n",
+        "\n\n",
+        "\t",
+        "\r\n",
+        "é",
+        "ß",
+        "中",
+        "文",
+        "😀",
+        "\u200b",
+        "\u00a0",
+        "---",
+        "```",
+        "| a | b |",
+        "<script>",
+        "&amp;",
+    ]
 )
 FREE_TEXT = st.lists(ALPHABET, max_size=12).map("".join)
 
@@ -84,7 +101,9 @@ def draw_value(draw, annotation: Any, meta: dict[str, Any], drawn: Drawn, path: 
     if origin is dict or annotation is dict:
         value_type = args[1] if len(args) == 2 else str
         count = draw(st.integers(0, 2))
-        return {f"key{i}": draw_value(draw, value_type, {}, drawn, f"{path}{{}}", depth + 1) for i in range(count)}
+        return {
+            f"key{i}": draw_value(draw, value_type, {}, drawn, f"{path}{{}}", depth + 1) for i in range(count)
+        }
     if annotation is bool:
         return draw(st.booleans())
     if annotation is int:
@@ -94,7 +113,16 @@ def draw_value(draw, annotation: Any, meta: dict[str, Any], drawn: Drawn, path: 
     if annotation is float:
         low = float(meta.get("ge", meta.get("gt", -1e6)))
         high = float(meta.get("le", meta.get("lt", 1e6)))
-        value = draw(st.floats(low, high, allow_nan=False, allow_infinity=False, exclude_min="gt" in meta, exclude_max="lt" in meta))
+        value = draw(
+            st.floats(
+                low,
+                high,
+                allow_nan=False,
+                allow_infinity=False,
+                exclude_min="gt" in meta,
+                exclude_max="lt" in meta,
+            )
+        )
         return value
     if annotation is str:
         token = drawn.token(path)
@@ -108,11 +136,20 @@ def draw_value(draw, annotation: Any, meta: dict[str, Any], drawn: Drawn, path: 
     raise NotImplementedError(f"no strategy for {annotation!r} at {path}")
 
 
-def draw_model_data(draw, model: type[BaseModel], drawn: Drawn, path: str = "", depth: int = 0) -> dict[str, Any]:
+def draw_model_data(
+    draw, model: type[BaseModel], drawn: Drawn, path: str = "", depth: int = 0
+) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         key = info.alias or name
-        data[key] = draw_value(draw, info.annotation, _metadata(list(info.metadata)), drawn, f"{path}.{name}" if path else name, depth)
+        data[key] = draw_value(
+            draw,
+            info.annotation,
+            _metadata(list(info.metadata)),
+            drawn,
+            f"{path}.{name}" if path else name,
+            depth,
+        )
     return data
 
 

@@ -116,7 +116,12 @@ def write_llm_config(
             **arguments,
             **dict((overrides or {}).get(model, {})),
         }
-        document[model] = {"comment": "reliability test stub", "priority": priority, "class": "OpenAILike", "arguments": args}
+        document[model] = {
+            "comment": "reliability test stub",
+            "priority": priority,
+            "class": "OpenAILike",
+            "arguments": args,
+        }
     path.write_text(json.dumps(document, indent=2), encoding="utf-8")
     return path
 
@@ -133,7 +138,9 @@ def step_files(step: Step, contents: Mapping[str, str]) -> dict[str, str]:
     return files
 
 
-def seed_steps(store: PlanStore, plan_id: str, contents: Mapping[str, str], steps: Iterable[str], run_id: str) -> None:
+def seed_steps(
+    store: PlanStore, plan_id: str, contents: Mapping[str, str], steps: Iterable[str], run_id: str
+) -> None:
     """Store the given steps' outputs (from a finished run) for a plan that has none yet: the rows in
     one transaction, then the files; the state the dual writer leaves, made in a fraction of its time."""
     from sqlalchemy import insert
@@ -148,12 +155,27 @@ def seed_steps(store: PlanStore, plan_id: str, contents: Mapping[str, str], step
         for filename, text in step_files(step, contents).items():
             size, digest = len(text.encode("utf-8")), sha256_text(text)
             content_rows.append(
-                {"plan_id": plan_id, "filename": filename, "stage": step.name, "content_type": content_type_for(filename),
-                 "content": text, "content_size_bytes": size, "content_hash": digest, "run_id": run_id}
+                {
+                    "plan_id": plan_id,
+                    "filename": filename,
+                    "stage": step.name,
+                    "content_type": content_type_for(filename),
+                    "content": text,
+                    "content_size_bytes": size,
+                    "content_hash": digest,
+                    "run_id": run_id,
+                }
             )
             file_rows.append(
-                {"plan_id": plan_id, "filename": filename, "file_type": filename.rsplit(".", 1)[-1], "file_size_bytes": size,
-                 "content_hash": digest, "generated_by_stage": step.name, "file_path": str(run_dir / filename)}
+                {
+                    "plan_id": plan_id,
+                    "filename": filename,
+                    "file_type": filename.rsplit(".", 1)[-1],
+                    "file_size_bytes": size,
+                    "content_hash": digest,
+                    "generated_by_stage": step.name,
+                    "file_path": str(run_dir / filename),
+                }
             )
     with store.db.session() as s:  # a fresh plan: plain inserts, many rows per statement
         s.execute(insert(PlanContent), content_rows)
@@ -204,7 +226,9 @@ def assert_files_equal_rows(db, plan_id: str, run_dir: Path) -> dict[str, Any]:
     assert len(names) == len(set(names)), "duplicate plan_content rows"
     by_name = {r.filename: r for r in rows}
     on_disk = {p.name for p in run_dir.iterdir() if not p.name.startswith(TEMP_PREFIX)}
-    assert on_disk == set(by_name), f"files without rows: {sorted(on_disk - set(by_name))}; rows without files: {sorted(set(by_name) - on_disk)}"
+    assert on_disk == set(by_name), (
+        f"files without rows: {sorted(on_disk - set(by_name))}; rows without files: {sorted(set(by_name) - on_disk)}"
+    )
     for name, row in by_name.items():
         assert (run_dir / name).read_bytes() == row.content.encode("utf-8"), f"{name} differs from its row"
         assert row.content_hash == sha256_text(row.content), f"{name}: stored hash is wrong"

@@ -31,7 +31,9 @@ class TcpProxy:
         self.port = listener.getsockname()[1]
         self._listener = listener
         self._accepting.set()
-        threading.Thread(target=self._accept_loop, args=(listener,), name="tcp-proxy-accept", daemon=True).start()
+        threading.Thread(
+            target=self._accept_loop, args=(listener,), name="tcp-proxy-accept", daemon=True
+        ).start()
         return self
 
     def cut(self) -> None:
@@ -80,7 +82,9 @@ class TcpProxy:
                 self._sockets.update((client, upstream))
                 self.connections += 1
             for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), name="tcp-proxy-pump", daemon=True).start()
+                threading.Thread(
+                    target=self._pump, args=(source, sink), name="tcp-proxy-pump", daemon=True
+                ).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:

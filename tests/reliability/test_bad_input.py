@@ -82,7 +82,9 @@ def test_unusable_prompts_are_refused(app_db, isolated_home, prompt, fragment):
 def test_prompt_at_the_limit_is_accepted(app_db, isolated_home):
     from planexe_assets.lifecycle.plans import PlanRequest, create_plan
 
-    plan = create_plan(app_db, PlanRequest(prompt="y" * MAX_PROMPT_BYTES, model="offline", plan_id="at_limit"))
+    plan = create_plan(
+        app_db, PlanRequest(prompt="y" * MAX_PROMPT_BYTES, model="offline", plan_id="at_limit")
+    )
     assert len(plan.prompt.encode()) == MAX_PROMPT_BYTES
 
 
@@ -129,23 +131,52 @@ def _config(tmp_path: Path, document) -> Path:
     return path
 
 
-GOOD_ENTRY = {"class": "OpenAILike", "priority": 1, "arguments": {"model": "m", "base_url": "http://127.0.0.1:9/v1", "api_key": "${PLANEXE_TEST_ABSENT_KEY}"}}
+GOOD_ENTRY = {
+    "class": "OpenAILike",
+    "priority": 1,
+    "arguments": {"model": "m", "base_url": "http://127.0.0.1:9/v1", "api_key": "${PLANEXE_TEST_ABSENT_KEY}"},
+}
 
 
 @pytest.mark.parametrize(
     "document, model, fragments",
     [
-        ('{"m": {"class": "OpenAILike", "arguments": {"model": "m",}}}', "auto", ["is not valid JSON", "line 1 column"]),
+        (
+            '{"m": {"class": "OpenAILike", "arguments": {"model": "m",}}}',
+            "auto",
+            ["is not valid JSON", "line 1 column"],
+        ),
         ("[1, 2, 3]", "auto", ["top level must be an object"]),
         ({"m": {"class": "Bogus", "arguments": {"model": "m"}}}, "auto", ["unknown class 'Bogus'"]),
-        ({"m": {**GOOD_ENTRY, "arguments": {**GOOD_ENTRY["arguments"], "timeout": -1}}}, "auto", ["'timeout' must be"]),
-        ({"m": {**GOOD_ENTRY, "arguments": {**GOOD_ENTRY["arguments"], "api_key": "k"}}, "offline": {"class": "Offline", "arguments": {"model": "offline"}}}, "no-such-model", ["unknown model 'no-such-model'", "known models: m, offline"]),
+        (
+            {"m": {**GOOD_ENTRY, "arguments": {**GOOD_ENTRY["arguments"], "timeout": -1}}},
+            "auto",
+            ["'timeout' must be"],
+        ),
+        (
+            {
+                "m": {**GOOD_ENTRY, "arguments": {**GOOD_ENTRY["arguments"], "api_key": "k"}},
+                "offline": {"class": "Offline", "arguments": {"model": "offline"}},
+            },
+            "no-such-model",
+            ["unknown model 'no-such-model'", "known models: m, offline"],
+        ),
         ({"m": GOOD_ENTRY}, "m", ["needs the environment variable PLANEXE_TEST_ABSENT_KEY", "not set"]),
         ({"m": GOOD_ENTRY}, "auto", ["PLANEXE_TEST_ABSENT_KEY"]),
     ],
-    ids=["malformed-json", "not-an-object", "unknown-class", "bad-argument", "unknown-model", "missing-env-named", "missing-env-auto"],
+    ids=[
+        "malformed-json",
+        "not-an-object",
+        "unknown-class",
+        "bad-argument",
+        "unknown-model",
+        "missing-env-named",
+        "missing-env-auto",
+    ],
 )
-def test_unusable_model_configuration_is_refused(app_db, isolated_home, tmp_path, monkeypatch, document, model, fragments):
+def test_unusable_model_configuration_is_refused(
+    app_db, isolated_home, tmp_path, monkeypatch, document, model, fragments
+):
     monkeypatch.delenv("PLANEXE_TEST_ABSENT_KEY", raising=False)
     monkeypatch.setenv("PLANEXE_LLM_CONFIG", str(_config(tmp_path, document)))
     result = CliRunner().invoke(app, ["plan", PROMPT, "--model", model, "--quiet"])
@@ -175,7 +206,10 @@ def test_missing_config_file_is_refused(app_db, isolated_home, tmp_path, monkeyp
         ("::not a url::", "not a database URL"),
     ],
 )
-@pytest.mark.parametrize("command", [["plan", PROMPT, "--model", "offline", "--quiet"], ["resume", "some_plan"], ["list"], ["db", "upgrade"]])
+@pytest.mark.parametrize(
+    "command",
+    [["plan", PROMPT, "--model", "offline", "--quiet"], ["resume", "some_plan"], ["list"], ["db", "upgrade"]],
+)
 def test_bad_database_url_is_refused(isolated_home, monkeypatch, url, fragment, command):
     monkeypatch.setenv("DATABASE_URL", url)
     result = CliRunner().invoke(app, command)
@@ -193,7 +227,9 @@ def test_bad_database_url_is_refused(isolated_home, monkeypatch, url, fragment, 
     ],
     ids=["uncreatable-directory", "path-is-a-directory"],
 )
-@pytest.mark.parametrize("command", [["plan", PROMPT, "--model", "offline", "--quiet"], ["list"], ["resume", "p1"]])
+@pytest.mark.parametrize(
+    "command", [["plan", PROMPT, "--model", "offline", "--quiet"], ["list"], ["resume", "p1"]]
+)
 def test_unusable_sqlite_database_is_refused(isolated_home, tmp_path, monkeypatch, where, fragment, command):
     path = where.format(tmp=tmp_path)
     if "a_directory" in path:
@@ -226,7 +262,9 @@ def test_plan_run_directory_that_cannot_be_used_is_refused(app_db, isolated_home
     assert (runs / "taken").read_text().startswith("a file")
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes through file permissions")
+@pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes through file permissions"
+)
 def test_read_only_runs_directory_is_refused(app_db, isolated_home):
     runs = isolated_home / "runs"
     runs.mkdir(parents=True)

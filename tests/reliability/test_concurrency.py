@@ -43,7 +43,9 @@ def _downstream_of(name: str) -> set[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_eight_plans_at_once(backend, request, monkeypatch, stub, stub_config, offline_template, isolated_home, caplog):
+def test_eight_plans_at_once(
+    backend, request, monkeypatch, stub, stub_config, offline_template, isolated_home, caplog
+):
     url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "postgres_url")
     monkeypatch.setenv("DATABASE_URL", url)
     db = get_database_service(url)
@@ -106,18 +108,27 @@ def test_eight_plans_at_once(backend, request, monkeypatch, stub, stub_config, o
         stored = assert_files_equal_rows(db, plan_id, isolated_home / "runs" / plan_id)
         assert plan.last_run_id == outcome.run_id
         if plan_id in FAILING:
-            assert not outcome.success and outcome.failed_steps == [FAILING_STEP], (plan_id, outcome.failed_steps)
-            assert plan.status == "failed" and plan.error_message.startswith(f"{FAILING_STEP}: StepError: injected failure for {plan_id}")
+            assert not outcome.success and outcome.failed_steps == [FAILING_STEP], (
+                plan_id,
+                outcome.failed_steps,
+            )
+            assert plan.status == "failed" and plan.error_message.startswith(
+                f"{FAILING_STEP}: StepError: injected failure for {plan_id}"
+            )
             assert PIPELINE_COMPLETE_FILENAME not in stored
             for name in todo:
                 present = all(f in stored for f in STEP_BY_NAME[name].filenames)
                 assert present == (name not in blocked), (plan_id, name)
         else:
             assert outcome.success, (plan_id, outcome.failed_steps)
-            assert plan.status == "completed" and plan.progress_percentage == 100 and plan.error_message is None
+            assert (
+                plan.status == "completed" and plan.progress_percentage == 100 and plan.error_message is None
+            )
             assert PIPELINE_COMPLETE_FILENAME in stored
             assert {stored[f].run_id for n in todo for f in STEP_BY_NAME[n].filenames} == {outcome.run_id}
         assert {stored[f].run_id for n in seeded for f in STEP_BY_NAME[n].filenames} == {"seed"}
         # Each plan's report is its own: no cross-talk between the concurrent runs.
         if plan_id not in FAILING:
-            assert all(other not in stored[step_file("report")].content for other in PLANS if other != plan_id)
+            assert all(
+                other not in stored[step_file("report")].content for other in PLANS if other != plan_id
+            )

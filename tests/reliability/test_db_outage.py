@@ -45,7 +45,9 @@ def proxied(postgres_url, monkeypatch):
     target = make_url(postgres_url)
     proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432).start()
     # The server trusts local connections, so the password is never checked; it must never be shown.
-    url = target.set(host="127.0.0.1", port=proxy.port, password=DB_PASSWORD).render_as_string(hide_password=False)
+    url = target.set(host="127.0.0.1", port=proxy.port, password=DB_PASSWORD).render_as_string(
+        hide_password=False
+    )
     monkeypatch.setenv("DATABASE_URL", url)
     direct = DatabaseService(make_engine(postgres_url))
     yield proxy, url, direct
@@ -92,7 +94,9 @@ def test_database_unreachable_at_start(proxied, isolated_home):
     plan = direct.get_plan("waiting")
     assert plan.status == "pending" and plan.completed_at is None
     assert direct.get_plan_content("waiting") == []
-    assert not (isolated_home / "runs" / "waiting").exists() or not any((isolated_home / "runs" / "waiting").iterdir())
+    assert not (isolated_home / "runs" / "waiting").exists() or not any(
+        (isolated_home / "runs" / "waiting").iterdir()
+    )
     assert missing_steps_with_downstream(direct, "waiting") == [s.name for s in pipeline_steps()]
     listed = runner.invoke(app, ["list"])
     assert listed.exit_code == 0 and "waiting" in listed.output
@@ -104,7 +108,10 @@ def test_database_lost_mid_run_then_back(proxied, stub, stub_config, offline_tem
     stub_config(["m1"])
     slow = {"on": True}
     stub.script(
-        "m1", then=OfflineModel(latency=lambda body: 0.25 if slow["on"] and schema_name(body) == "ReviewBullets" else 0.0)
+        "m1",
+        then=OfflineModel(
+            latency=lambda body: 0.25 if slow["on"] and schema_name(body) == "ReviewBullets" else 0.0
+        ),
     )
     db = get_database_service(url)
     create_plan(db, PlanRequest(prompt=PROMPT, model="auto", plan_id="outage"))
@@ -157,7 +164,11 @@ def test_database_lost_mid_run_then_back(proxied, stub, stub_config, offline_tem
 def _run_errors(instance, run_id: str) -> str:
     """Every error a run reported (resource set-up, steps, the run itself), as one text."""
     texts = []
-    for kind in (DagsterEventType.RESOURCE_INIT_FAILURE, DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE):
+    for kind in (
+        DagsterEventType.RESOURCE_INIT_FAILURE,
+        DagsterEventType.STEP_FAILURE,
+        DagsterEventType.RUN_FAILURE,
+    ):
         for entry in instance.all_logs(run_id, of_type=kind):
             error = getattr(entry.dagster_event.event_specific_data, "error", None)
             if error is not None:

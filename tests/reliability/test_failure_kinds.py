@@ -52,7 +52,10 @@ def purpose_fault(stub, stub_config, fast_retries, monkeypatch):
 
     def serve(action, **arguments):
         stub_config(["solo"], overrides={"solo": arguments})
-        stub.script("solo", then=OfflineModel(fault=lambda body: action if schema_name(body) == PURPOSE_SCHEMA else None))
+        stub.script(
+            "solo",
+            then=OfflineModel(fault=lambda body: action if schema_name(body) == PURPOSE_SCHEMA else None),
+        )
 
     return serve
 
@@ -96,7 +99,11 @@ def test_a_model_that_loops_gets_a_bounded_number_of_step_retries(
     assert len(events[DagsterEventType.STEP_UP_FOR_RETRY]) == expected_runs - 1
     [failure] = events[DagsterEventType.STEP_FAILURE]
     metadata = _failure_metadata(failure)
-    assert (metadata["failure_kind"], metadata["recoverable"], metadata["retry_allowed"]) == ("content", True, False)
+    assert (metadata["failure_kind"], metadata["recoverable"], metadata["retry_allowed"]) == (
+        "content",
+        True,
+        False,
+    )
     assert metadata["retry_number"] == expected_runs - 1
     rows = app_db.get_plan_interactions("loops", stage="identify_purpose")
     assert {(r.error_code, r.response_metadata["failure_kind"]) for r in rows} == {("looping", "content")}
@@ -184,7 +191,9 @@ def status_writes(monkeypatch):
     [(Status(503, "overloaded"), "transient"), (Reply(LOOP, finish_reason="length"), "content")],
     ids=["transient", "content"],
 )
-def test_status_is_never_failed_while_a_retry_is_pending(app_db, stub, purpose_fault, status_writes, first, kind):
+def test_status_is_never_failed_while_a_retry_is_pending(
+    app_db, stub, purpose_fault, status_writes, first, kind
+):
     """The first attempt of identify_purpose fails (and Dagster retries it), the second succeeds: the
     plan row is never written ``failed`` in between, so no reader sees it flicker."""
     sent = {"n": 0}

@@ -42,7 +42,10 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-NO_CHOICES = Raw(json.dumps({"id": "x", "object": "chat.completion", "model": "flaky", "choices": []}).encode(), "application/json")
+NO_CHOICES = Raw(
+    json.dumps({"id": "x", "object": "chat.completion", "model": "flaky", "choices": []}).encode(),
+    "application/json",
+)
 
 # fault name -> (the injected action, the error code recorded for it, whether it is retried on the
 # same model (transient) or repaired once (an unusable reply))
@@ -81,7 +84,9 @@ def _run_purpose(db, plan_id: str):
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
-def test_a_failing_model_falls_back_to_the_next(fault, app_db, stub, stub_config, fast_retries, isolated_home):
+def test_a_failing_model_falls_back_to_the_next(
+    fault, app_db, stub, stub_config, fast_retries, isolated_home
+):
     action, code = FAULTS[fault]
     overrides = {"flaky": {"timeout": 0.5}}
     if fault == "connection-refused":
@@ -100,14 +105,18 @@ def test_a_failing_model_falls_back_to_the_next(fault, app_db, stub, stub_config
     steady = [r for r in rows if r.llm_model == "steady"]
     # max_retries 1 in the config: a transient fault is tried twice; an unusable reply is repaired once.
     assert len(flaky) == 2, [(r.error_code, r.status) for r in flaky]
-    assert all(r.status == "failed" and r.error_code == code for r in flaky), [(r.error_code, r.error_message) for r in flaky]
+    assert all(r.status == "failed" and r.error_code == code for r in flaky), [
+        (r.error_code, r.error_message) for r in flaky
+    ]
     assert len(steady) == 1 and steady[0].status == "completed"
     assert app_db.get_plan_metrics("fallback").total_llm_calls == len(rows) == 3
     assert_files_equal_rows(app_db, "fallback", isolated_home / "runs" / "fallback")
 
 
 @pytest.mark.parametrize("fault", [f for f in FAULTS if f != "connection-refused"] + ["dropped-connection"])
-def test_a_passing_fault_is_retried_on_the_same_model(fault, app_db, stub, stub_config, fast_retries, isolated_home):
+def test_a_passing_fault_is_retried_on_the_same_model(
+    fault, app_db, stub, stub_config, fast_retries, isolated_home
+):
     action, _ = FAULTS.get(fault, (Drop(), "connection_error"))
     stub_config(["flaky", "steady"], overrides={"flaky": {"timeout": 0.5}})
     stub.script("flaky", then=OfflineModel(fault=_purpose_fault(action, 1)))
@@ -141,7 +150,11 @@ def test_every_model_failing_fails_the_asset_and_resume_starts_there(
     broken = {"on": True}
 
     def pitch_down(body):
-        return Status(503, "pitch model overloaded") if broken["on"] and schema_name(body) == "ProjectPitch" else None
+        return (
+            Status(503, "pitch model overloaded")
+            if broken["on"] and schema_name(body) == "ProjectPitch"
+            else None
+        )
 
     stub.script("m-primary", then=OfflineModel(fault=pitch_down))
     stub.script("m-backup", then=OfflineModel(fault=pitch_down))
@@ -157,14 +170,20 @@ def test_every_model_failing_fails_the_asset_and_resume_starts_there(
 
     assert not first.success and first.failed_steps == ["pitch"]
     failure = next(
-        e for e in instance.all_logs(first.run_id, of_type=DagsterEventType.STEP_FAILURE) if e.step_key == "pitch"
+        e
+        for e in instance.all_logs(first.run_id, of_type=DagsterEventType.STEP_FAILURE)
+        if e.step_key == "pitch"
     )
     message = failure.dagster_event.event_specific_data.error.to_string()
     assert "step pitch" in message and "every model failed" in message
     assert "m-primary" in message and "m-backup" in message and "HTTP 503" in message
     row = app_db.get_plan("faulty")
     assert row.status == "failed"
-    assert row.error_message.startswith("pitch:") and "m-primary" in row.error_message and "m-backup" in row.error_message
+    assert (
+        row.error_message.startswith("pitch:")
+        and "m-primary" in row.error_message
+        and "m-backup" in row.error_message
+    )
     # Retries as configured: per Dagster attempt, each model is tried 1 + max_retries (1) times.
     policy = llm_retry_policy()
     attempts = 1 + (policy.max_retries if policy else 0)
@@ -173,11 +192,19 @@ def test_every_model_failing_fails_the_asset_and_resume_starts_there(
     assert len([s for s in pitch_calls if s.model == "m-backup"]) == 2 * attempts
 
     stored = {r.filename: r for r in app_db.get_plan_content("faulty")}
-    downstream = ["pitch_markdown", "review_plan", "executive_summary", "prompt_adherence", "questions_and_answers"]
+    downstream = [
+        "pitch_markdown",
+        "review_plan",
+        "executive_summary",
+        "prompt_adherence",
+        "questions_and_answers",
+    ]
     downstream += ["premortem", "self_audit", "report"]  # adherence reads the summary, the audit the pitch
     independent = ["identify_task_dependencies", "estimate_task_durations", "wbs_level3", "schedule"]
     for name in downstream + ["pitch"]:
-        assert not any(f in stored for f in STEP_BY_NAME[name].filenames), f"{name} has outputs after pitch failed"
+        assert not any(f in stored for f in STEP_BY_NAME[name].filenames), (
+            f"{name} has outputs after pitch failed"
+        )
     for name in independent:
         assert all(stored[f].run_id == first.run_id for f in STEP_BY_NAME[name].filenames), name
     assert PIPELINE_COMPLETE_FILENAME not in stored

@@ -47,7 +47,12 @@ from planexe_assets.core import (
 from tests.reliability.html_check import inspect_html
 from tests.reliability.model_strategies import instances
 
-FUZZ = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much], database=None)
+FUZZ = settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    database=None,
+)
 
 # Fields a renderer leaves out on purpose.
 HIDDEN_BY_DESIGN = {
@@ -65,7 +70,9 @@ def _single_model_renderers() -> list[tuple[str, typing.Callable, type[BaseModel
             if not name.startswith("render_") or fn.__module__ != module.__name__:
                 continue
             hints = typing.get_type_hints(fn)
-            required = [p for p in inspect.signature(fn).parameters.values() if p.default is inspect.Parameter.empty]
+            required = [
+                p for p in inspect.signature(fn).parameters.values() if p.default is inspect.Parameter.empty
+            ]
             if len(required) != 1:
                 continue
             model = hints.get(required[0].name)
@@ -115,7 +122,9 @@ def test_scenarios_renderer_keeps_every_field():
         (candidates, c_tokens), (selection, s_tokens) = candidates_drawn, selection_drawn
         if matching and candidates.scenarios:  # the chosen name matches a candidate, as a model's would
             selection.final_choice.chosen_scenario_name = candidates.scenarios[0].scenario_name
-            s_tokens.tokens = {t: p for t, p in s_tokens.tokens.items() if p != "final_choice.chosen_scenario_name"}
+            s_tokens.tokens = {
+                t: p for t, p in s_tokens.tokens.items() if p != "final_choice.chosen_scenario_name"
+            }
         output = render_scenarios(candidates, selection)
         assert _lost(output, {**c_tokens.tokens, **s_tokens.tokens}) == {}
 
@@ -168,7 +177,11 @@ def _wbs_ids(node: dict) -> list[str]:
 @st.composite
 def model_answers(draw, ids: list[str]):
     """Random task-dependency and duration answers over the WBS ids (and some that do not exist)."""
-    any_id = st.one_of(st.sampled_from(ids), st.sampled_from(["", "no-such-task", str(uuid.UUID(int=7))]), st.text(max_size=8))
+    any_id = st.one_of(
+        st.sampled_from(ids),
+        st.sampled_from(["", "no-such-task", str(uuid.UUID(int=7))]),
+        st.text(max_size=8),
+    )
     words = st.text(max_size=20)
     details = draw(
         st.lists(
@@ -182,11 +195,18 @@ def model_answers(draw, ids: list[str]):
             max_size=12,
         )
     )
-    day = st.one_of(st.integers(-3, 40), st.integers(-10**6, 10**6))
+    day = st.one_of(st.integers(-3, 40), st.integers(-(10**6), 10**6))
     estimates = draw(
         st.lists(
             st.fixed_dictionaries(
-                {"task_id": any_id, "delay_risks": words, "mitigation_strategy": words, "days_min": day, "days_max": day, "days_realistic": day}
+                {
+                    "task_id": any_id,
+                    "delay_risks": words,
+                    "mitigation_strategy": words,
+                    "days_min": day,
+                    "days_max": day,
+                    "days_realistic": day,
+                }
             ),
             max_size=15,
         )
@@ -209,7 +229,9 @@ def test_schedule_step_is_consistent_or_refuses_clearly(offline_template):
     wbs = json.loads(base[step_file("wbs_project_level1_and_level2_and_level3", "full")])
     ids = _wbs_ids(wbs.get("wbs_project", wbs))
     assert len(ids) > 5
-    day_zero = datetime.fromisoformat(json.loads(base[step_file("start_time")])["server_iso_utc"].replace("Z", "+00:00")).date()
+    day_zero = datetime.fromisoformat(
+        json.loads(base[step_file("start_time")])["server_iso_utc"].replace("Z", "+00:00")
+    ).date()
     outcomes = {"ok": 0, "refused": 0}
 
     @FUZZ
@@ -217,10 +239,15 @@ def test_schedule_step_is_consistent_or_refuses_clearly(offline_template):
     def check(answers):
         details, estimates = answers
         files = dict(base)
-        files[step_file("identify_task_dependencies")] = json.dumps({"task_dependency_details": details} if isinstance(details, list) else details)
+        files[step_file("identify_task_dependencies")] = json.dumps(
+            {"task_dependency_details": details} if isinstance(details, list) else details
+        )
         files[step_file("estimate_task_durations")] = json.dumps(estimates)
         inputs = StepInputs(
-            {key: UpstreamFiles(STEP_BY_NAME[name], {f: files[f] for f in STEP_BY_NAME[name].filenames}) for key, name in step.requires.items()}
+            {
+                key: UpstreamFiles(STEP_BY_NAME[name], {f: files[f] for f in STEP_BY_NAME[name].filenames})
+                for key, name in step.requires.items()
+            }
         )
         ctx = StepContext(plan_id="fuzz", step=step, llm=NoLLM("schedule"))
         try:
@@ -253,7 +280,15 @@ _counter = itertools.count()
 text_content = st.one_of(
     st.text(max_size=60),
     st.just(""),
-    st.sampled_from(['{"a": 1}', "[1, 2", "null", '{"server_iso_utc": "2026-03-10T19:21:45Z"}', "<script>alert(1)</script>"]),
+    st.sampled_from(
+        [
+            '{"a": 1}',
+            "[1, 2",
+            "null",
+            '{"server_iso_utc": "2026-03-10T19:21:45Z"}',
+            "<script>alert(1)</script>",
+        ]
+    ),
 )
 byte_content = st.one_of(
     text_content.map(lambda t: t.encode("utf-8")),
@@ -263,10 +298,19 @@ usage_line = st.one_of(
     st.fixed_dictionaries(
         {
             "model": st.one_of(st.text(max_size=12), st.just("openrouter-gemini"), st.integers()),
-            "timestamp": st.one_of(st.just("2026-03-10T19:30:00"), st.just("2026-03-10T19:30:00+02:00"), st.text(max_size=10), st.integers()),
+            "timestamp": st.one_of(
+                st.just("2026-03-10T19:30:00"),
+                st.just("2026-03-10T19:30:00+02:00"),
+                st.text(max_size=10),
+                st.integers(),
+            ),
             "success": st.one_of(st.booleans(), st.just("yes")),
-            "duration_seconds": st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 10**20), st.text(max_size=4)),
-            "input_tokens": st.one_of(st.integers(-(10**20), 10**20), st.floats(), st.just(None), st.text(max_size=4)),
+            "duration_seconds": st.one_of(
+                st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 10**20), st.text(max_size=4)
+            ),
+            "input_tokens": st.one_of(
+                st.integers(-(10**20), 10**20), st.floats(), st.just(None), st.text(max_size=4)
+            ),
             "output_tokens": st.one_of(st.integers(0, 10**6), st.just(None)),
             "cost_usd": st.one_of(st.floats(), st.just(None)),
         }
@@ -281,18 +325,36 @@ def run_directories(draw):
     files: dict[str, bytes] = {}
     if draw(st.integers(0, 9)) > 0:
         files[step_file("setup")] = draw(
-            st.one_of(st.just(b"Open a bakery in Oslo"), st.text(min_size=1, max_size=80).map(lambda t: t.encode()), byte_content)
+            st.one_of(
+                st.just(b"Open a bakery in Oslo"),
+                st.text(min_size=1, max_size=80).map(lambda t: t.encode()),
+                byte_content,
+            )
         )
     if draw(st.booleans()):
         files[step_file("start_time")] = draw(
             st.one_of(
-                st.just(b'{"server_iso_utc": "2026-03-10T19:21:45Z", "server_iso_local": "2026-03-10T20:21:45+01:00"}'),
+                st.just(
+                    b'{"server_iso_utc": "2026-03-10T19:21:45Z", "server_iso_local": "2026-03-10T20:21:45+01:00"}'
+                ),
                 byte_content,
             )
         )
     if draw(st.booleans()):
         files["usage_metrics.jsonl"] = "\n".join(draw(st.lists(usage_line, max_size=6))).encode()
-    names = st.one_of(st.sampled_from(STEP_FILES), st.sampled_from(["notes.txt", "030-report.html", "weird name.md", "ünïcode.md", ".DS_Store", "999-pipeline_complete.txt"]))
+    names = st.one_of(
+        st.sampled_from(STEP_FILES),
+        st.sampled_from(
+            [
+                "notes.txt",
+                "030-report.html",
+                "weird name.md",
+                "ünïcode.md",
+                ".DS_Store",
+                "999-pipeline_complete.txt",
+            ]
+        ),
+    )
     for name in draw(st.lists(names, max_size=8, unique=True)):
         files.setdefault(name, draw(byte_content))
     return files
@@ -318,7 +380,9 @@ def test_importer_imports_exactly_or_refuses(tmp_path, app_db, monkeypatch):
         except RunImportError as exc:
             assert str(exc)
             assert app_db.get_plan(plan_id) is None and app_db.get_plan_content(plan_id) == []
-            assert not (tmp_path / "runs" / plan_id).exists() or not any((tmp_path / "runs" / plan_id).iterdir())
+            assert not (tmp_path / "runs" / plan_id).exists() or not any(
+                (tmp_path / "runs" / plan_id).iterdir()
+            )
             outcomes["refused"] += 1
             return
         outcomes["imported"] += 1

@@ -75,7 +75,9 @@ def test_sigkill_during_a_fan_out_then_resume(app_db, stub, stub_config, offline
     slow = {"on": True}
     stub.script(
         "m1",
-        then=OfflineModel(latency=lambda body: 0.4 if slow["on"] and schema_name(body) == "ReviewBullets" else 0.0),
+        then=OfflineModel(
+            latency=lambda body: 0.4 if slow["on"] and schema_name(body) == "ReviewBullets" else 0.0
+        ),
     )
     create_plan(app_db, PlanRequest(prompt=PROMPT, model="auto", plan_id="killed"))
     seeded = steps_before("identify_task_dependencies")
@@ -83,7 +85,14 @@ def test_sigkill_during_a_fan_out_then_resume(app_db, stub, stub_config, offline
     run_dir = isolated_home / "runs" / "killed"
 
     child = subprocess.Popen(
-        [sys.executable, "-c", "from planexe_assets.cli.app import app; app()", "resume", "killed", "--quiet"],
+        [
+            sys.executable,
+            "-c",
+            "from planexe_assets.cli.app import app; app()",
+            "resume",
+            "killed",
+            "--quiet",
+        ],
         cwd=REPO,
         env=dict(os.environ),
         stdout=subprocess.PIPE,
@@ -96,7 +105,9 @@ def test_sigkill_during_a_fan_out_then_resume(app_db, stub, stub_config, offline
             calls = app_db.get_plan_interactions("killed", stage=FAN_OUT)
             if len(calls) >= 3 and any(c.status == "completed" for c in calls):
                 break
-            assert child.poll() is None, f"the run ended before the fan-out: {child.stdout.read().decode()[-3000:]}"
+            assert child.poll() is None, (
+                f"the run ended before the fan-out: {child.stdout.read().decode()[-3000:]}"
+            )
             assert time.monotonic() < deadline, "the fan-out never started"
             time.sleep(0.05)
         [worker] = plan_workers("killed")
@@ -130,7 +141,9 @@ def test_sigkill_during_a_fan_out_then_resume(app_db, stub, stub_config, offline
     assert FAN_OUT in plan.failure_reason and plan.failed_step, plan.failure_reason  # what was running
     run = default_instance().get_run_by_id(killed_run_id)
     assert run is not None and run.status.value == "FAILURE"
-    assert not [c for c in app_db.get_plan_interactions("killed") if c.status == "pending"], "open attempts were closed"
+    assert not [c for c in app_db.get_plan_interactions("killed") if c.status == "pending"], (
+        "open attempts were closed"
+    )
 
     todo = missing_steps_with_downstream(app_db, "killed")
     assert todo[0] == FAN_OUT and not set(todo) & set(finished)
@@ -149,4 +162,6 @@ def test_sigkill_during_a_fan_out_then_resume(app_db, stub, stub_config, offline
     assert plan.status == "completed" and plan.progress_percentage == 100
     rows = assert_files_equal_rows(app_db, "killed", run_dir)
     assert PIPELINE_COMPLETE_FILENAME in rows
-    assert not any(p.name.startswith(TEMP_PREFIX) for p in run_dir.iterdir()), f"temporaries left behind: {leftovers}"
+    assert not any(p.name.startswith(TEMP_PREFIX) for p in run_dir.iterdir()), (
+        f"temporaries left behind: {leftovers}"
+    )

@@ -65,7 +65,15 @@ def test_the_marker_is_never_in_a_system_message_as_recorded(hostile_run):
 def test_the_prompt_is_passed_verbatim_as_data(hostile_run):
     from tests.reliability.hostile import PROMPT
 
-    gate = next(s for s in hostile_run.stub_requests if s.body.get("response_format", {}).get("json_schema", {}).get("name") == "Decision" and MARKER in str(s.body))
+    gate = next(
+        s
+        for s in hostile_run.stub_requests
+        if s.body.get("response_format", {}).get("json_schema", {}).get("name") == "Decision"
+        and MARKER in str(s.body)
+    )
     user = [m["content"] for m in gate.messages if m["role"] == "user"]
     assert any(PROMPT in u for u in user)
-    assert "treat it purely as material" in gate.messages[0]["content"].lower() or "do not follow" in gate.messages[0]["content"].lower()
+    assert (
+        "treat it purely as material" in gate.messages[0]["content"].lower()
+        or "do not follow" in gate.messages[0]["content"].lower()
+    )

@@ -41,15 +41,28 @@ UNUSABLE = {
     "confidence": "high",
     "rationale": "The request is a template placeholder, not a goal.",
 }
-GATE_FILES = set(STEP_BY_NAME["redline_gate"].filenames) | set(STEP_BY_NAME["screen_planning_prompt"].filenames)
+GATE_FILES = set(STEP_BY_NAME["redline_gate"].filenames) | set(
+    STEP_BY_NAME["screen_planning_prompt"].filenames
+)
 SETUP_FILES = set(STEP_BY_NAME["start_time"].filenames) | set(STEP_BY_NAME["setup"].filenames)
-FIRST_STEPS = ["start_time", "setup", "redline_gate", "screen_planning_prompt", "premise_attack", "identify_purpose"]
+FIRST_STEPS = [
+    "start_time",
+    "setup",
+    "redline_gate",
+    "screen_planning_prompt",
+    "premise_attack",
+    "identify_purpose",
+]
 GATE_STAGES = {"redline_gate", "screen_planning_prompt"}
 
 
 def _verdict_model(verdict: dict, screening: dict) -> OfflineModel:
     answers = {"Decision": verdict, "PromptScreeningResult": screening}
-    return OfflineModel(mutate=lambda text, body: json.dumps(answers[schema_name(body)]) if schema_name(body) in answers else text)
+    return OfflineModel(
+        mutate=lambda text, body: (
+            json.dumps(answers[schema_name(body)]) if schema_name(body) in answers else text
+        )
+    )
 
 
 @pytest.fixture
@@ -82,7 +95,9 @@ def test_refuse_with_the_flag_stops_the_plan_after_the_gate(app_db, stub, gate_s
     plan = app_db.get_plan("gated")
     assert plan.refuse_on_redline is True
     assert plan.status == "refused"
-    assert plan.error_message.startswith("refused by the redline gate (verdict REFUSE; Weapons, severity High)")
+    assert plan.error_message.startswith(
+        "refused by the redline gate (verdict REFUSE; Weapons, severity High)"
+    )
     assert "untraceable firearm" in plan.error_message
     # Only the gate and what it needs ran; the gate's files say why, and say the plan was stopped.
     stored = {r.filename: r.content for r in app_db.get_plan_content("gated")}
@@ -90,7 +105,10 @@ def test_refuse_with_the_flag_stops_the_plan_after_the_gate(app_db, stub, gate_s
     assert "stopped it after the diagnostics" in stored[step_file("redline_gate", "markdown")]
     assert json.loads(stored[step_file("redline_gate", "raw")])["verdict"] == "REFUSE"
     assert _stages(app_db, "gated") == GATE_STAGES
-    assert sorted(schema_name(s.body) for s in stub.seen()) == ["Decision", "PromptScreeningResult"]  # nothing else
+    assert sorted(schema_name(s.body) for s in stub.seen()) == [
+        "Decision",
+        "PromptScreeningResult",
+    ]  # nothing else
     assert sorted(p.name for p in (isolated_home / "runs" / "gated").iterdir()) == sorted(stored)
 
     # Dagster: the gate materialised, the steps beside it failed without retries, the rest never ran.
@@ -98,7 +116,9 @@ def test_refuse_with_the_flag_stops_the_plan_after_the_gate(app_db, stub, gate_s
     run = instance.get_runs()[0]
     failed = {e.step_key for e in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)}
     # Every step that needs only the prompt, but the two gate steps, fails closed beside the gates.
-    beside_gates = {s.name for s in STEPS if s.deps and set(s.deps) <= {"setup"} and s.name not in GATE_STAGES}
+    beside_gates = {
+        s.name for s in STEPS if s.deps and set(s.deps) <= {"setup"} and s.name not in GATE_STAGES
+    }
     assert {"premise_attack", "identify_purpose", "extract_constraints"} <= beside_gates
     assert failed == beside_gates
     assert not list(instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY))
@@ -125,7 +145,9 @@ def test_the_environment_switch_gates_plans(app_db, stub, gate_stub, monkeypatch
     monkeypatch.delenv(REFUSE_ENV)  # stored on the row: later runs are gated without the variable
     plan = app_db.get_plan("env_gated")
     assert plan.refuse_on_redline is True
-    outcome = run_plan_in_process("env_gated", DagsterInstance.ephemeral(), steps=FIRST_STEPS, log_level="CRITICAL")
+    outcome = run_plan_in_process(
+        "env_gated", DagsterInstance.ephemeral(), steps=FIRST_STEPS, log_level="CRITICAL"
+    )
     assert set(outcome.failed_steps) == {"premise_attack", "identify_purpose"}
     assert app_db.get_plan("env_gated").status == "refused"
     assert _stages(app_db, "env_gated") == GATE_STAGES
@@ -136,7 +158,9 @@ def test_the_switch_where_steps_run_gates_an_advisory_plan(app_db, stub, gate_st
     create_plan(app_db, PlanRequest(prompt=PROMPT, model="auto", plan_id="late_gate"))
     assert app_db.get_plan("late_gate").refuse_on_redline is False
     monkeypatch.setenv(REFUSE_ENV, "yes")
-    outcome = run_plan_in_process("late_gate", DagsterInstance.ephemeral(), steps=FIRST_STEPS, log_level="CRITICAL")
+    outcome = run_plan_in_process(
+        "late_gate", DagsterInstance.ephemeral(), steps=FIRST_STEPS, log_level="CRITICAL"
+    )
     assert set(outcome.failed_steps) == {"premise_attack", "identify_purpose"}
     assert app_db.get_plan("late_gate").status == "refused"
 
@@ -144,12 +168,16 @@ def test_the_switch_where_steps_run_gates_an_advisory_plan(app_db, stub, gate_st
 def test_without_the_gate_refuse_stays_advisory(app_db, stub, gate_stub, monkeypatch):
     gate_stub(REFUSE)
     monkeypatch.setenv(REFUSE_ENV, "1")
-    result = CliRunner().invoke(app, ["plan", PROMPT, "--plan-id", "advisory", "--advisory-redline", "--queue"])
+    result = CliRunner().invoke(
+        app, ["plan", PROMPT, "--plan-id", "advisory", "--advisory-redline", "--queue"]
+    )
     assert result.exit_code == 0, result.output
     monkeypatch.delenv(REFUSE_ENV)
     plan = app_db.get_plan("advisory")
     assert plan.refuse_on_redline is False
-    outcome = run_plan_in_process("advisory", DagsterInstance.ephemeral(), steps=FIRST_STEPS, log_level="CRITICAL")
+    outcome = run_plan_in_process(
+        "advisory", DagsterInstance.ephemeral(), steps=FIRST_STEPS, log_level="CRITICAL"
+    )
     assert outcome.success, outcome.failed_steps
     assert app_db.get_plan("advisory").status == "running"  # six steps done, nothing refused
     assert _stages(app_db, "advisory") == GATE_STAGES | {"premise_attack", "identify_purpose"}
@@ -160,7 +188,9 @@ def test_without_the_gate_refuse_stays_advisory(app_db, stub, gate_stub, monkeyp
 def test_allow_with_the_gate_on_runs_the_plan(app_db, stub, gate_stub):
     gate_stub(ALLOW)
     create_plan(app_db, PlanRequest(prompt=PROMPT, model="auto", plan_id="allowed", refuse_on_redline=True))
-    outcome = run_plan_in_process("allowed", DagsterInstance.ephemeral(), steps=FIRST_STEPS, log_level="CRITICAL")
+    outcome = run_plan_in_process(
+        "allowed", DagsterInstance.ephemeral(), steps=FIRST_STEPS, log_level="CRITICAL"
+    )
     assert outcome.success, outcome.failed_steps
     assert _stages(app_db, "allowed") == GATE_STAGES | {"premise_attack", "identify_purpose"}
     assert app_db.get_plan("allowed").status == "running"
@@ -170,15 +200,30 @@ def test_a_gate_without_a_verdict_fails_closed(app_db, stub, gate_stub):
     """The gate fails on every model: nothing past it runs, and the plan's error is the gate's own."""
     gate_stub(ALLOW)
     stub.reset()
-    stub.script("m1", then=OfflineModel(fault=lambda body: Status(500, "gate model down") if schema_name(body) == "Decision" else None))
-    create_plan(app_db, PlanRequest(prompt=PROMPT, model="auto", plan_id="no_verdict", refuse_on_redline=True))
+    stub.script(
+        "m1",
+        then=OfflineModel(
+            fault=lambda body: Status(500, "gate model down") if schema_name(body) == "Decision" else None
+        ),
+    )
+    create_plan(
+        app_db, PlanRequest(prompt=PROMPT, model="auto", plan_id="no_verdict", refuse_on_redline=True)
+    )
     instance = DagsterInstance.ephemeral()
     outcome = run_plan_in_process("no_verdict", instance, steps=FIRST_STEPS, log_level="CRITICAL")
     assert set(outcome.failed_steps) == {"redline_gate", "premise_attack", "identify_purpose"}
     assert _stages(app_db, "no_verdict") == GATE_STAGES
     plan = app_db.get_plan("no_verdict")
-    assert plan.status == "failed" and plan.error_message.startswith("redline_gate:") and "gate model down" in plan.error_message
-    closed = next(e for e in instance.all_logs(outcome.run_id, of_type=DagsterEventType.STEP_FAILURE) if e.step_key == "identify_purpose")
+    assert (
+        plan.status == "failed"
+        and plan.error_message.startswith("redline_gate:")
+        and "gate model down" in plan.error_message
+    )
+    closed = next(
+        e
+        for e in instance.all_logs(outcome.run_id, of_type=DagsterEventType.STEP_FAILURE)
+        if e.step_key == "identify_purpose"
+    )
     assert "has given no verdict yet" in closed.dagster_event.event_specific_data.error.to_string()
 
 
@@ -191,7 +236,9 @@ def test_invalid_switch_value_is_refused_before_work(app_db, gate_stub, monkeypa
 
 def test_the_luigi_twin_honours_the_gate(app_db, stub, gate_stub, capsys):
     gate_stub(REFUSE)
-    create_plan(app_db, PlanRequest(prompt=PROMPT, model="auto", plan_id="luigi_gated", refuse_on_redline=True))
+    create_plan(
+        app_db, PlanRequest(prompt=PROMPT, model="auto", plan_id="luigi_gated", refuse_on_redline=True)
+    )
     assert luigi_main(["--plan-id", "luigi_gated", "--workers", "2"]) == 1
     assert "refused by the redline gate" in capsys.readouterr().err
     assert app_db.get_plan("luigi_gated").status == "refused"
@@ -211,7 +258,11 @@ def test_unusable_screening_with_the_flag_stops_the_plan(app_db, stub, gate_stub
     said = _said(result)
     assert "junk refused" in said and "unusable for planning" in said and "template placeholder" in said
     plan = app_db.get_plan("junk")
-    assert plan.status == "refused" and plan.failed_step == "screen_planning_prompt" and plan.recoverable is False
+    assert (
+        plan.status == "refused"
+        and plan.failed_step == "screen_planning_prompt"
+        and plan.recoverable is False
+    )
     assert plan.error_message.startswith(
         "refused: the prompt screening found the prompt unusable for planning "
         "(verdict UNUSABLE; placeholder or test, confidence high)"
@@ -230,7 +281,9 @@ def test_unusable_screening_with_the_flag_stops_the_plan(app_db, stub, gate_stub
 def test_unusable_screening_without_the_gate_is_advisory(app_db, stub, gate_stub):
     gate_stub(ALLOW, UNUSABLE)
     create_plan(app_db, PlanRequest(prompt=PROMPT, model="auto", plan_id="junk_advisory"))
-    outcome = run_plan_in_process("junk_advisory", DagsterInstance.ephemeral(), steps=FIRST_STEPS, log_level="CRITICAL")
+    outcome = run_plan_in_process(
+        "junk_advisory", DagsterInstance.ephemeral(), steps=FIRST_STEPS, log_level="CRITICAL"
+    )
     assert outcome.success, outcome.failed_steps
     assert app_db.get_plan("junk_advisory").status == "running"
     assert _stages(app_db, "junk_advisory") == GATE_STAGES | {"premise_attack", "identify_purpose"}
@@ -238,7 +291,9 @@ def test_unusable_screening_without_the_gate_is_advisory(app_db, stub, gate_stub
 
 def test_the_luigi_twin_stops_on_an_unusable_screening(app_db, stub, gate_stub, capsys):
     gate_stub(ALLOW, UNUSABLE)
-    create_plan(app_db, PlanRequest(prompt=PROMPT, model="auto", plan_id="luigi_junk", refuse_on_redline=True))
+    create_plan(
+        app_db, PlanRequest(prompt=PROMPT, model="auto", plan_id="luigi_junk", refuse_on_redline=True)
+    )
     assert luigi_main(["--plan-id", "luigi_junk", "--workers", "2"]) == 1
     assert "unusable for planning" in capsys.readouterr().err
     assert app_db.get_plan("luigi_junk").status == "refused"

@@ -24,9 +24,15 @@ def _leaks(text: str) -> list[str]:
 
 def test_the_keys_really_were_used_and_echoed(hostile_run):
     """Positive control: the secrets went over the wire and came back inside errors."""
-    auth = {v for s in hostile_run.stub_requests for k, v in s.headers.items() if k.lower() == "authorization"}
+    auth = {
+        v for s in hostile_run.stub_requests for k, v in s.headers.items() if k.lower() == "authorization"
+    }
     assert f"Bearer {CANARY_KEY}" in auth and f"Bearer {CANARY_TOKEN}" in auth
-    echoed = [i for i in hostile_run.interactions + hostile_run.failing_interactions if i.error_code in ("http_401", "http_500")]
+    echoed = [
+        i
+        for i in hostile_run.interactions + hostile_run.failing_interactions
+        if i.error_code in ("http_401", "http_500")
+    ]
     assert echoed, "no request was answered with the key quoted back"
     assert all("Invalid credentials" in i.error_message for i in echoed)
     assert any("[REDACTED]" in i.error_message for i in echoed)

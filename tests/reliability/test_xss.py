@@ -50,14 +50,14 @@ def test_every_html_file_of_the_run_is_checked(hostile_run):
     "bad",
     [
         '<p>x</p><script>alert("XSS-1")</script>',
-        '<img src=x onerror=alert(1)>',
+        "<img src=x onerror=alert(1)>",
         '<a href=" &#106;avascript:alert(1)">x</a>',
         "<a href='JaVaScRiPt:alert(1)'>x</a>",
         "<iframe srcdoc='&lt;img src=x onerror=alert(1)&gt;' sandbox></iframe>",
         '<script type="application/json">{"a": "</script><script>alert(1)</script>"}</script>',
         '<div style="background:url(javascript:alert(1))">x</div>',
         "<form action='javascript:alert(1)'></form>",
-        '<script>document.body.innerHTML = data.name</script>',
+        "<script>document.body.innerHTML = data.name</script>",
     ],
 )
 def test_the_checker_catches_known_injections(bad):

@@ -42,12 +42,18 @@ def inputs_with(step_name: str, produced: dict[str, str] | None = None, run: str
     return StepInputs(by_key)
 
 
-def run_step(step_name: str, llm: ReplayLLM, produced: dict[str, str] | None = None, *, fast: bool = False) -> StepResult:
-    result = step_function(step_name)(context_for(step_name, llm, run=RUN, fast=fast), inputs_with(step_name, produced))
+def run_step(
+    step_name: str, llm: ReplayLLM, produced: dict[str, str] | None = None, *, fast: bool = False
+) -> StepResult:
+    result = step_function(step_name)(
+        context_for(step_name, llm, run=RUN, fast=fast), inputs_with(step_name, produced)
+    )
     result.check_against(STEP_BY_NAME[step_name])
     return result
 
 
 def constraint_files() -> dict[str, str]:
     """The files ``extract_constraints`` writes for the recorded run's prompt (its realistic answer replayed)."""
-    return dict(run_step("extract_constraints", ReplayLLM(answers=[answer("extract_constraints.json")])).files)
+    return dict(
+        run_step("extract_constraints", ReplayLLM(answers=[answer("extract_constraints.json")])).files
+    )

@@ -24,12 +24,17 @@ MD = step_file("prompt_adherence", "markdown")
 
 
 def test_the_step_grades_the_plan_and_computes_the_percentage():
-    llm = ReplayLLM(answers=[answer("prompt_adherence_directives.json"), answer("prompt_adherence_scores.json")])
+    llm = ReplayLLM(
+        answers=[answer("prompt_adherence_directives.json"), answer("prompt_adherence_scores.json")]
+    )
     result = run_step("prompt_adherence", llm)
 
     prompt = load_run_file(RUN, step_file("setup"))
     first, second = llm.calls
-    assert "between 5 and 15" in first["messages"][0]["content"] and prompt.strip() in first["messages"][1]["content"]
+    assert (
+        "between 5 and 15" in first["messages"][0]["content"]
+        and prompt.strip() in first["messages"][1]["content"]
+    )
     assert second["messages"][0]["content"] == SCORES_SYSTEM_PROMPT.strip()
     for name in ("directives.json", "executive_summary.md", "project_plan.md", "assumptions.md"):
         assert f"File '{name}'" in second["messages"][1]["content"]
@@ -51,8 +56,11 @@ def test_the_step_grades_the_plan_and_computes_the_percentage():
     markdown = result.files[MD]
     assert markdown.startswith("**Overall adherence: 82%**")
     assert "overall = 136 x 100 / 165 = 82%" in markdown
-    assert "| 9 | IP likely held by Universal or its subsidiaries | stated fact | 2 | not scored |  |" in markdown
-    issues = markdown[markdown.index("## Issues"):]
+    assert (
+        "| 9 | IP likely held by Universal or its subsidiaries | stated fact | 2 | not scored |  |"
+        in markdown
+    )
+    issues = markdown[markdown.index("## Issues") :]
     # severity importance x (6 - adherence): 8 -> 4x4=16, 4 -> 4x3=12, 3 -> 5x2=10, 7 -> 4x2=8
     order = [issues.index(f"### {n}. ") for n in (8, 4, 3, 7)]
     assert order == sorted(order) and "### 1. " not in issues
@@ -61,7 +69,9 @@ def test_the_step_grades_the_plan_and_computes_the_percentage():
 
 
 def test_fast_mode_asks_for_fewer_directives():
-    llm = ReplayLLM(answers=[answer("prompt_adherence_directives.json"), answer("prompt_adherence_scores.json")])
+    llm = ReplayLLM(
+        answers=[answer("prompt_adherence_directives.json"), answer("prompt_adherence_scores.json")]
+    )
     raw = json.loads(run_step("prompt_adherence", llm, fast=True).files[RAW])
     assert "between 3 and 8" in llm.calls[0]["messages"][0]["content"]
     assert len(raw["directives"]) == 8 and "1 directive(s) beyond the 8 asked for dropped" in raw["notes"]
@@ -82,7 +92,12 @@ def test_overall_percentage(terms, percent):
 
 
 def test_no_usable_score_is_no_percentage():
-    llm = ReplayLLM(answers=[answer("prompt_adherence_directives.json"), {"results": [answer("prompt_adherence_scores.json")["results"][8]]}])
+    llm = ReplayLLM(
+        answers=[
+            answer("prompt_adherence_directives.json"),
+            {"results": [answer("prompt_adherence_scores.json")["results"][8]]},
+        ]
+    )
     result = run_step("prompt_adherence", llm)
     raw = json.loads(result.files[RAW])
     assert raw["scores"] == [] and raw["overall_adherence_percent"] is None
@@ -95,6 +110,8 @@ def test_scores_for_unknown_directives_weigh_three_and_ratings_are_clamped():
     assert directive.importance_5 == 5
     score = AdherenceResult(directive_index=7, adherence_5=0, category="ignored", evidence="", explanation="")
     assert score.adherence_5 == 1 and adherence_terms([directive], [score]) == [(3, 1)]
-    kept, notes = clean_directives([directive.model_copy(update={"directive_index": 4}), directive.model_copy(update={"text": " "})], 15)
+    kept, notes = clean_directives(
+        [directive.model_copy(update={"directive_index": 4}), directive.model_copy(update={"text": " "})], 15
+    )
     assert [d.directive_index for d in kept] == [1] and len(notes) == 2
     assert "_Every scored directive is fully honoured._" in render_prompt_adherence([directive], [])

@@ -201,7 +201,11 @@ def test_make_assumptions_clean_file_matches_planexe(run: str) -> None:
         run, step_file("make_assumptions", "clean")
     )
     user = llm.calls[0]["messages"][1]["content"]
-    for name in (step_file("physical_locations", "markdown"), step_file("currency_strategy", "markdown"), step_file("identify_risks", "markdown")):
+    for name in (
+        step_file("physical_locations", "markdown"),
+        step_file("currency_strategy", "markdown"),
+        step_file("identify_risks", "markdown"),
+    ):
         assert load_run_file(run, name).strip() in user
 
 
@@ -278,7 +282,10 @@ def test_review_includes_the_plan_and_all_nine_documents() -> None:
 def test_review_reports_a_missing_document() -> None:
     run = "20250321_silo"
     inputs = with_file(
-        inputs_from_run("review_assumptions", run), "currency_strategy", step_file("currency_strategy", "markdown"), None
+        inputs_from_run("review_assumptions", run),
+        "currency_strategy",
+        step_file("currency_strategy", "markdown"),
+        None,
     )
     llm = ReplayLLM(answers=[recorded_answer(run, "review_assumptions")])
     result = run_review_assumptions(context_for("review_assumptions", llm, run=run), inputs)
@@ -455,7 +462,10 @@ def test_consolidate_reports_a_missing_document_without_calling_the_model_for_it
     llm = replay_shortenings(run)
     result = run_consolidate_assumptions_markdown(context_for(step, llm, run=run), inputs)
     assert len(llm.calls) == 7
-    for name in (step_file("consolidate_assumptions_markdown", "full"), step_file("consolidate_assumptions_markdown", "short")):
+    for name in (
+        step_file("consolidate_assumptions_markdown", "full"),
+        step_file("consolidate_assumptions_markdown", "short"),
+    ):
         body, notes = split_notes(result.files[name])
         assert "# Distill Assumptions\n\n_Not available: the document is missing" in body
         assert "- Distill Assumptions: upstream file 003-7-distill_assumptions.md" in notes
@@ -535,7 +545,14 @@ def test_the_seven_steps_read_each_others_outputs(run: str) -> None:
         assert len(llm.calls) == (8 if step == "consolidate_assumptions_markdown" else 1)
         if step in ("currency_strategy", "identify_risks", "make_assumptions", "review_assumptions"):
             # Later steps saw the location document our own first step wrote, not PlanExe's.
-            assert produced[step_file("physical_locations", "markdown")].strip() in llm.calls[0]["messages"][1]["content"]
+            assert (
+                produced[step_file("physical_locations", "markdown")].strip()
+                in llm.calls[0]["messages"][1]["content"]
+            )
     full = produced[step_file("consolidate_assumptions_markdown", "full")]
-    for name in (step_file("physical_locations", "markdown"), step_file("identify_risks", "markdown"), step_file("review_assumptions", "markdown")):
+    for name in (
+        step_file("physical_locations", "markdown"),
+        step_file("identify_risks", "markdown"),
+        step_file("review_assumptions", "markdown"),
+    ):
         assert produced[name].strip() in full

@@ -44,7 +44,10 @@ def test_items_match_by_text_ignoring_case_space_and_final_period():
     matrix = build_matrix(
         EXTRACTED,
         stages(
-            check(item("budget under eur 2m", "satisfied"), item("No nuclear power.", "violated", "negative", "Lever: SMR reactor")),
+            check(
+                item("budget under eur 2m", "satisfied"),
+                item("No nuclear power.", "violated", "negative", "Lever: SMR reactor"),
+            ),
             check(item("No nuclear power", "unclear"), item("Budget under EUR 2M.", "satisfied")),
         ),
     )
@@ -53,12 +56,17 @@ def test_items_match_by_text_ignoring_case_space_and_final_period():
     assert statuses[0][:2] == ["satisfied", "satisfied"] and statuses[1][:2] == ["violated", "unclear"]
     assert statuses[0][2:] == [NOT_CHECKED] * 4
     assert [r.text for r in matrix.violated_rows] == ["No nuclear power"]
-    assert [(c.label, v.evidence) for _, c, v in matrix.violations] == [("Potential levers", "Lever: SMR reactor")]
+    assert [(c.label, v.evidence) for _, c, v in matrix.violations] == [
+        ("Potential levers", "Lever: SMR reactor")
+    ]
     assert [c.available for c in matrix.columns] == [True, True, False, False, False, False]
 
 
 def test_paraphrased_items_match_by_position_when_the_counts_agree_else_become_extra_rows():
-    same_count = build_matrix(EXTRACTED, stages(check(item("Budget below 2 million euro", "satisfied"), item("Avoid nuclear", "violated"))))
+    same_count = build_matrix(
+        EXTRACTED,
+        stages(check(item("Budget below 2 million euro", "satisfied"), item("Avoid nuclear", "violated"))),
+    )
     assert len(same_count.rows) == 2 and same_count.rows[1].violated and same_count.notes == []
     extra = build_matrix(EXTRACTED, stages(check(item("Open in Copenhagen", "violated"))))
     assert [r.text for r in extra.rows] == ["Budget under EUR 2M.", "No nuclear power", "Open in Copenhagen"]
@@ -76,7 +84,9 @@ def test_without_the_extraction_rows_come_from_the_checks_and_bad_files_are_note
 
 
 def test_unknown_status_reads_as_unclear_and_odd_items_are_skipped():
-    matrix = build_matrix(EXTRACTED, stages(check(item("Budget under EUR 2M.", "VIOLATED?"), "junk", {"status": "violated"})))
+    matrix = build_matrix(
+        EXTRACTED, stages(check(item("Budget under EUR 2M.", "VIOLATED?"), "junk", {"status": "violated"}))
+    )
     assert matrix.rows[0].verdicts[0].status == "unclear" and not matrix.violations
 
 

@@ -50,7 +50,9 @@ def test_extraction_replays_and_renders_both_kinds():
 
 def test_extraction_renderer_edge_cases():
     assert render_constraints(ConstraintExtractionResult(constraints=[])) == "No constraints identified.\n"
-    only_negative = ConstraintExtractionResult(constraints=[ConstraintItem(classification="NEGATIVE", constraint_text="No meat")])
+    only_negative = ConstraintExtractionResult(
+        constraints=[ConstraintItem(classification="NEGATIVE", constraint_text="No meat")]
+    )
     rendered = render_constraints(only_negative)
     assert "Positive" not in rendered and "## Negative Constraints\n\n- No meat" in rendered
     with pytest.raises(StepError, match="no 'constraints' list"):
@@ -94,7 +96,9 @@ def test_selected_scenario_check_is_made_whole():
     assert data["overall_status"] == "pass"
     assert [v["constraint_text"] for v in data["constraint_violations"]][-1] == "45-55 shooting days"
     assert data["constraint_violations"][-1]["status"] == "unclear"
-    assert data["corrections"] == ["constraint not assessed by the model, recorded as unclear: 45-55 shooting days"]
+    assert data["corrections"] == [
+        "constraint not assessed by the model, recorded as unclear: 45-55 shooting days"
+    ]
     assert "The Builder's Foundation" in llm.calls[0]["messages"][1]["content"]
 
 
@@ -120,7 +124,9 @@ def test_no_constraints_means_no_call():
     step = STEP_BY_NAME["vital_few_levers_constraint"]
     data = json.loads(result.files[step.output("")])
     assert llm.calls == [] and data["overall_status"] == "pass" and data["summary"] == NO_CONSTRAINTS_SUMMARY
-    assert result.side_files[step.side_file("markdown")].startswith("**Vital few levers against the prompt's constraints: ✅ pass**")
+    assert result.side_files[step.side_file("markdown")].startswith(
+        "**Vital few levers against the prompt's constraints: ✅ pass**"
+    )
 
 
 def test_overall_status_follows_the_items():
@@ -147,16 +153,24 @@ def test_overall_status_follows_the_items():
 def test_overview_lists_every_constraint_across_the_stages():
     constraints = read_constraints(answer("extract_constraints.json"))
     potential = ConstraintCheckResult.model_validate(answer("potential_levers_constraint.json"))
-    selected, _ = reconcile_check(ConstraintCheckResult.model_validate(answer("selected_scenario_constraint.json")), constraints)
+    selected, _ = reconcile_check(
+        ConstraintCheckResult.model_validate(answer("selected_scenario_constraint.json")), constraints
+    )
     overview = render_constraints_overview(
         constraints,
-        {"potential_levers_constraint": potential, "vital_few_levers_constraint": None, "selected_scenario_constraint": selected},
+        {
+            "potential_levers_constraint": potential,
+            "vital_few_levers_constraint": None,
+            "selected_scenario_constraint": selected,
+        },
     )
     header, rule, *rows = overview.strip().splitlines()
     assert header == "| Constraint | Kind | Potential levers | Vital few levers | Selected scenario |"
     assert len(rows) == 19
     assert "| **Hybrid theatrical-plus-premium-VOD release strategy** |" not in overview
-    assert rows[9].startswith("| **Political themes remain implicit and atmospheric** | positive | ❌ violated | not checked | ✅ satisfied |")
+    assert rows[9].startswith(
+        "| **Political themes remain implicit and atmospheric** | positive | ❌ violated | not checked | ✅ satisfied |"
+    )
     assert render_constraint_check(selected, "Selected scenario").count(ConstraintStatus.UNCLEAR.value) >= 1
 
 

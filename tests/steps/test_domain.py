@@ -26,13 +26,23 @@ def test_three_batches_then_the_primary_pick():
     result = run_step("classify_domain", llm, constraint_files())
 
     assert [c["label"] for c in llm.calls] == [
-        "classify_domain:candidates1", "classify_domain:candidates2", "classify_domain:candidates3", "classify_domain:primary",
+        "classify_domain:candidates1",
+        "classify_domain:candidates2",
+        "classify_domain:candidates3",
+        "classify_domain:primary",
     ]
     first_user = llm.calls[0]["messages"][1]["content"]
-    assert "The Game" in first_user and "Production budget of HK$470 million" in first_user  # prompt and constraints
-    assert "business undertaking" in llm.calls[0]["messages"][0]["content"]  # the recorded purpose is business
+    assert (
+        "The Game" in first_user and "Production budget of HK$470 million" in first_user
+    )  # prompt and constraints
+    assert (
+        "business undertaking" in llm.calls[0]["messages"][0]["content"]
+    )  # the recorded purpose is business
     follow_up = llm.calls[1]["messages"]
-    assert follow_up[-2]["role"] == "assistant" and "Remake rights and entertainment law" in follow_up[-1]["content"]
+    assert (
+        follow_up[-2]["role"] == "assistant"
+        and "Remake rights and entertainment law" in follow_up[-1]["content"]
+    )
     menu = llm.calls[3]["messages"][1]["content"]
     assert "2. Film financing and incentives (importance 5, specificity 4, role constraint)" in menu
 
@@ -40,23 +50,34 @@ def test_three_batches_then_the_primary_pick():
     domain = read_classified_domain(raw)
     assert domain.primary_domain == "Film financing and incentives"
     assert domain.secondary_domains == [
-        "Feature film production management", "Remake rights and entertainment law", "Theatrical distribution and windowing",
+        "Feature film production management",
+        "Remake rights and entertainment law",
+        "Theatrical distribution and windowing",
     ]
     assert len(domain.domain_fits) == 8  # the exact repeat in batch 3 was dropped
     festival = next(f for f in domain.domain_fits if f.domain == "Film festival strategy")
     assert festival.importance == 5  # 7 clamped
     assert raw["warnings"] == ["a repeated candidate was dropped: Feature film production management"]
-    assert raw["metadata"]["first_pass_call_count"] == 3 and raw["metadata"]["first_pass_candidate_count"] == 8
-    assert result.notes == {"primary_domain": "Film financing and incentives", "candidates": 8, "candidate_calls": 3}
+    assert (
+        raw["metadata"]["first_pass_call_count"] == 3 and raw["metadata"]["first_pass_candidate_count"] == 8
+    )
+    assert result.notes == {
+        "primary_domain": "Film financing and incentives",
+        "candidates": 8,
+        "candidate_calls": 3,
+    }
 
     markdown = result.files[MD]
     assert markdown.startswith("**Primary domain:** Film financing and incentives")
-    table = markdown[markdown.index("| Domain |"):]
+    table = markdown[markdown.index("| Domain |") :]
     # by importance x specificity, highest first; equal weights (four score 20) in the order found
     rows = [line.split(" | ")[0].lstrip("| ") for line in table.splitlines()[2:]]
     assert rows[:5] == [
-        "Film financing and incentives", "Remake rights and entertainment law", "Hong Kong location permitting",
-        "Psychological thriller screenwriting", "Theatrical distribution and windowing",
+        "Film financing and incentives",
+        "Remake rights and entertainment law",
+        "Hong Kong location permitting",
+        "Psychological thriller screenwriting",
+        "Theatrical distribution and windowing",
     ]
 
 
@@ -65,7 +86,8 @@ def test_fast_mode_makes_one_batch():
     result = run_step("classify_domain", llm, constraint_files(), fast=True)
     assert len(llm.calls) == 2 and result.notes["candidate_calls"] == 1
     assert read_classified_domain(json.loads(result.files[RAW])).secondary_domains == [
-        "Feature film production management", "Remake rights and entertainment law",
+        "Feature film production management",
+        "Remake rights and entertainment law",
     ]
 
 
@@ -78,7 +100,9 @@ def test_a_vague_prompt_is_unclear_without_a_pick():
 
 
 def test_a_pick_out_of_range_takes_the_best_rated():
-    llm = ReplayLLM(answers=[BATCHES[0], {"domain_fits": []}, {"primary_index": 9, "rationale": "Out of range."}])
+    llm = ReplayLLM(
+        answers=[BATCHES[0], {"domain_fits": []}, {"primary_index": 9, "rationale": "Out of range."}]
+    )
     raw = json.loads(run_step("classify_domain", llm, constraint_files()).files[RAW])
     assert raw["primary_domain"] == "Film financing and incentives"  # 5x4 = 20, found before the rights' 4x5
     assert any("names no candidate" in w for w in raw["warnings"])
@@ -92,5 +116,9 @@ def test_best_candidate_prefers_weight_then_order():
         DomainFit(domain="D", importance=4, specificity=4, role="tool", reason="r"),
     ]
     assert best_candidate(fits) == 1
-    rendered = render_classified_domain(ClassifiedDomain(primary_domain="B", secondary_domains=["A"], domain_fits=fits))
-    assert rendered.index("| B |") < rendered.index("| D |") < rendered.index("| C |") < rendered.index("| A |")
+    rendered = render_classified_domain(
+        ClassifiedDomain(primary_domain="B", secondary_domains=["A"], domain_fits=fits)
+    )
+    assert (
+        rendered.index("| B |") < rendered.index("| D |") < rendered.index("| C |") < rendered.index("| A |")
+    )

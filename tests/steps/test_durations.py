@@ -240,7 +240,10 @@ def test_duration_step_fast_mode_runs_two_chunks():
         inputs_from_run("estimate_task_durations", run),
     )
     assert len(llm.calls) == 2
-    assert sorted(result.side_files) == [step_file("estimate_task_durations", "chunk_raw", 1), step_file("estimate_task_durations", "chunk_raw", 2)]
+    assert sorted(result.side_files) == [
+        step_file("estimate_task_durations", "chunk_raw", 1),
+        step_file("estimate_task_durations", "chunk_raw", 2),
+    ]
     assert len(json.loads(result.files[DURATIONS])) == 6
     assert result.notes["skipped_in_fast_mode"] == 51 - 6
 

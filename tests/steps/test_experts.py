@@ -83,8 +83,13 @@ def _rendered_from_recorded(run: str) -> tuple[str, list[str]]:
     experts_raw = load_run_json(run, EXPERTS_RAW)
     experts = load_run_json(run, EXPERTS_CLEAN)
     consultations = [ExpertConsultation.model_validate(c) for c in _consultations(run)]
-    results = [ConsultationResult(expert=e, consultation=c) for e, c in zip(experts, consultations, strict=False)]
-    rounds = [experts_raw["metadata"]["result1"]["expert_count"], experts_raw["metadata"]["result2"]["expert_count"]]
+    results = [
+        ConsultationResult(expert=e, consultation=c) for e, c in zip(experts, consultations, strict=False)
+    ]
+    rounds = [
+        experts_raw["metadata"]["result1"]["expert_count"],
+        experts_raw["metadata"]["result2"]["expert_count"],
+    ]
     markdown = render_expert_review(experts, results, rounds=rounds)
     strings = all_strings(ProposedExperts.model_validate(experts_raw).model_dump(mode="json"))
     strings += all_strings([c.model_dump(mode="json") for c in consultations])
@@ -239,7 +244,10 @@ def test_a_failed_consultation_is_reported():
     assert f"## 2. {second_title} (consultation failed)" in markdown
     body, notes = split_notes(markdown)
     assert "every model failed" not in body and "(the reason is in the notes at the end)" in body
-    assert notes == f"- Consultation 2 ({second_title}) failed: StepError: every model failed for expert_criticism_2 (scripted)"
+    assert (
+        notes
+        == f"- Consultation 2 ({second_title}) failed: StepError: every model failed for expert_criticism_2 (scripted)"
+    )
     assert "every model failed for expert_criticism_2" in markdown
     assert result.notes["failed_consultations"] == [second_title]
 

@@ -320,7 +320,10 @@ def test_phase6_rejects_a_project_plan_that_is_not_a_goal_definition():
     inputs = _with_input(
         inputs_from_run("governance_phase6_extra", run),
         "project_plan",
-        {step_file("project_plan", "raw"): '{"goal_statement": "x"}', step_file("project_plan", "markdown"): "## Goal\n\nx\n"},
+        {
+            step_file("project_plan", "raw"): '{"goal_statement": "x"}',
+            step_file("project_plan", "markdown"): "## Goal\n\nx\n",
+        },
     )
     with pytest.raises(StepError, match="005-1-project_plan_raw.json.*GoalDefinition"):
         step_function("governance_phase6_extra")(
@@ -333,7 +336,10 @@ def test_phase2_rejects_an_empty_audit_markdown():
     inputs = _with_input(
         inputs_from_run("governance_phase2_bodies", run),
         "governance_phase1_audit",
-        {step_file("governance_phase1_audit", "raw"): "{}", step_file("governance_phase1_audit", "markdown"): "\n"},
+        {
+            step_file("governance_phase1_audit", "raw"): "{}",
+            step_file("governance_phase1_audit", "markdown"): "\n",
+        },
     )
     with pytest.raises(StepError, match="006-2-governance_phase1_audit.md.*empty"):
         step_function("governance_phase2_bodies")(

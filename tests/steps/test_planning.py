@@ -90,7 +90,9 @@ def test_pre_project_assessment_step_replays_recorded_answer(run):
     assert llm.calls[0]["label"] == "pre_project_assessment"
 
     raw = json.loads(result.files[PRE_RAW])
-    assert PreProjectReviews.model_validate(raw) == PreProjectReviews.model_validate(load_run_json(run, PRE_RAW))
+    assert PreProjectReviews.model_validate(raw) == PreProjectReviews.model_validate(
+        load_run_json(run, PRE_RAW)
+    )
     assert {"metadata", "system_prompt", "user_prompt"} <= set(raw)
     assert raw["metadata"]["llm_model"] == "replay"
     assert json.loads(result.files[PRE_CLEAN]) == load_run_json(run, PRE_CLEAN)
@@ -129,7 +131,9 @@ def test_pre_project_assessment_fast_mode_changes_nothing():
 
 def test_pre_project_assessment_rejects_an_empty_plan_before_calling_the_model():
     run = RUNS[0]
-    inputs = _with_input(inputs_from_run("pre_project_assessment", run), "setup", {step_file("setup"): "  \n"})
+    inputs = _with_input(
+        inputs_from_run("pre_project_assessment", run), "setup", {step_file("setup"): "  \n"}
+    )
     llm = ReplayLLM(answers=[])
     with pytest.raises(StepError, match=step_file("setup")):
         step_function("pre_project_assessment")(context_for("pre_project_assessment", llm, run=run), inputs)

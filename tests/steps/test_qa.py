@@ -220,7 +220,10 @@ def test_questions_and_answers_replays_recorded_turns(run):
     assert len(raw["metadata"]) == 2 and "failed_rounds" not in raw
     assert result.notes["rounds_completed"] == 2 and result.notes["pairs"] == 10
     assert_all_strings_in(result.files[step_file("questions_and_answers", "markdown")], recorded_qa(run))
-    assert result.files[step_file("questions_and_answers", "html")].count('<div class="question-answer-pair">') == 10
+    assert (
+        result.files[step_file("questions_and_answers", "html")].count('<div class="question-answer-pair">')
+        == 10
+    )
 
 
 def test_questions_and_answers_reports_failed_follow_up():
@@ -269,7 +272,10 @@ def test_merge_renumbers_and_joins_summaries():
 
 def test_questions_and_answers_rejects_blank_upstream():
     inputs = replace_upstream(
-        inputs_from_run("questions_and_answers", RUNS[0]), "pitch_markdown", step_file("pitch_markdown", "markdown"), ""
+        inputs_from_run("questions_and_answers", RUNS[0]),
+        "pitch_markdown",
+        step_file("pitch_markdown", "markdown"),
+        "",
     )
     with pytest.raises(StepError, match=step_file("pitch_markdown", "markdown")):
         run_questions_and_answers(
@@ -405,7 +411,10 @@ def test_premortem_reports_unknown_root_cause_ids(caplog):
 
 def test_premortem_rejects_blank_qa_upstream():
     inputs = replace_upstream(
-        inputs_from_run("premortem", RUNS[0]), "questions_and_answers", step_file("questions_and_answers", "markdown"), " "
+        inputs_from_run("premortem", RUNS[0]),
+        "questions_and_answers",
+        step_file("questions_and_answers", "markdown"),
+        " ",
     )
     with pytest.raises(StepError, match=step_file("questions_and_answers", "markdown")):
         run_premortem(context_for("premortem", ReplayLLM(answers=[]), run=RUNS[0]), inputs)

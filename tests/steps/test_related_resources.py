@@ -106,7 +106,9 @@ def test_bad_project_plan_json_raises_step_error():
     run = RUNS[0]
     inputs = inputs_from_run(STEP, run)
     plan = inputs["project_plan"]
-    broken = UpstreamFiles(step=plan.step, contents={**plan.contents, step_file("project_plan", "raw"): "{not json"})
+    broken = UpstreamFiles(
+        step=plan.step, contents={**plan.contents, step_file("project_plan", "raw"): "{not json"}
+    )
     inputs = StepInputs({**{k: inputs[k] for k in inputs}, "project_plan": broken})
     llm = ReplayLLM(answers=[load_run_json(run, RAW)])
     with pytest.raises(StepError, match=step_file("project_plan", "raw")):

@@ -113,7 +113,11 @@ def assert_safe(page: str, *, nested: bool = False) -> Page:
     documents of their own, which may run only the Gantt viewer and the frame-height reporter.
     """
     parsed = parse(page)
-    allowed = {str(viewer_script()).strip(), str(frame_script()).strip()} if nested else {str(report_script()).strip()}
+    allowed = (
+        {str(viewer_script()).strip(), str(frame_script()).strip()}
+        if nested
+        else {str(report_script()).strip()}
+    )
     for attrs, text in parsed.scripts:
         if attrs.get("type") != "application/json" or not nested:
             assert text.strip() in allowed, "unknown inline script"
@@ -265,7 +269,12 @@ def test_recorded_runs_render_every_section(run):
     first_line = prompt.splitlines()[0]
     assert html.escape(first_line) + "<br>" in page
     assert '<div class="question-answer-pair">' in page
-    for marker in ("<h2>Initial Prompt</h2>", "<h2>Prompt Screening</h2>", "<h2>Redline Gate</h2>", "<h2>Premise Attack</h2>"):
+    for marker in (
+        "<h2>Initial Prompt</h2>",
+        "<h2>Prompt Screening</h2>",
+        "<h2>Redline Gate</h2>",
+        "<h2>Premise Attack</h2>",
+    ):
         assert marker in page
     assert not re.search(r"""<(script|link)[^>]+(src|href)=["']?(https?:)?//""", page, re.I)
 
@@ -475,7 +484,7 @@ def test_missing_inputs_show_not_available(inputs):
     assert page.count('<p class="not-available">Not available:') == 22
     assert f"<h1>{UNTITLED}</h1>" in page and result.notes["title_problem"]
     assert set(result.notes["sections_not_available"]) == set(SECTION_TITLES)
-    assert "<aside class=\"banner-unusable\"" not in page
+    assert '<aside class="banner-unusable"' not in page
     markdown_report = result.files[REPORT_MD]
     # Every section but the Gantt chart, Initial Prompt Vetted once per part (4).
     assert markdown_report.count("_Not available:") == 24
@@ -628,7 +637,12 @@ def _silo_files() -> dict[str, str]:
 def test_unusable_screening_puts_a_banner_above_the_sections_and_in_report_md():
     files = _silo_files()
     files[step_file("screen_planning_prompt", "raw")] = json.dumps(
-        {"verdict": "UNUSABLE", "reason": "vague_wishful_thinking", "confidence": "medium", "rationale": "Only a wish & no <goal>."}
+        {
+            "verdict": "UNUSABLE",
+            "reason": "vague_wishful_thinking",
+            "confidence": "medium",
+            "rationale": "Only a wish & no <goal>.",
+        }
     )
     result = _report(report_inputs(files))
     page = result.files[REPORT]
@@ -661,7 +675,12 @@ def test_constraints_section_shows_each_constraint_at_every_stage_with_violation
     table = section[section.index('<table class="constraints">') : section.index("</table>")]
     headers = re.findall(r"<th>([^<]+)", table[: table.index("</thead>")])
     assert headers[:2] == ["Constraint", "Kind"] and headers[2:] == [
-        "Potential levers", "Deduplicated levers", "Enriched levers", "Vital few levers", "Candidate scenarios", "Selected scenario",
+        "Potential levers",
+        "Deduplicated levers",
+        "Enriched levers",
+        "Vital few levers",
+        "Candidate scenarios",
+        "Selected scenario",
     ]
     rows = table.split("<tr")[2:]
     assert len(rows) == 4
@@ -669,14 +688,22 @@ def test_constraints_section_shows_each_constraint_at_every_stage_with_violation
     assert len(violated) == 2
     info = next(r for r in rows if "uncontrolled information" in r)
     assert [c for c in re.findall(r'class="status-([a-z-]+)"', info)] == [
-        "satisfied", "satisfied", "violated", "violated", "satisfied", "satisfied",
+        "satisfied",
+        "satisfied",
+        "violated",
+        "violated",
+        "satisfied",
+        "satisfied",
     ]
     assert "Open information policy with curated access to outside news" in section  # the evidence
     assert "<h3>Violations</h3>" in section and section.count("<li><strong>") == 3
     # report.md: the same matrix as a markdown table, violated constraints in bold.
     md = result.files[REPORT_MD]
     body = md[md.index("# Constraints") :]
-    assert "| **Residents must not receive uncontrolled information about the outside world.** | negative |" in body
+    assert (
+        "| **Residents must not receive uncontrolled information about the outside world.** | negative |"
+        in body
+    )
     assert "✗ violated" in body and "## Violations" in body
 
 
@@ -691,7 +718,10 @@ def test_report_md_has_every_section_but_the_gantt_in_order():
     assert wbs.split("\n", 3)[2] == "```csv"
     vetted = md[md.index("# Initial Prompt Vetted") : md.index("# Prompt Adherence")]
     assert [line for line in vetted.splitlines() if line.startswith("## ")][:4] == [
-        "## Initial Prompt", "## Prompt Screening", "## Redline Gate", "## Premise Attack",
+        "## Initial Prompt",
+        "## Prompt Screening",
+        "## Redline Gate",
+        "## Premise Attack",
     ]
     assert "```text\nPlan:\nConstruct a massive" in vetted
     # Source markdown is kept unchanged.

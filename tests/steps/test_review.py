@@ -201,7 +201,10 @@ def test_review_plan_reports_a_failed_later_question_and_continues():
     assert f"## Review 5: {failing}\n\n_Question:_" in markdown
     body, notes = split_notes(markdown)
     assert "**Not answered:**" in body and "timeout" not in body
-    assert notes == f"- Review 5 ({failing}) was not answered: review_plan: every model failed (replay-a: timeout)"
+    assert (
+        notes
+        == f"- Review 5 ({failing}) was not answered: review_plan: every model failed (replay-a: timeout)"
+    )
     # The failed turn is not part of the conversation that follows.
     sixth = llm.calls[5]["messages"]
     assert len(sixth) == 1 + 2 * 4 + 1
@@ -221,7 +224,12 @@ def test_review_plan_fails_when_the_first_question_fails():
 @pytest.mark.parametrize(
     ("key", "filename", "text", "message"),
     [
-        ("swot_analysis", step_file("swot_analysis", "markdown"), "  \n", "014-2-swot_analysis.md .* is empty"),
+        (
+            "swot_analysis",
+            step_file("swot_analysis", "markdown"),
+            "  \n",
+            "014-2-swot_analysis.md .* is empty",
+        ),
         ("team_markdown", step_file("team_markdown"), None, "013-team.md .* was not loaded"),
     ],
 )

@@ -64,9 +64,12 @@ def _with_file(inputs: StepInputs, key: str, filename: str, text: str) -> StepIn
 
 
 def _recorded_schedule(run: str):
-    root = parse_wbs_project(load_run_json(run, step_file("wbs_project_level1_and_level2_and_level3", "full")))
+    root = parse_wbs_project(
+        load_run_json(run, step_file("wbs_project_level1_and_level2_and_level3", "full"))
+    )
     estimates = [
-        TaskTimeEstimateDetail.model_validate(e) for e in load_run_json(run, step_file("estimate_task_durations"))
+        TaskTimeEstimateDetail.model_validate(e)
+        for e in load_run_json(run, step_file("estimate_task_durations"))
     ]
     deps = load_run_json(run, step_file("identify_task_dependencies"))
     mapping = DependencyMapping.model_validate({"task_dependency_details": deps["task_dependency_details"]})
@@ -146,7 +149,9 @@ def test_step_is_registered():
 def test_recorded_runs_produce_a_valid_schedule(run):
     result = _run(run)
     assert set(result.files) == FILES and result.side_files == {}
-    root = parse_wbs_project(load_run_json(run, step_file("wbs_project_level1_and_level2_and_level3", "full")))
+    root = parse_wbs_project(
+        load_run_json(run, step_file("wbs_project_level1_and_level2_and_level3", "full"))
+    )
     nodes = [node for node, _ in root.walk()]
     day_zero = parse_day_zero(load_run_file(run, step_file("start_time")))
 
@@ -214,8 +219,9 @@ def test_silo_dependency_that_contradicts_the_wbs_is_reported_everywhere():
             "&#39;Define Social Control Mechanism&#39; waits for &#39;Establish Societal Structure Paradigm&#39;"
             in notes
         )
-        assert "1 left out. What the schedule left out or adjusted is listed in the notes at the end." in " ".join(
-            page.split()
+        assert (
+            "1 left out. What the schedule left out or adjusted is listed in the notes at the end."
+            in " ".join(page.split())
         )
     hong_kong = _run("20260310_hong_kong_game")
     assert hong_kong.notes["dependencies_left_out"] == 0 and hong_kong.notes["dependencies_used"] == 16
@@ -241,7 +247,9 @@ def test_recorded_pages_are_offline_and_carry_the_data(run):
 
     assert len(assert_inert(interactive).scripts) == 3
     data = _gantt_json(interactive)
-    root = parse_wbs_project(load_run_json(run, step_file("wbs_project_level1_and_level2_and_level3", "full")))
+    root = parse_wbs_project(
+        load_run_json(run, step_file("wbs_project_level1_and_level2_and_level3", "full"))
+    )
     assert [t["id"] for t in data["tasks"]] == [n.id for n, _ in root.walk()]
     summary_ids = {n.id for n, _ in root.walk() if n.children}
     assert {t["id"] for t in data["tasks"] if t.get("type") == "project"} == summary_ids
@@ -491,7 +499,12 @@ def test_bad_start_time_raises(text):
     ("key", "filename", "text", "message"),
     [
         ("dependencies", step_file("identify_task_dependencies"), "[]", "task-dependencies file is list"),
-        ("dependencies", step_file("identify_task_dependencies"), '{"task_dependency_details": 3}', "malformed"),
+        (
+            "dependencies",
+            step_file("identify_task_dependencies"),
+            '{"task_dependency_details": 3}',
+            "malformed",
+        ),
         ("durations", step_file("estimate_task_durations"), "{}", "task-durations file is dict"),
         (
             "wbs_project123",
@@ -513,7 +526,10 @@ def test_fast_mode_estimates_only_cover_a_few_tasks():
     run = RUNS[1]
     first_six = load_run_json(run, step_file("estimate_task_durations"))[:6]
     inputs = _with_file(
-        inputs_from_run("schedule", run), "durations", step_file("estimate_task_durations"), json.dumps(first_six)
+        inputs_from_run("schedule", run),
+        "durations",
+        step_file("estimate_task_durations"),
+        json.dumps(first_six),
     )
     result = _run(run, inputs)
     assert result.notes["estimated_tasks"] == 6

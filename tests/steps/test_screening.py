@@ -64,14 +64,20 @@ def test_an_unusable_prompt_gets_details_and_a_banner():
     assert "| Placeholder Or Test | High |" in markdown
     banner = screening_banner(screening)
     assert "Placeholder Or Test" in banner and "keyboard noise" in banner
-    assert screening_banner(PromptScreeningResult.model_validate(answer("screen_planning_prompt.json"))) is None
+    assert (
+        screening_banner(PromptScreeningResult.model_validate(answer("screen_planning_prompt.json"))) is None
+    )
 
 
 def test_the_reason_is_made_to_agree_with_the_verdict():
-    usable = PromptScreeningResult(verdict="USABLE", reason="too_short", confidence="low", rationale="Short but clear.")
+    usable = PromptScreeningResult(
+        verdict="USABLE", reason="too_short", confidence="low", rationale="Short but clear."
+    )
     fixed, notes = consistent_screening(usable)
     assert fixed.reason == ScreeningReason.USABLE and fixed.verdict == ScreeningVerdict.USABLE and notes
-    no_reason = PromptScreeningResult(verdict="UNUSABLE", reason="usable", confidence="low", rationale="Unsure.")
+    no_reason = PromptScreeningResult(
+        verdict="UNUSABLE", reason="usable", confidence="low", rationale="Unsure."
+    )
     fixed, notes = consistent_screening(no_reason)
     assert fixed.verdict == ScreeningVerdict.USABLE and "kept as USABLE" in notes[0]
 
@@ -82,7 +88,9 @@ def test_the_reason_is_made_to_agree_with_the_verdict():
 
 def test_unknown_values_are_refused_and_a_bad_file_is_a_clear_error():
     with pytest.raises(ValidationError):
-        PromptScreeningResult.model_validate({"verdict": "MAYBE", "reason": "usable", "confidence": "low", "rationale": ""})
+        PromptScreeningResult.model_validate(
+            {"verdict": "MAYBE", "reason": "usable", "confidence": "low", "rationale": ""}
+        )
     with pytest.raises(StepError, match="not a valid screening"):
         read_screening({"verdict": "USABLE"})
     with pytest.raises(StepError, match="expected a JSON object"):
@@ -92,9 +100,15 @@ def test_unknown_values_are_refused_and_a_bad_file_is_a_clear_error():
 def test_prompt_facts_measure_the_prompt():
     facts = prompt_facts("Open a café!\nIn Århus.")
     assert "- characters: 22" in facts and "- bytes (UTF-8): 24" in facts
-    assert "- words: 5" in facts and "- lines: 2" in facts and "- symbols (neither letters, digits nor spaces): 2 (9% " in facts
+    assert (
+        "- words: 5" in facts
+        and "- lines: 2" in facts
+        and "- symbols (neither letters, digits nor spaces): 2 (9% " in facts
+    )
 
 
 def test_renderer_keeps_the_rationale_on_one_line():
-    result = PromptScreeningResult(verdict="USABLE", reason="usable", confidence="medium", rationale="Clear goal.\nConcrete place.")
+    result = PromptScreeningResult(
+        verdict="USABLE", reason="usable", confidence="medium", rationale="Clear goal.\nConcrete place."
+    )
     assert render_screening(result) == "**🟢 USABLE:** Clear goal. Concrete place.\n"

@@ -49,7 +49,14 @@ def test_every_item_is_audited_concurrently():
     item_call = next(c for c in llm.calls if c["label"] == "self_audit:14")
     assert "The red flag: Legal Minefield." in item_call["messages"][0]["content"]
     user = item_call["messages"][1]["content"]
-    for name in ("strategic_decisions.md", "work-breakdown-structure.csv", "review-plan.md", "questions-and-answers.md", "premortem.md", "earlier-answers.json"):
+    for name in (
+        "strategic_decisions.md",
+        "work-breakdown-structure.csv",
+        "review-plan.md",
+        "questions-and-answers.md",
+        "premortem.md",
+        "earlier-answers.json",
+    ):
         assert f"File '{name}'" in user
     assert '"Violates Known Physics"' in user and '"level": "low"' in user
 
@@ -58,7 +65,11 @@ def test_every_item_is_audited_concurrently():
     assert [a.index for a in cleaned] == list(range(1, 21))
     assert [a.title for a in cleaned] == [item.title for item in CHECKLIST]
     assert raw["failed_items"] == [] and raw["skipped_in_fast_mode"] == []
-    assert result.notes["level_high"] == 3 and result.notes["level_medium"] == 9 and result.notes["level_low"] == 8
+    assert (
+        result.notes["level_high"] == 3
+        and result.notes["level_medium"] == 9
+        and result.notes["level_low"] == 8
+    )
 
     markdown = result.files[MD]
     assert "| 🛑 High | 3 |" in markdown and "| ⚠️ Medium | 9 |" in markdown and "| ✅ Low | 8 |" in markdown
@@ -73,7 +84,10 @@ def test_fast_mode_audits_two_items():
     result = run_step("self_audit", llm, fast=True)
     raw = json.loads(result.files[RAW])
     assert sorted(c["label"] for c in llm.calls) == ["self_audit:1", "self_audit:2"]
-    assert [a["title"] for a in raw["checklist_answers_cleaned"]] == ["Violates Known Physics", "No Real-World Proof"]
+    assert [a["title"] for a in raw["checklist_answers_cleaned"]] == [
+        "Violates Known Physics",
+        "No Real-World Proof",
+    ]
     assert raw["skipped_in_fast_mode"] == list(range(3, 21)) and result.notes["items_skipped"] == 18
     assert "Fast mode: items 3-20 were not audited." in result.files[MD]
 
@@ -83,7 +97,9 @@ def test_a_failed_item_is_reported_not_hidden():
     result = run_step("self_audit", llm)
     raw = json.loads(result.files[RAW])
     assert [f["index"] for f in raw["failed_items"]] == [7] and len(raw["checklist_answers_cleaned"]) == 19
-    assert "Item 7 (Budget Too Low) was not audited" in result.files[MD] and result.notes["items_failed"] == [7]
+    assert "Item 7 (Budget Too Low) was not audited" in result.files[MD] and result.notes["items_failed"] == [
+        7
+    ]
 
 
 def test_a_physics_rating_without_a_law_is_lowered():
@@ -96,8 +112,22 @@ def test_a_physics_rating_without_a_law_is_lowered():
 
 def test_renderer_counts_levels():
     answers = [
-        ChecklistAnswerCleaned(index=2, title="No Real-World Proof", subtitle="s", justification="j", mitigation="m", level="medium"),
-        ChecklistAnswerCleaned(index=1, title="Violates Known Physics", subtitle="s", justification="j", mitigation="m", level="low"),
+        ChecklistAnswerCleaned(
+            index=2,
+            title="No Real-World Proof",
+            subtitle="s",
+            justification="j",
+            mitigation="m",
+            level="medium",
+        ),
+        ChecklistAnswerCleaned(
+            index=1,
+            title="Violates Known Physics",
+            subtitle="s",
+            justification="j",
+            mitigation="m",
+            level="low",
+        ),
     ]
     markdown = render_self_audit(answers)
     assert markdown.index("### 1. Violates Known Physics") < markdown.index("### 2. No Real-World Proof")
@@ -122,6 +152,10 @@ def test_the_recorded_upstream_audit_replays_and_validates():
     assert [a["level"] for a in raw["checklist_answers_cleaned"]] == [
         a["level"] for a in recorded["checklist_answers_cleaned"]
     ]
-    assert result.notes["level_high"] == 15 and result.notes["level_medium"] == 4 and result.notes["level_low"] == 1
+    assert (
+        result.notes["level_high"] == 15
+        and result.notes["level_medium"] == 4
+        and result.notes["level_low"] == 1
+    )
     markdown = result.files[MD]
     assert not missing_from([a["justification"] for a in recorded["checklist_answers_cleaned"]], markdown)

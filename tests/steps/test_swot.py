@@ -72,7 +72,13 @@ def test_renderer_keeps_every_string(run):
     strings = all_strings(analysis.model_dump(mode="json"))
     assert len(strings) > 40
     assert not [s for s in strings if _norm(s) not in normalised]
-    for heading in ("## Strengths", "## Weaknesses", "## Opportunities", "## Threats", "## Strategic objectives"):
+    for heading in (
+        "## Strengths",
+        "## Weaknesses",
+        "## Opportunities",
+        "## Threats",
+        "## Strategic objectives",
+    ):
         assert heading in markdown
     assert "a business plan" in markdown
 

@@ -161,7 +161,11 @@ def test_unknown_duplicate_and_missing_ids_are_reported_not_dropped():
     run = RUNS[0]
     raw = load_run_json(run, CONTRACT_RAW)
     members = raw["team_members"]
-    stray = {"id": 42, "contract_type": "agency_temp", "justification": "An answer for a role that does not exist."}
+    stray = {
+        "id": 42,
+        "contract_type": "agency_temp",
+        "justification": "An answer for a role that does not exist.",
+    }
     repeat = {"id": 1, "contract_type": "other", "justification": "A second opinion on role one."}
     raw["team_members"] = [*members[:-1], stray, repeat]  # role 8 unanswered
     result, _ = _run("enrich_team_members_with_contract_type", run, [raw])
@@ -171,7 +175,11 @@ def test_unknown_duplicate_and_missing_ids_are_reported_not_dropped():
     assert clean[0]["contract_type"] == members[0]["contract_type"]  # first answer kept
     assert "contract_type" not in clean[7]
     issues = json.loads(result.files[CONTRACT_RAW])["id_issues"]
-    assert [(i["kind"], i["id"]) for i in issues] == [("unknown_id", 42), ("duplicate_id", 1), ("missing_answer", 8)]
+    assert [(i["kind"], i["id"]) for i in issues] == [
+        ("unknown_id", 42),
+        ("duplicate_id", 1),
+        ("missing_answer", 8),
+    ]
     assert issues[0]["answer"]["justification"] == stray["justification"]
     assert result.notes["unknown_ids"] == [42]
     assert result.notes["duplicate_ids"] == [1]
@@ -179,8 +187,12 @@ def test_unknown_duplicate_and_missing_ids_are_reported_not_dropped():
 
     # The next enrichment carries the issues forward and adds its own.
     inputs = inputs_from_run("enrich_team_members_with_background_story", run)
-    inputs = _replace(inputs, "enrich_team_members_with_contract_type", CONTRACT_RAW, result.files[CONTRACT_RAW])
-    inputs = _replace(inputs, "enrich_team_members_with_contract_type", CONTRACT_CLEAN, result.files[CONTRACT_CLEAN])
+    inputs = _replace(
+        inputs, "enrich_team_members_with_contract_type", CONTRACT_RAW, result.files[CONTRACT_RAW]
+    )
+    inputs = _replace(
+        inputs, "enrich_team_members_with_contract_type", CONTRACT_CLEAN, result.files[CONTRACT_CLEAN]
+    )
     story = load_run_json(run, STORY_RAW)
     story["team_members"] = story["team_members"][1:]  # role 1 unanswered
     later, _ = _run("enrich_team_members_with_background_story", run, [story], inputs)
@@ -193,7 +205,12 @@ def test_unknown_duplicate_and_missing_ids_are_reported_not_dropped():
 def test_an_answer_with_only_unknown_ids_does_not_crash():
     # What an offline or confused model can do: schema-valid answers whose ids match no role.
     run = RUNS[1]
-    answer = {"team_members": [{"id": 900 + i, "equipment_needs": "[offline] x", "facility_needs": "[offline] y"} for i in range(3)]}
+    answer = {
+        "team_members": [
+            {"id": 900 + i, "equipment_needs": "[offline] x", "facility_needs": "[offline] y"}
+            for i in range(3)
+        ]
+    }
     result, _ = _run("enrich_team_members_with_environment_info", run, [answer])
     clean = json.loads(result.files[ENV_CLEAN])
     assert clean == load_run_json(run, STORY_CLEAN)
@@ -212,7 +229,9 @@ def test_an_answer_with_only_unknown_ids_does_not_crash():
 )
 def test_bad_upstream_role_list_raises_step_error(text, message):
     run = RUNS[0]
-    inputs = _replace(inputs_from_run("enrich_team_members_with_contract_type", run), "find_team_members", FIND_CLEAN, text)
+    inputs = _replace(
+        inputs_from_run("enrich_team_members_with_contract_type", run), "find_team_members", FIND_CLEAN, text
+    )
     llm = ReplayLLM(answers=[load_run_json(run, CONTRACT_RAW)])
     with pytest.raises(StepError, match=message):
         step_function("enrich_team_members_with_contract_type")(
@@ -255,7 +274,9 @@ def test_team_markdown_keeps_every_string_and_calls_no_model(run):
     normalised = _norm(markdown)
     roles = load_run_json(run, ENV_CLEAN)
     review = load_run_json(run, REVIEW_RAW)
-    strings = all_strings(roles) + all_strings({k: review[k] for k in ("omissions", "potential_improvements")})
+    strings = all_strings(roles) + all_strings(
+        {k: review[k] for k in ("omissions", "potential_improvements")}
+    )
     assert len(strings) > 80
     missing = [s for s in strings if _norm(s) not in normalised]
     assert not missing
@@ -267,12 +288,18 @@ def test_team_markdown_keeps_every_string_and_calls_no_model(run):
 
 
 def test_team_markdown_reports_id_issues_and_missing_fields():
-    roles = [{"id": 1, "category": "Pilot", "explanation": "Flies.", "consequences": "Grounded.", "count": "1"}]
+    roles = [
+        {"id": 1, "category": "Pilot", "explanation": "Flies.", "consequences": "Grounded.", "count": "1"}
+    ]
     review = TeamReview(omissions=[], potential_improvements=[])
     issues = [
-        {"step": "enrich_team_members_with_contract_type", "kind": "unknown_id", "id": 7,
-         "message": "the model answered for a role id that does not exist",
-         "answer": {"contract_type": "agency_temp", "justification": "Seasonal work."}},
+        {
+            "step": "enrich_team_members_with_contract_type",
+            "kind": "unknown_id",
+            "id": 7,
+            "message": "the model answered for a role id that does not exist",
+            "answer": {"contract_type": "agency_temp", "justification": "Seasonal work."},
+        },
     ]
     markdown = render_team(roles, review, issues)
     body, notes = split_notes(markdown)
@@ -285,7 +312,9 @@ def test_team_markdown_reports_id_issues_and_missing_fields():
 
 def test_team_markdown_rejects_a_malformed_review():
     run = RUNS[0]
-    inputs = _replace(inputs_from_run("team_markdown", run), "review_team", REVIEW_RAW, '{"omissions": "none"}')
+    inputs = _replace(
+        inputs_from_run("team_markdown", run), "review_team", REVIEW_RAW, '{"omissions": "none"}'
+    )
     with pytest.raises(StepError, match=step_file("review_team")):
         step_function("team_markdown")(context_for("team_markdown", ReplayLLM(answers=[]), run=run), inputs)
 

@@ -72,7 +72,9 @@ def test_tree_round_trips_recorded_files(run):
         data = load_run_json(run, filename)
         root = parse_wbs_project(data)
         assert {"wbs_project": root.to_dict()} == data
-    root = parse_wbs_project(load_run_json(run, step_file("wbs_project_level1_and_level2_and_level3", "full")))
+    root = parse_wbs_project(
+        load_run_json(run, step_file("wbs_project_level1_and_level2_and_level3", "full"))
+    )
     assert root.depth == 4
     assert wbs_csv(root).rstrip("\n") == load_run_file(
         run, step_file("wbs_project_level1_and_level2_and_level3", "csv")
@@ -360,7 +362,10 @@ def test_level3_fast_mode_decomposes_two_leaves():
         context_for("wbs_level3", llm, run=run, fast=True), inputs_from_run("wbs_level3", run)
     )
     assert len(llm.calls) == 2
-    assert sorted(result.side_files) == [step_file("wbs_level3", "task_raw", 1), step_file("wbs_level3", "task_raw", 2)]
+    assert sorted(result.side_files) == [
+        step_file("wbs_level3", "task_raw", 1),
+        step_file("wbs_level3", "task_raw", 2),
+    ]
     assert result.notes["skipped_in_fast_mode"] == 27
 
 
@@ -382,7 +387,8 @@ def test_level3_reports_a_failed_leaf_and_fails_when_all_fail():
     assert [f["task_id"] for f in result.notes["failed_tasks"]] == [broken]
     assert "all models failed" in result.notes["failed_tasks"][0]["error"]
     assert (
-        step_file("wbs_level3", "task_raw", 4) not in result.side_files and len(result.side_files) == len(leaves) - 1
+        step_file("wbs_level3", "task_raw", 4) not in result.side_files
+        and len(result.side_files) == len(leaves) - 1
     )
     assert broken not in {i["parent_id"] for i in json.loads(result.files[step_file("wbs_level3")])}
 
@@ -398,7 +404,10 @@ def test_level3_reports_a_failed_leaf_and_fails_when_all_fail():
 
 def test_level3_rejects_bad_durations():
     inputs = _with_file(
-        inputs_from_run("wbs_level3", RUNS[0]), "task_durations", step_file("estimate_task_durations"), '{"a": 1}'
+        inputs_from_run("wbs_level3", RUNS[0]),
+        "task_durations",
+        step_file("estimate_task_durations"),
+        '{"a": 1}',
     )
     with pytest.raises(StepError, match="expected a list"):
         step_function("wbs_level3")(context_for("wbs_level3", ReplayLLM(answers=[])), inputs)
@@ -419,7 +428,9 @@ def test_level123_tree_and_csv_match_recorded_run(run):
     full = json.loads(result.files[step_file("wbs_project_level1_and_level2_and_level3", "full")])
     assert full == load_run_json(run, step_file("wbs_project_level1_and_level2_and_level3", "full"))
     csv_text = result.files[step_file("wbs_project_level1_and_level2_and_level3", "csv")]
-    assert csv_text.rstrip("\n") == load_run_file(run, step_file("wbs_project_level1_and_level2_and_level3", "csv"))
+    assert csv_text.rstrip("\n") == load_run_file(
+        run, step_file("wbs_project_level1_and_level2_and_level3", "csv")
+    )
     assert csv_text.splitlines()[0] == "Level 1;Level 2;Level 3;Level 4;Task ID"
     assert result.notes["orphaned_work_packages"] == []
 

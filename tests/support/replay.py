@@ -37,7 +37,12 @@ Responder = Callable[[Sequence[ChatMessage], type[BaseModel] | None, str | None]
 class ReplayLLM:
     """Answers calls from a list (in call order) or from a responder function (for concurrent fan-outs)."""
 
-    def __init__(self, answers: Sequence[Answer] | None = None, responder: Responder | None = None, model_id: str = "replay"):
+    def __init__(
+        self,
+        answers: Sequence[Answer] | None = None,
+        responder: Responder | None = None,
+        model_id: str = "replay",
+    ):
         if (answers is None) == (responder is None):
             raise ValueError("give answers or responder")
         self._answers = list(answers or [])
@@ -49,16 +54,22 @@ class ReplayLLM:
 
     def _next(self, messages, response_model, label) -> Answer:
         with self._lock:
-            self.calls.append({"messages": [dict(m) for m in messages], "response_model": response_model, "label": label})
+            self.calls.append(
+                {"messages": [dict(m) for m in messages], "response_model": response_model, "label": label}
+            )
             if self._responder is None:
                 if not self._answers:
-                    raise AssertionError(f"ReplayLLM ran out of answers (call {len(self.calls)}, label={label})")
+                    raise AssertionError(
+                        f"ReplayLLM ran out of answers (call {len(self.calls)}, label={label})"
+                    )
                 return self._answers.pop(0)
         # Outside the lock, so concurrent fan-out calls really overlap in tests.
         return self._responder(messages, response_model, label)
 
     def _record(self, label) -> CallUsage:
-        usage = CallUsage(model_id=self.model_id, duration_seconds=0.0, input_tokens=10, output_tokens=20, label=label)
+        usage = CallUsage(
+            model_id=self.model_id, duration_seconds=0.0, input_tokens=10, output_tokens=20, label=label
+        )
         with self._lock:
             self._usage.append(usage)
         return usage
@@ -111,7 +122,9 @@ def inputs_from_run(step_name: str, run: str) -> StepInputs:
     return StepInputs(by_key)
 
 
-def context_for(step_name: str, llm, *, fast: bool = False, prompt: str = "", run: str | None = None) -> StepContext:
+def context_for(
+    step_name: str, llm, *, fast: bool = False, prompt: str = "", run: str | None = None
+) -> StepContext:
     from datetime import UTC, datetime
 
     from planexe_assets.core import SpeedVsDetail

@@ -20,7 +20,9 @@ SILO = FIXTURES / "planexe_runs" / "20250321_silo"
 
 def added_files() -> dict[str, str]:
     """The fixture's files under their 2026 names (README excluded)."""
-    return {p.name: p.read_text(encoding="utf-8") for p in sorted(ADDED_2026.iterdir()) if p.name != "README.md"}
+    return {
+        p.name: p.read_text(encoding="utf-8") for p in sorted(ADDED_2026.iterdir()) if p.name != "README.md"
+    }
 
 
 def added_files_as_ours() -> dict[str, str]:

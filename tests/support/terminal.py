@@ -27,18 +27,36 @@ class Terminal:
     the screen showed while the command was running, not only at the end.
     """
 
-    def __init__(self, argv: Sequence[str], env: dict[str, str], cwd: str | os.PathLike, columns: int = 80, rows: int = 40):
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: dict[str, str],
+        cwd: str | os.PathLike,
+        columns: int = 80,
+        rows: int = 40,
+    ):
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-        env = {**env, "COLUMNS": str(columns), "LINES": str(rows), "TERM": env.get("TERM") or "xterm-256color"}
+        env = {
+            **env,
+            "COLUMNS": str(columns),
+            "LINES": str(rows),
+            "TERM": env.get("TERM") or "xterm-256color",
+        }
 
         def controlling_terminal() -> None:  # runs in the child between fork and exec
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
         self.process = subprocess.Popen(
-            list(argv), stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd,
-            preexec_fn=controlling_terminal, close_fds=True,
+            list(argv),
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            cwd=cwd,
+            preexec_fn=controlling_terminal,
+            close_fds=True,
         )
         os.close(slave)
         self.master = master
@@ -78,7 +96,9 @@ class Terminal:
                 time.sleep(0.2)  # let the reader catch up with the last output
                 if predicate(self.plain):
                     return
-                raise AssertionError(f"the command ended (status {self.process.returncode}) before {what}:\n{self.plain[-4000:]}")
+                raise AssertionError(
+                    f"the command ended (status {self.process.returncode}) before {what}:\n{self.plain[-4000:]}"
+                )
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {what} within {timeout} s:\n{self.plain[-4000:]}")
             time.sleep(0.05)

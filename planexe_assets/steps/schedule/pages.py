@@ -128,6 +128,7 @@ def viewer_script() -> Markup:
 # Rendering
 # ---------------------------------------------------------------------------------------------------
 
+
 def _page_context(schedule: ProjectSchedule) -> dict[str, Any]:
     return {
         "title": schedule.title,
