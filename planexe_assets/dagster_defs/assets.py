@@ -89,6 +89,7 @@ def _asset_for(step: Step, version: StepVersion) -> AssetsDefinition:
                 database.get_database_service(), should_stop=_stop_flag(context.run.run_id)
             ),
             logger=context.log,
+            should_stop=_stop_flag(context.run.run_id),
         )
         if context.retry_number > 0:
             revive_plan_for_retry(database.get_database_service(), plan_id, step.name, context.run.run_id)

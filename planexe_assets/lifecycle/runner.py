@@ -91,11 +91,21 @@ LLMFactory = Callable[[str, str, str | None], LLMCaller]  # (plan_id, stage, pla
 
 
 class StepRunner:
-    def __init__(self, store: PlanStore, llm_factory: LLMFactory, logger: logging.Logger | None = None):
+    def __init__(
+        self,
+        store: PlanStore,
+        llm_factory: LLMFactory,
+        logger: logging.Logger | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ):
+        """``should_stop()``: True once the orchestrator was asked to stop the run (Ctrl-C); a step
+        that fails then is recorded as stopped, not failed (no retry will follow, and the plan is
+        being stopped, not failing)."""
         self.store = store
         self.db = store.db
         self.llm_factory = llm_factory
         self.logger = logger or log
+        self.should_stop = should_stop
 
     # -- inputs -----------------------------------------------------------------------------------
     def load_inputs(self, plan_id: str, step: Step) -> StepInputs:
@@ -174,7 +184,9 @@ class StepRunner:
             self.mark_stopped(plan_id, step.name, f"stopped during {step.name}: {exc}")
             raise
         except BaseException as exc:
-            if will_retry is not None and will_retry(exc):
+            if self.should_stop is not None and self.should_stop():
+                self.mark_stopped(plan_id, step.name, f"stopped during {step.name}: {_first_line(str(exc))}")
+            elif will_retry is not None and will_retry(exc):
                 self.logger.warning(
                     "plan %s: %s failed (%s: %s); it will be retried, the plan stays running",
                     plan_id,

@@ -15,7 +15,7 @@ from dagster import DagsterEventType, DagsterInstance
 from typer.testing import CliRunner
 
 from planexe_assets.cli.app import app
-from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME, step_file
+from planexe_assets.core import PIPELINE_COMPLETE_FILENAME, STEP_BY_NAME, StepError, step_file
 from planexe_assets.dagster_defs.launch import run_plan_in_process
 from planexe_assets.dagster_defs.resources import LLMResource
 from planexe_assets.dagster_defs.step_policies import llm_retry_policy
@@ -231,3 +231,28 @@ def test_every_model_failing_fails_the_asset_and_resume_starts_there(
     assert PIPELINE_COMPLETE_FILENAME in final
     assert missing_steps_with_downstream(app_db, "faulty") == []
     assert_files_equal_rows(app_db, "faulty", isolated_home / "runs" / "faulty")
+
+
+def test_a_step_failing_while_the_run_stops_leaves_the_plan_stopped(
+    app_db, stub, stub_config, fast_retries, isolated_home
+):
+    """Ctrl-C while a step's last attempt is failing: the failure arrives after the stop request, and
+    no retry will follow. The plan is being stopped (resumable), so it must not show ``failed``."""
+    stub_config(["flaky"])
+    stub.script("flaky", then=OfflineModel(fault=_purpose_fault(Status(500, "upstream exploded"), None)))
+    create_plan(app_db, PlanRequest(prompt=PROMPT, model="auto", plan_id="stopping"))
+    stop = {"requested": False}
+    runner = StepRunner(
+        PlanStore(app_db, runs_dir()),
+        llm_factory=LLMResource().caller_factory(app_db),
+        should_stop=lambda: stop["requested"],
+    )
+    runner.run("stopping", "setup", run_id="r1")
+    stop["requested"] = True
+    with pytest.raises(StepError):
+        runner.run("stopping", "identify_purpose", run_id="r1")
+    plan = app_db.get_plan("stopping")
+    assert plan.status == "stopped" and plan.failed_step == "identify_purpose" and plan.recoverable, (
+        plan.status
+    )
+    assert plan.error_message.startswith("stopped during identify_purpose")
