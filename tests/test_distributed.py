@@ -264,10 +264,15 @@ def test_three_plans_on_two_celery_workers_survive_a_killed_worker(deployment):
                 text(f"SELECT {key}, count(*) FROM {table} GROUP BY {key} HAVING count(*) > 1")
             ).all()
             assert dupes == [], (table, dupes)
-    # Dagster ran each step of a run once to success (a redelivered step counts once).
+    # Dagster ran each step of a run to success once, or twice when it was one of the killed tasks:
+    # Celery acknowledges late, so a step that worker A finished just before SIGKILL but had not yet
+    # acknowledged is delivered again and re-run (at least once; its writes are upserts, so the rows
+    # above stay single).
     successes: dict[str, Counter] = defaultdict(Counter)
     for plan_id in PLANS:
         for run in _plan_runs(instance, plan_id):
             for record in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_SUCCESS):
                 successes[run.run_id][record.step_key] += 1
-    assert all(n == 1 for counter in successes.values() for n in counter.values())
+    counts = [n for counter in successes.values() for n in counter.values()]
+    assert all(1 <= n <= 2 for n in counts), successes
+    assert sum(n - 1 for n in counts) <= len(killed_tasks), (killed_tasks, successes)
