@@ -13,24 +13,7 @@ Every page works offline: no CDN, no network request. Both pages extend the shar
 (``steps/pages.py``); inside the report's frame they report their height so the frame shows the whole
 chart (``static/frame_height.js``).
 
-How the schedule is made:
-
-1. **Durations.** A task's estimate is its ``days_realistic`` (negative means "not applicable" and
-   counts as 1). The WBS is resolved bottom-up: a task without children lasts its estimate (1 when
-   it has none); a parent lasts the sum of its children; a parent estimate larger than that sum is
-   spread over the children in proportion to their lengths (exact integers, so the parent keeps its
-   estimate); every task lasts at least one day.
-2. **Links.** The WBS gives the skeleton: a parent's first child starts with it (SS), its last child
-   finishes with it (FF) and siblings run one after the other in WBS order (FS), all without lag.
-   The model's dependencies are added as FS links when they fit the WBS; a dependency naming an
-   unknown task, or one that would create a cycle once parents are taken to span their children
-   (for example a task waiting for a later sibling or for its own phase), is left out and reported.
-   Because siblings are chained in WBS order, a dependency that fits is already honoured by that
-   order: it adds a link to the charts but moves no date.
-3. **Critical path.** ``cpm.compute_schedule`` gives every task its early/late dates and float;
-   day 0 is the UTC date of ``001-1-start_time.json``. For the late dates, a parent's links to what
-   follows it (FS/FF) also bind every task inside it (``inherited_links``), so float measures real
-   slack rather than slack up to the project's end.
+How the schedule is made (durations, links, critical path) is told once, in ``schedule/model.py``.
 
 Everything left out or adjusted is logged, listed in the step notes and in the closed "Notes" block
 at the end of both HTML pages (``doc_notes``), never above the chart.
