@@ -663,6 +663,30 @@ def test_cli_import_run_refuses_bad_input(sqlite_db, isolated_home, tmp_path, mo
 # ---------------------------------------------------------------------------------------------------
 
 
+def test_usage_lines_past_what_one_call_can_take_are_skipped(sqlite_db, isolated_home, tmp_path):
+    """Found by the fuzz test in CI: a token count past SQLite's 64-bit integers, and a duration
+    reaching before year 1, crashed the import. Such lines are corrupt: skipped with a warning."""
+    run = _small_run(tmp_path)
+    good = {"model": "m", "timestamp": "2026-03-10T19:30:00+02:00", "success": True, "input_tokens": 7}
+    lines = [
+        good,
+        {**good, "input_tokens": 9.223372036854776e18},
+        {**good, "duration_seconds": 63908767801.0},
+        {**good, "timestamp": "0001-01-01T00:00:01", "duration_seconds": 5},
+        {**good, "cost_usd": float("inf")},
+    ]
+    (run / "usage_metrics.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
+    scanned = scan_run(run)
+    assert [u.line for u in scanned.usage] == [1]
+    warning = next(w for w in scanned.warnings if "malformed line" in w)
+    assert "skipped 4 malformed line(s)" in warning
+    assert "input_tokens is 9.223372036854776e+18, more than one call can take" in warning
+    assert "duration_seconds is 63908767801.0" in warning and "before year 1" in warning
+    assert "cost_usd is inf, not a finite number" in warning
+    result = import_run(sqlite_db, run, scanned=scanned)
+    assert result.llm_calls == 1 and len(sqlite_db.get_plan_interactions("small_run")) == 1
+
+
 def test_scan_maps_every_unnumbered_file_to_our_step(tmp_path):
     run = assemble_2026_run(tmp_path / "silo_2026")
     scanned = scan_run(run)

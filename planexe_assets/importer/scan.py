@@ -15,6 +15,7 @@ local timestamps into UTC. One output PlanExe renders from another is restored w
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 from collections.abc import Callable, Mapping
@@ -356,7 +357,7 @@ def _parse_usage(text: str | None, utc_offset: timedelta | None, warnings: list[
             continue
         try:
             records.append(_usage_record(number, json.loads(line), utc_offset))
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             bad.append(f"line {number}: {str(exc)[:120]}")
     if bad:
         shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
@@ -380,6 +381,9 @@ def _usage_record(number: int, item: Any, utc_offset: timedelta | None) -> Usage
         else:
             instant = instant.astimezone(UTC).replace(tzinfo=None)
         completed_at = instant
+    duration = _number(item.get("duration_seconds"), float, "duration_seconds", MAX_CALL_SECONDS)
+    if completed_at is not None and completed_at - datetime.min < timedelta(seconds=duration or 0.0):
+        raise ValueError(f"timestamp {stamp!r} minus its duration is before year 1")
     success = item.get("success", True)
     if not isinstance(success, bool):
         raise ValueError(f"success is {success!r}, not true/false")
@@ -390,22 +394,33 @@ def _usage_record(number: int, item: Any, utc_offset: timedelta | None) -> Usage
         completed_at=completed_at,
         success=success,
         model=model.strip()[:255],
-        duration_seconds=_number(item.get("duration_seconds"), float, "duration_seconds"),
-        input_tokens=_number(item.get("input_tokens"), int, "input_tokens"),
-        output_tokens=_number(item.get("output_tokens"), int, "output_tokens"),
-        cost_usd=_number(item.get("cost_usd"), float, "cost_usd"),
+        duration_seconds=duration,
+        input_tokens=_number(item.get("input_tokens"), int, "input_tokens", MAX_TOKENS_PER_CALL),
+        output_tokens=_number(item.get("output_tokens"), int, "output_tokens", MAX_TOKENS_PER_CALL),
+        cost_usd=_number(item.get("cost_usd"), float, "cost_usd", MAX_CALL_COST_USD),
         error=str(error)[:4000] if error else None,
         error_id=str(error_id)[:100] if error_id else None,
     )
 
 
-def _number(value: Any, kind: type, name: str):
+# Upper bounds of a believable LLM call: a value past them is a corrupt line, not a call, and
+# would overflow the database's 64-bit integers or the datetime range.
+MAX_TOKENS_PER_CALL = 10**9
+MAX_CALL_SECONDS = 7 * 24 * 3600.0
+MAX_CALL_COST_USD = 10**6
+
+
+def _number(value: Any, kind: type, name: str, limit: float):
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} is {value!r}, not a number")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} is {value}, not a finite number")
     if value < 0:
         raise ValueError(f"{name} is negative ({value})")
+    if value > limit:
+        raise ValueError(f"{name} is {value}, more than one call can take ({limit:g})")
     return kind(value)
 
 
