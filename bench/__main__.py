@@ -678,14 +678,17 @@ def section_celery(report: Report, args, pg_reason: str | None) -> None:
         "`PLANEXE_HOME`, RabbitMQ as broker; threads: `full_plan_job` in each run's process. Broker wait: the run "
         "process submitting a step -> a worker starting it (includes waiting for a free worker process); worker "
         "start: that -> the step's STEP_START. Most LLM steps at once: from the runs' step events, across all "
-        f"runs and workers, against the instance's `llm` pool limit of {POOL_LIMIT}; peak requests: the latency "
+        f"runs and workers, against the instance's `llm` pool limit of {POOL_LIMIT}. Steps calling the server: "
+        "from the latency server's in-flight log, which names the plan and step of every call (the "
+        "`X-PlanExe-Plan-Id` and `X-PlanExe-Stage` headers), the distinct steps with a call in flight, at "
+        "most at any moment and at most in each tenth of the batch's time; peak requests: the latency "
         "server's most requests in flight (a fan-out step sends several at once)."
     )
     report.add()
-    held = all(b.max_llm_steps <= POOL_LIMIT for b in batches)
+    held = all(max(b.max_llm_steps, b.max_steps_at_server) <= POOL_LIMIT for b in batches)
     report.verdict(
-        f"`llm` pool limit {POOL_LIMIT} holds across Celery workers",
-        ", ".join(f"{b.label}: {b.max_llm_steps}" for b in batches),
+        f"`llm` pool limit {POOL_LIMIT} holds across Celery workers (step events; server log)",
+        ", ".join(f"{b.label} x{b.plans}: {b.max_llm_steps}; {b.max_steps_at_server}" for b in batches),
         held and all(b.ok for b in batches),
     )
 

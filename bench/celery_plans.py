@@ -11,7 +11,11 @@ pool limit is planexe_assets/deploy/dagster.postgres.yaml's (4). Measured from t
   step's ``STEP_START``: the instance from its reference, the execution plan, the resources);
 - the most LLM steps (assets in the ``llm`` pool) executing at once across all runs and workers,
   from their ``STEP_START``/end events (the pool's limit must hold), and the most requests the
-  latency server had in flight (fan-out steps send several at once, so this may exceed the pool).
+  latency server had in flight (fan-out steps send several at once, so this may exceed the pool);
+- the same limit seen from the other end: the latency server's in-flight log names the plan and step
+  of every call (headers the LLM layer sends), so the distinct steps with a call in flight are
+  counted at every moment, across both workers: their maximum, and their maximum in each tenth of
+  the batch's time (the series over time).
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ class CeleryBatch:
     worker_start: list[float] = field(default_factory=list)
     max_llm_steps: int = 0
     peak_requests: int = 0
+    max_steps_at_server: int = 0
+    steps_at_server_series: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -69,6 +75,47 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
         open_now += delta
         best = max(best, open_now)
     return best
+
+
+def steps_in_flight(calls: list[dict]) -> list[tuple[float, int]]:
+    """From the latency server's call log: (time, distinct steps with a call in flight) after each
+    change. A step is its (plan, stage); a fan-out step's parallel calls count once. A call still
+    unanswered counts until the last moment of the log."""
+    if not calls:
+        return []
+    last = max(max(c["start"], c["end"] or 0.0) for c in calls)
+    events = sorted(
+        [(c["start"], 1, (c.get("plan"), c.get("stage"))) for c in calls]
+        + [(c["end"] if c["end"] is not None else last, -1, (c.get("plan"), c.get("stage"))) for c in calls],
+        key=lambda e: (e[0], e[1]),  # an answer at t before a call arriving at t
+    )
+    open_calls: dict[tuple, int] = {}
+    points: list[tuple[float, int]] = []
+    for at, delta, step in events:
+        open_calls[step] = open_calls.get(step, 0) + delta
+        if open_calls[step] == 0:
+            del open_calls[step]
+        points.append((at, len(open_calls)))
+    return points
+
+
+def series_by_tenths(points: list[tuple[float, int]], buckets: int = 10) -> list[int]:
+    """The most steps in flight within each of ``buckets`` equal slices of the log's time span."""
+    if not points:
+        return []
+    start, end = points[0][0], points[-1][0]
+    width = (end - start) / buckets or 1.0
+    series = [0] * buckets
+    level = 0
+    for index, (at, count) in enumerate(points):
+        # The level after this change holds until the next change: it counts in every slice it spans.
+        until = points[index + 1][0] if index + 1 < len(points) else at
+        first = min(int((at - start) / width), buckets - 1)
+        last = min(int((until - start) / width), buckets - 1)
+        level = count
+        for slot in range(first, last + 1):
+            series[slot] = max(series[slot], level)
+    return series
 
 
 def _event_kind(event, message: str) -> str | None:
@@ -222,6 +269,9 @@ def run_configuration(
             llm_steps = {s.name for s in pipeline_steps() if s.uses_llm}
             analyse_runs(instance, run_ids, llm_steps, batch)
         batch.peak_requests = latency_server.stats()["peak_in_flight"]
+        points = steps_in_flight(latency_server.calls())
+        batch.max_steps_at_server = max((count for _, count in points), default=0)
+        batch.steps_at_server_series = series_by_tenths(points)
     finally:
         _restore_environment(saved)
         if cluster is not None:
@@ -246,6 +296,8 @@ def describe(batch: CeleryBatch) -> list[str]:
         "–" if wait is None else f"{wait:.2f} s",
         "–" if start is None else f"{start:.2f} s",
         f"{batch.max_llm_steps} (limit {POOL_LIMIT})",
+        f"{batch.max_steps_at_server} (limit {POOL_LIMIT})",
+        " ".join(str(n) for n in batch.steps_at_server_series) or "–",
         str(batch.peak_requests),
         ", ".join(sorted(set(batch.statuses.values()))),
     ]
@@ -260,6 +312,8 @@ HEADER = [
     "broker wait (median)",
     "worker start (median)",
     "most LLM steps at once",
+    "most steps calling the server at once",
+    "steps calling, max per tenth of the run",
     "peak requests at server",
     "statuses",
 ]

@@ -49,6 +49,13 @@ class LatencyServerProcess:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=5) as response:
             return json.loads(response.read())
 
+    def calls(self) -> list[dict]:
+        """The server's in-flight log: plan, stage, start and end (s since it started) of each call."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/calls", timeout=30) as response:
+            return json.loads(response.read())["calls"]
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()

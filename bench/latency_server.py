@@ -21,6 +21,10 @@ first id; with it, the Dagster job and both Luigi runs of the benchmark make the
 the same time for each. Fields named like an id are answered with ids the request mentions, as a real
 model's would.
 
+Every call is logged (``GET /calls``): the plan and step it came from (the ``X-PlanExe-Plan-Id`` and
+``X-PlanExe-Stage`` headers the LLM layer sends) and when it arrived and was answered, in seconds
+since the server started. ``GET /stats`` gives the counts and the peak of requests in flight.
+
 The latency actually applied is reported back in the completion id (``bench-<seed>-<micros>``), which
 the LLM layer stores in ``llm_interactions.response_metadata.response_id``: the lower-bound
 computation reads it from there.
@@ -192,16 +196,26 @@ class _Stats:
         self.requests = 0
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.origin = time.monotonic()
+        self.calls: list[dict[str, Any]] = []  # the in-flight log: one entry per call, in arrival order
 
-    def enter(self) -> None:
+    def enter(self, plan: str | None, stage: str | None) -> dict[str, Any]:
+        call = {"plan": plan, "stage": stage, "start": time.monotonic() - self.origin, "end": None}
         with self.lock:
             self.requests += 1
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            self.calls.append(call)
+        return call
 
-    def leave(self) -> None:
+    def leave(self, call: dict[str, Any]) -> None:
         with self.lock:
             self.in_flight -= 1
+            call["end"] = time.monotonic() - self.origin
+
+    def call_log(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(call) for call in self.calls]
 
     def snapshot(self) -> dict[str, int]:
         with self.lock:
@@ -284,6 +298,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         if self.path.rstrip("/") in ("/stats", "/v1/stats"):
             self._send(200, self.server.stats.snapshot())
+        elif self.path.rstrip("/") in ("/calls", "/v1/calls"):
+            self._send(200, {"calls": self.server.stats.call_log()})
         elif self.path.rstrip("/") in ("/v1/models", "/models"):
             self._send(200, {"object": "list", "data": [{"id": "bench", "object": "model"}]})
         else:
@@ -296,7 +312,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": {"message": f"no route {self.path}"}})
             return
         started = time.monotonic()
-        self.server.stats.enter()
+        call = self.server.stats.enter(
+            self.headers.get("X-PlanExe-Plan-Id"), self.headers.get("X-PlanExe-Stage")
+        )
         try:
             try:
                 body = json.loads(raw or b"{}")
@@ -311,7 +329,7 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(remaining)
             self._send(200, reply)
         finally:
-            self.server.stats.leave()
+            self.server.stats.leave(call)
 
 
 def main(argv: list[str] | None = None) -> int:

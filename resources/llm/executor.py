@@ -530,6 +530,8 @@ class _Call:
                 mode=mode,
                 max_tokens=sized,
                 timeout=tries.timeout,
+                plan_id=self.plan_id,
+                stage=self.stage,
             )
             outcome = self._attempt(entry, provider, request, tries.attempts + 1, tries.repaired)
             if isinstance(outcome, Failure) and outcome.code == "circuit_open":  # not sent

@@ -45,6 +45,8 @@ class ProviderRequest:
     mode: str | None = None  # json_schema | json_object | prompt; None for free text
     max_tokens: int | None = None
     timeout: float | None = None  # seconds for this request; None: the model's configured timeout
+    plan_id: str | None = None  # sent as X-PlanExe-Plan-Id, so a gateway can attribute the call
+    stage: str | None = None  # the step making the call, sent as X-PlanExe-Stage
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,25 @@ class OpenAICompatibleProvider:
         response_format = self.response_format(request)
         if response_format is not None:
             kwargs["response_format"] = response_format
+        headers = call_headers(request)
+        if headers:
+            kwargs["extra_headers"] = headers
         return kwargs
+
+
+# Which plan and step a call belongs to, for gateways, proxies and servers that log or limit by
+# header (the prompt the call carries already tells the server far more than these names).
+PLAN_HEADER = "X-PlanExe-Plan-Id"
+STAGE_HEADER = "X-PlanExe-Stage"
+
+
+def call_headers(request: ProviderRequest) -> dict[str, str]:
+    headers = {}
+    if request.plan_id:
+        headers[PLAN_HEADER] = request.plan_id
+    if request.stage:
+        headers[STAGE_HEADER] = request.stage
+    return headers
 
 
 def _provider_reply(response: Any) -> ProviderReply:

@@ -63,6 +63,11 @@ def test_structured_call_sends_json_schema_and_validates(stub, canary_env):
     assert seen.body["temperature"] == 0.2 and seen.body["max_tokens"] == 900
     assert seen.messages == MESSAGES  # json_schema mode leaves the prompt alone
     assert seen.headers["authorization"] == f"Bearer {canary_env}"
+    # The plan and step travel as headers, for gateways and the bench's in-flight log.
+    assert (seen.headers["x-planexe-plan-id"], seen.headers["x-planexe-stage"]) == (
+        "plan_1",
+        "identify_risks",
+    )
 
 
 def test_text_call_and_multi_turn_conversation(stub, canary_env):
