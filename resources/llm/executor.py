@@ -232,6 +232,12 @@ class LLMExecutor:
         self._providers: dict[str, Provider] = {m.id: make_provider(m) for m in models}
         self._modes = {m.id: m.structured_output for m in models}
         self._modes_lock = threading.Lock()
+        # A model's structured mode is probed by one call at a time until a server has answered it:
+        # otherwise every step starting at once sends the mode a server rejects (llama.cpp answers
+        # json_schema with HTTP 500), and each rejection counts as a failed attempt.
+        self._mode_probe = threading.Condition(self._modes_lock)
+        self._confirmed_modes: set[str] = set()
+        self._probing: set[str] = set()
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
         self.breakers = BreakerBoard(
@@ -269,6 +275,30 @@ class LLMExecutor:
     def structured_mode(self, model_id: str) -> str:
         with self._modes_lock:
             return self._modes[model_id]
+
+    def claim_mode(self, model_id: str, check_stop: Callable[[], None]) -> tuple[str, bool]:
+        """The structured mode for a call, and whether this call probes it. While a mode no server
+        has answered yet is being probed by another call, wait for that call's verdict (the mode may
+        be downgraded meanwhile). ``check_stop`` raises when the run is stopping."""
+        with self._mode_probe:
+            while True:
+                mode = self._modes[model_id]
+                if mode not in _MODE_CHAIN or model_id in self._confirmed_modes:
+                    return mode, False  # the prompt mode cannot be rejected
+                if model_id not in self._probing:
+                    self._probing.add(model_id)
+                    return mode, True
+                self._mode_probe.wait(timeout=0.5)
+                check_stop()
+
+    def end_probe(self, model_id: str, mode: str, answered: bool) -> None:
+        """The probing call of ``claim_mode`` ended; ``answered``: the server took ``mode`` (a reply
+        came back, usable or not), so later calls send it without waiting."""
+        with self._mode_probe:
+            self._probing.discard(model_id)
+            if answered and self._modes[model_id] == mode:
+                self._confirmed_modes.add(model_id)
+            self._mode_probe.notify_all()
 
     # -- one logical call -------------------------------------------------------------------------
 
@@ -516,33 +546,49 @@ class _Call:
         tries = _Tries(messages=self.messages, max_tokens=_smaller(entry.max_tokens, self.call_max_tokens))
         while True:
             self._check_stop()
-            mode = self.ex.structured_mode(entry.id) if self.schema is not None else None
-            sent = _with_schema_instruction(tries.messages, self.schema, mode)
-            sized = self._size(entry, sent, tries.max_tokens)
-            if isinstance(sized, Failure):  # the prompt alone does not fit: nothing is sent
-                self._record_unsent(entry, sent, mode, sized)
-                self._log(entry, tries.attempts + 1, sized, "not sent; giving up on this model")
-                return _ModelOutcome(entry.id, tries.attempts, sized)
-            request = ProviderRequest(
-                messages=sent,
-                schema=self.schema,
-                schema_name=self.schema_name,
-                mode=mode,
-                max_tokens=sized,
-                timeout=tries.timeout,
-                plan_id=self.plan_id,
-                stage=self.stage,
+            mode, probing = (
+                self.ex.claim_mode(entry.id, self._check_stop) if self.schema is not None else (None, False)
             )
-            outcome = self._attempt(entry, provider, request, tries.attempts + 1, tries.repaired)
-            if isinstance(outcome, Failure) and outcome.code == "circuit_open":  # not sent
-                return _ModelOutcome(entry.id, tries.attempts, outcome)
-            tries.attempts += 1
-            self.attempts += 1
-            if not isinstance(outcome, Failure):
-                return outcome
-            given_up = self._after_failure(entry, outcome, tries, mode, sent, sized)
-            if given_up is not None:
-                return given_up
+            outcome: Any = None
+            try:
+                result = self._one_try(entry, provider, tries, mode)
+                outcome = result[0]
+            finally:
+                if probing:
+                    answered = not isinstance(outcome, Failure) or outcome.kind == "content"
+                    self.ex.end_probe(entry.id, mode, outcome is not None and answered)
+            if result[1] is not None:
+                return result[1]
+
+    def _one_try(
+        self, entry: ModelEntry, provider: Provider, tries: _Tries, mode: str | None
+    ) -> tuple[Any, tuple[Any, str] | _ModelOutcome | None]:
+        """One attempt on ``entry``: (the attempt's outcome or None if nothing was sent, what
+        ``_try_model`` returns, or None to try again)."""
+        sent = _with_schema_instruction(tries.messages, self.schema, mode)
+        sized = self._size(entry, sent, tries.max_tokens)
+        if isinstance(sized, Failure):  # the prompt alone does not fit: nothing is sent
+            self._record_unsent(entry, sent, mode, sized)
+            self._log(entry, tries.attempts + 1, sized, "not sent; giving up on this model")
+            return None, _ModelOutcome(entry.id, tries.attempts, sized)
+        request = ProviderRequest(
+            messages=sent,
+            schema=self.schema,
+            schema_name=self.schema_name,
+            mode=mode,
+            max_tokens=sized,
+            timeout=tries.timeout,
+            plan_id=self.plan_id,
+            stage=self.stage,
+        )
+        outcome = self._attempt(entry, provider, request, tries.attempts + 1, tries.repaired)
+        if isinstance(outcome, Failure) and outcome.code == "circuit_open":  # not sent
+            return None, _ModelOutcome(entry.id, tries.attempts, outcome)
+        tries.attempts += 1
+        self.attempts += 1
+        if not isinstance(outcome, Failure):
+            return outcome, outcome
+        return outcome, self._after_failure(entry, outcome, tries, mode, sent, sized)
 
     def _after_failure(
         self,

@@ -326,6 +326,31 @@ def test_llamacpp_rejection_downgrades_once_with_a_log_line(stub, canary_env, ca
     assert rows_of(executor)[0]["error_message"].endswith(LLAMACPP_REJECTION)
 
 
+def test_steps_starting_at_once_send_a_rejected_mode_once(stub, canary_env):
+    """Real plan on llama.cpp: nine steps starting together each sent json_schema and each got a 500.
+    One call probes an unanswered mode; the others wait for its verdict."""
+    stub.behave_like_llamacpp("llama")
+    stub.script("llama", then=Reply(VALID, delay=0.2))
+    executor = stub_executor(stub, {"llama": {"max_in_flight": 8}})
+    with ThreadPoolExecutor(6) as pool:
+        calls = [
+            pool.submit(executor.for_step("plan_1", f"step_{i}").structured, MESSAGES, RiskReport)
+            for i in range(6)
+        ]
+        for call in calls:
+            call.result()
+    modes = [r.response_format["type"] for r in stub.seen("llama")]
+    assert modes == ["json_schema"] + ["json_object"] * 6
+    assert [r["status"] for r in rows_of(executor)].count("failed") == 1
+    # Once answered, the mode is not probed again: calls go out together.
+    stub.peak_in_flight = 0
+    with ThreadPoolExecutor(4) as pool:
+        llm = executor.for_step("plan_1", "s")
+        for call in [pool.submit(llm.structured, MESSAGES, RiskReport) for _ in range(4)]:
+            call.result()
+    assert stub.peak_in_flight > 1
+
+
 def test_json_object_rejection_downgrades_to_prompt(stub, canary_env):
     stub.script("picky", Status(400, "response_format is not supported by this model"), Reply(VALID))
     executor = stub_executor(stub, {"picky": {"structured_output": "json_object"}})
