@@ -554,7 +554,7 @@ class _Call:
                 result = self._one_try(entry, provider, tries, mode)
                 outcome = result[0]
             finally:
-                if probing:
+                if probing and mode is not None:
                     answered = not isinstance(outcome, Failure) or outcome.kind == "content"
                     self.ex.end_probe(entry.id, mode, outcome is not None and answered)
             if result[1] is not None:
