@@ -37,7 +37,11 @@ One logical call (``StepLLM.structured`` or ``StepLLM.text``) walks the models i
 - a structured reply cut off where another attempt cannot help (it loops, or the window is full)
   keeps its complete part when that satisfies the schema: the reply up to its last complete JSON
   array item, closed, with items that repeat an earlier one dropped (``salvage.py``); the row is
-  ``completed`` with ``response_metadata.salvaged`` saying what was kept;
+  ``completed`` with ``response_metadata.salvaged`` saying what was kept. When that part lacks only
+  top-level fields the loop never reached (a ``summary`` after a looping list), a second, short call
+  shows the model the kept part and asks for just those fields; the two are merged and validated
+  against the full schema (the cut-off attempt's row stays ``failed``; the second call has its own
+  row, labelled ``<label>: rest``, and counts in the call's usage);
 - a server that rejects the structured-output mode (llama.cpp answers ``json_schema`` with HTTP 500
   "should be 'text' or 'json_object'") is downgraded json_schema -> json_object -> prompt, once per
   model for the life of the executor, with a log line, and the request is sent again at once;
@@ -96,7 +100,13 @@ from resources.llm.providers import (
     make_provider,
 )
 from resources.llm.recording import InteractionRecorder, NullRecorder
-from resources.llm.salvage import complete_prefixes, drop_repeated_items
+from resources.llm.salvage import (
+    complete_prefixes,
+    drop_repeated_items,
+    missing_fields,
+    rest_messages,
+    rest_model,
+)
 from resources.models import NOT_SENT
 
 T = TypeVar("T", bound=BaseModel)
@@ -237,7 +247,7 @@ class LLMExecutor:
         # json_schema with HTTP 500), and each rejection counts as a failed attempt.
         self._mode_probe = threading.Condition(self._modes_lock)
         self._confirmed_modes: set[str] = set()
-        self._probing: set[str] = set()
+        self._probing: dict[str, int] = {}  # model id -> the thread probing it
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
         self.breakers = BreakerBoard(
@@ -285,8 +295,10 @@ class LLMExecutor:
                 mode = self._modes[model_id]
                 if mode not in _MODE_CHAIN or model_id in self._confirmed_modes:
                     return mode, False  # the prompt mode cannot be rejected
+                if self._probing.get(model_id) == threading.get_ident():
+                    return mode, False  # a call made by the probing call (the rest of a cut-off reply)
                 if model_id not in self._probing:
-                    self._probing.add(model_id)
+                    self._probing[model_id] = threading.get_ident()
                     return mode, True
                 self._mode_probe.wait(timeout=0.5)
                 check_stop()
@@ -295,7 +307,7 @@ class LLMExecutor:
         """The probing call of ``claim_mode`` ended; ``answered``: the server took ``mode`` (a reply
         came back, usable or not), so later calls send it without waiting."""
         with self._mode_probe:
-            self._probing.discard(model_id)
+            self._probing.pop(model_id, None)
             if answered and self._modes[model_id] == mode:
                 self._confirmed_modes.add(model_id)
             self._mode_probe.notify_all()
@@ -473,6 +485,14 @@ class _Tries:
 _HOPELESS_CODES = frozenset({"looping", "context_full"})
 # Cut-off replies whose complete JSON array items are kept when they satisfy the schema (salvage.py).
 _SALVAGE_CODES = _HOPELESS_CODES
+_N = TypeVar("_N", int, float)
+
+
+def _plus(total: _N | None, more: _N | None) -> _N | None:
+    """A running total that stays None until some figure is known."""
+    if more is None:
+        return total
+    return more if total is None else total + more
 
 
 class _Call:
@@ -506,6 +526,8 @@ class _Call:
         self.cost: float | None = None
         self.rng = executor._jitter_rng()
         self.salvaged: str | None = None  # how the last reply was salvaged (salvage.py), for its row
+        # A cut-off reply's closed prefix lacking only top-level fields, and their names (salvage.py).
+        self.partial: tuple[dict[str, Any], list[str]] | None = None
         self.where = f"{stage}" + (f" [{label}]" if label else "")
 
     def run(self) -> tuple[Any, str, CallUsage]:
@@ -588,6 +610,10 @@ class _Call:
         self.attempts += 1
         if not isinstance(outcome, Failure):
             return outcome, outcome
+        if self.partial is not None:
+            rest = self._complete_rest()
+            if rest is not None:
+                return outcome, rest
         return outcome, self._after_failure(entry, outcome, tries, mode, sent, sized)
 
     def _after_failure(
@@ -945,6 +971,7 @@ class _Call:
         against the schema; else None. Only for cut-offs that another attempt cannot fix (a loop, a
         full window): a reply cut off only by ``max_tokens`` is first sent again with a larger one."""
         assert self.response_model is not None
+        self.partial = None
         for candidate in complete_prefixes(text):
             try:
                 data = _LENIENT.decode(candidate)
@@ -954,6 +981,9 @@ class _Call:
             try:
                 value = self.response_model.model_validate(data)
             except ValidationError:
+                missing = missing_fields(self.response_model, data)
+                if self.partial is None and missing:
+                    self.partial = (data, missing)  # the longest such prefix
                 continue
             note = (
                 f"kept the first {len(candidate)} of {len(text)} characters of a reply cut off at max_tokens "
@@ -963,6 +993,45 @@ class _Call:
             self.ex.warn_once(entry, f"salvaged:{self.stage}", f"{self.where}: {note}")
             return value, json.dumps(data, ensure_ascii=False)
         return None
+
+    def _complete_rest(self) -> tuple[Any, str] | None:
+        """The fields a cut-off reply did not reach, asked for in a second call (its own rows, its
+        tokens added to this call's usage) and merged with the salvaged part; None if that fails."""
+        assert self.response_model is not None and self.partial is not None
+        data, missing = self.partial
+        self.partial = None
+        label = f"{self.label or self.stage}: rest"
+        try:
+            rest, _text, usage = self.ex.run_call(
+                plan_id=self.plan_id,
+                stage=self.stage,
+                messages=rest_messages(list(self.messages), data, missing),
+                response_model=rest_model(self.response_model, missing),
+                label=label,
+                should_stop=self.should_stop,
+                max_tokens=self.call_max_tokens,
+            )
+        except StepError as exc:
+            log.warning("%s: could not complete a cut-off reply's missing %s: %s", self.where, missing, exc)
+            return None
+        self.attempts += usage.attempts
+        self.input_tokens = _plus(self.input_tokens, usage.input_tokens)
+        self.output_tokens = _plus(self.output_tokens, usage.output_tokens)
+        self.cost = _plus(self.cost, usage.cost_usd)
+        merged = {**data, **rest.model_dump(mode="json", by_alias=True)}
+        try:
+            value = self.response_model.model_validate(merged)
+        except ValidationError as exc:
+            log.warning("%s: a cut-off reply completed with %s still fails: %s", self.where, missing, exc)
+            return None
+        log.warning(
+            "%s: a reply cut off before %s kept its complete part; a second call (%r) wrote %s",
+            self.where,
+            ", ".join(missing),
+            label,
+            ", ".join(missing),
+        )
+        return value, json.dumps(merged, ensure_ascii=False)
 
     # -- recording --------------------------------------------------------------------------------
 

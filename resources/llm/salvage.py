@@ -8,6 +8,10 @@ parses and validates against the call's schema (so a reply whose cut-off part wa
 fails). ``drop_repeated_items`` then removes list items that repeat an earlier item exactly, which is
 what a loop leaves behind.
 
+A prefix that lacks only top-level fields the loop never reached (a ``summary`` after the looping
+list) is not thrown away: ``missing_fields`` names them, and the executor asks for just those in a
+second call (``rest_model``, ``rest_messages``) and merges the answers.
+
 Nothing here guesses content: every kept character is the model's, only closing brackets are added.
 """
 
@@ -16,6 +20,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+
+from pydantic import BaseModel, ValidationError, create_model
 
 MAX_CANDIDATES = 40  # prefixes tried, longest first, before giving up
 
@@ -116,3 +122,53 @@ def drop_repeated_items(data: Any) -> tuple[Any, int]:
         return value
 
     return walk(data), removed
+
+
+# -- the rest of an object cut off inside an earlier field ----------------------------------------------
+#
+# A reply that loops inside its first list never writes the fields after it: the salvaged prefix has
+# the list but lacks, say, ``summary``. When lacking top-level fields is all that keeps it from
+# validating, a second, short call asks for just those fields, showing the model its own (closed)
+# answer; the two are merged and validated against the full schema.
+
+
+def missing_fields(model: type[BaseModel], data: Any) -> list[str] | None:
+    """The top-level fields of ``model`` that ``data`` lacks, when their absence is the only reason
+    it does not validate; ``[]`` when it validates; None when something else is wrong with it."""
+    if not isinstance(data, dict):
+        return None
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        names = [str(e["loc"][0]) for e in errors if e["type"] == "missing" and len(e["loc"]) == 1]
+        if len(names) != len(errors) or not all(name in model.model_fields for name in names):
+            return None
+        return names
+    return []
+
+
+def rest_model(model: type[BaseModel], names: list[str]) -> type[BaseModel]:
+    """A model of only ``names``, with the original fields' types and descriptions."""
+    fields: dict[str, Any] = {
+        name: (model.model_fields[name].annotation, model.model_fields[name]) for name in names
+    }
+    return create_model(f"{model.__name__}Rest", **fields)
+
+
+def rest_messages(
+    messages: list[dict[str, str]], partial: dict[str, Any], names: list[str]
+) -> list[dict[str, str]]:
+    """The conversation asking for the fields a cut-off answer did not reach."""
+    wanted = ", ".join(f'"{name}"' for name in names)
+    return [
+        *messages,
+        {"role": "assistant", "content": json.dumps(partial, ensure_ascii=False)},
+        {
+            "role": "user",
+            "content": (
+                f"Your answer was cut off before it reached {wanted}; what it gave is kept as shown. "
+                f"Reply with one JSON object that holds only {wanted}, written to fit the answer above."
+            ),
+        },
+    ]

@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from planexe_assets.core import STEP_BY_NAME, FailureKind, StepContext, StepError, combined_kind, failure_kind
 from resources.llm import RetryPolicy
@@ -564,15 +564,55 @@ def test_a_looping_reply_whose_complete_part_fails_the_schema_still_fails(stub, 
     with pytest.raises(StepError, match="repeats itself"):
         executor.for_step("p", "s").structured(SHORT, Purpose)
 
-    # An array loop before a required field that never came: the closed prefix fails the schema.
+    # An array loop of items that fail the schema, before a required field that never came.
     class Later(BaseModel):
         items: list[int]
         summary: str
 
-    stub.script("local", Reply('{"items": [' + "1, " * 200, finish_reason="length"))
+    stub.script("local", Reply('{"items": [' + '"x", ' * 200, finish_reason="length"))
     with pytest.raises(StepError, match="repeats itself"):
         executor.for_step("p", "s").structured(SHORT, Later)
     assert [r["status"] for r in rows(executor)] == ["failed", "failed"]
+    assert len(stub.seen("local")) == 2  # no second call for the rest: the part it has is wrong
+
+
+class Assessments(BaseModel):
+    decisions: list[Decision]
+    summary: str = Field(description="What the decisions add up to.")
+
+
+def test_a_loop_before_a_required_field_gets_the_rest_in_a_second_call(stub, canary_env):
+    """What Gemma 3 270M sent for focus_on_vital_few_levers: an assessment list that loops until
+    max_tokens, so the required ``summary`` after it never came. The complete items are kept and a
+    short second call, shown them, writes only ``summary``."""
+    loop = '{ "decisions": [ ' + ", ".join([_decision(1), *[_decision(2)] * 30]) + ', {"lever_id'
+    stub.script(
+        "local",
+        Reply(loop, finish_reason="length", prompt_tokens=40),
+        Reply('{"summary": "Keep both."}', prompt_tokens=90, completion_tokens=6),
+    )
+    executor = stub_executor(stub, {"local": {"max_tokens": 512}})
+    reply = executor.for_step("p", "focus_on_vital_few_levers").structured(SHORT, Assessments, label="vital")
+    assert [d.lever_id for d in reply.value.decisions] == ["lever-1", "lever-2"]
+    assert reply.value.summary == "Keep both."
+    assert json.loads(reply.text) == reply.value.model_dump()
+    assert reply.usage.attempts == 2 and reply.usage.input_tokens == 130
+    first, second = stub.seen("local")
+    assert second.response_format["json_schema"]["schema"]["properties"].keys() == {"summary"}
+    assert second.messages[: len(first.messages)] == first.messages
+    shown, asked = second.messages[-2:]
+    assert (
+        shown["role"] == "assistant" and json.loads(shown["content"])["decisions"][1]["lever_id"] == "lever-2"
+    )
+    assert asked["role"] == "user" and '"summary"' in asked["content"]
+    cut, rest = rows(executor)
+    assert (cut["status"], cut["error_code"]) == ("failed", "looping")
+    assert (rest["status"], rest["prompt_metadata"]["label"]) == ("completed", "vital: rest")
+
+    # When the second call fails too, the call fails as the loop did.
+    stub.script("local", Reply(loop, finish_reason="length"), Reply("not json at all"), Reply("still not"))
+    with pytest.raises(StepError, match="repeats itself"):
+        executor.for_step("p", "focus_on_vital_few_levers").structured(SHORT, Assessments)
 
 
 def test_a_reply_cut_off_only_by_max_tokens_is_grown_not_salvaged(stub, canary_env):
