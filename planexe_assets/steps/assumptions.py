@@ -445,6 +445,20 @@ def _space_lists(lines: list[str]) -> list[str]:
     return tidy
 
 
+# A shortened section is at most about as long as the original: three characters per token is a
+# generous count for English markdown, so a reply that reaches the bound has not shortened anything
+# (a small local model looping until the model's max_tokens) and the full text is used instead. The
+# floor leaves room for a short section a model elaborates on (a recorded run turned a 150-character
+# purpose into 1,591 characters, about 400 tokens).
+SHORTENING_CHARS_PER_TOKEN = 3
+SHORTENING_MIN_TOKENS = 512
+
+
+def shortening_budget(original: str) -> int:
+    """The most tokens a shortened version of ``original`` may take."""
+    return max(SHORTENING_MIN_TOKENS, len(original) // SHORTENING_CHARS_PER_TOKEN)
+
+
 def _first_line(error: BaseException, limit: int = 300) -> str:
     message = one_line(f"{type(error).__name__}: {error}")
     return message if len(message) <= limit else message[: limit - 1] + "…"
@@ -469,7 +483,9 @@ def run_consolidate_assumptions_markdown(ctx: StepContext, inputs: StepInputs) -
     def shorten(section: AssumptionSection) -> tuple[Shortened, dict]:
         user_prompt = bundle((section.pseudo_name, originals[section.title]))
         reply = ctx.llm.text(
-            messages(SHORTEN_MARKDOWN_SYSTEM_PROMPT, user_prompt), label=f"shorten:{section.key}"
+            messages(SHORTEN_MARKDOWN_SYSTEM_PROMPT, user_prompt),
+            label=f"shorten:{section.key}",
+            max_tokens=shortening_budget(originals[section.title]),
         )
         shortened = extract_shortened(reply.text)
         if not shortened.markdown:

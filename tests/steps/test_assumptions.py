@@ -29,6 +29,7 @@ from planexe_assets.steps.assumptions import (
     run_distill_assumptions,
     run_make_assumptions,
     run_review_assumptions,
+    shortening_budget,
 )
 from planexe_assets.steps.doc_notes import NOTES_MARKER, split_notes
 from tests.support.replay import (
@@ -348,6 +349,15 @@ def test_consolidate_replays_recorded_shortenings(run: str, fast: bool) -> None:
     assert result.notes["failed_sections"] == {}
     assert result.notes["unterminated_replies"] == cut_off
     assert result.notes["shortened"] == 8 - len(cut_off)
+    # Each reply is bounded by its section's length: a reply that reaches the bound shortened nothing.
+    sections = {f"shorten:{s.key}": s.title for s in CONSOLIDATED_SECTIONS}
+    for call in llm.calls:
+        title = sections[call["label"]]
+        original = load_run_file(run, SECTION_FILES[title]).strip()
+        assert call["max_tokens"] == shortening_budget(original) >= 512
+        # The real models' replies fit their bounds (at 4 characters a token), even the one that
+        # made the 150-character purpose ten times longer.
+        assert len(recorded[title]) // 4 < call["max_tokens"]
     # Each call sees one section as data and the same instruction.
     for call in llm.calls:
         system, user = call["messages"]
@@ -366,9 +376,9 @@ def test_consolidate_runs_the_shortenings_concurrently() -> None:
     barrier = threading.Barrier(8, timeout=10)
 
     class ConcurrentProbe:
-        def text(self, messages, *, label=None):
+        def text(self, messages, *, label=None, max_tokens=None):
             barrier.wait()
-            return inner.text(messages, label=label)
+            return inner.text(messages, label=label, max_tokens=max_tokens)
 
         def structured(self, messages, response_model, *, label=None):
             raise AssertionError("consolidation makes free-text calls only")

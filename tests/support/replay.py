@@ -52,10 +52,15 @@ class ReplayLLM:
         self.calls: list[dict[str, Any]] = []
         self._usage: list[CallUsage] = []
 
-    def _next(self, messages, response_model, label) -> Answer:
+    def _next(self, messages, response_model, label, max_tokens=None) -> Answer:
         with self._lock:
             self.calls.append(
-                {"messages": [dict(m) for m in messages], "response_model": response_model, "label": label}
+                {
+                    "messages": [dict(m) for m in messages],
+                    "response_model": response_model,
+                    "label": label,
+                    "max_tokens": max_tokens,
+                }
             )
             if self._responder is None:
                 if not self._answers:
@@ -74,8 +79,8 @@ class ReplayLLM:
             self._usage.append(usage)
         return usage
 
-    def structured(self, messages, response_model, *, label=None) -> StructuredReply:
-        answer = self._next(messages, response_model, label)
+    def structured(self, messages, response_model, *, label=None, max_tokens=None) -> StructuredReply:
+        answer = self._next(messages, response_model, label, max_tokens)
         if isinstance(answer, BaseModel):
             answer = answer.model_dump(mode="json")
         if isinstance(answer, str):
@@ -87,8 +92,8 @@ class ReplayLLM:
             value = response_model.model_validate(fields)
         return StructuredReply(value=value, text=text, usage=self._record(label))
 
-    def text(self, messages, *, label=None) -> TextReply:
-        answer = self._next(messages, None, label)
+    def text(self, messages, *, label=None, max_tokens=None) -> TextReply:
+        answer = self._next(messages, None, label, max_tokens)
         if not isinstance(answer, str):
             raise AssertionError("text() call got a non-string scripted answer")
         return TextReply(text=answer, usage=self._record(label))
