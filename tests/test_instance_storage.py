@@ -212,3 +212,74 @@ def test_postgres_instances_of_one_process_share_their_pools(tmp_path, postgres_
     finally:
         server.dispose()
         drop_postgres_database(postgres_server, url)
+
+
+def _race_two_claims(instance, competitor) -> tuple[str, str]:
+    """Two claims of the last free slot interleaved as two processes can interleave them: the
+    competitor claims between this instance's select of a free slot and its update of it.
+    Returns (this claim's slot status, the competitor's)."""
+    storage = instance.event_log_storage
+    storage.set_concurrency_slots("llm", 1)
+    # Both steps were assigned the one slot: two processes asked "is a slot unassigned?" at once (the
+    # queue's own check-then-insert race). Dagster relies on the slot rows to settle it.
+    for run_id, step_key in (("run_a", "step_a"), ("run_b", "step_b")):
+        storage.add_pending_step("llm", run_id, step_key, should_assign=True)
+    real = storage.index_connection
+    outcome: dict[str, str] = {}
+
+    class Interleaved:
+        def __init__(self, conn):
+            self.conn = conn
+
+        def execute(self, statement, *args, **kwargs):
+            is_update = str(statement).lstrip().upper().startswith("UPDATE")
+            if is_update and "competitor" not in outcome:
+                status = competitor.event_log_storage.claim_concurrency_slot("llm", "run_b", "step_b")
+                outcome["competitor"] = status.slot_status.name
+            return self.conn.execute(statement, *args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+    from contextlib import contextmanager
+
+    @contextmanager
+    def interleaved():
+        with real() as conn:
+            yield Interleaved(conn)
+
+    storage.index_connection = interleaved
+    try:
+        mine = storage.claim_concurrency_slot("llm", "run_a", "step_a").slot_status.name
+    finally:
+        storage.index_connection = real
+    held = storage.get_concurrency_info("llm").claimed_slots
+    assert [(s.run_id, s.step_key) for s in held] == [("run_b", "step_b")]
+    return mine, outcome["competitor"]
+
+
+def test_a_pool_slot_is_never_claimed_twice_sqlite(tmp_path, monkeypatch):
+    """Dagster's claim selects a free slot row and then updates it by id, under autocommit: two
+    processes could both take one slot, and the benchmark saw 5 LLM steps at once under a limit of 4.
+    The pooled storage updates the row only while it is still free."""
+    home = _home(tmp_path, storage_config_yaml("sqlite"))
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with DagsterInstance.from_config(str(home)) as instance, DagsterInstance.from_config(str(home)) as other:
+        assert _race_two_claims(instance, other) == ("BLOCKED", "CLAIMED")
+
+
+@pytest.mark.postgres
+def test_a_pool_slot_is_never_claimed_twice_postgres(tmp_path, postgres_server):
+    from tests.conftest import create_postgres_database, drop_postgres_database
+
+    url = create_postgres_database(postgres_server, prefix="planexe_dg")
+    dagster_url = url.replace("postgresql+psycopg://", "postgresql+psycopg2://")
+    try:
+        home = _home(tmp_path, storage_config_yaml("postgres", postgres_url=dagster_url))
+        with (
+            DagsterInstance.from_config(str(home)) as instance,
+            DagsterInstance.from_config(str(home)) as other,
+        ):
+            assert _race_two_claims(instance, other) == ("BLOCKED", "CLAIMED")
+    finally:
+        drop_postgres_database(postgres_server, url)

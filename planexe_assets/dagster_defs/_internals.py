@@ -7,7 +7,7 @@ Dagster 1.13 has no public API for what these pieces do, so they lean on its int
 - ``launch.execute_plan_run`` executes a run it created itself (with a given run id) with the job's
   own executor, which ``execute_job`` cannot;
 - the pooled instance storage (``instance_storage.py``) subclasses Dagster's SQLite and
-  dagster-postgres storages;
+  dagster-postgres storages, and takes a pool slot only while it is still free (the slot table);
 - ``refresh.py`` asks Dagster's stale-status resolver, as the UI does;
 - the importer reports runless materializations with a user-provided data version;
 - a few tags and status sets (the partition tag, ``dagster/priority``, finished statuses).
@@ -58,6 +58,7 @@ from dagster._core.instance.types import MayHaveInstanceWeakref
 from dagster._core.loader import LoadingContext
 from dagster._core.storage.config import pg_config
 from dagster._core.storage.dagster_run import FINISHED_STATUSES, NOT_FINISHED_STATUSES
+from dagster._core.storage.event_log.schema import ConcurrencySlotsTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import SqliteScheduleStorage
@@ -70,6 +71,7 @@ from dagster._core.storage.sqlite_storage import _schedule_directory as schedule
 from dagster._core.storage.tags import PARTITION_NAME_TAG, PRIORITY_TAG
 from dagster._serdes import ConfigurableClassData
 from dagster._utils import mkdir_p
+from dagster._utils.concurrency import ConcurrencySlotStatus
 from dagster._utils.timing import time_execution_scope
 from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
 from dagster_shared.utils.timing import format_duration
@@ -90,6 +92,8 @@ __all__ = [
     "WRITTEN_FOR",
     "CachingStaleStatusResolver",
     "CheckError",
+    "ConcurrencySlotStatus",
+    "ConcurrencySlotsTable",
     "ConfigurableClassData",
     "DagsterSqliteStorage",
     "EngineEventData",
