@@ -11,8 +11,10 @@ tokenizer does with PlanExe's prompts). Two figures come out:
 - ``high``: the estimate plus a safety margin, used to size ``max_tokens`` so that prompt + reply
   stay inside the window.
 
-The module also reads what servers say when a request does not fit (``context_error``) and tells a
-reply that loops from one that was merely long (``repeats_itself``).
+The module also reads what servers say when a request does not fit (``context_error``), tells a
+reply that loops from one that was merely long (``repeats_itself``), and keeps each model's observed
+writing speed (``Throughput``), so that a request for many tokens from a slow local model gets the
+time it needs instead of timing out while the server goes on writing the abandoned reply.
 """
 
 from __future__ import annotations
@@ -111,6 +113,37 @@ _PROMPT_PATTERNS = (
     re.compile(r"n_prompt_tokens\D{0,5}(\d+)", re.IGNORECASE),
     re.compile(r"prompt (?:has|is|of) (\d+) tokens", re.IGNORECASE),
 )
+
+
+class Throughput:
+    """Each model's observed speed in output tokens per second (reply tokens over the request's whole
+    time, prompt processing included, so on the slow side), over its last ``window`` replies of at
+    least ``min_tokens`` tokens. Thread-safe."""
+
+    def __init__(self, window: int = 20, min_tokens: int = 64, min_samples: int = 2):
+        self.window = window
+        self.min_tokens = min_tokens
+        self.min_samples = min_samples
+        self._lock = threading.Lock()
+        self._samples: dict[str, deque[tuple[int, float]]] = {}
+
+    def observe(self, model_id: str, output_tokens: int | None, seconds: float) -> None:
+        if output_tokens is None or output_tokens < self.min_tokens or seconds <= 0:
+            return
+        with self._lock:
+            self._samples.setdefault(model_id, deque(maxlen=self.window)).append((output_tokens, seconds))
+
+    def tokens_per_second(self, model_id: str) -> float | None:
+        with self._lock:
+            samples = list(self._samples.get(model_id, ()))
+        if len(samples) < self.min_samples:
+            return None
+        return sum(t for t, _ in samples) / sum(s for _, s in samples)
+
+    def seconds_for(self, model_id: str, tokens: int) -> float | None:
+        """How long this model has taken to write ``tokens`` tokens, or None before enough replies."""
+        rate = self.tokens_per_second(model_id)
+        return None if rate is None else tokens / rate
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ from planexe_assets.core import (
     combined_kind,
 )
 from resources.llm.breaker import BreakerBoard, BreakerState
-from resources.llm.budget import TokenEstimator, repeats_itself
+from resources.llm.budget import Throughput, TokenEstimator, repeats_itself
 from resources.llm.config import MIN_CONTEXT_WINDOW, ModelEntry, load_llm_config, resolve_models, safe_url
 from resources.llm.providers import (
     Failure,
@@ -254,6 +254,7 @@ class LLMExecutor:
             self.retry.breaker_failures, self.retry.breaker_cooldown, self.retry.breaker_max_cooldown
         )
         self.tokens = TokenEstimator(self.retry.chars_per_token, self.retry.prompt_margin)
+        self.throughput = Throughput()
         self._learned_windows: dict[str, int] = {}
         self._warned: set[tuple[str, str]] = set()
 
@@ -486,6 +487,9 @@ _HOPELESS_CODES = frozenset({"looping", "context_full"})
 # Cut-off replies whose complete JSON array items are kept when they satisfy the schema (salvage.py).
 _SALVAGE_CODES = _HOPELESS_CODES
 _N = TypeVar("_N", int, float)
+# A request's timeout is at least this many times what the model's observed speed needs for its
+# max_tokens (see _Call._timeout_for).
+TIMEOUT_MARGIN = 1.5
 
 
 def _plus(total: _N | None, more: _N | None) -> _N | None:
@@ -599,7 +603,7 @@ class _Call:
             schema_name=self.schema_name,
             mode=mode,
             max_tokens=sized,
-            timeout=tries.timeout,
+            timeout=self._timeout_for(entry, sized, tries.timeout),
             plan_id=self.plan_id,
             stage=self.stage,
         )
@@ -677,6 +681,28 @@ class _Call:
             self._log(entry, tries.attempts, failure, "asking the model to correct its reply")
         tries.repaired = failure.code
         return None
+
+    def _timeout_for(self, entry: ModelEntry, max_tokens: int | None, timeout: float | None) -> float | None:
+        """A request's timeout: the model's (or the longer one after a timeout), raised to what this
+        model's observed speed needs to write ``max_tokens`` (with a margin), up to the growth cap. A
+        local server goes on writing a reply its client gave up on, so a timeout shorter than the
+        reply needs costs the reply and the retry's wait behind it."""
+        if max_tokens is None:
+            return timeout
+        needed = self.ex.throughput.seconds_for(entry.id, max_tokens)
+        current = timeout if timeout is not None else entry.timeout
+        if needed is None or needed * TIMEOUT_MARGIN <= current:
+            return timeout
+        raised = min(entry.timeout * self.ex.retry.timeout_growth_cap, needed * TIMEOUT_MARGIN)
+        if raised <= current:
+            return timeout
+        self.ex.warn_once(
+            entry,
+            "slow-timeout",
+            f"it writes about {max_tokens / needed:.1f} tokens/s, so requests for many tokens get a longer "
+            f"timeout than its {entry.timeout:.0f} s (here {raised:.0f} s for max_tokens={max_tokens})",
+        )
+        return raised
 
     def _next_timeout(self, entry: ModelEntry, failure: Failure, timeout: float | None) -> float | None:
         """The timeout of the next request: after a timeout, the last one grown (up to the cap)."""
@@ -867,6 +893,7 @@ class _Call:
                     self._report_health(entry, breaker, seen, probe, request.mode)
                     raise
                 breaker.success()  # a reply arrived, usable or not: the endpoint is up
+                self.ex.throughput.observe(entry.id, reply.output_tokens, time.perf_counter() - clock)
             result = self._evaluate(entry, request, reply)
         except BaseException as exc:  # noqa: BLE001 - classified, recorded, and re-raised if not ours
             failure = classify_error(exc)

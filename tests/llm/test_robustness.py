@@ -673,3 +673,37 @@ def test_a_loop_that_counts_up_is_a_loop_and_keeps_its_items(stub, canary_env):
     reply = executor.for_step("p", "physical_locations").structured(SHORT, Places)
     assert [p.item_index for p in reply.value.places] == list(range(1, 26))
     assert len(stub.seen("local")) == 1  # not resent with max_tokens=2048 to loop for longer
+
+
+# -- a slow model's timeout follows the reply it is asked for -----------------------------------------
+
+
+def test_a_request_for_more_tokens_than_a_slow_model_writes_in_its_timeout_gets_longer(stub, canary_env):
+    """Real plan on llama.cpp: a reply cut off at 1024 tokens was sent again for 2048 and timed out
+    at 300 s while the server, writing about 6 tokens/s, went on with the abandoned reply. The model's
+    observed speed sizes the timeout of a large request (up to the growth cap)."""
+    stub.script(
+        "slow",
+        Reply("one", completion_tokens=100, delay=0.4),
+        Reply("two", completion_tokens=100, delay=0.4),
+        Reply("three"),
+        Reply("four"),
+    )
+    executor = stub_executor(stub, {"slow": {"timeout": 2.0, "max_tokens": 64}})
+    llm = executor.for_step("p", "s")
+    llm.text(SHORT)
+    llm.text(SHORT)  # two replies: about 250 tokens/s or a little less
+    rate = executor.throughput.tokens_per_second("slow")
+    assert 150 < rate <= 250
+    llm.text(SHORT)  # 64 tokens need well under 2 s: the model's own timeout
+    llm.text(SHORT, max_tokens=32)
+    assert [r["prompt_metadata"]["timeout"] for r in rows(executor)] == [2.0] * 4
+
+    # A request for 1000 tokens: 1000 / rate * 1.5 is past the 2 s timeout, and within 4 x 2 s.
+    wide = stub_executor(stub, {"slow": {"timeout": 2.0, "max_tokens": 1000}})
+    wide.throughput = executor.throughput
+    stub.script("slow", Reply("six"))
+    wide.for_step("p", "s").text(SHORT)
+    [row] = rows(wide)
+    assert row["prompt_metadata"]["timeout"] == pytest.approx(min(8.0, 1000 / rate * 1.5))
+    assert row["prompt_metadata"]["timeout"] > 2.0
