@@ -7,6 +7,9 @@ The answer for a structured call is built by walking the JSON schema of the requ
 and simple patterns). Everything is drawn from a ``random.Random`` seeded by the request, so the same
 request always gets the same answer and no network is touched.
 
+Enums are drawn like the rest, except the gates' verdicts: an enum offering ``USABLE``, ``usable`` or
+``ALLOW`` gets it, so an offline plan is never screened out or refused by chance.
+
 Free text carries the marker ``[offline]`` so nobody mistakes it for model output: every plain string
 starts with ``"[offline] "`` (strings with a format, enum or pattern cannot, and don't).
 """
@@ -106,6 +109,11 @@ def request_seed(messages: Sequence[dict[str, str]], schema: dict[str, Any] | No
     return int.from_bytes(hashlib.sha256(canonical.encode("utf-8")).digest()[:8], "big")
 
 
+# The answers of the gates that stop or flag a plan: the prompt screening (verdict USABLE, reason
+# usable) and the redline gate (ALLOW). An offline plan always passes them, so a demonstration run is
+# not refused or bannered by a roll of the dice; tests that need the other verdicts script a reply.
+_PASSING_VERDICTS = frozenset({"USABLE", "usable", "ALLOW"})
+
 _UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 
 
@@ -191,7 +199,8 @@ class SchemaFaker:
         if "const" in schema:
             return schema["const"]
         if "enum" in schema:
-            return self.rng.choice(schema["enum"])
+            passing = [v for v in schema["enum"] if v in _PASSING_VERDICTS]
+            return passing[0] if passing else self.rng.choice(schema["enum"])
         combined = self.combined(schema, depth)
         if combined is not None:
             return self.build(combined, name, depth)

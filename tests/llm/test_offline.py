@@ -337,3 +337,24 @@ def test_list_sizes_override_named_lists_within_schema_bounds():
         assert len(value["other"]) <= 6  # lists not named keep the default sizes
     with pytest.raises(ValueError, match="list size"):
         SchemaFaker(schema, random.Random(0), list_sizes={"phases": (5, 2)})
+
+
+def test_offline_plans_pass_the_gates_and_vary_elsewhere():
+    """About half of the offline plans showed an UNUSABLE banner (the screening verdict was a coin
+    toss); the gates' verdicts are their passing values, other enums still vary."""
+    from planexe_assets.steps.diagnostics import Verdict
+    from planexe_assets.steps.screening import PromptScreeningResult, ScreeningConfidence
+
+    confidences = set()
+    for seed in range(40):
+        screening = PromptScreeningResult.model_validate_json(
+            offline_json(_schema_of(PromptScreeningResult), seed)
+        )
+        assert (screening.verdict.value, screening.reason.value) == ("USABLE", "usable")
+        confidences.add(screening.confidence)
+    assert confidences == set(ScreeningConfidence)
+
+    class Gate(BaseModel):
+        verdict: Verdict
+
+    assert {json.loads(offline_json(_schema_of(Gate), seed))["verdict"] for seed in range(20)} == {"ALLOW"}
