@@ -25,7 +25,6 @@ from pydantic import BaseModel, Field
 
 from planexe_assets.core import (
     ChatMessage,
-    FailureKind,
     Items,
     StepContext,
     StepError,
@@ -107,6 +106,17 @@ class ProposedExpert(BaseModel):
 
 class ProposedExperts(BaseModel):
     experts: list[ProposedExpert] = Field(description="The proposed experts, each from a different field.")
+
+
+class FirstRoundExperts(ProposedExperts):
+    """The first round's answer: at least one expert, or the step has nobody to consult. Stated in
+    the schema, a reply of ``{"experts": []}`` (Gemma 3 270M gave it four times in a row) fails
+    validation and is repaired once, and a grammar-constrained server (llama.cpp) cannot write it.
+    The second round, asking for more, may rightly find none."""
+
+    experts: list[ProposedExpert] = Field(
+        min_length=1, description="The proposed experts, each from a different field; at least one."
+    )
 
 
 class NegativeFeedbackItem(BaseModel):
@@ -198,7 +208,7 @@ def run_expert_review(ctx: StepContext, inputs: StepInputs) -> StepResult:
 
     # Phase 1: the finder conversation.
     first_turn = messages(FINDER_PROMPT, query)
-    first = ctx.llm.structured(first_turn, ProposedExperts, label="expert_finder_1")
+    first = ctx.llm.structured(first_turn, FirstRoundExperts, label="expert_finder_1")
     second_turn: list[ChatMessage] = [
         *first_turn,
         {"role": "assistant", "content": first.text},
@@ -218,10 +228,6 @@ def run_expert_review(ctx: StepContext, inputs: StepInputs) -> StepResult:
         found.extend(second.value.experts)
         rounds.append(len(second.value.experts))
         metadata["result2"] = {**second.metadata, "expert_count": len(second.value.experts)}
-    if not found:
-        raise StepError(
-            "the expert finder proposed no experts, so there is nobody to consult", kind=FailureKind.CONTENT
-        )
 
     experts = [clean_expert(expert) for expert in found]
     experts_raw = {

@@ -272,11 +272,20 @@ def test_a_failed_second_finder_round_keeps_the_first_rounds_experts():
     assert result.notes["finder_error"]
 
 
-def test_no_experts_found_raises_step_error():
+def test_the_first_round_must_propose_an_expert():
+    """A first round of no experts leaves nobody to consult: its schema asks for at least one (the
+    executor repairs a reply that gives none; llama.cpp's grammar cannot write one)."""
+    from planexe_assets.steps.experts import FirstRoundExperts, ProposedExperts
+
+    assert FirstRoundExperts.model_json_schema()["properties"]["experts"]["minItems"] == 1
+    with pytest.raises(ValidationError, match="at least 1 item"):
+        FirstRoundExperts.model_validate({"experts": []})
+    assert ProposedExperts.model_validate({"experts": []}).experts == []  # the second round may find none
     run = RUNS[0]
-    llm = ReplayLLM(answers=[{"experts": []}, {"experts": []}])
-    with pytest.raises(StepError, match="no experts"):
+    llm = ReplayLLM(answers=[{"experts": []}])
+    with pytest.raises(ValidationError):
         _run(run, llm)
+    assert llm.calls[0]["response_model"] is FirstRoundExperts
 
 
 def test_a_single_expert_is_consulted_alone():
