@@ -26,6 +26,7 @@ from planexe_assets.steps.common import (
     messages,
     raw_record,
 )
+from planexe_assets.steps.doc_notes import log_notes, notes_markdown
 
 # ---------------------------------------------------------------------------------------------------
 # The pitch
@@ -140,12 +141,18 @@ def run_pitch_markdown(ctx: StepContext, inputs: StepInputs) -> StepResult:
     except ValidationError as exc:
         raise StepError(f"the pitch file is not a valid pitch: {exc}") from exc
     user_prompt = bundle(("pitch.json", compact_json_for_prompt(pitch)))
-    reply = ctx.llm.text(messages(PITCH_MARKDOWN_SYSTEM_PROMPT, user_prompt), label="pitch_markdown")
-    markdown, had_markers = extract_marked_markdown(reply.text)
-    if not markdown.strip():
-        raise StepError(
-            f"the model ({reply.usage.model_id}) returned no markdown for the pitch", kind=FailureKind.CONTENT
-        )
+    try:
+        reply = ctx.llm.text(messages(PITCH_MARKDOWN_SYSTEM_PROMPT, user_prompt), label="pitch_markdown")
+        markdown, had_markers = extract_marked_markdown(reply.text)
+        if not markdown.strip():
+            raise StepError(
+                f"the model ({reply.usage.model_id}) returned no markdown for the pitch",
+                kind=FailureKind.CONTENT,
+            )
+    except StepError as exc:
+        if exc.kind != FailureKind.CONTENT:
+            raise  # an outage or a refusal: retrying the step may help, a plain rendering would hide it
+        return _plain_pitch(ctx, pitch, user_prompt, exc)
     markdown = normalise_bullets(markdown).strip() + "\n"
     if not had_markers:
         ctx.logger.warning(
@@ -162,6 +169,28 @@ def run_pitch_markdown(ctx: StepContext, inputs: StepInputs) -> StepResult:
     return StepResult(
         files={outputs["raw"]: dump_json(record), outputs["markdown"]: markdown},
         notes={"markers_found": had_markers, "markdown_chars": len(markdown)},
+    )
+
+
+def _plain_pitch(ctx: StepContext, pitch: ProjectPitch, user_prompt: str, error: StepError) -> StepResult:
+    """The pitch as the pitch step rendered it, when no model reply could be used (a small local
+    model echoed the instructions until max_tokens): the content is all there, only unpolished, and
+    the document's notes say why."""
+    reason = str(error).splitlines()[0][:300]
+    note = f"The model's rewrite could not be used ({reason}); this is the pitch as written, unpolished."
+    markdown = render_pitch(pitch).rstrip() + notes_markdown([note]) + "\n"
+    log_notes(ctx.logger, ctx.step.name, [note])
+    record = {
+        "response_content": "",
+        "markdown": markdown,
+        "metadata": {"fallback": "render_pitch", "error": reason},
+        "system_prompt": PITCH_MARKDOWN_SYSTEM_PROMPT.strip(),
+        "user_prompt": user_prompt,
+    }
+    outputs = ctx.step.outputs
+    return StepResult(
+        files={outputs["raw"]: dump_json(record), outputs["markdown"]: markdown},
+        notes={"markers_found": False, "markdown_chars": len(markdown), "fallback": reason},
     )
 
 
