@@ -187,6 +187,11 @@ class SchemaFaker:
 
     # -- dispatch ---------------------------------------------------------------------------------
 
+    def enum_value(self, values: Sequence[Any]) -> Any:
+        """A gate's passing verdict when the enum offers one, else any of the values."""
+        passing = [v for v in values if v in _PASSING_VERDICTS]
+        return passing[0] if passing else self.rng.choice(values)
+
     def build(self, schema: dict[str, Any] | bool, name: str, depth: int) -> Any:
         if schema is True or schema == {}:
             return self.text_for(name, {})
@@ -199,8 +204,7 @@ class SchemaFaker:
         if "const" in schema:
             return schema["const"]
         if "enum" in schema:
-            passing = [v for v in schema["enum"] if v in _PASSING_VERDICTS]
-            return passing[0] if passing else self.rng.choice(schema["enum"])
+            return self.enum_value(schema["enum"])
         combined = self.combined(schema, depth)
         if combined is not None:
             return self.build(combined, name, depth)
