@@ -283,3 +283,32 @@ def test_a_pool_slot_is_never_claimed_twice_postgres(tmp_path, postgres_server):
             assert _race_two_claims(instance, other) == ("BLOCKED", "CLAIMED")
     finally:
         drop_postgres_database(postgres_server, url)
+
+
+def _open_instance(home: str, ready) -> None:
+    ready.wait()
+    with DagsterInstance.from_config(home) as instance:
+        instance.get_runs(limit=1)
+
+
+def test_processes_opening_a_fresh_home_at_once_create_its_databases_once(tmp_path):
+    """Seen in a full-suite run: a plan worker and the test polling its run opened a fresh Dagster
+    home together, both created the runs database and stamped it, and every later open failed with
+    "Version table 'alembic_version' has more than one head present". Creation is one at a time."""
+    import sqlite3
+
+    home = _home(tmp_path, storage_config_yaml("sqlite"))
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    openers = [context.Process(target=_open_instance, args=(str(home), ready)) for _ in range(6)]
+    for process in openers:
+        process.start()
+    ready.set()
+    for process in openers:
+        process.join(120)
+    assert [p.exitcode for p in openers] == [0] * 6
+    for database in home.rglob("*.db"):
+        with sqlite3.connect(database) as conn:
+            tables = {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}
+            if "alembic_version" in tables:
+                assert conn.execute("select count(*) from alembic_version").fetchone()[0] == 1, database

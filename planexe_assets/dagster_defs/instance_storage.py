@@ -299,6 +299,21 @@ class PooledSqliteEventLogStorage(_SlotClaimMixin, _PartitionCacheMixin, SqliteE
         self._dispose_engines()
 
 
+@contextmanager
+def _creation_lock(directory: str) -> Iterator[None]:
+    """An exclusive lock across processes on ``directory`` (created if missing), for creating its
+    SQLite databases."""
+    import fcntl
+
+    mkdir_p(directory)
+    with open(os.path.join(directory, ".planexe-create.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class _PooledSqliteEngine:
     """One engine per storage object, made on first use with the storage's ``synchronous`` setting;
     a deferred storage creates its database at registration (Dagster's ``from_local``)."""
@@ -318,7 +333,12 @@ class _PooledSqliteEngine:
 
     def register_instance(self, instance) -> None:
         if self._dir_for_root is not None:
-            created = self._stock_class.from_local(self._dir_for_root(instance.root_directory))
+            directory = self._dir_for_root(instance.root_directory)
+            # Two processes opening a fresh Dagster home at once (the CLI's worker and a test, or
+            # `planexe ui` started beside a plan) could both create the database and both stamp its
+            # alembic_version table: "more than one head present" for every later open. One at a time.
+            with _creation_lock(directory):
+                created = self._stock_class.from_local(directory)
             self._conn_string = created._conn_string
             created.dispose()
             self._dir_for_root = None
