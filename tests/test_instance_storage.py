@@ -152,46 +152,49 @@ def test_sqlite_run_page_watcher_sees_every_event_another_process_writes(tmp_pat
         assert seen[-1] == "the last event"
 
 
-@pytest.mark.postgres
-def test_postgres_storage_round_trip(tmp_path, postgres_server):
+@pytest.fixture
+def postgres_home(tmp_path, postgres_server):
+    """(a Dagster home on the project's PostgreSQL storage, its database URL); dropped afterwards."""
     from tests.conftest import create_postgres_database, drop_postgres_database
 
     url = create_postgres_database(postgres_server, prefix="planexe_dg")
     dagster_url = url.replace("postgresql+psycopg://", "postgresql+psycopg2://")
     try:
-        home = _home(tmp_path, storage_config_yaml("postgres", postgres_url=dagster_url))
-        _exercise(home)
-        with DagsterInstance.from_config(str(home)) as instance:
-            assert isinstance(
-                instance.get_ref().storage_data.rehydrate(as_type=PlanexePostgresStorage),
-                PlanexePostgresStorage,
-            )
-            engine = instance.event_log_storage._engine
-            assert type(engine.pool).__name__ == "QueuePool"
-            before = engine.pool.checkedin() + engine.pool.checkedout()
-            for _ in range(20):
-                instance.get_runs(limit=1)
-                instance.event_log_storage.has_dynamic_partition("things", "b")
-            # Connections are reused: twenty rounds of calls did not open twenty connections.
-            assert engine.pool.checkedin() + engine.pool.checkedout() <= max(before, 1) + 1
+        yield _home(tmp_path, storage_config_yaml("postgres", postgres_url=dagster_url)), url
     finally:
         drop_postgres_database(postgres_server, url)
 
 
 @pytest.mark.postgres
-def test_postgres_instances_of_one_process_share_their_pools(tmp_path, postgres_server):
+def test_postgres_storage_round_trip(postgres_home):
+    home, _url = postgres_home
+    _exercise(home)
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(
+            instance.get_ref().storage_data.rehydrate(as_type=PlanexePostgresStorage),
+            PlanexePostgresStorage,
+        )
+        engine = instance.event_log_storage._engine
+        assert type(engine.pool).__name__ == "QueuePool"
+        before = engine.pool.checkedin() + engine.pool.checkedout()
+        for _ in range(20):
+            instance.get_runs(limit=1)
+            instance.event_log_storage.has_dynamic_partition("things", "b")
+        # Connections are reused: twenty rounds of calls did not open twenty connections.
+        assert engine.pool.checkedin() + engine.pool.checkedout() <= max(before, 1) + 1
+
+
+@pytest.mark.postgres
+def test_postgres_instances_of_one_process_share_their_pools(postgres_home, postgres_server):
     """A Celery worker builds an instance per step (``DagsterInstance.from_ref``) and never disposes
     it: the instances share one pool per storage kind, so the server's connections stay bounded."""
     from sqlalchemy import create_engine, text
 
     from planexe_assets.dagster_defs.instance_storage import shared_pg_engines
-    from tests.conftest import create_postgres_database, drop_postgres_database
 
-    url = create_postgres_database(postgres_server, prefix="planexe_dg")
-    dagster_url = url.replace("postgresql+psycopg://", "postgresql+psycopg2://")
+    home, url = postgres_home
     server = create_engine(postgres_server)
     try:
-        home = _home(tmp_path, storage_config_yaml("postgres", postgres_url=dagster_url))
         with DagsterInstance.from_config(str(home)) as first:
             ref = first.get_ref()
         before = shared_pg_engines.open_engines()
@@ -211,7 +214,6 @@ def test_postgres_instances_of_one_process_share_their_pools(tmp_path, postgres_
         assert shared_pg_engines.open_engines() == before  # the last one disposed closes the pools
     finally:
         server.dispose()
-        drop_postgres_database(postgres_server, url)
 
 
 def _race_two_claims(instance, competitor) -> tuple[str, str]:
@@ -269,20 +271,10 @@ def test_a_pool_slot_is_never_claimed_twice_sqlite(tmp_path, monkeypatch):
 
 
 @pytest.mark.postgres
-def test_a_pool_slot_is_never_claimed_twice_postgres(tmp_path, postgres_server):
-    from tests.conftest import create_postgres_database, drop_postgres_database
-
-    url = create_postgres_database(postgres_server, prefix="planexe_dg")
-    dagster_url = url.replace("postgresql+psycopg://", "postgresql+psycopg2://")
-    try:
-        home = _home(tmp_path, storage_config_yaml("postgres", postgres_url=dagster_url))
-        with (
-            DagsterInstance.from_config(str(home)) as instance,
-            DagsterInstance.from_config(str(home)) as other,
-        ):
-            assert _race_two_claims(instance, other) == ("BLOCKED", "CLAIMED")
-    finally:
-        drop_postgres_database(postgres_server, url)
+def test_a_pool_slot_is_never_claimed_twice_postgres(postgres_home):
+    home, _url = postgres_home
+    with DagsterInstance.from_config(str(home)) as instance, DagsterInstance.from_config(str(home)) as other:
+        assert _race_two_claims(instance, other) == ("BLOCKED", "CLAIMED")
 
 
 def _open_instance(home: str, ready) -> None:

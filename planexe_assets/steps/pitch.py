@@ -158,17 +158,8 @@ def run_pitch_markdown(ctx: StepContext, inputs: StepInputs) -> StepResult:
         ctx.logger.warning(
             "pitch_markdown: the reply had no %s/%s markers; kept the whole reply", START_MARKER, END_MARKER
         )
-    record = {
-        "response_content": reply.text,
-        "markdown": markdown,
-        "metadata": reply.metadata,
-        "system_prompt": PITCH_MARKDOWN_SYSTEM_PROMPT.strip(),
-        "user_prompt": user_prompt,
-    }
-    outputs = ctx.step.outputs
-    return StepResult(
-        files={outputs["raw"]: dump_json(record), outputs["markdown"]: markdown},
-        notes={"markers_found": had_markers, "markdown_chars": len(markdown)},
+    return _pitch_markdown_result(
+        ctx, user_prompt, reply.text, markdown, reply.metadata, {"markers_found": had_markers}
     )
 
 
@@ -180,17 +171,27 @@ def _plain_pitch(ctx: StepContext, pitch: ProjectPitch, user_prompt: str, error:
     note = f"The model's rewrite could not be used ({reason}); this is the pitch as written, unpolished."
     markdown = render_pitch(pitch).rstrip() + notes_markdown([note]) + "\n"
     log_notes(ctx.logger, ctx.step.name, [note])
+    metadata = {"fallback": "render_pitch", "error": reason}
+    return _pitch_markdown_result(
+        ctx, user_prompt, "", markdown, metadata, {"markers_found": False, "fallback": reason}
+    )
+
+
+def _pitch_markdown_result(
+    ctx: StepContext, user_prompt: str, response: str, markdown: str, metadata: dict, notes: dict
+) -> StepResult:
+    """The raw record (reply, markdown, prompts) and the markdown file of ``pitch_markdown``."""
     record = {
-        "response_content": "",
+        "response_content": response,
         "markdown": markdown,
-        "metadata": {"fallback": "render_pitch", "error": reason},
+        "metadata": metadata,
         "system_prompt": PITCH_MARKDOWN_SYSTEM_PROMPT.strip(),
         "user_prompt": user_prompt,
     }
     outputs = ctx.step.outputs
     return StepResult(
         files={outputs["raw"]: dump_json(record), outputs["markdown"]: markdown},
-        notes={"markers_found": False, "markdown_chars": len(markdown), "fallback": reason},
+        notes={**notes, "markdown_chars": len(markdown)},
     )
 
 

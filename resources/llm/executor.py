@@ -486,17 +486,9 @@ class _Tries:
 _HOPELESS_CODES = frozenset({"looping", "context_full"})
 # Cut-off replies whose complete JSON array items are kept when they satisfy the schema (salvage.py).
 _SALVAGE_CODES = _HOPELESS_CODES
-_N = TypeVar("_N", int, float)
 # A request's timeout is at least this many times what the model's observed speed needs for its
 # max_tokens (see _Call._timeout_for).
 TIMEOUT_MARGIN = 1.5
-
-
-def _plus(total: _N | None, more: _N | None) -> _N | None:
-    """A running total that stays None until some figure is known."""
-    if more is None:
-        return total
-    return more if total is None else total + more
 
 
 class _Call:
@@ -1007,10 +999,11 @@ class _Call:
             data, repeated = drop_repeated_items(data)
             try:
                 value = self.response_model.model_validate(data)
-            except ValidationError:
-                missing = missing_fields(self.response_model, data)
-                if self.partial is None and missing:
-                    self.partial = (data, missing)  # the longest such prefix
+            except ValidationError as exc:
+                if self.partial is None:  # the longest prefix lacking only top-level fields
+                    missing = missing_fields(self.response_model, exc)
+                    if missing:
+                        self.partial = (data, missing)
                 continue
             note = (
                 f"kept the first {len(candidate)} of {len(text)} characters of a reply cut off at max_tokens "
@@ -1042,9 +1035,7 @@ class _Call:
             log.warning("%s: could not complete a cut-off reply's missing %s: %s", self.where, missing, exc)
             return None
         self.attempts += usage.attempts
-        self.input_tokens = _plus(self.input_tokens, usage.input_tokens)
-        self.output_tokens = _plus(self.output_tokens, usage.output_tokens)
-        self.cost = _plus(self.cost, usage.cost_usd)
+        self._add_usage(usage.input_tokens, usage.output_tokens, usage.cost_usd)
         merged = {**data, **rest.model_dump(mode="json", by_alias=True)}
         try:
             value = self.response_model.model_validate(merged)

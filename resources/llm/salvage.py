@@ -132,20 +132,14 @@ def drop_repeated_items(data: Any) -> tuple[Any, int]:
 # answer; the two are merged and validated against the full schema.
 
 
-def missing_fields(model: type[BaseModel], data: Any) -> list[str] | None:
-    """The top-level fields of ``model`` that ``data`` lacks, when their absence is the only reason
-    it does not validate; ``[]`` when it validates; None when something else is wrong with it."""
-    if not isinstance(data, dict):
+def missing_fields(model: type[BaseModel], error: ValidationError) -> list[str] | None:
+    """The top-level fields of ``model`` whose absence is the only reason a value failed to
+    validate (``error``, from validating it against ``model``); None when something else is wrong."""
+    errors = error.errors()
+    names = [str(e["loc"][0]) for e in errors if e["type"] == "missing" and len(e["loc"]) == 1]
+    if len(names) != len(errors) or not all(name in model.model_fields for name in names):
         return None
-    try:
-        model.model_validate(data)
-    except ValidationError as exc:
-        errors = exc.errors()
-        names = [str(e["loc"][0]) for e in errors if e["type"] == "missing" and len(e["loc"]) == 1]
-        if len(names) != len(errors) or not all(name in model.model_fields for name in names):
-            return None
-        return names
-    return []
+    return names
 
 
 def rest_model(model: type[BaseModel], names: list[str]) -> type[BaseModel]:
